@@ -1,0 +1,97 @@
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify';
+import { AppError, ERRORS } from '../errors.ts';
+import type { ApiContext } from './context.ts';
+import { customerRoutes } from './routes/customers.ts';
+import { healthRoutes } from './routes/health.ts';
+import { imageRoutes } from './routes/images.ts';
+import { statsRoutes } from './routes/stats.ts';
+import { ErrorBody } from './schemas.ts';
+
+export type App = FastifyInstance;
+
+/** Fastify's own errors that are the client's doing, mapped onto the catalogue's codes. */
+const CLIENT_ERRORS: Record<string, AppError['code']> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'IMAGE_TOO_LARGE',
+  FST_REQ_FILE_TOO_LARGE: 'IMAGE_TOO_LARGE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'VALIDATION_FAILED',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'VALIDATION_FAILED',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'VALIDATION_FAILED',
+};
+
+export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    // Requests are measured in /metrics; a log line per request would drown the ones that matter.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    // Behind a load balancer the client's address is in X-Forwarded-For.
+    trustProxy: true,
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', null);
+  app.addSchema(ErrorBody);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'imagelake',
+        version: '1',
+        description: 'Image data platform: ingest, lake, processing, retention, statistics.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    let appError: AppError;
+    if (error instanceof AppError) appError = error;
+    else if ((error as FastifyError).validation) appError = new AppError('VALIDATION_FAILED', error.message);
+    else if ((error as FastifyError).code && CLIENT_ERRORS[(error as FastifyError).code]) {
+      appError = new AppError(CLIENT_ERRORS[(error as FastifyError).code]!);
+    } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
+      appError = new AppError('VALIDATION_FAILED', error.message);
+    } else {
+      appError = new AppError('INTERNAL');
+    }
+    if (appError.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
+    else request.log.debug({ code: appError.code, url: request.url }, 'request refused');
+    // A 5xx says what to do, never what broke inside.
+    const message =
+      appError.status >= 500 && appError.code === 'INTERNAL' ? ERRORS.INTERNAL.message : appError.message;
+    return reply.status(appError.status).send({ error: { code: appError.code, message } });
+  });
+
+  app.setNotFoundHandler((_request, reply) => {
+    reply.status(404).send({
+      error: { code: 'NOT_FOUND', message: 'No such route. The API is described at /openapi.json.' },
+    });
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    ctx.metrics.httpSeconds.observe(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unknown',
+        status: String(reply.statusCode),
+      },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(healthRoutes(ctx));
+  await app.register(customerRoutes(ctx));
+  await app.register(imageRoutes(ctx));
+  await app.register(statsRoutes(ctx));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,20 @@
+import type { Logger } from 'pino';
+import type { Db } from '../catalog/database.ts';
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config/config.ts';
+import type { Lander } from '../ingest/land.ts';
+import type { Lake } from '../lake/port.ts';
+import type { Metrics } from '../observability/metrics.ts';
+
+/** What routes may call. Routes translate HTTP into calls on these and nothing more. */
+export interface ApiContext {
+  config: Config;
+  db: Db;
+  lake: Lake;
+  lander: Lander;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  /** Throws when a dependency the API needs does not answer. */
+  ready: () => Promise<Record<string, string>>;
+}

@@ -1,0 +1,166 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { createCustomer, getCustomer, listCustomers } from '../../catalog/customers.ts';
+import { issueKey, listKeys, revokeKey } from '../../catalog/keys.ts';
+import { AppError } from '../../errors.ts';
+import { requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { errorResponses, Uuid } from '../schemas.ts';
+
+const Customer = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+});
+const Key = Type.Object({
+  id: Uuid,
+  role: Type.String(),
+  customerId: Type.Union([Uuid, Type.Null()]),
+  name: Type.String(),
+  prefix: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+const IssuedKey = Type.Object({
+  id: Uuid,
+  apiKey: Type.String({ description: 'Shown once; only its hash is stored' }),
+  prefix: Type.String(),
+});
+
+export const customerRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    const admin = requireRole(ctx.db, 'admin');
+
+    app.post(
+      '/v1/customers',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Create a customer and its first API key',
+          tags: ['customers'],
+          body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }),
+          response: {
+            201: Type.Composite([Customer, Type.Object({ apiKey: Type.String() })]),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request, reply) => {
+        const { customer, key } = await createCustomer(ctx.db, request.body.name.trim());
+        return reply.status(201).send({
+          id: customer.id,
+          name: customer.name,
+          createdAt: customer.created_at.toISOString(),
+          apiKey: key.key,
+        });
+      },
+    );
+
+    app.get(
+      '/v1/customers',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'List customers',
+          tags: ['customers'],
+          response: { 200: Type.Object({ customers: Type.Array(Customer) }) },
+        },
+      },
+      async () => ({
+        customers: (await listCustomers(ctx.db)).map((c) => ({
+          id: c.id,
+          name: c.name,
+          createdAt: c.created_at.toISOString(),
+        })),
+      }),
+    );
+
+    app.post(
+      '/v1/customers/:id/keys',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Issue another API key for a customer (e.g. to rotate: issue, switch, revoke the old one)',
+          tags: ['keys'],
+          params: Type.Object({ id: Uuid }),
+          body: Type.Optional(Type.Object({ name: Type.Optional(Type.String({ maxLength: 200 })) })),
+          response: { 201: IssuedKey, ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        if (!(await getCustomer(ctx.db, request.params.id)))
+          throw new AppError('NOT_FOUND', 'No such customer.');
+        const issued = await issueKey(ctx.db, 'customer', {
+          customerId: request.params.id,
+          name: request.body?.name ?? 'issued by admin',
+        });
+        return reply.status(201).send({ id: issued.id, apiKey: issued.key, prefix: issued.prefix });
+      },
+    );
+
+    app.get(
+      '/v1/keys',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'List keys (never the keys themselves, only their prefixes)',
+          tags: ['keys'],
+          querystring: Type.Object({
+            customerId: Type.Optional(Uuid),
+            role: Type.Optional(
+              Type.Union([Type.Literal('admin'), Type.Literal('customer'), Type.Literal('analyst')]),
+            ),
+          }),
+          response: { 200: Type.Object({ keys: Type.Array(Key) }) },
+        },
+      },
+      async (request) => ({
+        keys: (await listKeys(ctx.db, request.query)).map((k) => ({
+          id: k.id,
+          role: k.role,
+          customerId: k.customer_id,
+          name: k.name,
+          prefix: k.prefix,
+          createdAt: k.created_at.toISOString(),
+          revokedAt: k.revoked_at?.toISOString() ?? null,
+        })),
+      }),
+    );
+
+    app.post(
+      '/v1/analyst-keys',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Issue an analyst key: reads statistics, never images',
+          tags: ['keys'],
+          body: Type.Optional(Type.Object({ name: Type.Optional(Type.String({ maxLength: 200 })) })),
+          response: { 201: IssuedKey, ...errorResponses(401, 403) },
+        },
+      },
+      async (request, reply) => {
+        const issued = await issueKey(ctx.db, 'analyst', { name: request.body?.name ?? 'analyst' });
+        return reply.status(201).send({ id: issued.id, apiKey: issued.key, prefix: issued.prefix });
+      },
+    );
+
+    app.delete(
+      '/v1/keys/:id',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Revoke a key at once',
+          tags: ['keys'],
+          params: Type.Object({ id: Uuid }),
+          response: { 204: Type.Null(), ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        if (!(await revokeKey(ctx.db, request.params.id)))
+          throw new AppError('NOT_FOUND', 'No such active key.');
+        return reply.status(204).send(null);
+      },
+    );
+  };

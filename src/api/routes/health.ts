@@ -1,0 +1,34 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { depth } from '../../catalog/queue.ts';
+import { purgeLagSeconds } from '../../retention/purge.ts';
+import type { ApiContext } from '../context.ts';
+
+export const healthRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (app) => {
+    app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+
+    app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+      try {
+        return { status: 'ready', checks: await ctx.ready() };
+      } catch (error) {
+        return reply
+          .status(503)
+          .send({ status: 'not ready', error: { code: 'NOT_READY', message: (error as Error).message } });
+      }
+    });
+
+    app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+      // Gauges that live in the catalog are read at scrape time, so every process reports the same truth.
+      try {
+        const d = await depth(ctx.db);
+        ctx.metrics.queueDepth.set({ state: 'queued' }, d.queued);
+        ctx.metrics.queueDepth.set({ state: 'running' }, d.running);
+        ctx.metrics.purgeLagSeconds.set(await purgeLagSeconds(ctx.db, ctx.clock, ctx.config.retentionMs));
+      } catch (error) {
+        ctx.log.warn({ err: error }, 'catalog gauges unavailable for this scrape');
+      }
+      reply.header('content-type', ctx.metrics.registry.contentType);
+      return ctx.metrics.registry.metrics();
+    });
+  };

@@ -1,0 +1,259 @@
+import type { Readable } from 'node:stream';
+import multipart from '@fastify/multipart';
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { decodeCursor, getImage, listImages } from '../../catalog/images.ts';
+import type { ImageRow } from '../../catalog/schema.ts';
+import { AppError } from '../../errors.ts';
+import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
+import { LakeNotFound } from '../../lake/port.ts';
+import { eraseImage } from '../../retention/erase.ts';
+import { customerScope, requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { errorResponses, ImageBody, type ImageBodyT, LandedBody, Uuid } from '../schemas.ts';
+
+export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
+  return {
+    id: row.id,
+    customerId: row.customer_id,
+    source: row.source,
+    status: row.status,
+    format: row.format,
+    width: row.width,
+    height: row.height,
+    bytes: Number(row.bytes),
+    checksum: row.checksum,
+    phash: row.phash,
+    filename: row.filename,
+    receivedAt: row.received_at.toISOString(),
+    processedAt: row.processed_at?.toISOString() ?? null,
+    expiresAt: new Date(row.received_at.getTime() + retentionMs).toISOString(),
+    metadata: row.metadata,
+    processors: row.processors ?? {},
+    renditions: (row.renditions ?? []).map((r) => ({
+      name: r.name,
+      format: r.format,
+      width: r.width,
+      height: r.height,
+      bytes: r.bytes,
+      url: `/v1/images/${row.id}/renditions/${r.name}`,
+    })),
+    ...(row.status === 'failed' && row.error_code
+      ? { error: { code: row.error_code, message: row.error_message ?? '' } }
+      : {}),
+  };
+}
+
+export const imageRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    const reader = requireRole(ctx.db, 'customer', 'admin');
+
+    /** The image, if the caller may see it; another customer's image is simply not found. */
+    async function visibleImage(request: FastifyRequest, id: string): Promise<ImageRow> {
+      const image = await getImage(ctx.db, id, customerScope(request));
+      if (!image) throw new AppError('NOT_FOUND', 'No such image.');
+      return image;
+    }
+
+    // Uploads get a scope of their own: whatever the Content-Type says, the body is read as raw bytes
+    // (the format is decided by the bytes), except multipart/form-data, which carries a `file` field.
+    await app.register(async (upload) => {
+      upload.removeAllContentTypeParsers();
+      upload.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+      await upload.register(multipart, {
+        limits: { files: 1, fileSize: ctx.config.limits.maxBytes + 1, fields: 10 },
+      });
+
+      upload.post(
+        '/v1/images',
+        {
+          preHandler: requireRole(ctx.db, 'customer'),
+          schema: {
+            summary: 'Upload an image: the raw bytes as the body, or multipart/form-data with a field "file"',
+            tags: ['images'],
+            consumes: ['image/*', 'application/octet-stream', 'multipart/form-data'],
+            headers: Type.Object({
+              'idempotency-key': Type.Optional(
+                Type.String({
+                  minLength: 1,
+                  maxLength: 255,
+                  description: 'The same key again returns the first answer and lands nothing twice',
+                }),
+              ),
+              'x-filename': Type.Optional(Type.String({ maxLength: 255 })),
+            }),
+            response: { 202: LandedBody, ...errorResponses(400, 401, 403, 413, 415, 429) },
+          },
+        },
+        async (request, reply) => {
+          let body: Readable;
+          let filename = request.headers['x-filename'] as string | undefined;
+          if (request.isMultipart()) {
+            const part = await request.file();
+            if (part?.fieldname !== 'file')
+              throw new AppError('VALIDATION_FAILED', 'Send the image in a multipart field named "file".');
+            body = part.file;
+            filename = part.filename || filename;
+          } else {
+            body = request.body as Readable;
+            if (!body) throw new AppError('EMPTY_BODY');
+          }
+          const { image, duplicate } = await ctx.lander.land({
+            customerId: request.principal!.customerId!,
+            source: 'http',
+            body,
+            idempotencyKey: request.headers['idempotency-key'] as string | undefined,
+            filename,
+          });
+          if (duplicate) reply.header('idempotent-replayed', 'true');
+          reply.header('location', `/v1/images/${image.id}`);
+          return reply.status(202).send({
+            id: image.id,
+            status: duplicate ? image.status : 'received',
+            checksum: image.checksum,
+            bytes: Number(image.bytes),
+          });
+        },
+      );
+    });
+
+    app.get(
+      '/v1/images',
+      {
+        preHandler: reader,
+        schema: {
+          summary: "List the caller's images, newest first (admin: pass customerId)",
+          tags: ['images'],
+          querystring: Type.Object({
+            limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+            cursor: Type.Optional(Type.String()),
+            status: Type.Optional(
+              Type.Union([
+                Type.Literal('received'),
+                Type.Literal('processing'),
+                Type.Literal('processed'),
+                Type.Literal('failed'),
+              ]),
+            ),
+            customerId: Type.Optional(Uuid),
+          }),
+          response: {
+            200: Type.Object({
+              images: Type.Array(ImageBody),
+              next: Type.Union([Type.String(), Type.Null()]),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request) => {
+        const customerId = customerScope(request) ?? request.query.customerId;
+        if (!customerId)
+          throw new AppError('VALIDATION_FAILED', 'An admin key must say which customer: ?customerId=');
+        const cursor = request.query.cursor ? decodeCursor(request.query.cursor) : undefined;
+        if (request.query.cursor && !cursor)
+          throw new AppError('VALIDATION_FAILED', 'The cursor is not one this API returned.');
+        const page = await listImages(ctx.db, customerId, {
+          limit: request.query.limit,
+          cursor,
+          status: request.query.status,
+        });
+        return {
+          images: page.rows.map((r) => toImageBody(r, ctx.config.retentionMs)),
+          next: page.next ?? null,
+        };
+      },
+    );
+
+    app.get(
+      '/v1/images/:id',
+      {
+        preHandler: reader,
+        schema: {
+          summary: 'An image: status, metadata, renditions',
+          tags: ['images'],
+          params: Type.Object({ id: Uuid }),
+          response: { 200: ImageBody, ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request) => toImageBody(await visibleImage(request, request.params.id), ctx.config.retentionMs),
+    );
+
+    app.get(
+      '/v1/images/:id/original',
+      {
+        preHandler: reader,
+        schema: {
+          summary: 'The original bytes as uploaded',
+          tags: ['images'],
+          params: Type.Object({ id: Uuid }),
+        },
+      },
+      async (request, reply) => {
+        const image = await visibleImage(request, request.params.id);
+        const stream = await ctx.lake.get(image.raw_key).catch((error) => {
+          throw error instanceof LakeNotFound
+            ? new AppError('NOT_FOUND', 'The original is no longer stored.')
+            : error;
+        });
+        reply.header('content-type', MEDIA_TYPE[image.format as ImageFormat] ?? 'application/octet-stream');
+        reply.header('content-length', String(image.bytes));
+        reply.header('etag', `"${image.checksum}"`);
+        reply.header('cache-control', 'private, max-age=3600');
+        return reply.send(stream);
+      },
+    );
+
+    app.get(
+      '/v1/images/:id/renditions/:name',
+      {
+        preHandler: reader,
+        schema: {
+          summary: 'A rendition (thumb, preview), WebP without metadata',
+          tags: ['images'],
+          params: Type.Object({ id: Uuid, name: Type.String({ pattern: '^[a-z0-9_-]+$' }) }),
+        },
+      },
+      async (request, reply) => {
+        const image = await visibleImage(request, request.params.id);
+        const rendition = (image.renditions ?? []).find((r) => r.name === request.params.name);
+        if (!rendition) {
+          throw new AppError(
+            'NOT_FOUND',
+            image.status === 'processed'
+              ? 'No rendition of that name.'
+              : `The image is ${image.status}; renditions exist once it is processed.`,
+          );
+        }
+        const stream = await ctx.lake.get(rendition.key).catch((error) => {
+          throw error instanceof LakeNotFound
+            ? new AppError('NOT_FOUND', 'The rendition is no longer stored.')
+            : error;
+        });
+        reply.header('content-type', 'image/webp');
+        reply.header('content-length', String(rendition.bytes));
+        reply.header('cache-control', 'private, max-age=3600');
+        return reply.send(stream);
+      },
+    );
+
+    app.delete(
+      '/v1/images/:id',
+      {
+        preHandler: reader,
+        schema: {
+          summary: 'Erase an image from the lake and the catalog now',
+          tags: ['images'],
+          params: Type.Object({ id: Uuid }),
+          response: { 204: Type.Null(), ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        const image = await visibleImage(request, request.params.id);
+        await eraseImage(ctx.db, ctx.lake, image);
+        return reply.status(204).send(null);
+      },
+    );
+  };

@@ -1,0 +1,78 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { queryStats, STAT_DIMENSIONS, type StatDimension } from '../../catalog/stats.ts';
+import { AppError } from '../../errors.ts';
+import { day } from '../../lake/keys.ts';
+import { customerScope, requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { errorResponses, Uuid } from '../schemas.ts';
+
+const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
+
+export const statsRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    app.get(
+      '/v1/stats',
+      {
+        preHandler: requireRole(ctx.db, 'admin', 'analyst', 'customer'),
+        schema: {
+          summary:
+            'Images and bytes that reached an outcome, summed over days and grouped (customers see their own)',
+          tags: ['statistics'],
+          querystring: Type.Object({
+            from: Type.Optional(
+              Type.String({ pattern: DAY, description: 'First day, inclusive (default: 30 days ago)' }),
+            ),
+            to: Type.Optional(
+              Type.String({ pattern: DAY, description: 'Last day, inclusive (default: today)' }),
+            ),
+            groupBy: Type.Optional(
+              Type.String({ description: `Comma-separated: ${STAT_DIMENSIONS.join(', ')}` }),
+            ),
+            customerId: Type.Optional(Uuid),
+          }),
+          response: {
+            200: Type.Object({
+              from: Type.String(),
+              to: Type.String(),
+              groupBy: Type.Array(Type.String()),
+              rows: Type.Array(
+                Type.Object({
+                  day: Type.Optional(Type.String()),
+                  customer: Type.Optional(Type.String()),
+                  customerName: Type.Optional(Type.String()),
+                  format: Type.Optional(Type.String()),
+                  source: Type.Optional(Type.String()),
+                  status: Type.Optional(Type.String()),
+                  images: Type.Integer(),
+                  bytes: Type.Integer(),
+                }),
+              ),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request) => {
+        const now = ctx.clock.now();
+        const to = request.query.to ?? day(now);
+        const from = request.query.from ?? day(new Date(now.getTime() - 30 * 86_400_000));
+        const groupBy = (request.query.groupBy ?? '')
+          .split(',')
+          .map((g) => g.trim())
+          .filter(Boolean);
+        const unknown = groupBy.filter((g) => !STAT_DIMENSIONS.includes(g as StatDimension));
+        if (unknown.length)
+          throw new AppError(
+            'VALIDATION_FAILED',
+            `Cannot group by ${unknown.join(', ')}; use ${STAT_DIMENSIONS.join(', ')}.`,
+          );
+        if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+        const customerId = customerScope(request) ?? request.query.customerId;
+        const rows = await queryStats(ctx.db, { from, to, groupBy: groupBy as StatDimension[], customerId });
+        return { from, to, groupBy, rows };
+      },
+    );
+  };

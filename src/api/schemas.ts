@@ -1,0 +1,62 @@
+import { type Static, Type } from '@sinclair/typebox';
+
+export const ErrorBody = Type.Object(
+  { error: Type.Object({ code: Type.String(), message: Type.String() }) },
+  { $id: 'Error', description: 'Every error: a stable code to switch on and a message for people.' },
+);
+
+export const Uuid = Type.String({ format: 'uuid' });
+
+export const RenditionBody = Type.Object({
+  name: Type.String(),
+  format: Type.String(),
+  width: Type.Integer(),
+  height: Type.Integer(),
+  bytes: Type.Integer(),
+  url: Type.String(),
+});
+
+export const ImageBody = Type.Object({
+  id: Uuid,
+  customerId: Uuid,
+  source: Type.Union([Type.Literal('http'), Type.Literal('kafka')]),
+  status: Type.Union([
+    Type.Literal('received'),
+    Type.Literal('processing'),
+    Type.Literal('processed'),
+    Type.Literal('failed'),
+  ]),
+  format: Type.String(),
+  width: Type.Union([Type.Integer(), Type.Null()]),
+  height: Type.Union([Type.Integer(), Type.Null()]),
+  bytes: Type.Integer(),
+  checksum: Type.String({ description: 'SHA-256 of the bytes as received, hex' }),
+  phash: Type.Union([Type.String({ description: '64-bit perceptual hash, hex' }), Type.Null()]),
+  filename: Type.Union([Type.String(), Type.Null()]),
+  receivedAt: Type.String({ format: 'date-time' }),
+  processedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  expiresAt: Type.String({
+    format: 'date-time',
+    description: 'When the retention purge deletes it everywhere',
+  }),
+  metadata: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+  processors: Type.Record(Type.String(), Type.String(), {
+    description: 'name -> version of every processor that ran',
+  }),
+  renditions: Type.Array(RenditionBody),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+});
+export type ImageBodyT = Static<typeof ImageBody>;
+
+export const LandedBody = Type.Object({
+  id: Uuid,
+  status: Type.String(),
+  checksum: Type.String(),
+  bytes: Type.Integer(),
+});
+
+export const errorResponses = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, Type.Ref('Error')])) as Record<
+    number,
+    ReturnType<typeof Type.Ref>
+  >;

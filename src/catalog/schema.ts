@@ -1,0 +1,108 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+// pg returns bigint as string to avoid precision loss; we read it as string and convert where summed.
+type BigInt = ColumnType<string, number | bigint | string, number | bigint | string>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type Json<T> = ColumnType<T, string, string>;
+
+export type ImageStatus = 'received' | 'processing' | 'processed' | 'failed';
+export type ImageSource = 'http' | 'kafka';
+export type KeyRole = 'admin' | 'customer' | 'analyst';
+
+export interface Rendition {
+  name: string;
+  format: string;
+  width: number;
+  height: number;
+  bytes: number;
+  key: string;
+}
+
+export interface CustomersTable {
+  id: string;
+  name: string;
+  created_at: Generated<Date>;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  role: KeyRole;
+  customer_id: string | null;
+  name: string;
+  hash: string;
+  prefix: string;
+  created_at: Generated<Date>;
+  revoked_at: Date | null;
+}
+
+export interface ImagesTable {
+  id: string;
+  customer_id: string;
+  source: ImageSource;
+  status: ImageStatus;
+  idempotency_key: string | null;
+  filename: string | null;
+  checksum: string;
+  bytes: BigInt;
+  format: string;
+  raw_key: string;
+  received_at: Timestamp;
+  processed_at: Timestamp | null;
+  width: number | null;
+  height: number | null;
+  metadata: Json<Record<string, unknown>> | null;
+  renditions: Json<Rendition[]> | null;
+  phash: string | null;
+  processors: Json<Record<string, string>> | null;
+  error_code: string | null;
+  error_message: string | null;
+  queue_ms: number | null;
+  processing_ms: number | null;
+}
+
+export interface JobsTable {
+  id: Generated<string>;
+  kind: string;
+  image_id: string;
+  state: 'queued' | 'running';
+  attempts: Generated<number>;
+  max_attempts: number;
+  run_at: Timestamp;
+  lease_token: string | null;
+  lease_until: Timestamp | null;
+  last_error: string | null;
+  created_at: Generated<Date>;
+}
+
+export interface DailyStatsTable {
+  day: ColumnType<string, string, string>;
+  customer_id: string;
+  format: string;
+  source: string;
+  status: string;
+  images: BigInt;
+  bytes: BigInt;
+}
+
+export interface PurgeRunsTable {
+  id: Generated<string>;
+  started_at: Timestamp;
+  finished_at: Timestamp;
+  window_ms: BigInt;
+  images: number;
+  objects: number;
+  bytes: BigInt;
+}
+
+export interface Database {
+  customers: CustomersTable;
+  api_keys: ApiKeysTable;
+  images: ImagesTable;
+  jobs: JobsTable;
+  daily_stats: DailyStatsTable;
+  purge_runs: PurgeRunsTable;
+}
+
+export type ImageRow = Selectable<ImagesTable>;
+export type NewImage = Insertable<ImagesTable>;
+export type CustomerRow = Selectable<CustomersTable>;

@@ -1,0 +1,166 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/config.ts';
+import { ROLES, type Role, startServer } from '../server.ts';
+import { ApiClient } from './client.ts';
+import { upload } from './commands/upload.ts';
+
+const HELP = `imagelake: an image data platform
+
+Usage: imagelake <command> [options]
+
+  serve [--roles api,worker,scheduler]   Run the platform (all roles by default). Settings come from
+                                         IMAGELAKE_* environment variables; see the README.
+  customers create NAME                  Create a customer; prints its id and API key (shown once).
+  customers list                         List customers.
+  keys analyst [--name NAME]             Issue an analyst key (statistics only, no images).
+  keys revoke KEY_ID                     Revoke a key at once.
+  upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
+         [--concurrency N] [--wait]      --wait also waits until every image is processed.
+  stats [--from DAY] [--to DAY] [--group-by day,customer,format,source,status]
+
+Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
+                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys and stats.
+`;
+
+function fail(message: string): never {
+  console.error(`imagelake: ${message}`);
+  process.exit(2);
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { roles: { type: 'string' } } });
+  const roles = (values.roles ?? ROLES.join(',')).split(',').map((r) => r.trim()) as Role[];
+  const unknown = roles.filter((r) => !ROLES.includes(r));
+  if (unknown.length) fail(`unknown role ${unknown.join(', ')}; roles are ${ROLES.join(', ')}`);
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+  const server = await startServer(config, { roles });
+  if (server.generatedAdminToken) {
+    // Printed once: only its hash is stored, so this is the one chance to copy it.
+    console.log(
+      `\n  Admin token (shown only now; store it somewhere safe):\n\n    IMAGELAKE_ADMIN_TOKEN=${server.generatedAdminToken}\n`,
+    );
+  }
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`${signal}: finishing work in hand, then stopping`);
+    await server.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    console.log(HELP);
+    return;
+  }
+  if (command === 'serve') return serve(rest);
+
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string' },
+      token: { type: 'string' },
+      customer: { type: 'string' },
+      concurrency: { type: 'string' },
+      wait: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      name: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'group-by': { type: 'string' },
+    },
+  });
+  const url = values.url ?? process.env.IMAGELAKE_URL ?? 'http://127.0.0.1:8080';
+  const admin = () => {
+    const token = values.token ?? process.env.IMAGELAKE_ADMIN_TOKEN;
+    if (!token)
+      fail('this command needs the admin token: --token or IMAGELAKE_ADMIN_TOKEN (printed at first start)');
+    return new ApiClient(url, token);
+  };
+  const [sub, ...args] = positionals;
+
+  switch (command) {
+    case 'customers': {
+      if (sub === 'create') {
+        const name = args.join(' ').trim();
+        if (!name) fail('usage: imagelake customers create NAME');
+        const c = await admin().json<{ id: string; name: string; apiKey: string }>('POST', '/v1/customers', {
+          name,
+        });
+        console.log(`customer ${c.name}\n  id:      ${c.id}\n  api key: ${c.apiKey}   (shown only now)`);
+        return;
+      }
+      if (sub === 'list') {
+        const { customers } = await admin().json<{
+          customers: Array<{ id: string; name: string; createdAt: string }>;
+        }>('GET', '/v1/customers');
+        for (const c of customers) console.log(`${c.id}  ${c.createdAt}  ${c.name}`);
+        return;
+      }
+      return fail('usage: imagelake customers create NAME | customers list');
+    }
+    case 'keys': {
+      if (sub === 'analyst') {
+        const k = await admin().json<{ id: string; apiKey: string }>('POST', '/v1/analyst-keys', {
+          name: values.name ?? 'analyst',
+        });
+        console.log(`analyst key ${k.id}\n  key: ${k.apiKey}   (shown only now)`);
+        return;
+      }
+      if (sub === 'revoke' && args[0]) {
+        await admin()
+          .request('DELETE', `/v1/keys/${args[0]}`)
+          .then(async (r) => {
+            if (r.status !== 204) fail(`revoke failed: ${await r.text()}`);
+          });
+        console.log(`revoked ${args[0]}`);
+        return;
+      }
+      return fail('usage: imagelake keys analyst [--name NAME] | keys revoke KEY_ID');
+    }
+    case 'upload': {
+      const key = values.customer ?? process.env.IMAGELAKE_API_KEY;
+      if (!key) fail('upload needs the customer API key: --customer KEY (or IMAGELAKE_API_KEY)');
+      if (positionals.length === 0) fail('usage: imagelake upload --customer KEY PATH...');
+      const concurrency = Number(values.concurrency ?? 4);
+      if (!Number.isInteger(concurrency) || concurrency < 1) fail('--concurrency takes a whole number');
+      process.exitCode = await upload(new ApiClient(url, key), positionals, {
+        concurrency,
+        wait: Boolean(values.wait),
+        quiet: Boolean(values.quiet),
+      });
+      return;
+    }
+    case 'stats': {
+      const query = new URLSearchParams();
+      if (values.from) query.set('from', values.from);
+      if (values.to) query.set('to', values.to);
+      query.set('groupBy', values['group-by'] ?? 'day,customer,format');
+      const { rows } = await admin().json<{ rows: Array<Record<string, unknown>> }>(
+        'GET',
+        `/v1/stats?${query}`,
+      );
+      console.table(rows);
+      return;
+    }
+    default:
+      fail(`unknown command "${command}"; run imagelake help`);
+  }
+}
+
+main().catch((error) => {
+  console.error(`imagelake: ${(error as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,102 @@
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { parseBytes, parseDuration } from './duration.ts';
+
+/** Everything the platform can be told, with its defaults. One schema; every problem is reported at once. */
+export interface Config {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  adminToken: string | undefined;
+  host: string;
+  port: number;
+  logLevel: string;
+  retentionMs: number;
+  purgeIntervalMs: number;
+  limits: {
+    maxBytes: number;
+    maxPixels: number;
+    maxFrames: number;
+    maxQueueDepth: number;
+  };
+  workers: {
+    threads: number;
+    concurrency: number;
+    jobTimeoutMs: number;
+    maxAttempts: number;
+    leaseMs: number;
+    pollIntervalMs: number;
+  };
+  processors: string[];
+}
+
+type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const read = <T>(name: string, fallback: string, parse: (v: string) => T | undefined, hint: string): T => {
+    const raw = env[name]?.trim() || fallback;
+    const value = parse(raw);
+    if (value === undefined) {
+      problems.push(`${name}=${JSON.stringify(raw)} is not ${hint}`);
+      return parse(fallback) as T;
+    }
+    return value;
+  };
+  const int = (min: number) => (v: string) => (/^\d+$/.test(v) && Number(v) >= min ? Number(v) : undefined);
+  const duration = (v: string) => {
+    const ms = parseDuration(v);
+    return ms !== undefined && ms > 0 ? ms : undefined;
+  };
+  const cores = availableParallelism();
+
+  const config: Config = {
+    dataDir: resolve(env.IMAGELAKE_DATA_DIR?.trim() || './data'),
+    databaseUrl: env.IMAGELAKE_DATABASE_URL?.trim() || undefined,
+    adminToken: env.IMAGELAKE_ADMIN_TOKEN?.trim() || undefined,
+    host: env.IMAGELAKE_HOST?.trim() || '127.0.0.1',
+    port: read('IMAGELAKE_PORT', '8080', int(0), 'a port number'),
+    logLevel: read(
+      'IMAGELAKE_LOG_LEVEL',
+      'info',
+      (v) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : undefined),
+      'one of fatal, error, warn, info, debug, trace, silent',
+    ),
+    retentionMs: read('IMAGELAKE_RETENTION', '7d', duration, 'a duration such as 7d, 12h or 90s'),
+    purgeIntervalMs: read('IMAGELAKE_PURGE_INTERVAL', '5m', duration, 'a duration such as 5m or 30s'),
+    limits: {
+      maxBytes: read('IMAGELAKE_MAX_BYTES', '64MiB', parseBytes, 'a size such as 64MiB'),
+      maxPixels: read('IMAGELAKE_MAX_PIXELS', '100000000', int(1), 'a whole number of pixels'),
+      maxFrames: read('IMAGELAKE_MAX_FRAMES', '200', int(1), 'a whole number of frames'),
+      maxQueueDepth: read('IMAGELAKE_MAX_QUEUE_DEPTH', '10000', int(1), 'a whole number of jobs'),
+    },
+    workers: {
+      threads: read('IMAGELAKE_WORKER_THREADS', String(cores), int(1), 'a whole number of threads'),
+      concurrency: read('IMAGELAKE_WORKER_CONCURRENCY', String(cores * 2), int(1), 'a whole number of jobs'),
+      jobTimeoutMs: read('IMAGELAKE_JOB_TIMEOUT', '60s', duration, 'a duration such as 60s'),
+      maxAttempts: read('IMAGELAKE_JOB_ATTEMPTS', '3', int(1), 'a whole number of attempts'),
+      leaseMs: read('IMAGELAKE_JOB_LEASE', '5m', duration, 'a duration such as 5m'),
+      pollIntervalMs: read('IMAGELAKE_POLL_INTERVAL', '1s', duration, 'a duration such as 1s'),
+    },
+    processors: (env.IMAGELAKE_PROCESSORS ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)
+      .map((p) => resolve(p)),
+  };
+  if (config.workers.leaseMs <= config.workers.jobTimeoutMs) {
+    problems.push(
+      'IMAGELAKE_JOB_LEASE must be longer than IMAGELAKE_JOB_TIMEOUT, or a slow job is taken twice',
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

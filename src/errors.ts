@@ -1,0 +1,67 @@
+/**
+ * The one catalogue of errors. Each cause has a stable code that clients may switch on,
+ * an HTTP status, and a public message that says what to do. Internals never leave a 5xx.
+ */
+export const ERRORS = {
+  UNAUTHORIZED: { status: 401, message: 'Send a valid key as "Authorization: Bearer <key>".' },
+  FORBIDDEN: { status: 403, message: 'This key may not do that.' },
+  NOT_FOUND: { status: 404, message: 'No such resource.' },
+  VALIDATION_FAILED: { status: 400, message: 'The request does not match the documented schema.' },
+  EMPTY_BODY: { status: 400, message: 'The request carried no image bytes.' },
+  UNSUPPORTED_FORMAT: {
+    status: 415,
+    message: 'Not a supported image. Send JPEG, PNG, WebP, GIF, AVIF, TIFF or HEIC/HEIF bytes.',
+  },
+  IMAGE_TOO_LARGE: { status: 413, message: 'The image is larger than the byte limit.' },
+  TOO_MANY_PIXELS: {
+    status: 422,
+    message: 'The image has more pixels than the limit (decompression bomb guard).',
+  },
+  TOO_MANY_FRAMES: { status: 422, message: 'The image has more frames than the limit.' },
+  CORRUPT_IMAGE: { status: 422, message: 'The image could not be decoded; it is corrupt or truncated.' },
+  QUEUE_FULL: {
+    status: 429,
+    message: 'The processing queue is full; retry later with the same Idempotency-Key.',
+  },
+  CHECKSUM_MISMATCH: {
+    status: 500,
+    message: 'The stored original no longer matches the checksum taken at landing.',
+  },
+  PROCESSOR_INVALID: { status: 500, message: 'A configured processor is not a valid processor module.' },
+  PROCESSING_TIMEOUT: { status: 500, message: 'Processing took longer than the time limit.' },
+  PROCESSOR_FAILED: { status: 500, message: 'A processor failed on this image.' },
+  LAKE_UNAVAILABLE: { status: 503, message: 'The lake is not reachable; retry later.' },
+  NOT_READY: { status: 503, message: 'The service is starting or a dependency is down.' },
+  INTERNAL: { status: 500, message: 'Internal error. It has been logged.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra facts safe to show the client, e.g. the limit that was crossed. */
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${ERRORS[code].message} ${detail}` : ERRORS[code].message, options);
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.detail = detail;
+  }
+}
+
+export function isAppError(error: unknown): error is AppError {
+  return error instanceof AppError;
+}
+
+/** Errors that will fail again on retry: the bytes themselves are the problem. */
+export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
+  'UNSUPPORTED_FORMAT',
+  'IMAGE_TOO_LARGE',
+  'TOO_MANY_PIXELS',
+  'TOO_MANY_FRAMES',
+  'CORRUPT_IMAGE',
+  'CHECKSUM_MISMATCH',
+]);

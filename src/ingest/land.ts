@@ -1,0 +1,171 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Db } from '../catalog/database.ts';
+import { findByIdempotencyKey } from '../catalog/images.ts';
+import { depth, enqueue } from '../catalog/queue.ts';
+import type { ImageRow, ImageSource } from '../catalog/schema.ts';
+import type { Clock } from '../clock.ts';
+import { AppError } from '../errors.ts';
+import { rawKey } from '../lake/keys.ts';
+import type { Lake } from '../lake/port.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
+
+export interface LandDeps {
+  db: Db;
+  lake: Lake;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  limits: { maxBytes: number; maxQueueDepth: number };
+  maxAttempts: number;
+}
+
+export interface LandInput {
+  customerId: string;
+  source: ImageSource;
+  body: Readable | Buffer;
+  idempotencyKey?: string | undefined;
+  filename?: string | undefined;
+}
+
+export interface Landed {
+  image: ImageRow;
+  /** True when the idempotency key had landed before: nothing new was written. */
+  duplicate: boolean;
+}
+
+/**
+ * Lands one image, whatever its source: streams the bytes into the lake (checking the format on
+ * the first bytes and the size on every chunk), then records the image and queues its processing
+ * in one transaction. A retry with the same idempotency key returns the first landing.
+ */
+export class Lander {
+  private readonly deps: LandDeps;
+  private depthCache = { at: 0, value: 0 };
+
+  constructor(deps: LandDeps) {
+    this.deps = deps;
+  }
+
+  async land(input: LandInput): Promise<Landed> {
+    const { db, lake, clock, metrics } = this.deps;
+    if (input.idempotencyKey) {
+      const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
+      if (existing) {
+        drain(input.body);
+        metrics.ingested.inc({ source: input.source, outcome: 'duplicate' });
+        return { image: existing, duplicate: true };
+      }
+    }
+    await this.checkQueueDepth();
+
+    const id = randomUUID();
+    const receivedAt = clock.now();
+    const chunks = (Buffer.isBuffer(input.body) ? Readable.from([input.body]) : input.body)[
+      Symbol.asyncIterator
+    ]();
+    const head: Buffer[] = [];
+    let headBytes = 0;
+    let ended = false;
+    while (headBytes < SNIFF_BYTES) {
+      const next = await chunks.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      const chunk = Buffer.from(next.value as Uint8Array);
+      head.push(chunk);
+      headBytes += chunk.length;
+    }
+    if (headBytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
+    const format = sniff(Buffer.concat(head));
+    if (!format) {
+      drain(input.body);
+      throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
+    }
+
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const { maxBytes } = this.deps.limits;
+    const take = (chunk: Buffer): Buffer => {
+      bytes += chunk.length;
+      if (bytes > maxBytes) throw new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`);
+      hash.update(chunk);
+      return chunk;
+    };
+    async function* everything(): AsyncGenerator<Buffer> {
+      for (const chunk of head) yield take(chunk);
+      while (!ended) {
+        const next = await chunks.next();
+        if (next.done) break;
+        yield take(Buffer.from(next.value as Uint8Array));
+      }
+    }
+
+    const key = rawKey({ imageId: id, customerId: input.customerId, receivedAt }, EXTENSION[format]);
+    try {
+      await lake.put(key, Readable.from(everything()));
+    } catch (error) {
+      if (error instanceof AppError) throw this.reject(input, error);
+      throw new AppError('LAKE_UNAVAILABLE', undefined, { cause: error });
+    }
+
+    const row = {
+      id,
+      customer_id: input.customerId,
+      source: input.source,
+      status: 'received' as const,
+      idempotency_key: input.idempotencyKey ?? null,
+      filename: input.filename?.slice(0, 255) ?? null,
+      checksum: hash.digest('hex'),
+      bytes,
+      format,
+      raw_key: key,
+      received_at: receivedAt,
+    };
+    try {
+      const image = await db.transaction().execute(async (trx) => {
+        const inserted = await trx.insertInto('images').values(row).returningAll().executeTakeFirstOrThrow();
+        await enqueue(trx, id, this.deps.maxAttempts);
+        return inserted;
+      });
+      metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
+      metrics.ingestedBytes.inc({ source: input.source }, bytes);
+      return { image, duplicate: false };
+    } catch (error) {
+      // Nothing was recorded, so the object must not stay behind as an orphan.
+      await lake.delete(key).catch(() => {});
+      if (input.idempotencyKey && (error as { code?: string }).code === '23505') {
+        // Another request with the same key won the race: answer with its landing.
+        const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
+        if (existing) return { image: existing, duplicate: true };
+      }
+      throw error;
+    }
+  }
+
+  private reject(input: LandInput, error: AppError): AppError {
+    this.deps.metrics.ingested.inc({ source: input.source, outcome: 'rejected' });
+    this.deps.metrics.rejected.inc({ source: input.source, code: error.code });
+    return error;
+  }
+
+  // Counting the queue on every upload would cost a query each; a one-second-old count is enough to push back.
+  private async checkQueueDepth(): Promise<void> {
+    const now = Date.now();
+    if (now - this.depthCache.at > 1000) {
+      const d = await depth(this.deps.db);
+      this.depthCache = { at: now, value: d.queued + d.running };
+    }
+    if (this.depthCache.value >= this.deps.limits.maxQueueDepth) {
+      throw new AppError('QUEUE_FULL', `${this.depthCache.value} images are waiting.`);
+    }
+  }
+}
+
+/** Reads and discards what is left of a rejected body so the connection can be reused. */
+function drain(body: Readable | Buffer): void {
+  if (!Buffer.isBuffer(body)) body.resume();
+}

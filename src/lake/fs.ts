@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type Lake, LakeNotFound, type ObjectInfo } from './port.ts';
+
+/**
+ * The lake on a local filesystem. A write goes to a temporary file beside its target, is fsynced,
+ * then renamed over it, so a crash leaves either the old object, the new one, or a stray temp file
+ * (named `.tmp-*`, skipped by list and swept by sweepTemp) but never a torn object.
+ */
+export class FsLake implements Lake {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  describe(): string {
+    return `file://${this.root}`;
+  }
+
+  private path(key: string): string {
+    if (key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '')) {
+      throw new Error(`Refusing unsafe lake key ${JSON.stringify(key)}`);
+    }
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, body: Buffer | Readable): Promise<number> {
+    const target = this.path(key);
+    await mkdir(dirname(target), { recursive: true });
+    const temp = join(dirname(target), `.tmp-${randomBytes(6).toString('hex')}`);
+    try {
+      const file = createWriteStream(temp, { flags: 'wx' });
+      await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, file);
+      const handle = await open(temp, 'r');
+      let bytes: number;
+      try {
+        await handle.sync();
+        bytes = (await handle.stat()).size;
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, target);
+      await this.syncDir(dirname(target));
+      return bytes;
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+  }
+
+  // The rename is durable only once the directory entry is on disk.
+  private async syncDir(dir: string): Promise<void> {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async get(key: string): Promise<Readable> {
+    const path = this.path(key);
+    try {
+      await stat(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new LakeNotFound(key);
+      throw error;
+    }
+    return createReadStream(path);
+  }
+
+  async getBuffer(key: string): Promise<Buffer> {
+    try {
+      return await readFile(this.path(key));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new LakeNotFound(key);
+      throw error;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const s = await stat(this.path(key));
+      return s.isFile() ? { key, bytes: s.size, modifiedAt: s.mtime } : undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.path(key);
+    await rm(path, { force: true });
+    await this.pruneEmptyParents(dirname(path));
+  }
+
+  // Purges empty whole day partitions; leaving their folders behind would look like data to an auditor.
+  private async pruneEmptyParents(dir: string): Promise<void> {
+    while (dir.startsWith(this.root + sep) && dir !== this.root) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return;
+      }
+      dir = dirname(dir);
+    }
+  }
+
+  async children(prefix: string): Promise<string[]> {
+    const dir = prefix.replace(/\/$/, '');
+    try {
+      const entries = await readdir(dir ? this.path(dir) : this.root, { withFileTypes: true });
+      return entries
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    // One after another: parallel prunes of the same folders would race each other.
+    for (const key of keys) await this.delete(key);
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Walk only the directory that can hold the prefix, not the whole lake.
+    const lastSlash = prefix.lastIndexOf('/');
+    const dirKey = lastSlash >= 0 ? prefix.slice(0, lastSlash) : '';
+    const start = dirKey ? this.path(dirKey) : this.root;
+    yield* this.walk(start, prefix);
+  }
+
+  private async *walk(dir: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const full = join(dir, entry.name);
+      const key = relative(this.root, full).split(sep).join('/');
+      if (entry.isDirectory()) {
+        if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(full, prefix);
+      } else if (entry.isFile() && !entry.name.startsWith('.tmp-') && key.startsWith(prefix)) {
+        const s = await stat(full).catch(() => undefined);
+        if (s) yield { key, bytes: s.size, modifiedAt: s.mtime };
+      }
+    }
+  }
+
+  async check(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    await this.put('.health/check', Buffer.from(new Date().toISOString()));
+  }
+}

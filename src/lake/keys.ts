@@ -1,0 +1,42 @@
+/**
+ * The layout of the lake. Keys are partitioned by landing day and customer so that a day can be
+ * listed, exported or purged as a unit, and so Hive-style readers (DuckDB, BigQuery, Spark) see
+ * `dt` and `customer` as columns.
+ */
+export interface ImageKeyParts {
+  imageId: string;
+  customerId: string;
+  receivedAt: Date;
+}
+
+export function day(date: Date): string {
+  return date.toISOString().slice(0, 10);
+}
+
+function partition(parts: ImageKeyParts): string {
+  return `dt=${day(parts.receivedAt)}/customer=${parts.customerId}`;
+}
+
+export function rawKey(parts: ImageKeyParts, extension: string): string {
+  return `raw/${partition(parts)}/${parts.imageId}.${extension}`;
+}
+
+export function renditionKey(parts: ImageKeyParts, name: string, extension: string): string {
+  return `renditions/${partition(parts)}/${parts.imageId}/${name}.${extension}`;
+}
+
+export function renditionPrefix(parts: ImageKeyParts): string {
+  return `renditions/${partition(parts)}/${parts.imageId}/`;
+}
+
+export function metadataKey(parts: ImageKeyParts): string {
+  return `metadata/${partition(parts)}/${parts.imageId}.json`;
+}
+
+/** Every top-level area that holds per-image data and so falls under the retention window. */
+export const IMAGE_AREAS = ['raw', 'renditions', 'metadata'] as const;
+
+/** The day partition of a key, e.g. '2026-11-21' for 'raw/dt=2026-11-21/...'. */
+export function dayOfKey(key: string): string | undefined {
+  return /(?:^|\/)dt=(\d{4}-\d{2}-\d{2})\//.exec(key)?.[1];
+}

@@ -1,0 +1,40 @@
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  key: string;
+  bytes: number;
+  modifiedAt: Date;
+}
+
+/**
+ * The lake: where every image and derivative lives. Keys are '/'-separated paths (see keys.ts).
+ * Adapters: fs.ts (embedded default). Every adapter passes test/lake/contract.ts.
+ */
+export interface Lake {
+  /** Writes atomically: readers see the whole object or nothing. Returns the bytes written. */
+  put(key: string, body: Buffer | Readable, contentType?: string): Promise<number>;
+  /** Streams the object; rejects with LakeNotFound when absent. */
+  get(key: string): Promise<Readable>;
+  getBuffer(key: string): Promise<Buffer>;
+  /** undefined when absent. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Deletes; deleting an absent key is not an error (purges are retried). */
+  delete(key: string): Promise<void>;
+  deleteMany(keys: string[]): Promise<void>;
+  /** Every object whose key starts with prefix, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** The names of the immediate sub-folders under prefix (which ends with '/'), e.g. ['dt=2026-11-21']. */
+  children(prefix: string): Promise<string[]>;
+  /** Answers when the lake can be written; throws otherwise. */
+  check(): Promise<void>;
+  describe(): string;
+}
+
+export class LakeNotFound extends Error {
+  readonly key: string;
+  constructor(key: string) {
+    super(`No object at ${key}`);
+    this.name = 'LakeNotFound';
+    this.key = key;
+  }
+}

@@ -1,0 +1,91 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Every Prometheus metric the platform exports, on one registry per process (tests run several). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'imagelake_' });
+  const metrics = {
+    registry,
+    ingested: new Counter({
+      name: 'imagelake_ingest_total',
+      help: 'Images offered for landing, by source and outcome (accepted, duplicate, rejected)',
+      labelNames: ['source', 'outcome'] as const,
+      registers: [registry],
+    }),
+    ingestedBytes: new Counter({
+      name: 'imagelake_ingest_bytes_total',
+      help: 'Bytes of images landed',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    rejected: new Counter({
+      name: 'imagelake_ingest_rejected_total',
+      help: 'Images refused at landing, by error code',
+      labelNames: ['source', 'code'] as const,
+      registers: [registry],
+    }),
+    processed: new Counter({
+      name: 'imagelake_processed_total',
+      help: 'Images that reached an outcome, by outcome and format',
+      labelNames: ['outcome', 'format'] as const,
+      registers: [registry],
+    }),
+    failures: new Counter({
+      name: 'imagelake_processing_failures_total',
+      help: 'Processing attempts that failed, by error code and whether they will be retried',
+      labelNames: ['code', 'retried'] as const,
+      registers: [registry],
+    }),
+    processingSeconds: new Histogram({
+      name: 'imagelake_processing_seconds',
+      help: 'Time to process one image, from claim to recorded outcome',
+      labelNames: ['outcome'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    stepSeconds: new Histogram({
+      name: 'imagelake_processing_step_seconds',
+      help: 'Time spent in each processing step',
+      labelNames: ['step'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'imagelake_queue_depth',
+      help: 'Jobs in the processing queue, by state (queued, running)',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+    purgedImages: new Counter({
+      name: 'imagelake_purged_images_total',
+      help: 'Images deleted by the retention purge',
+      registers: [registry],
+    }),
+    purgedObjects: new Counter({
+      name: 'imagelake_purged_objects_total',
+      help: 'Lake objects deleted by the retention purge',
+      registers: [registry],
+    }),
+    purgeRuns: new Counter({
+      name: 'imagelake_purge_runs_total',
+      help: 'Retention purge runs, by result',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    httpSeconds: new Histogram({
+      name: 'imagelake_http_request_seconds',
+      help: 'HTTP request duration by route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [registry],
+    }),
+    purgeLagSeconds: new Gauge({
+      name: 'imagelake_purge_lag_seconds',
+      help: 'Age beyond the retention window of the oldest expired image still present (0 when none)',
+      registers: [registry],
+    }),
+  };
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,94 @@
+import type { Metadata } from 'sharp';
+
+/** What the main thread sends a worker thread for one image. */
+export interface ProcessTask {
+  imageId: string;
+  customerId: string;
+  source: string;
+  /** The format sniffed at landing. */
+  format: string;
+  checksum: string;
+  input: Uint8Array;
+  limits: { maxPixels: number; maxFrames: number };
+  /** Module paths of the company's processors, in the order they run. */
+  processors: string[];
+}
+
+export interface RenditionOutput {
+  name: string;
+  format: 'webp';
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export interface ExifSummary {
+  make?: string;
+  model?: string;
+  takenAt?: string;
+  exposureTime?: number;
+  fNumber?: number;
+  iso?: number;
+  focalLength?: number;
+  software?: string;
+  hasGps: boolean;
+}
+
+export interface ImageMetadata {
+  format: string;
+  mediaType: string | undefined;
+  /** Upright dimensions: after EXIF orientation is applied. */
+  width: number;
+  height: number;
+  storedWidth: number;
+  storedHeight: number;
+  orientation: number;
+  colorSpace: string | undefined;
+  channels: number | undefined;
+  hasAlpha: boolean;
+  bitDepth: number | undefined;
+  hasIcc: boolean;
+  pages: number;
+  exif: ExifSummary | undefined;
+}
+
+export interface ProcessResult {
+  metadata: ImageMetadata;
+  renditions: RenditionOutput[];
+  fingerprints: { sha256: string; phash: string };
+  /** name -> what the company's processor returned. */
+  processorOutputs: Record<string, Record<string, unknown>>;
+  /** name -> version, for every processor that ran. */
+  processorVersions: Record<string, string>;
+  timings: Record<string, number>;
+}
+
+/** The decoded image every step after `decode` reuses: upright, sRGB, 8-bit, at most PREVIEW_EDGE on its long edge. */
+export interface Decoded {
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+}
+
+/**
+ * The one object the steps share. Steps run in order; each reads what earlier steps filled in and
+ * fills in its own part. `probe` -> header facts; `decode` -> pixels; the rest only read pixels.
+ */
+export interface StepContext {
+  task: ProcessTask;
+  input: Buffer;
+  /** sharp's reading of the header (no pixels decoded). Set by probe. */
+  probe?: Metadata;
+  decoded?: Decoded;
+  result: Partial<ProcessResult> & {
+    renditions: RenditionOutput[];
+    processorOutputs: ProcessResult['processorOutputs'];
+    processorVersions: ProcessResult['processorVersions'];
+  };
+}
+
+export interface Step {
+  name: string;
+  run(ctx: StepContext): Promise<void>;
+}

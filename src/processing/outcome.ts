@@ -1,0 +1,94 @@
+import type { Db } from '../catalog/database.ts';
+import { type ClaimedJob, finish } from '../catalog/queue.ts';
+import type { ImageRow, Rendition } from '../catalog/schema.ts';
+import { countOutcome } from '../catalog/stats.ts';
+import { day } from '../lake/keys.ts';
+import type { ProcessResult } from './context.ts';
+
+export type OutcomeWrite = 'recorded' | 'lease-lost' | 'already-recorded' | 'image-gone';
+
+/**
+ * Records a processed image, finishes its job and counts it in the statistics, all in one
+ * transaction: either all three happen or none, so a retry or a second worker never counts twice.
+ */
+async function whyNotUpdated(db: Db, id: string): Promise<OutcomeWrite> {
+  const row = await db.selectFrom('images').select('id').where('id', '=', id).executeTakeFirst();
+  return row ? 'already-recorded' : 'image-gone';
+}
+
+export async function recordProcessed(
+  db: Db,
+  job: ClaimedJob,
+  image: ImageRow,
+  result: ProcessResult,
+  renditions: Rendition[],
+  timing: { processedAt: Date; queueMs: number; processingMs: number },
+): Promise<OutcomeWrite> {
+  return db.transaction().execute(async (trx) => {
+    if (!(await finish(trx, job))) return 'lease-lost';
+    const updated = await trx
+      .updateTable('images')
+      .set({
+        status: 'processed',
+        processed_at: timing.processedAt,
+        width: result.metadata.width,
+        height: result.metadata.height,
+        metadata: JSON.stringify({ ...result.metadata, processors: result.processorOutputs }),
+        renditions: JSON.stringify(renditions),
+        phash: result.fingerprints.phash,
+        processors: JSON.stringify(result.processorVersions),
+        error_code: null,
+        error_message: null,
+        queue_ms: timing.queueMs,
+        processing_ms: timing.processingMs,
+      })
+      .where('id', '=', image.id)
+      .where('status', 'in', ['received', 'processing'])
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
+    await countOutcome(trx, {
+      day: day(image.received_at),
+      customerId: image.customer_id,
+      format: image.format,
+      source: image.source,
+      status: 'processed',
+      bytes: Number(image.bytes),
+    });
+    return 'recorded';
+  });
+}
+
+export async function recordFailed(
+  db: Db,
+  job: ClaimedJob,
+  image: ImageRow,
+  error: { code: string; message: string },
+  timing: { processedAt: Date; queueMs: number; processingMs: number },
+): Promise<OutcomeWrite> {
+  return db.transaction().execute(async (trx) => {
+    if (!(await finish(trx, job))) return 'lease-lost';
+    const updated = await trx
+      .updateTable('images')
+      .set({
+        status: 'failed',
+        processed_at: timing.processedAt,
+        error_code: error.code,
+        error_message: error.message.slice(0, 2000),
+        queue_ms: timing.queueMs,
+        processing_ms: timing.processingMs,
+      })
+      .where('id', '=', image.id)
+      .where('status', 'in', ['received', 'processing'])
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
+    await countOutcome(trx, {
+      day: day(image.received_at),
+      customerId: image.customer_id,
+      format: image.format,
+      source: image.source,
+      status: 'failed',
+      bytes: Number(image.bytes),
+    });
+    return 'recorded';
+  });
+}

@@ -1,0 +1,277 @@
+import type { Logger } from 'pino';
+import type { Db } from '../catalog/database.ts';
+import { getImage } from '../catalog/images.ts';
+import { type ClaimedJob, claim, finish, renewLeases, retryLater } from '../catalog/queue.ts';
+import type { ImageRow, Rendition } from '../catalog/schema.ts';
+import type { Clock } from '../clock.ts';
+import { type ErrorCode, PERMANENT_CODES } from '../errors.ts';
+import { metadataKey, renditionKey } from '../lake/keys.ts';
+import { type Lake, LakeNotFound } from '../lake/port.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { ProcessResult } from './context.ts';
+import { type OutcomeWrite, recordFailed, recordProcessed } from './outcome.ts';
+import type { ProcessingPool } from './pool.ts';
+
+export interface RunnerDeps {
+  db: Db;
+  lake: Lake;
+  pool: ProcessingPool;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  /** Wakes the runner when a job is queued (PostgreSQL LISTEN); polling covers a missed wake-up. */
+  subscribe?: (wake: () => void) => void;
+  options: {
+    concurrency: number;
+    leaseMs: number;
+    pollIntervalMs: number;
+    limits: { maxPixels: number; maxFrames: number };
+    processors: string[];
+  };
+}
+
+/**
+ * The `worker` role: claims processing jobs, runs them in the thread pool, writes the outputs to
+ * the lake, then records the outcome. Outputs go to the lake before the catalog, so a crash in
+ * between only leaves objects the retry overwrites.
+ */
+export class Runner {
+  private readonly deps: RunnerDeps;
+  private readonly inFlight = new Map<string, ClaimedJob>();
+  private running = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly tasks = new Set<Promise<void>>();
+
+  constructor(deps: RunnerDeps) {
+    this.deps = deps;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.deps.subscribe?.(() => this.wake?.());
+    // Renew at a third of the lease so two missed beats still leave time before it expires.
+    this.heartbeat = setInterval(() => void this.renew(), Math.max(250, this.deps.options.leaseMs / 3));
+    this.loop = this.run();
+  }
+
+  /** Stops claiming, lets the jobs in hand finish (or gives up waiting after graceMs), then returns. */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    const all = Promise.all(this.tasks);
+    await Promise.race([all, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    clearInterval(this.heartbeat);
+  }
+
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  private async run(): Promise<void> {
+    const { concurrency, pollIntervalMs, leaseMs } = this.deps.options;
+    while (this.running) {
+      const free = concurrency - this.inFlight.size;
+      let claimed: ClaimedJob[] = [];
+      if (free > 0) {
+        try {
+          claimed = await claim(this.deps.db, free, leaseMs);
+        } catch (error) {
+          this.deps.log.error({ err: error }, 'claiming jobs failed; retrying');
+        }
+      }
+      for (const job of claimed) {
+        this.inFlight.set(job.leaseToken, job);
+        const task = this.handle(job).finally(() => {
+          this.inFlight.delete(job.leaseToken);
+          this.tasks.delete(task);
+          this.wake?.();
+        });
+        this.tasks.add(task);
+      }
+      if (claimed.length === free && free > 0) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollIntervalMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  private async renew(): Promise<void> {
+    const tokens = [...this.inFlight.keys()];
+    if (tokens.length === 0) return;
+    try {
+      const held = await renewLeases(this.deps.db, tokens, this.deps.options.leaseMs);
+      for (const token of tokens) {
+        if (!held.has(token))
+          this.deps.log.warn(
+            { job: this.inFlight.get(token)?.id },
+            'lease lost; another worker may take this job',
+          );
+      }
+    } catch (error) {
+      this.deps.log.warn({ err: error }, 'renewing leases failed');
+    }
+  }
+
+  private async handle(job: ClaimedJob): Promise<void> {
+    const { db, log } = this.deps;
+    const started = performance.now();
+    try {
+      const image = await getImage(db, job.imageId);
+      if (!image || image.status === 'processed' || image.status === 'failed') {
+        await finish(db, job);
+        return;
+      }
+      await db
+        .updateTable('images')
+        .set({ status: 'processing' })
+        .where('id', '=', image.id)
+        .where('status', '=', 'received')
+        .execute();
+      await this.process(job, image, started);
+    } catch (error) {
+      log.error(
+        { err: error, job: job.id, image: job.imageId },
+        'processing job failed unexpectedly; it will be retried',
+      );
+      await retryLater(db, job, String((error as Error)?.message ?? error)).catch(() => {});
+    }
+  }
+
+  private async process(job: ClaimedJob, image: ImageRow, started: number): Promise<void> {
+    const { lake, pool, clock, metrics, log, options } = this.deps;
+    let input: Buffer;
+    try {
+      input = await lake.getBuffer(image.raw_key);
+    } catch (error) {
+      if (error instanceof LakeNotFound) {
+        return this.fail(
+          job,
+          image,
+          started,
+          'CORRUPT_IMAGE',
+          'The original is missing from the lake.',
+          true,
+        );
+      }
+      throw error;
+    }
+    const answer = await pool.run({
+      imageId: image.id,
+      customerId: image.customer_id,
+      source: image.source,
+      format: image.format,
+      checksum: image.checksum,
+      input,
+      limits: options.limits,
+      processors: options.processors,
+    });
+    if (!answer.ok) return this.fail(job, image, started, answer.code, answer.message, false);
+
+    const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
+    const renditions = await this.writeOutputs(parts, answer.result);
+    const processedAt = clock.now();
+    const timing = this.timing(job, image, processedAt, started);
+    const write = await recordProcessed(this.deps.db, job, image, answer.result, renditions, timing);
+    this.settle(write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
+    if (write === 'recorded') {
+      metrics.processed.inc({ outcome: 'processed', format: image.format });
+      metrics.processingSeconds.observe({ outcome: 'processed' }, timing.processingMs / 1000);
+      for (const [step, ms] of Object.entries(answer.result.timings))
+        metrics.stepSeconds.observe({ step }, ms / 1000);
+      log.debug({ image: image.id, ms: timing.processingMs }, 'image processed');
+    }
+  }
+
+  private async writeOutputs(
+    parts: { imageId: string; customerId: string; receivedAt: Date },
+    result: ProcessResult,
+  ): Promise<Rendition[]> {
+    const { lake } = this.deps;
+    const renditions = await Promise.all(
+      result.renditions.map(async (r) => {
+        const key = renditionKey(parts, r.name, r.format);
+        const bytes = await lake.put(
+          key,
+          Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength),
+          'image/webp',
+        );
+        return { name: r.name, format: r.format, width: r.width, height: r.height, bytes, key };
+      }),
+    );
+    // The sidecar makes the lake self-describing: readers of the lake alone get the metadata too.
+    const sidecar = {
+      id: parts.imageId,
+      customerId: parts.customerId,
+      receivedAt: parts.receivedAt.toISOString(),
+      metadata: result.metadata,
+      fingerprints: result.fingerprints,
+      processors: { versions: result.processorVersions, outputs: result.processorOutputs },
+      renditions: renditions.map(({ key, ...rest }) => ({ ...rest, key })),
+    };
+    await lake.put(metadataKey(parts), Buffer.from(JSON.stringify(sidecar, null, 2)), 'application/json');
+    return renditions;
+  }
+
+  private timing(_job: ClaimedJob, image: ImageRow, processedAt: Date, started: number) {
+    return {
+      processedAt,
+      queueMs: Math.max(
+        0,
+        Math.round(processedAt.getTime() - image.received_at.getTime() - (performance.now() - started)),
+      ),
+      processingMs: Math.round(performance.now() - started),
+    };
+  }
+
+  private async fail(
+    job: ClaimedJob,
+    image: ImageRow,
+    started: number,
+    code: ErrorCode,
+    message: string,
+    permanent: boolean,
+  ) {
+    const { db, metrics, log, clock } = this.deps;
+    const final = permanent || PERMANENT_CODES.has(code) || job.attempts >= job.maxAttempts;
+    metrics.failures.inc({ code, retried: String(!final) });
+    if (!final) {
+      log.warn({ image: image.id, code, attempt: job.attempts }, 'processing failed; retrying with backoff');
+      await retryLater(db, job, `${code}: ${message}`);
+      await db
+        .updateTable('images')
+        .set({ status: 'received' })
+        .where('id', '=', image.id)
+        .where('status', '=', 'processing')
+        .execute();
+      return;
+    }
+    const timing = this.timing(job, image, clock.now(), started);
+    const write = await recordFailed(db, job, image, { code, message }, timing);
+    this.settle(write, job, image, []);
+    if (write === 'recorded') {
+      metrics.processed.inc({ outcome: 'failed', format: image.format });
+      metrics.processingSeconds.observe({ outcome: 'failed' }, timing.processingMs / 1000);
+      log.info({ image: image.id, code, message }, 'image failed');
+    }
+  }
+
+  /** After a write that did not take, clean up what this attempt put in the lake. */
+  private settle(write: OutcomeWrite, job: ClaimedJob, image: ImageRow, written: string[]): void {
+    if (write === 'lease-lost')
+      this.deps.log.warn(
+        { job: job.id, image: image.id },
+        'lease lost before recording; the other worker records it',
+      );
+    // The image was erased while it was being processed: its fresh outputs must not outlive it.
+    if (write === 'image-gone' && written.length) void this.deps.lake.deleteMany(written).catch(() => {});
+  }
+}

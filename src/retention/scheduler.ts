@@ -1,0 +1,75 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.ts';
+
+/** The advisory lock that makes the scheduler a singleton across every process sharing the catalog. */
+const SCHEDULER_LOCK = 0x1a6e1a;
+
+/**
+ * The `scheduler` role: runs periodic work (the retention purge) on one process at a time. Each
+ * tick takes a PostgreSQL advisory lock; a process that does not get it skips the tick, so if the
+ * holder dies another takes over at its next tick.
+ */
+export class Scheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<void> | undefined;
+  private readonly pool: pg.Pool;
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+  private readonly intervalMs: number;
+  private readonly work: () => Promise<void>;
+
+  constructor(options: {
+    pool: pg.Pool;
+    log: Logger;
+    metrics: Metrics;
+    intervalMs: number;
+    work: () => Promise<void>;
+  }) {
+    this.pool = options.pool;
+    this.log = options.log;
+    this.metrics = options.metrics;
+    this.intervalMs = options.intervalMs;
+    this.work = options.work;
+  }
+
+  start(): void {
+    const tick = () => {
+      this.current = this.runOnce()
+        .then(() => {})
+        .finally(() => {
+          this.current = undefined;
+          if (this.timer !== undefined) this.timer = setTimeout(tick, this.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, Math.min(this.intervalMs, 1000));
+  }
+
+  /** Runs the work now if this process gets the lock; returns whether it ran. */
+  async runOnce(): Promise<boolean> {
+    const client = await this.pool.connect();
+    try {
+      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [
+        SCHEDULER_LOCK,
+      ]);
+      if (!rows[0]?.locked) return false;
+      try {
+        await this.work();
+      } catch (error) {
+        this.metrics.purgeRuns.inc({ result: 'error' });
+        this.log.error({ err: error }, 'scheduled purge failed; it runs again at the next interval');
+      } finally {
+        await client.query('select pg_advisory_unlock($1)', [SCHEDULER_LOCK]);
+      }
+      return true;
+    } finally {
+      client.release();
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.current;
+  }
+}

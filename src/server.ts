@@ -1,0 +1,191 @@
+import { join } from 'node:path';
+import pg from 'pg';
+import pino, { type Logger } from 'pino';
+import { buildApp } from './api/app.ts';
+import { connect, migrate } from './catalog/database.ts';
+import { startEmbeddedPostgres } from './catalog/embedded.ts';
+import { ensureAdminKey } from './catalog/keys.ts';
+import { NOTIFY_CHANNEL } from './catalog/queue.ts';
+import { type Clock, systemClock } from './clock.ts';
+import type { Config } from './config/config.ts';
+import { Lander } from './ingest/land.ts';
+import { FsLake } from './lake/fs.ts';
+import type { Lake } from './lake/port.ts';
+import { createMetrics } from './observability/metrics.ts';
+import { ProcessingPool } from './processing/pool.ts';
+import { validateProcessor } from './processing/processors/contract.ts';
+import { Runner } from './processing/runner.ts';
+import { purgeExpired } from './retention/purge.ts';
+import { Scheduler } from './retention/scheduler.ts';
+
+export const ROLES = ['api', 'worker', 'scheduler'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface RunningServer {
+  /** The API's base URL when the api role runs. */
+  url: string | undefined;
+  lake: Lake;
+  /** A freshly generated admin token, when this start made one (printed once, never stored). */
+  generatedAdminToken: string | undefined;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  roles?: readonly Role[];
+  log?: Logger;
+  clock?: Clock;
+}
+
+/** Verifies every configured processor loads and has the right shape before any image is taken. */
+async function checkProcessors(paths: string[]): Promise<void> {
+  const { pathToFileURL } = await import('node:url');
+  const problems: string[] = [];
+  for (const path of paths) {
+    try {
+      validateProcessor(await import(pathToFileURL(path).href), path);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  if (problems.length) throw new Error(`IMAGELAKE_PROCESSORS is not valid:\n  - ${problems.join('\n  - ')}`);
+}
+
+/** LISTEN for new jobs on a connection of its own; polling covers the gaps if it drops. */
+function listenForJobs(
+  url: string,
+  log: Logger,
+): { subscribe: (wake: () => void) => void; close: () => Promise<void> } {
+  const listeners: Array<() => void> = [];
+  let client: pg.Client | undefined;
+  let closed = false;
+  const connectListener = async () => {
+    if (closed) return;
+    const c = new pg.Client({ connectionString: url });
+    c.on('notification', () => {
+      for (const wake of listeners) wake();
+    });
+    c.on('error', (error) => {
+      log.warn({ err: error }, 'job notifications lost; polling until reconnected');
+      client = undefined;
+      setTimeout(() => void connectListener(), 5000).unref();
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${NOTIFY_CHANNEL}`);
+      client = c;
+    } catch (error) {
+      log.warn({ err: error }, 'could not listen for jobs; polling instead');
+    }
+  };
+  void connectListener();
+  return {
+    subscribe: (wake) => listeners.push(wake),
+    close: async () => {
+      closed = true;
+      await client?.end().catch(() => {});
+    },
+  };
+}
+
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const roles = new Set(options.roles ?? ROLES);
+  const log = options.log ?? pino({ level: config.logLevel, name: 'imagelake' });
+  const clock = options.clock ?? systemClock;
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((error) => log.error({ err: error }, 'shutdown step failed'));
+  };
+
+  try {
+    await checkProcessors(config.processors);
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      const embedded = await startEmbeddedPostgres(config.dataDir, log);
+      stops.push(() => embedded.stop());
+      databaseUrl = embedded.url;
+    }
+    const { db, pool } = connect(databaseUrl);
+    stops.push(() => db.destroy());
+    await migrate(db, log);
+    const generatedAdminToken = await ensureAdminKey(db, config.adminToken);
+
+    const lake = new FsLake(join(config.dataDir, 'lake'));
+    await lake.check();
+    const metrics = createMetrics();
+
+    if (roles.has('worker')) {
+      const processing = new ProcessingPool({
+        threads: config.workers.threads,
+        timeoutMs: config.workers.jobTimeoutMs,
+      });
+      stops.push(() => processing.close());
+      const listener = listenForJobs(databaseUrl, log);
+      stops.push(listener.close);
+      const runner = new Runner({
+        db,
+        lake,
+        pool: processing,
+        clock,
+        log,
+        metrics,
+        subscribe: listener.subscribe,
+        options: {
+          concurrency: config.workers.concurrency,
+          leaseMs: config.workers.leaseMs,
+          pollIntervalMs: config.workers.pollIntervalMs,
+          limits: { maxPixels: config.limits.maxPixels, maxFrames: config.limits.maxFrames },
+          processors: config.processors,
+        },
+      });
+      runner.start();
+      stops.push(() => runner.stop());
+    }
+
+    if (roles.has('scheduler')) {
+      const scheduler = new Scheduler({
+        pool,
+        log,
+        metrics,
+        intervalMs: config.purgeIntervalMs,
+        work: async () => {
+          await purgeExpired({ db, lake, clock, log, metrics, retentionMs: config.retentionMs });
+        },
+      });
+      scheduler.start();
+      stops.push(() => scheduler.stop());
+    }
+
+    let url: string | undefined;
+    if (roles.has('api')) {
+      const lander = new Lander({
+        db,
+        lake,
+        clock,
+        log,
+        metrics,
+        limits: { maxBytes: config.limits.maxBytes, maxQueueDepth: config.limits.maxQueueDepth },
+        maxAttempts: config.workers.maxAttempts,
+      });
+      const ready = async () => {
+        await db
+          .selectFrom('imagelake_migrations' as never)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .execute();
+        await lake.check();
+        return { catalog: 'ok', lake: 'ok' };
+      };
+      const app = await buildApp({ config, db, lake, lander, clock, log, metrics, ready });
+      // Stop taking requests first, so nothing new lands while the rest shuts down.
+      stops.push(() => app.close());
+      const address = await app.listen({ host: config.host, port: config.port });
+      url = address.replace('[::1]', '127.0.0.1');
+      log.info({ url, roles: [...roles] }, 'imagelake is serving');
+    }
+
+    return { url, lake, generatedAdminToken, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
