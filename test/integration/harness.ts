@@ -1,0 +1,147 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { loadConfig } from '../../src/config/config.ts';
+import { type Role, type RunningServer, startServer } from '../../src/server.ts';
+
+export const ADMIN = 'il_admin_test-token-0123456789abcdefghijklmnopqrstuvwxyz';
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+export interface TestServer {
+  url: string;
+  dataDir: string;
+  server: RunningServer;
+  stop(): Promise<void>;
+}
+
+/** The whole platform in this process, on embedded defaults, in a fresh data dir. */
+export async function startTestServer(env: Record<string, string> = {}, roles?: Role[]): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-it-'));
+  const config = loadConfig({
+    IMAGELAKE_DATA_DIR: dataDir,
+    IMAGELAKE_PORT: '0',
+    IMAGELAKE_ADMIN_TOKEN: ADMIN,
+    IMAGELAKE_POLL_INTERVAL: '200ms',
+    ...env,
+  });
+  const server = await startServer(config, {
+    roles,
+    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+  });
+  return {
+    url: server.url!,
+    dataDir,
+    server,
+    stop: async () => {
+      await server.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** `imagelake serve` as a separate process, for tests that kill it. */
+export async function spawnServer(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const port = await freePort();
+  let output = '';
+  const child = spawn(process.execPath, [MAIN, 'serve'], {
+    env: { ...process.env, IMAGELAKE_PORT: String(port), IMAGELAKE_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (d) => {
+    output += d;
+  });
+  child.stderr!.on('data', (d) => {
+    output += d;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
+    const ready = await fetch(`${url}/readyz`)
+      .then((r) => r.ok)
+      .catch(() => false);
+    if (ready) return { child, url, output: () => output };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server did not become ready:\n${output}`);
+}
+
+export async function api(
+  url: string,
+  key: string,
+  method: string,
+  path: string,
+  json?: unknown,
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${key}`,
+      ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: json !== undefined ? JSON.stringify(json) : undefined,
+  });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {}
+  return { status: response.status, body, headers: response.headers };
+}
+
+export async function createCustomer(url: string, name: string): Promise<{ id: string; apiKey: string }> {
+  const { status, body } = await api(url, ADMIN, 'POST', '/v1/customers', { name });
+  if (status !== 201) throw new Error(`creating a customer answered ${status}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+export async function upload(url: string, key: string, bytes: Buffer, headers: Record<string, string> = {}) {
+  const response = await fetch(`${url}/v1/images`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream', ...headers },
+    body: bytes,
+  });
+  return { status: response.status, body: (await response.json()) as any, headers: response.headers };
+}
+
+/** Polls an image until it is processed or failed. */
+export async function settled(url: string, key: string, id: string, timeoutMs = 60_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { body } = await api(url, key, 'GET', `/v1/images/${id}`);
+    if (body.status === 'processed' || body.status === 'failed') return body;
+    if (Date.now() > deadline) throw new Error(`image ${id} still ${body.status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
