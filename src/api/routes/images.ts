@@ -12,6 +12,16 @@ import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, ImageBody, type ImageBodyT, LandedBody, Uuid } from '../schemas.ts';
 
+/** X-Filename is percent-encoded by clients that send non-ASCII names (headers are Latin-1). */
+function decodeFilename(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
 export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
   return {
     id: row.id,
@@ -89,7 +99,7 @@ export const imageRoutes =
         },
         async (request, reply) => {
           let body: Readable;
-          let filename = request.headers['x-filename'] as string | undefined;
+          let filename = decodeFilename(request.headers['x-filename'] as string | undefined);
           if (request.isMultipart()) {
             const part = await request.file();
             if (part?.fieldname !== 'file')
