@@ -83,7 +83,8 @@ export function loadConfig(env: Env = process.env): Config {
       concurrency: read('IMAGELAKE_WORKER_CONCURRENCY', String(cores * 2), int(1), 'a whole number of jobs'),
       jobTimeoutMs: read('IMAGELAKE_JOB_TIMEOUT', '60s', duration, 'a duration such as 60s'),
       maxAttempts: read('IMAGELAKE_JOB_ATTEMPTS', '3', int(1), 'a whole number of attempts'),
-      leaseMs: read('IMAGELAKE_JOB_LEASE', '5m', duration, 'a duration such as 5m'),
+      // Renewed every third of itself while a job runs, so it bounds how long a dead worker's jobs wait.
+      leaseMs: read('IMAGELAKE_JOB_LEASE', '30s', duration, 'a duration such as 30s'),
       pollIntervalMs: read('IMAGELAKE_POLL_INTERVAL', '1s', duration, 'a duration such as 1s'),
     },
     processors: (env.IMAGELAKE_PROCESSORS ?? '')
