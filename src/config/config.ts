@@ -93,11 +93,6 @@ export function loadConfig(env: Env = process.env): Config {
       .filter(Boolean)
       .map((p) => resolve(p)),
   };
-  if (config.workers.leaseMs <= config.workers.jobTimeoutMs) {
-    problems.push(
-      'IMAGELAKE_JOB_LEASE must be longer than IMAGELAKE_JOB_TIMEOUT, or a slow job is taken twice',
-    );
-  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

@@ -22,7 +22,14 @@ export class ProcessingPool {
 
   async run(task: ProcessTask): Promise<WorkerAnswer> {
     try {
-      return (await this.piscina.run(task, { signal: AbortSignal.timeout(this.timeoutMs) })) as WorkerAnswer;
+      // Hand the original's memory to the thread instead of copying it, when the buffer owns it whole.
+      const { buffer, byteOffset, byteLength } = task.input;
+      const transferList =
+        byteOffset === 0 && byteLength === buffer.byteLength && buffer instanceof ArrayBuffer ? [buffer] : [];
+      return (await this.piscina.run(task, {
+        signal: AbortSignal.timeout(this.timeoutMs),
+        transferList,
+      })) as WorkerAnswer;
     } catch (error) {
       const err = error as Error;
       if (err.name === 'AbortError' || err.name === 'TimeoutError') {

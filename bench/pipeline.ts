@@ -1,0 +1,192 @@
+// Throughput of the whole platform against bare sharp doing the same image work, in one run.
+//
+//   npm run bench -- [FOLDER] [--limit N] [--concurrency N]
+//
+// FOLDER defaults to the corpus from ../shared/corpus/fetch.sh. The platform side uploads every
+// file over HTTP and waits until the last one is processed: landing, lake writes (fsynced), the job
+// queue, worker threads and the catalog included. The baseline reads the same files and does the
+// same image work with sharp directly: SHA-256, header, one decode to 1280 px, two WebP renditions,
+// the perceptual hash.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import pino from 'pino';
+import sharp from 'sharp';
+import { loadConfig } from '../src/config/config.ts';
+import { phashFromGrey32 } from '../src/processing/phash.ts';
+import { startServer } from '../src/server.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { limit: { type: 'string' }, concurrency: { type: 'string' } },
+});
+const cores = availableParallelism();
+const concurrency = Number(values.concurrency ?? cores * 2);
+
+function corpus(): string {
+  if (positionals[0]) return positionals[0];
+  const script = new URL('../../shared/corpus/fetch.sh', import.meta.url).pathname;
+  return execFileSync('bash', [script], { encoding: 'utf8' }).trim();
+}
+
+function listImages(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listImages(path));
+    else if (/\.(jpe?g|png|webp|gif|avif|tiff?|heic|heif)$/i.test(entry.name)) out.push(path);
+  }
+  return out.sort();
+}
+
+const files = listImages(corpus()).slice(0, values.limit ? Number(values.limit) : undefined);
+const totalBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
+if (files.length === 0) throw new Error('No images found; pass a folder of images.');
+
+async function inParallel<T>(
+  items: T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+  label: string,
+): Promise<number> {
+  const bar = new cliProgress.SingleBar(
+    { format: `${label.padEnd(10)} [{bar}] {value}/{total}`, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(items.length, 0);
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        await work(items[next++]!);
+        bar.increment();
+      }
+    }),
+  );
+  bar.stop();
+  return (performance.now() - started) / 1000;
+}
+
+// The same image work the pipeline does, written the plain way with sharp.
+async function bareSharp(path: string): Promise<void> {
+  const input = readFileSync(path);
+  createHash('sha256').update(input).digest('hex');
+  await sharp(input).metadata();
+  const { data, info } = await sharp(input)
+    .autoOrient()
+    .resize({ width: 1280, height: 1280, fit: 'inside', withoutEnlargement: true })
+    .toColourspace('srgb')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  const raw = () => sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
+  await Promise.all([
+    raw().resize({ width: 256, height: 256, fit: 'inside' }).webp({ quality: 78, effort: 2 }).toBuffer(),
+    raw().webp({ quality: 82, effort: 2 }).toBuffer(),
+    raw()
+      .flatten({ background: '#fff' })
+      .greyscale()
+      .resize(32, 32, { fit: 'fill' })
+      .raw()
+      .toBuffer()
+      .then(phashFromGrey32),
+  ]);
+}
+
+async function platform(): Promise<number> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-'));
+  const admin = 'il_admin_bench';
+  const server = await startServer(
+    loadConfig({
+      ...process.env,
+      IMAGELAKE_DATA_DIR: dataDir,
+      IMAGELAKE_PORT: '0',
+      IMAGELAKE_ADMIN_TOKEN: admin,
+      IMAGELAKE_POLL_INTERVAL: '100ms',
+    }),
+    { log: pino({ level: 'warn' }) },
+  );
+  try {
+    const url = server.url!;
+    const customer = (await (
+      await fetch(`${url}/v1/customers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: '{"name":"bench"}',
+      })
+    ).json()) as { apiKey: string };
+    const auth = { authorization: `Bearer ${customer.apiKey}` };
+    const ids: string[] = [];
+    const started = performance.now();
+    await inParallel(
+      files,
+      concurrency,
+      async (path) => {
+        const response = await fetch(`${url}/v1/images`, {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/octet-stream' },
+          body: readFileSync(path),
+        });
+        if (response.status !== 202) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+        ids.push(((await response.json()) as { id: string }).id);
+      },
+      'uploading',
+    );
+    const bar = new cliProgress.SingleBar(
+      { format: 'processing [{bar}] {value}/{total}', hideCursor: true },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(ids.length, 0);
+    const pending = new Set(ids);
+    const failed: string[] = [];
+    while (pending.size) {
+      for (const id of [...pending]) {
+        const image = (await (await fetch(`${url}/v1/images/${id}`, { headers: auth })).json()) as {
+          status: string;
+          error?: { code: string };
+        };
+        if (image.status === 'processed' || image.status === 'failed') {
+          pending.delete(id);
+          if (image.status === 'failed') failed.push(`${id}: ${image.error?.code}`);
+          bar.increment();
+        }
+      }
+      if (pending.size) await new Promise((r) => setTimeout(r, 50));
+    }
+    bar.stop();
+    if (failed.length) console.log(`failed: ${failed.join(', ')}`);
+    return (performance.now() - started) / 1000;
+  } finally {
+    await server.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+console.log(
+  `${files.length} images, ${(totalBytes / 1e6).toFixed(0)} MB, ${cores} cores, concurrency ${concurrency}`,
+);
+// Warm up libvips and the disk cache so neither side pays for it alone.
+await inParallel(files.slice(0, Math.min(4, files.length)), cores, bareSharp, 'warm-up');
+const baseSeconds = await inParallel(files, cores, bareSharp, 'bare sharp');
+const platformSeconds = await platform();
+
+const rate = (s: number) => files.length / s;
+console.log('');
+console.table({
+  'bare sharp': {
+    seconds: +baseSeconds.toFixed(2),
+    'images/s': +rate(baseSeconds).toFixed(2),
+    'MB/s': +(totalBytes / 1e6 / baseSeconds).toFixed(1),
+  },
+  imagelake: {
+    seconds: +platformSeconds.toFixed(2),
+    'images/s': +rate(platformSeconds).toFixed(2),
+    'MB/s': +(totalBytes / 1e6 / platformSeconds).toFixed(1),
+  },
+});
+console.log(`ratio imagelake / bare sharp: ${(rate(platformSeconds) / rate(baseSeconds)).toFixed(2)}`);
