@@ -22,6 +22,8 @@ function decodeFilename(value: string | undefined): string | undefined {
   }
 }
 
+const Binary = Type.String({ format: 'binary', description: 'The image bytes' });
+
 export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
   return {
     id: row.id,
@@ -212,7 +214,8 @@ export const imageRoutes =
         reply.header('content-length', String(image.bytes));
         reply.header('etag', `"${image.checksum}"`);
         reply.header('cache-control', 'private, max-age=3600');
-        return reply.send(stream);
+        // The schema documents bytes; Fastify streams a Readable as is, without serializing it.
+        return reply.send(stream as never);
       },
     );
 
@@ -224,6 +227,8 @@ export const imageRoutes =
           summary: 'A rendition (thumb, preview), WebP without metadata',
           tags: ['images'],
           params: Type.Object({ id: Uuid, name: Type.String({ pattern: '^[a-z0-9_-]+$' }) }),
+          produces: ['image/webp'],
+          response: { 200: Binary, ...errorResponses(401, 403, 404) },
         },
       },
       async (request, reply) => {
@@ -245,7 +250,8 @@ export const imageRoutes =
         reply.header('content-type', 'image/webp');
         reply.header('content-length', String(rendition.bytes));
         reply.header('cache-control', 'private, max-age=3600');
-        return reply.send(stream);
+        // The schema documents bytes; Fastify streams a Readable as is, without serializing it.
+        return reply.send(stream as never);
       },
     );
 
