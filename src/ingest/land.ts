@@ -74,7 +74,7 @@ export class Lander {
         ended = true;
         break;
       }
-      const chunk = Buffer.from(next.value as Uint8Array);
+      const chunk = asBuffer(next.value);
       head.push(chunk);
       headBytes += chunk.length;
     }
@@ -98,7 +98,7 @@ export class Lander {
       while (!ended) {
         const next = await chunks.next();
         if (next.done) break;
-        yield take(Buffer.from(next.value as Uint8Array));
+        yield take(asBuffer(next.value));
       }
     }
 
@@ -161,4 +161,11 @@ export class Lander {
       throw new AppError('QUEUE_FULL', `${this.depthCache.value} images are waiting.`);
     }
   }
+}
+
+// Buffer.from(buffer) would copy every chunk of every upload; a view over the same memory is enough.
+function asBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  const bytes = chunk as Uint8Array;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

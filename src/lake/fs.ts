@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type Lake, LakeNotFound, type ObjectInfo } from './port.ts';
+import { type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
 
 /**
  * The lake on a local filesystem. A write goes to a temporary file beside its target, is fsynced,
@@ -29,7 +29,8 @@ export class FsLake implements Lake {
     return join(this.root, ...key.split('/'));
   }
 
-  async put(key: string, body: Buffer | Readable): Promise<number> {
+  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<number> {
+    const durable = options.durable ?? true;
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
     const temp = join(dirname(target), `.tmp-${randomBytes(6).toString('hex')}`);
@@ -39,13 +40,13 @@ export class FsLake implements Lake {
       const handle = await open(temp, 'r');
       let bytes: number;
       try {
-        await handle.sync();
+        if (durable) await handle.sync();
         bytes = (await handle.stat()).size;
       } finally {
         await handle.close();
       }
       await rename(temp, target);
-      await this.syncDir(dirname(target));
+      if (durable) await this.syncDir(dirname(target));
       return bytes;
     } catch (error) {
       await rm(temp, { force: true });

@@ -1,5 +1,10 @@
 import type { Readable } from 'node:stream';
 
+export interface PutOptions {
+  contentType?: string;
+  durable?: boolean;
+}
+
 export interface ObjectInfo {
   key: string;
   bytes: number;
@@ -11,8 +16,12 @@ export interface ObjectInfo {
  * Adapters: fs.ts (embedded default). Every adapter passes test/lake/contract.ts.
  */
 export interface Lake {
-  /** Writes atomically: readers see the whole object or nothing. Returns the bytes written. */
-  put(key: string, body: Buffer | Readable, contentType?: string): Promise<number>;
+  /**
+   * Writes atomically: readers see the whole object or nothing. Returns the bytes written.
+   * durable (default true): on disk before it returns. Derived objects (renditions, sidecars) pass
+   * false: they can be made again from the original, and flushing each one costs throughput.
+   */
+  put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<number>;
   /** Streams the object; rejects with LakeNotFound when absent. */
   get(key: string): Promise<Readable>;
   getBuffer(key: string): Promise<Buffer>;

@@ -20,12 +20,16 @@ export class ProcessingPool {
     });
   }
 
-  async run(task: ProcessTask): Promise<WorkerAnswer> {
+  /**
+   * transferInput hands the original's memory to the thread instead of copying it. Only for buffers
+   * the caller owns outright (read from the lake): memory allocated by native code, like sharp's
+   * output buffers, cannot be transferred.
+   */
+  async run(task: ProcessTask, options: { transferInput?: boolean } = {}): Promise<WorkerAnswer> {
     try {
-      // Hand the original's memory to the thread instead of copying it, when the buffer owns it whole.
       const { buffer, byteOffset, byteLength } = task.input;
-      const transferList =
-        byteOffset === 0 && byteLength === buffer.byteLength && buffer instanceof ArrayBuffer ? [buffer] : [];
+      const whole = byteOffset === 0 && byteLength === buffer.byteLength && buffer instanceof ArrayBuffer;
+      const transferList = options.transferInput && whole ? [buffer] : [];
       return (await this.piscina.run(task, {
         signal: AbortSignal.timeout(this.timeoutMs),
         transferList,

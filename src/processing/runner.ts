@@ -164,16 +164,19 @@ export class Runner {
       }
       throw error;
     }
-    const answer = await pool.run({
-      imageId: image.id,
-      customerId: image.customer_id,
-      source: image.source,
-      format: image.format,
-      checksum: image.checksum,
-      input,
-      limits: options.limits,
-      processors: options.processors,
-    });
+    const answer = await pool.run(
+      {
+        imageId: image.id,
+        customerId: image.customer_id,
+        source: image.source,
+        format: image.format,
+        checksum: image.checksum,
+        input,
+        limits: options.limits,
+        processors: options.processors,
+      },
+      { transferInput: true },
+    );
     if (!answer.ok) return this.fail(job, image, started, answer.code, answer.message, false);
 
     const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
@@ -199,11 +202,10 @@ export class Runner {
     const renditions = await Promise.all(
       result.renditions.map(async (r) => {
         const key = renditionKey(parts, r.name, r.format);
-        const bytes = await lake.put(
-          key,
-          Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength),
-          'image/webp',
-        );
+        const bytes = await lake.put(key, Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), {
+          contentType: 'image/webp',
+          durable: false,
+        });
         return { name: r.name, format: r.format, width: r.width, height: r.height, bytes, key };
       }),
     );
@@ -217,7 +219,10 @@ export class Runner {
       processors: { versions: result.processorVersions, outputs: result.processorOutputs },
       renditions: renditions.map(({ key, ...rest }) => ({ ...rest, key })),
     };
-    await lake.put(metadataKey(parts), Buffer.from(JSON.stringify(sidecar, null, 2)), 'application/json');
+    await lake.put(metadataKey(parts), Buffer.from(JSON.stringify(sidecar, null, 2)), {
+      contentType: 'application/json',
+      durable: false,
+    });
     return renditions;
   }
 
