@@ -31,6 +31,10 @@ export const ERRORS = {
   PROCESSING_TIMEOUT: { status: 500, message: 'Processing took longer than the time limit.' },
   PROCESSOR_FAILED: { status: 500, message: 'A processor failed on this image.' },
   LAKE_UNAVAILABLE: { status: 503, message: 'The lake is not reachable; retry later.' },
+  PURGE_RUNNING: {
+    status: 409,
+    message: 'A purge is running already; its receipt will be listed at /v1/purges.',
+  },
   NOT_READY: { status: 503, message: 'The service is starting or a dependency is down.' },
   INTERNAL: { status: 500, message: 'Internal error. It has been logged.' },
 } as const satisfies Record<string, { status: number; message: string }>;

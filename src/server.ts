@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.ts';
-import { connect, migrate } from './catalog/database.ts';
+import { connect, type Db, migrate } from './catalog/database.ts';
 import { startEmbeddedPostgres } from './catalog/embedded.ts';
 import { ensureAdminKey } from './catalog/keys.ts';
 import { NOTIFY_CHANNEL } from './catalog/queue.ts';
@@ -16,7 +16,8 @@ import { ProcessingPool } from './processing/pool.ts';
 import { validateProcessor } from './processing/processors/contract.ts';
 import { Runner } from './processing/runner.ts';
 import { purgeExpired } from './retention/purge.ts';
-import { Scheduler } from './retention/scheduler.ts';
+import type { Receipt } from './retention/receipts.ts';
+import { Scheduler, withSchedulerLock } from './retention/scheduler.ts';
 
 export const ROLES = ['api', 'worker', 'scheduler'] as const;
 export type Role = (typeof ROLES)[number];
@@ -25,6 +26,9 @@ export interface RunningServer {
   /** The API's base URL when the api role runs. */
   url: string | undefined;
   lake: Lake;
+  db: Db;
+  /** Runs the retention purge now (under the scheduler's lock); undefined when another process is purging. */
+  purgeNow(): Promise<Receipt | undefined>;
   /** A freshly generated admin token, when this start made one (printed once, never stored). */
   generatedAdminToken: string | undefined;
   stop(): Promise<void>;
@@ -142,15 +146,27 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => runner.stop());
     }
 
+    const purge = () =>
+      purgeExpired({
+        db,
+        lake,
+        clock,
+        log,
+        metrics,
+        retentionMs: config.retentionMs,
+        statsRetentionMs: config.statsRetentionMs,
+      });
+    const purgeNow = async () => {
+      const result = await withSchedulerLock(pool, purge);
+      return result.ran ? result.value : undefined;
+    };
     if (roles.has('scheduler')) {
       const scheduler = new Scheduler({
         pool,
         log,
         metrics,
         intervalMs: config.purgeIntervalMs,
-        work: async () => {
-          await purgeExpired({ db, lake, clock, log, metrics, retentionMs: config.retentionMs });
-        },
+        work: purge,
       });
       scheduler.start();
       stops.push(() => scheduler.stop());
@@ -175,7 +191,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await lake.check();
         return { catalog: 'ok', lake: 'ok' };
       };
-      const app = await buildApp({ config, db, lake, lander, clock, log, metrics, ready });
+      const app = await buildApp({ config, db, lake, lander, clock, log, metrics, ready, purgeNow });
       // Stop taking requests first, so nothing new lands while the rest shuts down.
       stops.push(() => app.close());
       const address = await app.listen({ host: config.host, port: config.port });
@@ -183,7 +199,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       log.info({ url, roles: [...roles] }, 'imagelake is serving');
     }
 
-    return { url, lake, generatedAdminToken, stop: stopAll };
+    return { url, lake, db, purgeNow, generatedAdminToken, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -11,8 +11,9 @@ import type { ApiContext } from './context.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { imageRoutes } from './routes/images.ts';
+import { retentionRoutes } from './routes/retention.ts';
 import { statsRoutes } from './routes/stats.ts';
-import { ErrorBody } from './schemas.ts';
+import { ErrorBody, ReceiptBody } from './schemas.ts';
 
 export type App = FastifyInstance;
 
@@ -38,6 +39,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
 
   app.decorateRequest('principal', null);
   app.addSchema(ErrorBody);
+  app.addSchema(ReceiptBody);
 
   await app.register(swagger, {
     openapi: {
@@ -98,6 +100,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(customerRoutes(ctx));
   await app.register(imageRoutes(ctx));
   await app.register(statsRoutes(ctx));
+  await app.register(retentionRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -5,6 +5,7 @@ import type { Config } from '../config/config.ts';
 import type { Lander } from '../ingest/land.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { Receipt } from '../retention/receipts.ts';
 
 /** What routes may call. Routes translate HTTP into calls on these and nothing more. */
 export interface ApiContext {
@@ -15,6 +16,8 @@ export interface ApiContext {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
+  /** Runs the retention purge now; undefined when one is already running elsewhere. */
+  purgeNow: () => Promise<Receipt | undefined>;
   /** Throws when a dependency the API needs does not answer. */
   ready: () => Promise<Record<string, string>>;
 }

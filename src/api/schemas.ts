@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
+import type { Receipt } from '../retention/receipts.ts';
 
 export const ErrorBody = Type.Object(
   { error: Type.Object({ code: Type.String(), message: Type.String() }) },
@@ -60,3 +61,26 @@ export const errorResponses = (...statuses: number[]) =>
     number,
     ReturnType<typeof Type.Ref>
   >;
+
+export const ReceiptBody = Type.Object(
+  {
+    seq: Type.Integer({ description: 'Position in the append-only chain' }),
+    hash: Type.String({ description: 'SHA-256 of prevHash and the canonical JSON of the receipt' }),
+    prevHash: Type.String(),
+    runId: Type.String(),
+    kind: Type.Union([Type.Literal('retention'), Type.Literal('erasure')]),
+    scope: Type.Record(Type.String(), Type.Unknown()),
+    startedAt: Type.String({ format: 'date-time' }),
+    finishedAt: Type.String({ format: 'date-time' }),
+    windowMs: Type.Union([Type.Integer(), Type.Null()]),
+    deleted: Type.Record(Type.String(), Type.Object({ count: Type.Integer(), bytes: Type.Integer() }), {
+      description: 'Per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate',
+    }),
+    subjects: Type.Array(Type.String(), { description: 'SHA-256 of every image id deleted' }),
+  },
+  { $id: 'Receipt' },
+);
+
+export function toReceiptBody(receipt: Receipt): Static<typeof ReceiptBody> {
+  return { seq: receipt.seq, hash: receipt.hash, prevHash: receipt.prevHash, ...receipt.body };
+}

@@ -2,6 +2,7 @@ import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import * as initial from './migrations/0001_initial.ts';
+import * as retention from './migrations/0002_retention.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -17,7 +18,7 @@ export function connect(url: string, options: { max?: number } = {}): { db: Db; 
 }
 
 /** Migrations are listed here, in order, so they ship inside the code and cannot go missing. */
-const MIGRATIONS = { '0001_initial': initial };
+const MIGRATIONS = { '0001_initial': initial, '0002_retention': retention };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {
   const migrator = new Migrator({

@@ -22,6 +22,8 @@ export interface CustomersTable {
   id: string;
   name: string;
   created_at: Generated<Date>;
+  /** A shorter retention window than the platform's, or null for the platform's. */
+  retention_ms: ColumnType<string | null, number | null | undefined, number | null>;
 }
 
 export interface ApiKeysTable {
@@ -85,13 +87,31 @@ export interface DailyStatsTable {
 }
 
 export interface PurgeRunsTable {
-  id: Generated<string>;
+  id: string;
+  kind: 'retention' | 'erasure';
+  scope: Json<Record<string, unknown>>;
   started_at: Timestamp;
-  finished_at: Timestamp;
-  window_ms: BigInt;
-  images: number;
-  objects: number;
+  window_ms: BigInt | null;
+  heartbeat_at: Generated<Date>;
+  sealed_at: Timestamp | null;
+}
+
+export interface PurgeLedgerTable {
+  id: Generated<string>;
+  run_id: string;
+  kind: string;
+  key: string | null;
+  subject_hash: string | null;
   bytes: BigInt;
+  done: Generated<boolean>;
+}
+
+export interface PurgeReceiptsTable {
+  seq: Generated<string>;
+  run_id: string;
+  body: Json<Record<string, unknown>>;
+  prev_hash: string;
+  hash: string;
 }
 
 export interface Database {
@@ -101,6 +121,8 @@ export interface Database {
   jobs: JobsTable;
   daily_stats: DailyStatsTable;
   purge_runs: PurgeRunsTable;
+  purge_ledger: PurgeLedgerTable;
+  purge_receipts: PurgeReceiptsTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

@@ -11,6 +11,8 @@ export interface Config {
   port: number;
   logLevel: string;
   retentionMs: number;
+  /** How long daily aggregates (no image data) are kept. */
+  statsRetentionMs: number;
   purgeIntervalMs: number;
   limits: {
     maxBytes: number;
@@ -71,6 +73,7 @@ export function loadConfig(env: Env = process.env): Config {
       'one of fatal, error, warn, info, debug, trace, silent',
     ),
     retentionMs: read('IMAGELAKE_RETENTION', '7d', duration, 'a duration such as 7d, 12h or 90s'),
+    statsRetentionMs: read('IMAGELAKE_STATS_RETENTION', '400d', duration, 'a duration such as 400d'),
     purgeIntervalMs: read('IMAGELAKE_PURGE_INTERVAL', '5m', duration, 'a duration such as 5m or 30s'),
     limits: {
       maxBytes: read('IMAGELAKE_MAX_BYTES', '64MiB', parseBytes, 'a size such as 64MiB'),

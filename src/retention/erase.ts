@@ -1,45 +1,45 @@
-import type { Db } from '../catalog/database.ts';
-import { metadataKey, renditionPrefix } from '../lake/keys.ts';
-import type { Lake } from '../lake/port.ts';
-
-export interface ErasableImage {
-  id: string;
-  customer_id: string;
-  received_at: Date;
-  raw_key: string;
-}
+import { IMAGE_AREAS } from '../lake/keys.ts';
+import type { Receipt } from './receipts.ts';
+import { subjectHash } from './receipts.ts';
+import { executeRun, openRun, planImages, planOrphans, type RunDeps, sealRun } from './runs.ts';
 
 /**
- * Deletes every object an image has in the lake: the original, the metadata sidecar, and whatever
- * is under its rendition folder (listed, not taken from the row, so outputs of an attempt that
- * never recorded go too). Returns what was deleted.
+ * Erasure on request: every copy of the chosen images, now, whatever their age, through the same
+ * ledger as the purge, ending with a receipt. For a whole customer, its lake partitions are listed
+ * too, so objects no row knows of go as well.
  */
-export async function deleteImageObjects(
-  lake: Lake,
-  image: ErasableImage,
-): Promise<{ objects: number; bytes: number }> {
-  const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
-  const keys = [image.raw_key, metadataKey(parts)];
-  for await (const object of lake.list(renditionPrefix(parts))) keys.push(object.key);
-  let objects = 0;
-  let bytes = 0;
-  for (const key of keys) {
-    const info = await lake.head(key);
-    if (!info) continue;
-    await lake.delete(key);
-    objects += 1;
-    bytes += info.bytes;
+export async function eraseImages(
+  deps: RunDeps,
+  target: { customerId: string; imageId?: string },
+): Promise<Receipt> {
+  const { db, lake } = deps;
+  const scope = target.imageId
+    ? { customerId: target.customerId, image: subjectHash(target.imageId) }
+    : { customerId: target.customerId };
+  const runId = await openRun(db, deps.clock, 'erasure', scope, null);
+  for (;;) {
+    let query = db
+      .selectFrom('images')
+      .select(['id', 'customer_id', 'received_at', 'raw_key'])
+      .where('customer_id', '=', target.customerId)
+      .limit(200);
+    if (target.imageId) query = query.where('id', '=', target.imageId);
+    const batch = await query.execute();
+    if (batch.length === 0) break;
+    const taken = await planImages(deps, runId, batch);
+    await executeRun(deps, runId);
+    if (taken === 0) break;
   }
-  return { objects, bytes };
-}
-
-/** Erases one image now: objects first, then the row (its job goes with it). */
-export async function eraseImage(
-  db: Db,
-  lake: Lake,
-  image: ErasableImage,
-): Promise<{ objects: number; bytes: number }> {
-  const deleted = await deleteImageObjects(lake, image);
-  await db.deleteFrom('images').where('id', '=', image.id).execute();
-  return deleted;
+  if (!target.imageId) {
+    for (const area of IMAGE_AREAS) {
+      for (const partition of await lake.children(`${area}/`)) {
+        const left: Array<{ key: string; bytes: number }> = [];
+        for await (const object of lake.list(`${area}/${partition}/customer=${target.customerId}/`))
+          left.push(object);
+        await planOrphans(db, runId, left);
+      }
+    }
+    await executeRun(deps, runId);
+  }
+  return sealRun(deps, runId);
 }

@@ -1,112 +1,108 @@
-import type { Logger } from 'pino';
+import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
 import { day, IMAGE_AREAS } from '../lake/keys.ts';
-import type { Lake } from '../lake/port.ts';
-import type { Metrics } from '../observability/metrics.ts';
-import { deleteImageObjects } from './erase.ts';
+import type { Receipt } from './receipts.ts';
+import {
+  executeRun,
+  type ImageToDelete,
+  openRun,
+  planImages,
+  planOrphans,
+  type RunDeps,
+  recordDone,
+  resumeOpenRuns,
+  sealRun,
+} from './runs.ts';
+import { expiredCondition, shortestWindow } from './windows.ts';
 
-export interface PurgeDeps {
-  db: Db;
-  lake: Lake;
-  clock: Clock;
-  log: Logger;
-  metrics: Metrics;
+export interface PurgeDeps extends RunDeps {
   retentionMs: number;
+  statsRetentionMs: number;
   batchSize?: number;
 }
 
-export interface PurgeSummary {
-  startedAt: Date;
-  finishedAt: Date;
-  cutoff: Date;
-  images: number;
-  objects: number;
-  bytes: number;
+export async function expiredImages(
+  db: Db,
+  now: Date,
+  retentionMs: number,
+  limit: number,
+): Promise<ImageToDelete[]> {
+  const shortest = await shortestWindow(db, retentionMs);
+  const result = await sql<ImageToDelete>`
+    select i.id, i.customer_id, i.received_at, i.raw_key
+    from images i join customers c on c.id = i.customer_id
+    where i.received_at < ${new Date(now.getTime() - shortest)} and ${expiredCondition(now, retentionMs)}
+    order by i.received_at
+    limit ${limit}`.execute(db);
+  return result.rows;
 }
 
 /**
- * Deletes every image older than the retention window: its objects first, then its catalog row
- * (and with it, its job). In that order a crash leaves at worst a row whose objects are already
- * gone, which the next run deletes again, never an object nobody knows about. Daily aggregate
- * statistics hold no image data and are kept.
+ * The retention purge: every copy of every image past its window (originals, renditions, sidecars,
+ * catalog rows and jobs), objects of landings that crashed in day partitions past the window, and
+ * aggregate rows past the statistics window. First it finishes any run a crash left open. Ends with
+ * a receipt.
  */
-export async function purgeExpired(deps: PurgeDeps): Promise<PurgeSummary> {
+export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   const { db, lake, clock, log, metrics, retentionMs } = deps;
   const batchSize = deps.batchSize ?? 200;
-  const startedAt = clock.now();
-  const cutoff = new Date(startedAt.getTime() - retentionMs);
-  let images = 0;
-  let objects = 0;
-  let bytes = 0;
+  await resumeOpenRuns(deps);
+  const now = clock.now();
+  const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs);
 
   for (;;) {
-    const batch = await db
-      .selectFrom('images')
-      .select(['id', 'customer_id', 'received_at', 'raw_key'])
-      .where('received_at', '<', cutoff)
-      .orderBy('received_at')
-      .limit(batchSize)
-      .execute();
+    const batch = await expiredImages(db, now, retentionMs, batchSize);
     if (batch.length === 0) break;
-    for (const image of batch) {
-      const deleted = await deleteImageObjects(lake, image);
-      objects += deleted.objects;
-      bytes += deleted.bytes;
-    }
-    await db
-      .deleteFrom('images')
-      .where(
-        'id',
-        'in',
-        batch.map((b) => b.id),
-      )
-      .execute();
-    images += batch.length;
+    const taken = await planImages(deps, runId, batch);
+    await executeRun(deps, runId);
+    // Rows locked by a concurrent erasure are that erasure's to delete; stop rather than spin on them.
+    if (taken === 0) break;
   }
 
-  // Whole day partitions older than the window can hold only orphans (an object written by a landing
-  // that crashed before its row was committed); nothing in them may stay.
-  const oldestKeptDay = day(cutoff);
+  // Whole day partitions past the platform's window can only hold orphans: objects of landings
+  // that crashed before their row was committed.
+  const oldestKeptDay = day(new Date(now.getTime() - retentionMs));
   for (const area of IMAGE_AREAS) {
     for (const child of await lake.children(`${area}/`)) {
       const partitionDay = /^dt=(\d{4}-\d{2}-\d{2})$/.exec(child)?.[1];
       if (!partitionDay || partitionDay >= oldestKeptDay) continue;
-      for await (const object of lake.list(`${area}/${child}/`)) {
-        await lake.delete(object.key);
-        objects += 1;
-        bytes += object.bytes;
-      }
+      const orphans: Array<{ key: string; bytes: number }> = [];
+      for await (const object of lake.list(`${area}/${child}/`)) orphans.push(object);
+      await planOrphans(db, runId, orphans);
     }
   }
 
-  const finishedAt = clock.now();
-  await db
-    .insertInto('purge_runs')
-    .values({
-      started_at: startedAt,
-      finished_at: finishedAt,
-      window_ms: retentionMs,
-      images,
-      objects,
-      bytes,
-    })
-    .execute();
+  // Aggregates hold no image data and live for the (longer) statistics window.
+  const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
+  const aggregates = await db
+    .deleteFrom('daily_stats')
+    .where('day', '<', oldestKeptStatsDay)
+    .executeTakeFirst();
+  await recordDone(db, runId, 'aggregate', Number(aggregates.numDeletedRows));
+
+  await executeRun(deps, runId);
+  const receipt = await sealRun(deps, runId);
+  const images = receipt.body.deleted.catalog?.count ?? 0;
+  const objects = ['raw', 'rendition', 'metadata', 'orphan'].reduce(
+    (n, k) => n + (receipt.body.deleted[k]?.count ?? 0),
+    0,
+  );
   metrics.purgedImages.inc(images);
   metrics.purgedObjects.inc(objects);
   metrics.purgeRuns.inc({ result: 'ok' });
   if (images || objects)
-    log.info({ images, objects, bytes, cutoff }, 'retention purge deleted expired images');
-  return { startedAt, finishedAt, cutoff, images, objects, bytes };
+    log.info({ receipt: receipt.seq, images, objects }, 'retention purge deleted expired copies');
+  return receipt;
 }
 
 /** How far past its expiry the oldest image still present is, in seconds (0 when none is overdue). */
 export async function purgeLagSeconds(db: Db, clock: Clock, retentionMs: number): Promise<number> {
-  const oldest = await db
-    .selectFrom('images')
-    .select((eb) => eb.fn.min('received_at').as('oldest'))
-    .executeTakeFirst();
-  const at = oldest?.oldest ? new Date(oldest.oldest as Date).getTime() : undefined;
-  if (at === undefined) return 0;
-  return Math.max(0, (clock.now().getTime() - retentionMs - at) / 1000);
+  const now = clock.now();
+  const shortest = await shortestWindow(db, retentionMs);
+  const result = await sql<{ lag: number | null }>`
+    select max(extract(epoch from (${now}::timestamptz - i.received_at)) - least(coalesce(c.retention_ms, ${retentionMs}), ${retentionMs}) / 1000.0)::float8 as lag
+    from images i join customers c on c.id = i.customer_id
+    where i.received_at < ${new Date(now.getTime() - shortest)}`.execute(db);
+  return Math.max(0, result.rows[0]?.lag ?? 0);
 }

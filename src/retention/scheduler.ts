@@ -6,6 +6,30 @@ import type { Metrics } from '../observability/metrics.ts';
 const SCHEDULER_LOCK = 0x1a6e1a;
 
 /**
+ * Runs work while holding the scheduler's lock, on a connection of its own (a session lock lives as
+ * long as its connection, so a process that dies releases it). { ran: false } when another holds it.
+ */
+export async function withSchedulerLock<T>(
+  pool: pg.Pool,
+  work: () => Promise<T>,
+): Promise<{ ran: true; value: T } | { ran: false }> {
+  const client = await pool.connect();
+  try {
+    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [
+      SCHEDULER_LOCK,
+    ]);
+    if (!rows[0]?.locked) return { ran: false };
+    try {
+      return { ran: true, value: await work() };
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [SCHEDULER_LOCK]);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+/**
  * The `scheduler` role: runs periodic work (the retention purge) on one process at a time. Each
  * tick takes a PostgreSQL advisory lock; a process that does not get it skips the tick, so if the
  * holder dies another takes over at its next tick.
@@ -17,14 +41,14 @@ export class Scheduler {
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly intervalMs: number;
-  private readonly work: () => Promise<void>;
+  private readonly work: () => Promise<unknown>;
 
   constructor(options: {
     pool: pg.Pool;
     log: Logger;
     metrics: Metrics;
     intervalMs: number;
-    work: () => Promise<void>;
+    work: () => Promise<unknown>;
   }) {
     this.pool = options.pool;
     this.log = options.log;

@@ -223,7 +223,18 @@ describe('upload and processing', () => {
   it('erases an image from the lake and the catalog on DELETE', async () => {
     const { body } = await upload(t.url, acme.apiKey, await jpeg({ seed: 7 }));
     const image = await settled(t.url, acme.apiKey, body.id);
-    assert.equal((await api(t.url, acme.apiKey, 'DELETE', `/v1/images/${image.id}`)).status, 204);
+    const erased = await api(t.url, acme.apiKey, 'DELETE', `/v1/images/${image.id}`);
+    assert.equal(erased.status, 200);
+    assert.equal(erased.body.kind, 'erasure');
+    assert.deepEqual(erased.body.deleted.raw, { count: 1, bytes: image.bytes });
+    assert.equal(erased.body.deleted.rendition.count, 2);
+    assert.equal(erased.body.deleted.metadata.count, 1);
+    assert.equal(erased.body.deleted.catalog.count, 1);
+    assert.equal(erased.body.subjects.length, 1);
+    assert.ok(
+      !JSON.stringify(erased.body).includes(image.id),
+      'the receipt names the image only by its hash',
+    );
     assert.equal((await api(t.url, acme.apiKey, 'GET', `/v1/images/${image.id}`)).status, 404);
     const left: string[] = [];
     for (const area of ['raw/', 'renditions/', 'metadata/']) {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { metadataKey, rawKey, renditionKey } from '../../src/lake/keys.ts';
-import { deleteImageObjects } from '../../src/retention/erase.ts';
+import { subjectHash } from '../../src/retention/receipts.ts';
+import { objectsOf } from '../../src/retention/runs.ts';
 import { MemoryLake } from '../fakes/memory-lake.ts';
 
 const receivedAt = new Date('2026-11-21T10:00:00Z');
@@ -13,8 +14,8 @@ const image = {
 };
 const parts = { imageId: image.id, customerId: image.customer_id, receivedAt };
 
-describe('erasing an image', () => {
-  it('deletes the original, the sidecar and every rendition, including ones no row knows of', async () => {
+describe('the copies of an image, as a purge or an erasure sees them', () => {
+  it('are read from the lake: original, sidecar and every rendition, even ones no row knows of', async () => {
     const lake = new MemoryLake();
     await lake.put(image.raw_key, Buffer.alloc(100));
     await lake.put(metadataKey(parts), Buffer.alloc(10));
@@ -26,17 +27,25 @@ describe('erasing an image', () => {
     await lake.put(rawKey(neighbour, 'png'), Buffer.alloc(7));
     await lake.put(renditionKey(neighbour, 'thumb', 'webp'), Buffer.alloc(7));
 
-    const deleted = await deleteImageObjects(lake, image);
+    const items = await objectsOf(lake, image);
 
-    assert.deepEqual(deleted, { objects: 5, bytes: 165 });
     assert.deepEqual(
-      [...lake.objects.keys()].sort(),
-      [rawKey(neighbour, 'png'), renditionKey(neighbour, 'thumb', 'webp')].sort(),
+      items.map((i) => [i.kind, i.key, i.bytes]),
+      [
+        ['raw', image.raw_key, 100],
+        ['metadata', metadataKey(parts), 10],
+        ['rendition', renditionKey(parts, 'preview', 'webp'), 30],
+        ['rendition', renditionKey(parts, 'stale', 'webp'), 5],
+        ['rendition', renditionKey(parts, 'thumb', 'webp'), 20],
+      ],
+    );
+    assert.ok(
+      items.every((i) => i.subjectHash === subjectHash('img-1')),
+      'each copy names its image only by hash',
     );
   });
 
-  it('is idempotent: erasing again finds nothing and fails nothing', async () => {
-    const lake = new MemoryLake();
-    assert.deepEqual(await deleteImageObjects(lake, image), { objects: 0, bytes: 0 });
+  it('are none when everything is gone already', async () => {
+    assert.deepEqual(await objectsOf(new MemoryLake(), image), []);
   });
 });

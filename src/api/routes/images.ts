@@ -7,10 +7,19 @@ import type { ImageRow } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
 import { LakeNotFound } from '../../lake/port.ts';
-import { eraseImage } from '../../retention/erase.ts';
+import { eraseImages } from '../../retention/erase.ts';
+import { customerWindow } from '../../retention/windows.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, ImageBody, type ImageBodyT, LandedBody, Uuid } from '../schemas.ts';
+import {
+  errorResponses,
+  ImageBody,
+  type ImageBodyT,
+  LandedBody,
+  ReceiptBody,
+  toReceiptBody,
+  Uuid,
+} from '../schemas.ts';
 
 /** X-Filename is percent-encoded by clients that send non-ASCII names (headers are Latin-1). */
 function decodeFilename(value: string | undefined): string | undefined {
@@ -190,7 +199,10 @@ export const imageRoutes =
           response: { 200: ImageBody, ...errorResponses(401, 403, 404) },
         },
       },
-      async (request) => toImageBody(await visibleImage(request, request.params.id), ctx.config.retentionMs),
+      async (request) => {
+        const image = await visibleImage(request, request.params.id);
+        return toImageBody(image, await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs));
+      },
     );
 
     app.get(
@@ -260,16 +272,15 @@ export const imageRoutes =
       {
         preHandler: reader,
         schema: {
-          summary: 'Erase an image from the lake and the catalog now',
-          tags: ['images'],
+          summary: 'Erase an image now, from the lake and the catalog; answers with the receipt',
+          tags: ['images', 'retention'],
           params: Type.Object({ id: Uuid }),
-          response: { 204: Type.Null(), ...errorResponses(401, 403, 404) },
+          response: { 200: ReceiptBody, ...errorResponses(401, 403, 404) },
         },
       },
-      async (request, reply) => {
+      async (request) => {
         const image = await visibleImage(request, request.params.id);
-        await eraseImage(ctx.db, ctx.lake, image);
-        return reply.status(204).send(null);
+        return toReceiptBody(await eraseImages(ctx, { customerId: image.customer_id, imageId: image.id }));
       },
     );
   };

@@ -1,0 +1,127 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { getCustomer } from '../../catalog/customers.ts';
+import { formatDuration, parseDuration } from '../../config/duration.ts';
+import { AppError } from '../../errors.ts';
+import { eraseImages } from '../../retention/erase.ts';
+import { listReceipts } from '../../retention/receipts.ts';
+import { requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { errorResponses, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
+
+export const retentionRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    const admin = requireRole(ctx.db, 'admin');
+
+    app.get(
+      '/v1/purges',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Purge and erasure receipts, newest first',
+          tags: ['retention'],
+          querystring: Type.Object({
+            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+            before: Type.Optional(
+              Type.Integer({ minimum: 1, description: 'Only receipts with a smaller seq (paging)' }),
+            ),
+          }),
+          response: { 200: Type.Object({ receipts: Type.Array(ReceiptBody) }), ...errorResponses(401, 403) },
+        },
+      },
+      async (request) => ({ receipts: (await listReceipts(ctx.db, request.query)).map(toReceiptBody) }),
+    );
+
+    app.post(
+      '/v1/purges',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Run the retention purge now; answers with its receipt',
+          tags: ['retention'],
+          response: { 200: ReceiptBody, ...errorResponses(401, 403, 409) },
+        },
+      },
+      async () => {
+        const receipt = await ctx.purgeNow();
+        if (!receipt) throw new AppError('PURGE_RUNNING');
+        return toReceiptBody(receipt);
+      },
+    );
+
+    app.delete(
+      '/v1/customers/:id/images',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Erase every image of a customer now, everywhere; answers with the receipt',
+          tags: ['retention'],
+          params: Type.Object({ id: Uuid }),
+          response: { 200: ReceiptBody, ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request) => {
+        if (!(await getCustomer(ctx.db, request.params.id)))
+          throw new AppError('NOT_FOUND', 'No such customer.');
+        return toReceiptBody(await eraseImages(ctx, { customerId: request.params.id }));
+      },
+    );
+
+    app.patch(
+      '/v1/customers/:id',
+      {
+        preHandler: admin,
+        schema: {
+          summary:
+            "Set a customer's retention window (shorter than the platform's), or null for the platform's",
+          tags: ['customers', 'retention'],
+          params: Type.Object({ id: Uuid }),
+          body: Type.Object({
+            retention: Type.Union([Type.String({ description: 'e.g. 3d, 12h' }), Type.Null()]),
+          }),
+          response: {
+            200: Type.Object({
+              id: Uuid,
+              name: Type.String(),
+              retention: Type.String(),
+              retentionMs: Type.Integer(),
+            }),
+            ...errorResponses(400, 401, 403, 404),
+          },
+        },
+      },
+      async (request) => {
+        const customer = await getCustomer(ctx.db, request.params.id);
+        if (!customer) throw new AppError('NOT_FOUND', 'No such customer.');
+        let retentionMs: number | null = null;
+        if (request.body.retention !== null) {
+          retentionMs = parseDuration(request.body.retention) ?? null;
+          if (!retentionMs)
+            throw new AppError(
+              'VALIDATION_FAILED',
+              `"${request.body.retention}" is not a duration such as 3d or 12h.`,
+            );
+          if (retentionMs > ctx.config.retentionMs) {
+            throw new AppError(
+              'VALIDATION_FAILED',
+              `A customer's window cannot be longer than the platform's (${formatDuration(ctx.config.retentionMs)}).`,
+            );
+          }
+        }
+        await ctx.db
+          .updateTable('customers')
+          .set({ retention_ms: retentionMs })
+          .where('id', '=', customer.id)
+          .execute();
+        const effective = retentionMs ?? ctx.config.retentionMs;
+        return {
+          id: customer.id,
+          name: customer.name,
+          retention: formatDuration(effective),
+          retentionMs: effective,
+        };
+      },
+    );
+  };

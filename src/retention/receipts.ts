@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db } from '../catalog/database.ts';
+
+/**
+ * Receipts: one per purge or erasure, in an append-only table (a trigger refuses UPDATE and
+ * DELETE), each carrying the SHA-256 of the receipt before it. Editing or removing one breaks
+ * every hash after it, which verifyReceipts finds and names.
+ */
+export const GENESIS = '0'.repeat(64);
+
+export interface CopyCount {
+  count: number;
+  bytes: number;
+}
+
+export interface ReceiptBody {
+  runId: string;
+  kind: 'retention' | 'erasure';
+  scope: Record<string, unknown>;
+  startedAt: string;
+  finishedAt: string;
+  windowMs: number | null;
+  /** What was deleted, per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate. */
+  deleted: Record<string, CopyCount>;
+  /** SHA-256 of each image id deleted, sorted: proof of which images, without naming them. */
+  subjects: string[];
+}
+
+export interface Receipt {
+  seq: number;
+  body: ReceiptBody;
+  prevHash: string;
+  hash: string;
+}
+
+/** JSON with keys in a fixed order, so the same receipt always hashes the same. */
+export function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function receiptHash(prevHash: string, body: ReceiptBody): string {
+  return createHash('sha256').update(prevHash).update('\n').update(canonical(body)).digest('hex');
+}
+
+export function subjectHash(imageId: string): string {
+  return createHash('sha256').update(imageId).digest('hex');
+}
+
+// Serializes appends, so two runs sealing at once cannot both chain onto the same receipt.
+const CHAIN_LOCK = 0x1a6e2b;
+
+/** Appends a receipt inside the caller's transaction. */
+export async function appendReceipt(trx: Db, body: ReceiptBody): Promise<Receipt> {
+  await sql`select pg_advisory_xact_lock(${CHAIN_LOCK})`.execute(trx);
+  const last = await trx
+    .selectFrom('purge_receipts')
+    .select('hash')
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  const prevHash = last?.hash ?? GENESIS;
+  const hash = receiptHash(prevHash, body);
+  const row = await trx
+    .insertInto('purge_receipts')
+    .values({ run_id: body.runId, body: JSON.stringify(body), prev_hash: prevHash, hash })
+    .returning('seq')
+    .executeTakeFirstOrThrow();
+  return { seq: Number(row.seq), body, prevHash, hash };
+}
+
+function toReceipt(row: { seq: string; body: unknown; prev_hash: string; hash: string }): Receipt {
+  return { seq: Number(row.seq), body: row.body as ReceiptBody, prevHash: row.prev_hash, hash: row.hash };
+}
+
+export async function listReceipts(db: Db, options: { limit: number; before?: number }): Promise<Receipt[]> {
+  let query = db.selectFrom('purge_receipts').selectAll().orderBy('seq', 'desc').limit(options.limit);
+  if (options.before) query = query.where('seq', '<', String(options.before));
+  return (await query.execute()).map(toReceipt);
+}
+
+export async function receiptOfRun(db: Db, runId: string): Promise<Receipt | undefined> {
+  const row = await db
+    .selectFrom('purge_receipts')
+    .selectAll()
+    .where('run_id', '=', runId)
+    .executeTakeFirst();
+  return row ? toReceipt(row) : undefined;
+}
+
+export interface Verification {
+  ok: boolean;
+  receipts: number;
+  problems: Array<{ seq: number | null; runId?: string; problem: string }>;
+}
+
+/**
+ * Walks the whole chain. A receipt whose content no longer matches its hash was edited; one whose
+ * prevHash is not the hash before it follows a removed or edited receipt; a sealed run without a
+ * receipt lost its receipt.
+ */
+export async function verifyReceipts(
+  db: Db,
+  onProgress?: (done: number, total: number) => void,
+): Promise<Verification> {
+  const total = Number(
+    (
+      await db
+        .selectFrom('purge_receipts')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .executeTakeFirst()
+    )?.n ?? 0,
+  );
+  const problems: Verification['problems'] = [];
+  let prev = GENESIS;
+  let done = 0;
+  let after = '0';
+  for (;;) {
+    const rows = await db
+      .selectFrom('purge_receipts')
+      .selectAll()
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(1000)
+      .execute();
+    if (rows.length === 0) break;
+    for (const row of rows) {
+      const receipt = toReceipt(row);
+      if (receipt.prevHash !== prev) {
+        problems.push({
+          seq: receipt.seq,
+          runId: receipt.body.runId,
+          problem: `does not follow the receipt before it (expected prevHash ${prev.slice(0, 12)}…, found ${receipt.prevHash.slice(0, 12)}…): a receipt before it was removed or edited`,
+        });
+      }
+      if (receiptHash(receipt.prevHash, receipt.body) !== receipt.hash) {
+        problems.push({
+          seq: receipt.seq,
+          runId: receipt.body.runId,
+          problem: 'its content does not match its hash: it was edited',
+        });
+      }
+      prev = receipt.hash;
+      after = row.seq;
+      done++;
+    }
+    onProgress?.(done, total);
+  }
+  const orphanRuns = await db
+    .selectFrom('purge_runs')
+    .leftJoin('purge_receipts', 'purge_receipts.run_id', 'purge_runs.id')
+    .select(['purge_runs.id'])
+    .where('purge_runs.sealed_at', 'is not', null)
+    .where('purge_receipts.seq', 'is', null)
+    .execute();
+  for (const run of orphanRuns)
+    problems.push({
+      seq: null,
+      runId: run.id,
+      problem: 'the run was sealed but its receipt is missing: it was removed',
+    });
+  return { ok: problems.length === 0, receipts: done, problems };
+}

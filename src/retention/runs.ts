@@ -1,0 +1,273 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import type { Db } from '../catalog/database.ts';
+import type { Clock } from '../clock.ts';
+import { metadataKey, renditionPrefix } from '../lake/keys.ts';
+import type { Lake } from '../lake/port.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import {
+  appendReceipt,
+  type CopyCount,
+  type Receipt,
+  type ReceiptBody,
+  receiptOfRun,
+  subjectHash,
+} from './receipts.ts';
+
+/**
+ * A purge or an erasure is a run with a ledger. Each batch records every copy it is about to delete
+ * in the ledger and deletes the catalog rows in the same transaction; then the objects are deleted
+ * and ticked off; last, the run is sealed with a receipt built from the ledger. Killed at any point,
+ * the run is resumed from its ledger: no object is left without its row (the ledger still lists it)
+ * and no copy is counted twice (each ledger line is counted once, at sealing).
+ */
+export interface RunDeps {
+  db: Db;
+  lake: Lake;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export interface ImageToDelete {
+  id: string;
+  customer_id: string;
+  received_at: Date;
+  raw_key: string;
+}
+
+export interface LedgerItem {
+  kind: string;
+  key: string | null;
+  subjectHash: string | null;
+  bytes: number;
+  done?: boolean;
+}
+
+export async function openRun(
+  db: Db,
+  clock: Clock,
+  kind: 'retention' | 'erasure',
+  scope: Record<string, unknown>,
+  windowMs: number | null,
+): Promise<string> {
+  const id = randomUUID();
+  await db
+    .insertInto('purge_runs')
+    .values({
+      id,
+      kind,
+      scope: JSON.stringify(scope),
+      started_at: clock.now(),
+      window_ms: windowMs,
+      sealed_at: null,
+    })
+    .execute();
+  return id;
+}
+
+/** Every object an image has in the lake, read from the lake itself (not only the row). */
+export async function objectsOf(lake: Lake, image: ImageToDelete): Promise<LedgerItem[]> {
+  const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
+  const subject = subjectHash(image.id);
+  const items: LedgerItem[] = [];
+  const raw = await lake.head(image.raw_key);
+  if (raw) items.push({ kind: 'raw', key: raw.key, subjectHash: subject, bytes: raw.bytes });
+  const sidecar = await lake.head(metadataKey(parts));
+  if (sidecar) items.push({ kind: 'metadata', key: sidecar.key, subjectHash: subject, bytes: sidecar.bytes });
+  for await (const object of lake.list(renditionPrefix(parts)))
+    items.push({ kind: 'rendition', key: object.key, subjectHash: subject, bytes: object.bytes });
+  return items;
+}
+
+async function record(db: Db, runId: string, items: LedgerItem[]): Promise<void> {
+  for (let i = 0; i < items.length; i += 500) {
+    await db
+      .insertInto('purge_ledger')
+      .values(
+        items.slice(i, i + 500).map((item) => ({
+          run_id: runId,
+          kind: item.kind,
+          key: item.key,
+          subject_hash: item.subjectHash,
+          bytes: item.bytes,
+          done: item.done ?? false,
+        })),
+      )
+      .execute();
+  }
+}
+
+/**
+ * Plans a batch of images: lists their objects, then in one transaction takes the rows that are still
+ * there (another run may have taken some), records their copies and deletes the rows. Returns how
+ * many images this run took.
+ */
+export async function planImages(deps: RunDeps, runId: string, images: ImageToDelete[]): Promise<number> {
+  if (images.length === 0) return 0;
+  const listed = new Map<string, LedgerItem[]>();
+  for (const image of images) listed.set(image.id, await objectsOf(deps.lake, image));
+  return deps.db.transaction().execute(async (trx) => {
+    await trx
+      .updateTable('purge_runs')
+      .set({ heartbeat_at: sql<Date>`now()` as never })
+      .where('id', '=', runId)
+      .execute();
+    const locked = await trx
+      .selectFrom('images')
+      .select(['id', 'bytes'])
+      .where(
+        'id',
+        'in',
+        images.map((i) => i.id),
+      )
+      .forUpdate()
+      .skipLocked()
+      .execute();
+    if (locked.length === 0) return 0;
+    const items: LedgerItem[] = [];
+    for (const row of locked) {
+      items.push(...(listed.get(row.id) ?? []));
+      // The catalog row: deleted in this very transaction, so it is done as it is recorded.
+      items.push({ kind: 'catalog', key: null, subjectHash: subjectHash(row.id), bytes: 0, done: true });
+    }
+    await record(trx, runId, items);
+    await trx
+      .deleteFrom('images')
+      .where(
+        'id',
+        'in',
+        locked.map((r) => r.id),
+      )
+      .execute();
+    return locked.length;
+  });
+}
+
+/** Records objects found without an image (orphans), to be deleted by the run. */
+export async function planOrphans(
+  db: Db,
+  runId: string,
+  objects: Array<{ key: string; bytes: number }>,
+): Promise<void> {
+  await record(
+    db,
+    runId,
+    objects.map((o) => ({ kind: 'orphan', key: o.key, subjectHash: null, bytes: o.bytes })),
+  );
+}
+
+/** Records rows deleted from an aggregate table, already gone: counted in the receipt. */
+export async function recordDone(db: Db, runId: string, kind: string, count: number): Promise<void> {
+  await record(
+    db,
+    runId,
+    Array.from({ length: count }, () => ({ kind, key: null, subjectHash: null, bytes: 0, done: true })),
+  );
+}
+
+/** Deletes every object the ledger still lists as pending, ticking each off. Idempotent. */
+export async function executeRun(deps: RunDeps, runId: string): Promise<void> {
+  for (;;) {
+    const pending = await deps.db
+      .selectFrom('purge_ledger')
+      .select(['id', 'key'])
+      .where('run_id', '=', runId)
+      .where('done', '=', false)
+      .orderBy('id')
+      .limit(200)
+      .execute();
+    if (pending.length === 0) return;
+    for (const item of pending) if (item.key) await deps.lake.delete(item.key);
+    await deps.db
+      .updateTable('purge_ledger')
+      .set({ done: true })
+      .where(
+        'id',
+        'in',
+        pending.map((p) => p.id),
+      )
+      .execute();
+  }
+}
+
+/** Builds the receipt from the ledger and appends it, once; sealing a sealed run returns its receipt. */
+export async function sealRun(deps: RunDeps, runId: string): Promise<Receipt> {
+  const existing = await receiptOfRun(deps.db, runId);
+  if (existing) return existing;
+  const receipt = await deps.db.transaction().execute(async (trx) => {
+    const run = await trx
+      .selectFrom('purge_runs')
+      .selectAll()
+      .where('id', '=', runId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const again = await receiptOfRun(trx, runId);
+    if (again) return again;
+    const totals = await trx
+      .selectFrom('purge_ledger')
+      .select([
+        'kind',
+        (eb) => eb.fn.countAll<string>().as('count'),
+        (eb) => eb.fn.sum<string>('bytes').as('bytes'),
+      ])
+      .where('run_id', '=', runId)
+      .groupBy('kind')
+      .execute();
+    const subjects = await trx
+      .selectFrom('purge_ledger')
+      .select('subject_hash')
+      .distinct()
+      .where('run_id', '=', runId)
+      .where('subject_hash', 'is not', null)
+      .orderBy('subject_hash')
+      .execute();
+    const deleted: Record<string, CopyCount> = {};
+    for (const t of totals) deleted[t.kind] = { count: Number(t.count), bytes: Number(t.bytes ?? 0) };
+    const finishedAt = deps.clock.now();
+    const body: ReceiptBody = {
+      runId,
+      kind: run.kind,
+      scope: run.scope,
+      startedAt: run.started_at.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      windowMs: run.window_ms === null ? null : Number(run.window_ms),
+      deleted,
+      subjects: subjects.map((s) => s.subject_hash!),
+    };
+    const appended = await appendReceipt(trx, body);
+    await trx.updateTable('purge_runs').set({ sealed_at: finishedAt }).where('id', '=', runId).execute();
+    // The receipt now holds the totals and the subjects; the ledger lines have done their job.
+    await trx.deleteFrom('purge_ledger').where('run_id', '=', runId).execute();
+    return appended;
+  });
+  return receipt;
+}
+
+/**
+ * Finishes runs a crash left open: deletes what their ledgers still list, then seals them. Retention
+ * runs belong to the singleton scheduler, so an open one is always abandoned; an erasure may still be
+ * running in an API process, so it is taken over only when its heartbeat is older than staleMs.
+ */
+export async function resumeOpenRuns(deps: RunDeps, staleMs = 120_000): Promise<Receipt[]> {
+  const open = await deps.db
+    .selectFrom('purge_runs')
+    .select(['id', 'kind'])
+    .where('sealed_at', 'is', null)
+    .where((eb) =>
+      eb.or([
+        eb('kind', '=', 'retention'),
+        eb('heartbeat_at', '<', sql<Date>`now() - ${staleMs} * interval '1 millisecond'`),
+      ]),
+    )
+    .orderBy('started_at')
+    .execute();
+  const receipts: Receipt[] = [];
+  for (const run of open) {
+    deps.log.warn({ run: run.id, kind: run.kind }, 'resuming a purge run that did not finish');
+    await executeRun(deps, run.id);
+    receipts.push(await sealRun(deps, run.id));
+  }
+  return receipts;
+}
