@@ -19,6 +19,17 @@ export const ERRORS = {
   },
   TOO_MANY_FRAMES: { status: 422, message: 'The image has more frames than the limit.' },
   CORRUPT_IMAGE: { status: 422, message: 'The image could not be decoded; it is corrupt or truncated.' },
+  MISSING_CUSTOMER: { status: 400, message: 'The message has no customer-id header.' },
+  UNKNOWN_CUSTOMER: { status: 400, message: 'The customer-id names no customer.' },
+  CLAIM_CHECK_INVALID: {
+    status: 400,
+    message: 'The claim check is not {"ref": "<lake key>", "customerId": "..."}.',
+  },
+  CLAIM_CHECK_FORBIDDEN: {
+    status: 403,
+    message: 'The claim check points outside the allowed locations; nothing was fetched.',
+  },
+  CLAIM_CHECK_NOT_FOUND: { status: 404, message: 'The claim check points at an object that does not exist.' },
   QUEUE_FULL: {
     status: 429,
     message: 'The processing queue is full; retry later with the same Idempotency-Key.',

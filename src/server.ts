@@ -8,6 +8,8 @@ import { ensureAdminKey } from './catalog/keys.ts';
 import { NOTIFY_CHANNEL } from './catalog/queue.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
+import { KafkaIngest } from './ingest/kafka/consumer.ts';
+import { EventPublisher } from './ingest/kafka/events.ts';
 import { Lander } from './ingest/land.ts';
 import { FsLake } from './lake/fs.ts';
 import type { Lake } from './lake/port.ts';
@@ -19,7 +21,7 @@ import { purgeExpired } from './retention/purge.ts';
 import type { Receipt } from './retention/receipts.ts';
 import { Scheduler, withSchedulerLock } from './retention/scheduler.ts';
 
-export const ROLES = ['api', 'worker', 'scheduler'] as const;
+export const ROLES = ['api', 'worker', 'scheduler', 'kafka'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RunningServer {
@@ -142,6 +144,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           pollIntervalMs: config.workers.pollIntervalMs,
           limits: { maxPixels: config.limits.maxPixels, maxFrames: config.limits.maxFrames },
           processors: config.processors,
+          // Outcomes are announced only where someone can publish them.
+          eventsTopic: config.kafka.brokers.length ? config.kafka.eventsTopic || undefined : undefined,
         },
       });
       runner.start();
@@ -174,17 +178,38 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => scheduler.stop());
     }
 
-    let url: string | undefined;
-    if (roles.has('api')) {
-      const lander = new Lander({
+    const lander = new Lander({
+      db,
+      lake,
+      clock,
+      log,
+      metrics,
+      limits: { maxBytes: config.limits.maxBytes, maxQueueDepth: config.limits.maxQueueDepth },
+      maxAttempts: config.workers.maxAttempts,
+    });
+
+    if (roles.has('kafka') && config.kafka.brokers.length) {
+      const ingest = new KafkaIngest({
+        config: config.kafka,
         db,
         lake,
-        clock,
+        lander,
         log,
         metrics,
-        limits: { maxBytes: config.limits.maxBytes, maxQueueDepth: config.limits.maxQueueDepth },
-        maxAttempts: config.workers.maxAttempts,
+        retentionMs: config.retentionMs,
+        maxQueueDepth: config.limits.maxQueueDepth,
       });
+      await ingest.start();
+      stops.push(() => ingest.stop());
+      if (config.kafka.eventsTopic) {
+        const events = new EventPublisher({ db, log, metrics, config: config.kafka });
+        events.start();
+        stops.push(() => events.stop());
+      }
+    }
+
+    let url: string | undefined;
+    if (roles.has('api')) {
       const ready = async () => {
         await db
           .selectFrom('imagelake_migrations' as never)

@@ -114,6 +114,14 @@ export interface PurgeReceiptsTable {
   hash: string;
 }
 
+export interface OutboxTable {
+  id: Generated<string>;
+  topic: string;
+  key: string;
+  payload: Json<Record<string, unknown>>;
+  created_at: Timestamp;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -123,6 +131,7 @@ export interface Database {
   purge_runs: PurgeRunsTable;
   purge_ledger: PurgeLedgerTable;
   purge_receipts: PurgeReceiptsTable;
+  outbox: OutboxTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
+import { produce } from './commands/kafka.ts';
 import { retentionCommand } from './commands/retention.ts';
 import { upload } from './commands/upload.ts';
 
@@ -18,6 +19,9 @@ Usage: imagelake <command> [options]
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
          [--concurrency N] [--wait]      --wait also waits until every image is processed.
   stats [--from DAY] [--to DAY] [--group-by day,customer,format,source,status]
+  kafka produce --customer ID PATH...    Stream files and folders into the image topic (message-id =
+        [--topic T] [--brokers B]        SHA-256, so twice lands once); larger than --claim-check-over
+        [--claim-check-over BYTES]       (default 900000) go as claim checks through the lake.
   retention purge                        Run the retention purge now and print its receipt.
   retention audit [--json]               Scan lake, catalog and aggregates for anything past its
                                          window or orphaned; exits 1 if anything is found.
@@ -76,6 +80,35 @@ async function main(): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+
+  if (command === 'kafka') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        customer: { type: 'string' },
+        topic: { type: 'string' },
+        brokers: { type: 'string' },
+        'claim-check-over': { type: 'string' },
+        quiet: { type: 'boolean' },
+      },
+    });
+    const [sub, ...paths] = positionals;
+    if (sub !== 'produce' || !values.customer || paths.length === 0)
+      fail('usage: imagelake kafka produce --customer ID [--topic T] [--brokers HOST:PORT] PATH...');
+    if (values.brokers) process.env.IMAGELAKE_KAFKA_BROKERS = values.brokers;
+    const config = readConfig();
+    const claimCheckOver = Number(values['claim-check-over'] ?? 900_000);
+    if (!Number.isFinite(claimCheckOver) || claimCheckOver < 0)
+      fail('--claim-check-over takes a number of bytes');
+    process.exitCode = await produce(config, paths, {
+      customerId: values.customer,
+      topic: values.topic ?? config.kafka.topics[0]!,
+      claimCheckOver,
+      quiet: Boolean(values.quiet),
+    });
+    return;
+  }
 
   if (command === 'retention') {
     const { values, positionals } = parseArgs({

@@ -29,6 +29,27 @@ export interface Config {
     pollIntervalMs: number;
   };
   processors: string[];
+  kafka: KafkaConfig;
+}
+
+export interface KafkaConfig {
+  /** Empty: Kafka is off and the `kafka` role does nothing. */
+  brokers: string[];
+  topics: string[];
+  groupId: string;
+  clientId: string;
+  /** Suffix of each topic's dead-letter topic. */
+  dlqSuffix: string;
+  /** Where image.processed / image.failed events go; empty: no events. */
+  eventsTopic: string;
+  sasl:
+    | { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string }
+    | undefined;
+  tls: { ca: string | undefined; rejectUnauthorized: boolean } | undefined;
+  /** Lake key prefixes a claim check may point into; nothing else is ever fetched. */
+  claimPrefixes: string[];
+  /** Messages landing at once per process. */
+  concurrency: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -95,7 +116,67 @@ export function loadConfig(env: Env = process.env): Config {
       .map((p) => p.trim())
       .filter(Boolean)
       .map((p) => resolve(p)),
+    kafka: readKafka(env, problems, read, int),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+function readKafka(
+  env: Env,
+  problems: string[],
+  read: <T>(name: string, fallback: string, parse: (v: string) => T | undefined, hint: string) => T,
+  int: (min: number) => (v: string) => number | undefined,
+): KafkaConfig {
+  const mechanism = env.IMAGELAKE_KAFKA_SASL_MECHANISM?.trim().toUpperCase();
+  if (mechanism && !['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'].includes(mechanism)) {
+    problems.push(
+      `IMAGELAKE_KAFKA_SASL_MECHANISM=${JSON.stringify(mechanism)} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`,
+    );
+  }
+  if (mechanism && !(env.IMAGELAKE_KAFKA_SASL_USERNAME && env.IMAGELAKE_KAFKA_SASL_PASSWORD)) {
+    problems.push(
+      'IMAGELAKE_KAFKA_SASL_MECHANISM needs IMAGELAKE_KAFKA_SASL_USERNAME and IMAGELAKE_KAFKA_SASL_PASSWORD',
+    );
+  }
+  const list = (value: string | undefined, fallback: string) =>
+    (value ?? fallback)
+      .split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+  const tlsOn =
+    ['1', 'true', 'yes'].includes((env.IMAGELAKE_KAFKA_TLS ?? '').trim().toLowerCase()) ||
+    Boolean(env.IMAGELAKE_KAFKA_TLS_CA);
+  const kafka: KafkaConfig = {
+    brokers: list(env.IMAGELAKE_KAFKA_BROKERS, ''),
+    topics: list(env.IMAGELAKE_KAFKA_TOPICS, 'images'),
+    groupId: env.IMAGELAKE_KAFKA_GROUP?.trim() || 'imagelake',
+    clientId: env.IMAGELAKE_KAFKA_CLIENT_ID?.trim() || 'imagelake',
+    dlqSuffix: env.IMAGELAKE_KAFKA_DLQ_SUFFIX?.trim() || '.dlq',
+    eventsTopic:
+      env.IMAGELAKE_KAFKA_EVENTS_TOPIC === undefined
+        ? 'imagelake.events'
+        : env.IMAGELAKE_KAFKA_EVENTS_TOPIC.trim(),
+    sasl: mechanism
+      ? {
+          mechanism: mechanism as 'PLAIN',
+          username: env.IMAGELAKE_KAFKA_SASL_USERNAME ?? '',
+          password: env.IMAGELAKE_KAFKA_SASL_PASSWORD ?? '',
+        }
+      : undefined,
+    tls: tlsOn
+      ? {
+          ca: env.IMAGELAKE_KAFKA_TLS_CA?.trim() || undefined,
+          rejectUnauthorized: env.IMAGELAKE_KAFKA_TLS_INSECURE !== 'true',
+        }
+      : undefined,
+    claimPrefixes: list(env.IMAGELAKE_KAFKA_CLAIM_PREFIXES, 'claims/'),
+    concurrency: read('IMAGELAKE_KAFKA_CONCURRENCY', '8', int(1), 'a whole number of messages'),
+  };
+  for (const prefix of kafka.claimPrefixes) {
+    if (!prefix.endsWith('/') || prefix.startsWith('/') || prefix.includes('..')) {
+      problems.push(`IMAGELAKE_KAFKA_CLAIM_PREFIXES: "${prefix}" must be a lake folder such as claims/`);
+    }
+  }
+  return kafka;
 }

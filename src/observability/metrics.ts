@@ -79,6 +79,35 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers: [registry],
     }),
+    kafkaMessages: new Counter({
+      name: 'imagelake_kafka_messages_total',
+      help: 'Kafka messages handled, by topic and outcome (landed, duplicate, dead_lettered)',
+      labelNames: ['topic', 'outcome'] as const,
+      registers: [registry],
+    }),
+    kafkaDeadLetters: new Counter({
+      name: 'imagelake_kafka_dead_letters_total',
+      help: 'Messages sent to a dead-letter topic, by error code',
+      labelNames: ['topic', 'code'] as const,
+      registers: [registry],
+    }),
+    kafkaLag: new Gauge({
+      name: 'imagelake_kafka_consumer_lag',
+      help: "Messages in each partition not yet consumed by this process's group",
+      labelNames: ['topic', 'partition'] as const,
+      registers: [registry],
+    }),
+    kafkaPaused: new Gauge({
+      name: 'imagelake_kafka_paused',
+      help: '1 while consumption is paused because the processing queue is full',
+      registers: [registry],
+    }),
+    eventsPublished: new Counter({
+      name: 'imagelake_events_published_total',
+      help: 'image.processed and image.failed events published to Kafka',
+      labelNames: ['type'] as const,
+      registers: [registry],
+    }),
     purgeLagSeconds: new Gauge({
       name: 'imagelake_purge_lag_seconds',
       help: 'Age beyond the retention window of the oldest expired image still present (0 when none)',

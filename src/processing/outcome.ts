@@ -16,6 +16,48 @@ async function whyNotUpdated(db: Db, id: string): Promise<OutcomeWrite> {
   return row ? 'already-recorded' : 'image-gone';
 }
 
+/** What downstream systems are told about an outcome (the image.processed / image.failed event). */
+export function outcomeEvent(
+  image: ImageRow,
+  outcome: { processedAt: Date; queueMs: number; processingMs: number },
+  result: {
+    width?: number;
+    height?: number;
+    processors?: Record<string, string>;
+    error?: { code: string; message: string };
+  },
+) {
+  return {
+    type: result.error ? 'image.failed' : 'image.processed',
+    id: image.id,
+    customerId: image.customer_id,
+    source: image.source,
+    format: image.format,
+    width: result.width ?? null,
+    height: result.height ?? null,
+    bytes: Number(image.bytes),
+    checksum: image.checksum,
+    receivedAt: image.received_at.toISOString(),
+    processedAt: outcome.processedAt.toISOString(),
+    timings: { queueMs: outcome.queueMs, processingMs: outcome.processingMs },
+    processors: result.processors ?? {},
+    ...(result.error ? { error: result.error } : {}),
+  };
+}
+
+async function announce(
+  db: Db,
+  topic: string | undefined,
+  event: ReturnType<typeof outcomeEvent>,
+  at: Date,
+): Promise<void> {
+  if (!topic) return;
+  await db
+    .insertInto('outbox')
+    .values({ topic, key: event.id, payload: JSON.stringify(event), created_at: at })
+    .execute();
+}
+
 export async function recordProcessed(
   db: Db,
   job: ClaimedJob,
@@ -23,6 +65,7 @@ export async function recordProcessed(
   result: ProcessResult,
   renditions: Rendition[],
   timing: { processedAt: Date; queueMs: number; processingMs: number },
+  eventsTopic?: string,
 ): Promise<OutcomeWrite> {
   return db.transaction().execute(async (trx) => {
     if (!(await finish(trx, job))) return 'lease-lost';
@@ -54,6 +97,12 @@ export async function recordProcessed(
       status: 'processed',
       bytes: Number(image.bytes),
     });
+    const event = outcomeEvent(image, timing, {
+      width: result.metadata.width,
+      height: result.metadata.height,
+      processors: result.processorVersions,
+    });
+    await announce(trx, eventsTopic, event, timing.processedAt);
     return 'recorded';
   });
 }
@@ -64,6 +113,7 @@ export async function recordFailed(
   image: ImageRow,
   error: { code: string; message: string },
   timing: { processedAt: Date; queueMs: number; processingMs: number },
+  eventsTopic?: string,
 ): Promise<OutcomeWrite> {
   return db.transaction().execute(async (trx) => {
     if (!(await finish(trx, job))) return 'lease-lost';
@@ -89,6 +139,7 @@ export async function recordFailed(
       status: 'failed',
       bytes: Number(image.bytes),
     });
+    await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
     return 'recorded';
   });
 }

@@ -27,6 +27,8 @@ export interface RunnerDeps {
     pollIntervalMs: number;
     limits: { maxPixels: number; maxFrames: number };
     processors: string[];
+    /** Kafka topic for image.processed / image.failed events, written to the outbox with each outcome. */
+    eventsTopic?: string;
   };
 }
 
@@ -183,7 +185,15 @@ export class Runner {
     const renditions = await this.writeOutputs(parts, answer.result);
     const processedAt = clock.now();
     const timing = this.timing(job, image, processedAt, started);
-    const write = await recordProcessed(this.deps.db, job, image, answer.result, renditions, timing);
+    const write = await recordProcessed(
+      this.deps.db,
+      job,
+      image,
+      answer.result,
+      renditions,
+      timing,
+      options.eventsTopic,
+    );
     this.settle(write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
     if (write === 'recorded') {
       metrics.processed.inc({ outcome: 'processed', format: image.format });
@@ -260,7 +270,14 @@ export class Runner {
       return;
     }
     const timing = this.timing(job, image, clock.now(), started);
-    const write = await recordFailed(db, job, image, { code, message }, timing);
+    const write = await recordFailed(
+      db,
+      job,
+      image,
+      { code, message },
+      timing,
+      this.deps.options.eventsTopic,
+    );
     this.settle(write, job, image, []);
     if (write === 'recorded') {
       metrics.processed.inc({ outcome: 'failed', format: image.format });

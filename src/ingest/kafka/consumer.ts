@@ -1,0 +1,319 @@
+import { Admin, Consumer, type Message, type MessagesStream, Producer } from '@platformatic/kafka';
+import type { Logger } from 'pino';
+import type { Db } from '../../catalog/database.ts';
+import { depth } from '../../catalog/queue.ts';
+import type { KafkaConfig } from '../../config/config.ts';
+import { AppError, type ErrorCode } from '../../errors.ts';
+import type { Lake } from '../../lake/port.ts';
+import type { Metrics } from '../../observability/metrics.ts';
+import type { Lander } from '../land.ts';
+import { connectionOptions } from './client.ts';
+import { headersOf, resolveMessage } from './contract.ts';
+import { PartitionOffsets } from './offsets.ts';
+
+/** Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic. */
+const DEAD_LETTER: ReadonlySet<ErrorCode> = new Set([
+  'MISSING_CUSTOMER',
+  'UNKNOWN_CUSTOMER',
+  'EMPTY_BODY',
+  'UNSUPPORTED_FORMAT',
+  'IMAGE_TOO_LARGE',
+  'CLAIM_CHECK_INVALID',
+  'CLAIM_CHECK_FORBIDDEN',
+  'CLAIM_CHECK_NOT_FOUND',
+]);
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface KafkaIngestDeps {
+  config: KafkaConfig;
+  db: Db;
+  lake: Lake;
+  lander: Lander;
+  log: Logger;
+  metrics: Metrics;
+  /** Dead-letter topics keep images no longer than the lake does. */
+  retentionMs: number;
+  maxQueueDepth: number;
+}
+
+type Msg = Message<Buffer, Buffer, Buffer, Buffer>;
+
+/**
+ * The `kafka` role: consumes the image topics into the same landing as HTTP uploads. At least once
+ * from Kafka, exactly once into the catalog: an offset is committed only after its image (and every
+ * one before it in the partition) has landed durably, and a redelivered message is dropped by its
+ * idempotency key. A message that can never land goes to `<topic>.dlq` and the partition moves on.
+ */
+export class KafkaIngest {
+  private readonly deps: KafkaIngestDeps;
+  private consumer: Consumer<Buffer, Buffer, Buffer, Buffer> | undefined;
+  private producer: Producer<Buffer, Buffer, Buffer, Buffer> | undefined;
+  private stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+  private readonly partitions = new Map<string, PartitionOffsets<Msg>>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly knownCustomers = new Map<string, number>();
+  private running = false;
+  private queueFull = false;
+  /** The queue depth at the last count plus what landed since: an upper bound between counts. */
+  private estimatedDepth = 0;
+
+  constructor(deps: KafkaIngestDeps) {
+    this.deps = deps;
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this.deps;
+    await this.ensureTopics();
+    this.producer = new Producer({ ...connectionOptions(config, 'dlq'), acks: -1 });
+    this.consumer = new Consumer({
+      ...connectionOptions(config, 'ingest'),
+      groupId: config.groupId,
+      autocommit: false,
+    });
+    this.stream = await this.consumer.consume({
+      topics: config.topics,
+      autocommit: false,
+      mode: 'committed',
+      fallbackMode: 'earliest',
+      sessionTimeout: 20_000,
+      heartbeatInterval: 1_000,
+      maxWaitTime: 500,
+      highWaterMark: config.concurrency,
+    });
+    this.running = true;
+    this.stream.on('data', (message) => this.accept(message));
+    this.stream.on('error', (error) =>
+      log.error({ err: error }, 'Kafka stream error; the client reconnects'),
+    );
+    this.timers.push(setInterval(() => void this.commit(), 300));
+    this.timers.push(setInterval(() => void this.checkQueue(), 1000));
+    this.timers.push(setInterval(() => void this.measureLag(), 5000));
+    log.info(
+      { brokers: config.brokers, topics: config.topics, group: config.groupId },
+      'consuming images from Kafka',
+    );
+  }
+
+  /** Dead-letter topics are created with the lake's retention: they hold image bytes too. */
+  private async ensureTopics(): Promise<void> {
+    const { config, retentionMs, log } = this.deps;
+    const admin = new Admin(connectionOptions(config, 'admin'));
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = config.topics.map((t) => `${t}${config.dlqSuffix}`).filter((t) => !existing.has(t));
+      if (missing.length) {
+        await admin.createTopics({
+          topics: missing,
+          partitions: 1,
+          replicas: -1,
+          configs: [{ name: 'retention.ms', value: String(retentionMs) }],
+        });
+        log.info({ topics: missing, retentionMs }, 'created dead-letter topics');
+      }
+    } catch (error) {
+      log.warn(
+        { err: error },
+        'could not create dead-letter topics; they will be auto-created if the broker allows',
+      );
+    } finally {
+      await admin.close();
+    }
+  }
+
+  private offsetsOf(topic: string, partition: number): PartitionOffsets<Msg> {
+    const id = `${topic}:${partition}`;
+    let offsets = this.partitions.get(id);
+    if (!offsets) {
+      offsets = new PartitionOffsets<Msg>();
+      this.partitions.set(id, offsets);
+    }
+    return offsets;
+  }
+
+  private accept(message: Msg): void {
+    const offsets = this.offsetsOf(message.topic, message.partition);
+    offsets.started(message.offset);
+    const task = this.handle(message).then(
+      () => offsets.finished(message.offset, message),
+      // Only a shutdown gets here; the offset stays uncommitted and the message comes again.
+      (error) =>
+        this.deps.log.warn(
+          { err: error, topic: message.topic, offset: String(message.offset) },
+          'message left for redelivery',
+        ),
+    );
+    this.inFlight.add(task);
+    void task.finally(() => {
+      this.inFlight.delete(task);
+      this.flow();
+    });
+    this.flow();
+  }
+
+  /** Pauses the stream while too many messages are in hand or the processing queue is full. */
+  private flow(): void {
+    if (!this.stream || !this.running) return;
+    const busy = this.inFlight.size >= this.deps.config.concurrency || this.queueFull;
+    if (busy && !this.stream.isPaused()) this.stream.pause();
+    if (!busy && this.stream.isPaused()) this.stream.resume();
+    this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
+  }
+
+  private async handle(message: Msg): Promise<void> {
+    const { lander, lake, metrics, log, config } = this.deps;
+    const topic = message.topic;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const resolved = await resolveMessage(
+          {
+            topic,
+            partition: message.partition,
+            offset: message.offset,
+            value: message.value ?? Buffer.alloc(0),
+            headers: headersOf(message.headers),
+          },
+          lake,
+          config.claimPrefixes,
+        );
+        if (!(await this.customerExists(resolved.customerId)))
+          throw new AppError('UNKNOWN_CUSTOMER', `"${resolved.customerId.slice(0, 64)}"`);
+        const { duplicate } = await lander.land({
+          customerId: resolved.customerId,
+          source: 'kafka',
+          body: resolved.body,
+          idempotencyKey: resolved.idempotencyKey,
+          filename: resolved.filename,
+        });
+        // The claim is consumed: the image now lives in the lake's raw area under its own key.
+        if (resolved.claimKey) await lake.delete(resolved.claimKey);
+        metrics.kafkaMessages.inc({ topic, outcome: duplicate ? 'duplicate' : 'landed' });
+        if (!duplicate && ++this.estimatedDepth >= this.deps.maxQueueDepth && !this.queueFull) {
+          this.queueFull = true;
+          this.flow();
+        }
+        return;
+      } catch (error) {
+        if (error instanceof AppError && DEAD_LETTER.has(error.code)) {
+          await this.deadLetter(message, error);
+          return;
+        }
+        if (!this.running) throw error;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+        log.warn(
+          { err: error, topic, partition: message.partition, offset: String(message.offset), attempt },
+          `landing failed; retrying in ${delay} ms`,
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private async deadLetter(message: Msg, error: AppError): Promise<void> {
+    const { config, metrics, log } = this.deps;
+    const headers = new Map<Buffer, Buffer>(message.headers);
+    headers.set(Buffer.from('error-code'), Buffer.from(error.code));
+    headers.set(Buffer.from('error-message'), Buffer.from(error.message));
+    headers.set(Buffer.from('original-topic'), Buffer.from(message.topic));
+    headers.set(Buffer.from('original-partition'), Buffer.from(String(message.partition)));
+    headers.set(Buffer.from('original-offset'), Buffer.from(String(message.offset)));
+    const topic = `${message.topic}${config.dlqSuffix}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.producer!.send({
+          messages: [
+            { topic, key: message.key ?? undefined, value: message.value ?? Buffer.alloc(0), headers },
+          ],
+        });
+        break;
+      } catch (sendError) {
+        if (!this.running) throw sendError;
+        log.warn({ err: sendError, topic, attempt }, 'dead-letter topic unavailable; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+      }
+    }
+    metrics.kafkaMessages.inc({ topic: message.topic, outcome: 'dead_lettered' });
+    metrics.kafkaDeadLetters.inc({ topic: message.topic, code: error.code });
+    log.info(
+      {
+        topic: message.topic,
+        partition: message.partition,
+        offset: String(message.offset),
+        code: error.code,
+      },
+      'message sent to the dead-letter topic',
+    );
+  }
+
+  private async customerExists(id: string): Promise<boolean> {
+    if (!UUID.test(id)) return false;
+    const seen = this.knownCustomers.get(id);
+    if (seen && Date.now() - seen < 60_000) return true;
+    const row = await this.deps.db
+      .selectFrom('customers')
+      .select('id')
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (row) this.knownCustomers.set(id, Date.now());
+    return Boolean(row);
+  }
+
+  private async commit(): Promise<void> {
+    for (const offsets of this.partitions.values()) {
+      const message = offsets.take();
+      if (!message) continue;
+      try {
+        await message.commit();
+      } catch (error) {
+        // After a rebalance the partition may be another member's now; it re-reads from the last commit.
+        this.deps.log.debug({ err: error }, 'offset commit refused');
+      }
+    }
+  }
+
+  private async checkQueue(): Promise<void> {
+    try {
+      const d = await depth(this.deps.db);
+      const total = d.queued + d.running;
+      this.estimatedDepth = total;
+      // Pause at the limit, resume at 80% of it, so the stream does not flap around the threshold.
+      if (!this.queueFull && total >= this.deps.maxQueueDepth) this.queueFull = true;
+      else if (this.queueFull && total < this.deps.maxQueueDepth * 0.8) this.queueFull = false;
+      this.flow();
+    } catch (error) {
+      this.deps.log.warn({ err: error }, 'could not read the queue depth');
+    }
+  }
+
+  private async measureLag(): Promise<void> {
+    try {
+      const lag = await this.consumer!.getLag({ topics: this.deps.config.topics });
+      for (const [topic, partitions] of lag) {
+        partitions.forEach((value, partition) => {
+          if (value >= 0n)
+            this.deps.metrics.kafkaLag.set({ topic, partition: String(partition) }, Number(value));
+        });
+      }
+    } catch (error) {
+      this.deps.log.debug({ err: error }, 'lag unavailable');
+    }
+  }
+
+  /** Stops fetching, lets messages in hand land, commits what landed, leaves the group. */
+  async stop(graceMs = 20_000): Promise<void> {
+    this.running = false;
+    for (const timer of this.timers) clearInterval(timer);
+    this.stream?.pause();
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((r) => setTimeout(r, graceMs).unref()),
+    ]);
+    await this.commit();
+    await this.stream?.close().catch(() => {});
+    try {
+      await this.consumer?.close();
+    } catch {}
+    await this.producer?.close().catch(() => {});
+  }
+}
