@@ -154,6 +154,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     const purge = () =>
       purgeExpired({
+        claimPrefixes: config.kafka.claimPrefixes,
         db,
         lake,
         clock,

@@ -33,6 +33,7 @@ export interface AuditDeps {
   clock: Clock;
   retentionMs: number;
   statsRetentionMs: number;
+  claimPrefixes?: string[];
   /**
    * An object younger than this with no row is not yet an orphan: a landing writes the object a
    * moment before it commits the row, and processing writes outputs before recording them.
@@ -146,6 +147,21 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
     }
   }
   onProgress?.('lake', objects, objects);
+
+  // Claim checks waiting for a message past the window hold image bytes nobody will collect.
+  for (const prefix of deps.claimPrefixes ?? []) {
+    for await (const object of lake.list(prefix)) {
+      objects++;
+      if (now.getTime() - object.modifiedAt.getTime() > retentionMs) {
+        findings.push({
+          kind: 'expired-object',
+          where: 'lake',
+          subject: object.key,
+          detail: 'a claim-check object older than the window',
+        });
+      }
+    }
+  }
 
   // The analytics store: aggregates past their own window.
   const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));

@@ -11,6 +11,7 @@ import {
   planOrphans,
   type RunDeps,
   recordDone,
+  recordObjects,
   resumeOpenRuns,
   sealRun,
 } from './runs.ts';
@@ -18,6 +19,8 @@ import { expiredCondition, shortestWindow } from './windows.ts';
 
 export interface PurgeDeps extends RunDeps {
   retentionMs: number;
+  /** Lake folders where Kafka claim checks wait to be consumed. */
+  claimPrefixes?: string[];
   statsRetentionMs: number;
   batchSize?: number;
 }
@@ -71,6 +74,15 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
       for await (const object of lake.list(`${area}/${child}/`)) orphans.push(object);
       await planOrphans(db, runId, orphans);
     }
+  }
+
+  // Claim-check objects waiting for a Kafka message that never came are image bytes too.
+  const claimCutoff = now.getTime() - retentionMs;
+  for (const prefix of deps.claimPrefixes ?? []) {
+    const stale: Array<{ key: string; bytes: number }> = [];
+    for await (const object of lake.list(prefix))
+      if (object.modifiedAt.getTime() < claimCutoff) stale.push(object);
+    await recordObjects(db, runId, 'claim', stale);
   }
 
   // Aggregates hold no image data and live for the (longer) statistics window.

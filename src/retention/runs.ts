@@ -151,10 +151,20 @@ export async function planOrphans(
   runId: string,
   objects: Array<{ key: string; bytes: number }>,
 ): Promise<void> {
+  await recordObjects(db, runId, 'orphan', objects);
+}
+
+/** Records lake objects of a given kind, to be deleted by the run. */
+export async function recordObjects(
+  db: Db,
+  runId: string,
+  kind: string,
+  objects: Array<{ key: string; bytes: number }>,
+): Promise<void> {
   await record(
     db,
     runId,
-    objects.map((o) => ({ kind: 'orphan', key: o.key, subjectHash: null, bytes: o.bytes })),
+    objects.map((o) => ({ kind, key: o.key, subjectHash: null, bytes: o.bytes })),
   );
 }
 

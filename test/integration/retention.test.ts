@@ -96,8 +96,12 @@ describe('retention you can prove', () => {
       assert.equal(first.deleted.catalog.count, 1, 'only the short-window image has expired after 3 days');
       assert.equal((await api(t.url, b.apiKey, 'GET', `/v1/images/${b1.id}`)).status, 404);
 
+      // A Kafka claim check whose message never came: image bytes too, under the same window.
+      await t.server.lake.put('claims/never-consumed.jpg', await jpeg({ seed: 5 }));
       clock.advance(5 * DAY);
       const second = (await api(t.url, ADMIN, 'POST', '/v1/purges')).body;
+      assert.equal(second.deleted.claim.count, 1);
+      assert.equal(await t.server.lake.head('claims/never-consumed.jpg'), undefined);
       assert.equal(
         second.deleted.catalog.count,
         3,

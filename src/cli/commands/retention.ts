@@ -68,6 +68,7 @@ export async function retentionCommand(
     if (sub === 'purge') {
       const result = await withSchedulerLock(storage.pool, () =>
         purgeExpired({
+          claimPrefixes: config.kafka.claimPrefixes,
           db: storage.db,
           lake: storage.lake,
           clock,
@@ -96,6 +97,7 @@ export async function retentionCommand(
           clock,
           retentionMs: config.retentionMs,
           statsRetentionMs: config.statsRetentionMs,
+          claimPrefixes: config.kafka.claimPrefixes,
         },
         (phase, done, total) => {
           if (!progress) return;
