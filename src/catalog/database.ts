@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import * as initial from './migrations/0001_initial.ts';
 import * as retention from './migrations/0002_retention.ts';
 import * as outbox from './migrations/0003_outbox.ts';
+import * as analytics from './migrations/0004_analytics.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -19,7 +20,12 @@ export function connect(url: string, options: { max?: number } = {}): { db: Db; 
 }
 
 /** Migrations are listed here, in order, so they ship inside the code and cannot go missing. */
-const MIGRATIONS = { '0001_initial': initial, '0002_retention': retention, '0003_outbox': outbox };
+const MIGRATIONS = {
+  '0001_initial': initial,
+  '0002_retention': retention,
+  '0003_outbox': outbox,
+  '0004_analytics': analytics,
+};
 
 export async function migrate(db: Db, log: Logger): Promise<void> {
   const migrator = new Migrator({

@@ -76,14 +76,46 @@ export interface JobsTable {
   created_at: Generated<Date>;
 }
 
-export interface DailyStatsTable {
+export interface FactsTable {
+  image_id: string;
+  customer_id: string;
+  source: string;
+  format: string;
+  outcome: string;
+  error_code: string | null;
+  bytes: BigInt;
+  width: number | null;
+  height: number | null;
+  megapixels: number | null;
+  received_at: Timestamp;
+  processed_at: Timestamp;
   day: ColumnType<string, string, string>;
+  queue_ms: number;
+  processing_ms: number;
+  processors: Json<Record<string, string>>;
+  dimensions: Json<Record<string, unknown>>;
+}
+
+interface RollupColumns {
   customer_id: string;
   format: string;
   source: string;
-  status: string;
+  outcome: string;
+  error_code: string;
   images: BigInt;
   bytes: BigInt;
+  megapixels: number;
+  queue_ms_sum: BigInt;
+  processing_ms_sum: BigInt;
+  latency_hist: ColumnType<number[], string, string>;
+}
+
+export interface RollupDailyTable extends RollupColumns {
+  day: ColumnType<string, string, string>;
+}
+
+export interface RollupHourlyTable extends RollupColumns {
+  hour: Timestamp;
 }
 
 export interface PurgeRunsTable {
@@ -127,7 +159,9 @@ export interface Database {
   api_keys: ApiKeysTable;
   images: ImagesTable;
   jobs: JobsTable;
-  daily_stats: DailyStatsTable;
+  'analytics.facts': FactsTable;
+  'analytics.rollup_daily': RollupDailyTable;
+  'analytics.rollup_hourly': RollupHourlyTable;
   purge_runs: PurgeRunsTable;
   purge_ledger: PurgeLedgerTable;
   purge_receipts: PurgeReceiptsTable;

@@ -9,39 +9,8 @@ const COLUMN: Record<StatDimension, string> = {
   customer: 'customer_id',
   format: 'format',
   source: 'source',
-  status: 'status',
+  status: 'outcome',
 };
-
-export interface StatOutcome {
-  day: string;
-  customerId: string;
-  format: string;
-  source: string;
-  status: 'processed' | 'failed';
-  bytes: number;
-}
-
-/** Counts one image's outcome. Called inside the transaction that records the outcome, so it counts once. */
-export async function countOutcome(db: Db, o: StatOutcome): Promise<void> {
-  await db
-    .insertInto('daily_stats')
-    .values({
-      day: o.day,
-      customer_id: o.customerId,
-      format: o.format,
-      source: o.source,
-      status: o.status,
-      images: 1,
-      bytes: o.bytes,
-    })
-    .onConflict((oc) =>
-      oc.columns(['day', 'customer_id', 'format', 'source', 'status']).doUpdateSet({
-        images: sql`daily_stats.images + 1`,
-        bytes: sql`daily_stats.bytes + excluded.bytes`,
-      }),
-    )
-    .execute();
-}
 
 export interface StatsQuery {
   from: string;
@@ -56,14 +25,14 @@ export type StatsRow = Partial<Record<StatDimension, string>> & {
   bytes: number;
 };
 
-/** Sums the daily aggregates over [from, to] (inclusive days), grouped by the requested dimensions. */
+/** Sums the daily rollup over [from, to] (inclusive days), grouped by the requested dimensions. */
 export async function queryStats(db: Db, q: StatsQuery): Promise<StatsRow[]> {
   const dims = [...new Set(q.groupBy)];
   const select = dims.map((d) => sql`s.${sql.ref(COLUMN[d])}::text as ${sql.ref(d)}`);
   const withName = dims.includes('customer');
   const result = await sql<Record<string, string>>`
     select ${sql.join([...select, ...(withName ? [sql`max(c.name) as "customerName"`] : []), sql`sum(s.images)::bigint as images`, sql`sum(s.bytes)::bigint as bytes`])}
-    from daily_stats s left join customers c on c.id = s.customer_id
+    from analytics.rollup_daily s left join customers c on c.id = s.customer_id
     where s.day between ${q.from}::date and ${q.to}::date
     ${q.customerId ? sql`and s.customer_id = ${q.customerId}` : sql``}
     ${dims.length ? sql`group by ${sql.join(dims.map((d) => sql`s.${sql.ref(COLUMN[d])}`))}` : sql``}

@@ -1,8 +1,7 @@
+import { dimensionsOf, recordFact } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, Rendition } from '../catalog/schema.ts';
-import { countOutcome } from '../catalog/stats.ts';
-import { day } from '../lake/keys.ts';
 import type { ProcessResult } from './context.ts';
 
 export type OutcomeWrite = 'recorded' | 'lease-lost' | 'already-recorded' | 'image-gone';
@@ -11,6 +10,20 @@ export type OutcomeWrite = 'recorded' | 'lease-lost' | 'already-recorded' | 'ima
  * Records a processed image, finishes its job and counts it in the statistics, all in one
  * transaction: either all three happen or none, so a retry or a second worker never counts twice.
  */
+function factBase(image: ImageRow, timing: { processedAt: Date; queueMs: number; processingMs: number }) {
+  return {
+    imageId: image.id,
+    customerId: image.customer_id,
+    source: image.source,
+    format: image.format,
+    bytes: Number(image.bytes),
+    receivedAt: image.received_at,
+    processedAt: timing.processedAt,
+    queueMs: timing.queueMs,
+    processingMs: timing.processingMs,
+  };
+}
+
 async function whyNotUpdated(db: Db, id: string): Promise<OutcomeWrite> {
   const row = await db.selectFrom('images').select('id').where('id', '=', id).executeTakeFirst();
   return row ? 'already-recorded' : 'image-gone';
@@ -89,13 +102,14 @@ export async function recordProcessed(
       .where('status', 'in', ['received', 'processing'])
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
-    await countOutcome(trx, {
-      day: day(image.received_at),
-      customerId: image.customer_id,
-      format: image.format,
-      source: image.source,
-      status: 'processed',
-      bytes: Number(image.bytes),
+    await recordFact(trx, {
+      ...factBase(image, timing),
+      outcome: 'processed',
+      errorCode: null,
+      width: result.metadata.width,
+      height: result.metadata.height,
+      processors: result.processorVersions,
+      dimensions: dimensionsOf(result.processorOutputs),
     });
     const event = outcomeEvent(image, timing, {
       width: result.metadata.width,
@@ -131,13 +145,14 @@ export async function recordFailed(
       .where('status', 'in', ['received', 'processing'])
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
-    await countOutcome(trx, {
-      day: day(image.received_at),
-      customerId: image.customer_id,
-      format: image.format,
-      source: image.source,
-      status: 'failed',
-      bytes: Number(image.bytes),
+    await recordFact(trx, {
+      ...factBase(image, timing),
+      outcome: 'failed',
+      errorCode: error.code,
+      width: null,
+      height: null,
+      processors: {},
+      dimensions: {},
     });
     await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
     return 'recorded';

@@ -166,7 +166,7 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   // The analytics store: aggregates past their own window.
   const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
   const stale = await db
-    .selectFrom('daily_stats')
+    .selectFrom('analytics.rollup_daily')
     .select([(eb) => eb.fn.countAll<string>().as('n'), (eb) => eb.fn.min('day').as('oldest')])
     .where('day', '<', oldestKeptStatsDay)
     .executeTakeFirst();
@@ -174,7 +174,7 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
     findings.push({
       kind: 'expired-aggregates',
       where: 'analytics',
-      subject: 'daily_stats',
+      subject: 'analytics.rollup_daily',
       detail: `${stale?.n} rows older than ${oldestKeptStatsDay} (oldest ${stale?.oldest})`,
     });
   }

@@ -87,11 +87,15 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
 
   // Aggregates hold no image data and live for the (longer) statistics window.
   const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
-  const aggregates = await db
-    .deleteFrom('daily_stats')
+  const daily = await db
+    .deleteFrom('analytics.rollup_daily')
     .where('day', '<', oldestKeptStatsDay)
     .executeTakeFirst();
-  await recordDone(db, runId, 'aggregate', Number(aggregates.numDeletedRows));
+  const hourly = await db
+    .deleteFrom('analytics.rollup_hourly')
+    .where('hour', '<', new Date(`${oldestKeptStatsDay}T00:00:00Z`))
+    .executeTakeFirst();
+  await recordDone(db, runId, 'aggregate', Number(daily.numDeletedRows) + Number(hourly.numDeletedRows));
 
   await executeRun(deps, runId);
   const receipt = await sealRun(deps, runId);

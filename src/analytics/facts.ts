@@ -1,0 +1,77 @@
+import { sql } from 'kysely';
+import type { Db } from '../catalog/database.ts';
+import { bucketOf } from './histogram.ts';
+
+export interface Fact {
+  imageId: string;
+  customerId: string;
+  source: string;
+  format: string;
+  outcome: 'processed' | 'failed';
+  errorCode: string | null;
+  bytes: number;
+  width: number | null;
+  height: number | null;
+  receivedAt: Date;
+  processedAt: Date;
+  queueMs: number;
+  processingMs: number;
+  processors: Record<string, string>;
+  /** Scalar outputs of the company's processors, as "processor.field": value, to group by. */
+  dimensions: Record<string, string | number | boolean>;
+}
+
+/** The scalar fields of processor outputs, flattened to "processor.field": value. */
+export function dimensionsOf(outputs: Record<string, Record<string, unknown>>): Fact['dimensions'] {
+  const dims: Fact['dimensions'] = {};
+  for (const [processor, output] of Object.entries(outputs)) {
+    for (const [field, value] of Object.entries(output ?? {})) {
+      if (
+        typeof value === 'string' ||
+        typeof value === 'boolean' ||
+        (typeof value === 'number' && Number.isFinite(value))
+      ) {
+        dims[`${processor}.${field}`] = typeof value === 'string' ? value.slice(0, 200) : value;
+      }
+    }
+  }
+  return dims;
+}
+
+const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600_000);
+const dayOf = (d: Date) => d.toISOString().slice(0, 10);
+
+/**
+ * Records one outcome in the analytics schema: the fact, and its share of the hourly and daily
+ * rollups. Called inside the transaction that records the outcome, which holds the job's lease, so
+ * a retry or a second worker never adds it twice. Buckets are by landing time, like the lake's
+ * partitions.
+ */
+export async function recordFact(db: Db, f: Fact): Promise<void> {
+  const megapixels = f.width && f.height ? (f.width * f.height) / 1e6 : 0;
+  await sql`
+    insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
+      received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions)
+    values (${f.imageId}, ${f.customerId}, ${f.source}, ${f.format}, ${f.outcome}, ${f.errorCode}, ${f.bytes}, ${f.width}, ${f.height},
+      ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${dayOf(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
+      ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)})`.execute(db);
+  const bucket = bucketOf(f.processingMs);
+  for (const [table, column, value] of [
+    ['rollup_hourly', 'hour', hourOf(f.receivedAt)],
+    ['rollup_daily', 'day', dayOf(f.receivedAt)],
+  ] as const) {
+    await sql`
+      insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, format, source, outcome, error_code,
+        images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
+      values (${value}, ${f.customerId}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''},
+        1, ${f.bytes}, ${megapixels}, ${f.queueMs}, ${f.processingMs},
+        (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, 19) i))
+      on conflict (${sql.ref(column)}, customer_id, format, source, outcome, error_code) do update set
+        images = r.images + 1,
+        bytes = r.bytes + excluded.bytes,
+        megapixels = r.megapixels + excluded.megapixels,
+        queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
+        processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
+        latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
+  }
+}
