@@ -46,6 +46,29 @@ export const ERRORS = {
     status: 409,
     message: 'A purge is running already; its receipt will be listed at /v1/purges.',
   },
+  SQL_WRITE_REFUSED: {
+    status: 400,
+    message: 'Only read queries run here (SELECT, WITH, VALUES, TABLE); writes and DDL are refused.',
+  },
+  SQL_FORBIDDEN: {
+    status: 403,
+    message:
+      'Only the analytics schema can be read: analytics.facts, analytics.rollup_daily, analytics.rollup_hourly, analytics.customers.',
+  },
+  SQL_TIMEOUT: {
+    status: 408,
+    message:
+      'The query ran past the statement timeout; narrow it (a date range, the rollups instead of facts).',
+  },
+  SQL_INVALID: { status: 400, message: 'The query is not valid SQL for this database.' },
+  SQL_UNAVAILABLE: {
+    status: 503,
+    message: 'Analyst SQL is not available: the analyst database role could not be set up.',
+  },
+  SCHEDULER_BUSY: {
+    status: 409,
+    message: 'The scheduler is running a purge or an export; try again in a moment.',
+  },
   NOT_READY: { status: 503, message: 'The service is starting or a dependency is down.' },
   INTERNAL: { status: 500, message: 'Internal error. It has been logged.' },
 } as const satisfies Record<string, { status: number; message: string }>;

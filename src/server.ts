@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
+import { analystPool, analystUrl, ensureAnalystRole } from './analytics/analyst-role.ts';
+import { exportAnalytics } from './analytics/export.ts';
 import { buildApp } from './api/app.ts';
 import { connect, type Db, migrate } from './catalog/database.ts';
 import { lockDataDir, startEmbeddedPostgres } from './catalog/embedded.ts';
@@ -117,6 +119,16 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     stops.push(() => db.destroy());
     await migrate(db, log);
     const generatedAdminToken = await ensureAdminKey(db, config.adminToken);
+    let analyst: { pool: pg.Pool; url: string } | undefined;
+    if (roles.has('api')) {
+      const credentials = await ensureAnalystRole(db, log, config.analytics.sqlTimeoutMs);
+      if (credentials) {
+        const url = analystUrl(databaseUrl, credentials);
+        analyst = { pool: analystPool(url), url };
+        const pool = analyst.pool;
+        stops.push(() => pool.end());
+      }
+    }
 
     const lake = new FsLake(join(config.dataDir, 'lake'));
     await lake.check();
@@ -167,7 +179,22 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const result = await withSchedulerLock(pool, purge);
       return result.ran ? result.value : undefined;
     };
+    const exportParquet = () => exportAnalytics({ db, lake, clock, log });
+    const exportNow = async () => {
+      const result = await withSchedulerLock(pool, exportParquet);
+      return result.ran ? result.value : undefined;
+    };
     if (roles.has('scheduler')) {
+      const exporter = new Scheduler({
+        pool,
+        log,
+        metrics,
+        intervalMs: config.analytics.exportIntervalMs,
+        work: exportParquet,
+        name: 'parquet export',
+      });
+      exporter.start();
+      stops.push(() => exporter.stop());
       const scheduler = new Scheduler({
         pool,
         log,
@@ -219,7 +246,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await lake.check();
         return { catalog: 'ok', lake: 'ok' };
       };
-      const app = await buildApp({ config, db, lake, lander, clock, log, metrics, ready, purgeNow });
+      const app = await buildApp({
+        config,
+        db,
+        lake,
+        lander,
+        clock,
+        log,
+        metrics,
+        ready,
+        purgeNow,
+        exportNow,
+        analyst,
+      });
       // Stop taking requests first, so nothing new lands while the rest shuts down.
       stops.push(() => app.close());
       const address = await app.listen({ host: config.host, port: config.port });

@@ -8,6 +8,7 @@ import Fastify, {
 } from 'fastify';
 import { AppError, ERRORS } from '../errors.ts';
 import type { ApiContext } from './context.ts';
+import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -101,6 +102,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(imageRoutes(ctx));
   await app.register(statsRoutes(ctx));
   await app.register(retentionRoutes(ctx));
+  await app.register(analyticsRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,4 +1,6 @@
+import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { ExportSummary } from '../analytics/export.ts';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
@@ -16,8 +18,12 @@ export interface ApiContext {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
+  /** The analyst role's connections (analytics schema only, read-only); undefined when it could not be set up. */
+  analyst: { pool: pg.Pool; url: string } | undefined;
   /** Runs the retention purge now; undefined when one is already running elsewhere. */
   purgeNow: () => Promise<Receipt | undefined>;
+  /** Writes the analytics Parquet now; undefined when the scheduler is busy with other work. */
+  exportNow: () => Promise<ExportSummary | undefined>;
   /** Throws when a dependency the API needs does not answer. */
   ready: () => Promise<Record<string, string>>;
 }

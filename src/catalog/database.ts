@@ -5,6 +5,7 @@ import * as initial from './migrations/0001_initial.ts';
 import * as retention from './migrations/0002_retention.ts';
 import * as outbox from './migrations/0003_outbox.ts';
 import * as analytics from './migrations/0004_analytics.ts';
+import * as settings from './migrations/0005_settings.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -25,6 +26,7 @@ const MIGRATIONS = {
   '0002_retention': retention,
   '0003_outbox': outbox,
   '0004_analytics': analytics,
+  '0005_settings': settings,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

@@ -154,6 +154,11 @@ export interface OutboxTable {
   created_at: Timestamp;
 }
 
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -166,6 +171,7 @@ export interface Database {
   purge_ledger: PurgeLedgerTable;
   purge_receipts: PurgeReceiptsTable;
   outbox: OutboxTable;
+  settings: SettingsTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

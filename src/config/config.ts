@@ -30,6 +30,11 @@ export interface Config {
   };
   processors: string[];
   kafka: KafkaConfig;
+  analytics: {
+    sqlTimeoutMs: number;
+    sqlMaxRows: number;
+    exportIntervalMs: number;
+  };
 }
 
 export interface KafkaConfig {
@@ -117,6 +122,11 @@ export function loadConfig(env: Env = process.env): Config {
       .filter(Boolean)
       .map((p) => resolve(p)),
     kafka: readKafka(env, problems, read, int),
+    analytics: {
+      sqlTimeoutMs: read('IMAGELAKE_SQL_TIMEOUT', '10s', duration, 'a duration such as 10s'),
+      sqlMaxRows: read('IMAGELAKE_SQL_MAX_ROWS', '10000', int(1), 'a whole number of rows'),
+      exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

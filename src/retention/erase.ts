@@ -1,7 +1,15 @@
 import { IMAGE_AREAS } from '../lake/keys.ts';
 import type { Receipt } from './receipts.ts';
 import { subjectHash } from './receipts.ts';
-import { executeRun, openRun, planImages, planOrphans, type RunDeps, sealRun } from './runs.ts';
+import {
+  executeRun,
+  openRun,
+  planFactFiles,
+  planImages,
+  planOrphans,
+  type RunDeps,
+  sealRun,
+} from './runs.ts';
 
 /**
  * Erasure on request: every copy of the chosen images, now, whatever their age, through the same
@@ -17,6 +25,7 @@ export async function eraseImages(
     ? { customerId: target.customerId, image: subjectHash(target.imageId) }
     : { customerId: target.customerId };
   const runId = await openRun(db, deps.clock, 'erasure', scope, null);
+  const factDays = new Set<string>();
   for (;;) {
     let query = db
       .selectFrom('images')
@@ -26,10 +35,12 @@ export async function eraseImages(
     if (target.imageId) query = query.where('id', '=', target.imageId);
     const batch = await query.execute();
     if (batch.length === 0) break;
-    const taken = await planImages(deps, runId, batch);
+    const taken = await planImages(deps, runId, batch, factDays);
     await executeRun(deps, runId);
     if (taken === 0) break;
   }
+  await planFactFiles(deps, runId, factDays);
+  await executeRun(deps, runId);
   if (!target.imageId) {
     for (const area of IMAGE_AREAS) {
       for (const partition of await lake.children(`${area}/`)) {

@@ -7,8 +7,8 @@ import {
   executeRun,
   type ImageToDelete,
   openRun,
+  planFactFiles,
   planImages,
-  planOrphans,
   type RunDeps,
   recordDone,
   recordObjects,
@@ -54,25 +54,36 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   const now = clock.now();
   const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs);
 
+  const factDays = new Set<string>();
   for (;;) {
     const batch = await expiredImages(db, now, retentionMs, batchSize);
     if (batch.length === 0) break;
-    const taken = await planImages(deps, runId, batch);
+    const taken = await planImages(deps, runId, batch, factDays);
     await executeRun(deps, runId);
     // Rows locked by a concurrent erasure are that erasure's to delete; stop rather than spin on them.
     if (taken === 0) break;
   }
 
-  // Whole day partitions past the platform's window can only hold orphans: objects of landings
-  // that crashed before their row was committed.
+  await planFactFiles(deps, runId, factDays);
+
+  // Whole day partitions past their window: image areas can then only hold orphans (objects of
+  // landings that crashed before their row was committed); Parquet of facts follows the images'
+  // window, Parquet of rollups the statistics window.
   const oldestKeptDay = day(new Date(now.getTime() - retentionMs));
-  for (const area of IMAGE_AREAS) {
+  const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
+  const areas: Array<[string, string, string]> = [
+    ...IMAGE_AREAS.map((area): [string, string, string] => [area, 'orphan', oldestKeptDay]),
+    ['analytics/facts', 'parquet', oldestKeptDay],
+    ['analytics/rollup_daily', 'aggregate-parquet', oldestKeptStatsDay],
+    ['analytics/rollup_hourly', 'aggregate-parquet', oldestKeptStatsDay],
+  ];
+  for (const [area, kind, oldestKept] of areas) {
     for (const child of await lake.children(`${area}/`)) {
       const partitionDay = /^dt=(\d{4}-\d{2}-\d{2})$/.exec(child)?.[1];
-      if (!partitionDay || partitionDay >= oldestKeptDay) continue;
-      const orphans: Array<{ key: string; bytes: number }> = [];
-      for await (const object of lake.list(`${area}/${child}/`)) orphans.push(object);
-      await planOrphans(db, runId, orphans);
+      if (!partitionDay || partitionDay >= oldestKept) continue;
+      const objects: Array<{ key: string; bytes: number }> = [];
+      for await (const object of lake.list(`${area}/${child}/`)) objects.push(object);
+      await recordObjects(db, runId, kind, objects);
     }
   }
 
@@ -86,7 +97,6 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
 
   // Aggregates hold no image data and live for the (longer) statistics window.
-  const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
   const daily = await db
     .deleteFrom('analytics.rollup_daily')
     .where('day', '<', oldestKeptStatsDay)

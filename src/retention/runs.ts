@@ -104,7 +104,12 @@ async function record(db: Db, runId: string, items: LedgerItem[]): Promise<void>
  * there (another run may have taken some), records their copies and deletes the rows. Returns how
  * many images this run took.
  */
-export async function planImages(deps: RunDeps, runId: string, images: ImageToDelete[]): Promise<number> {
+export async function planImages(
+  deps: RunDeps,
+  runId: string,
+  images: ImageToDelete[],
+  factDays?: Set<string>,
+): Promise<number> {
   if (images.length === 0) return 0;
   const listed = new Map<string, LedgerItem[]>();
   for (const image of images) listed.set(image.id, await objectsOf(deps.lake, image));
@@ -132,6 +137,19 @@ export async function planImages(deps: RunDeps, runId: string, images: ImageToDe
       // The catalog row: deleted in this very transaction, so it is done as it is recorded.
       items.push({ kind: 'catalog', key: null, subjectHash: subjectHash(row.id), bytes: 0, done: true });
     }
+    // The per-image analytics facts follow their image; the rollups, which hold no image data, stay.
+    const ids = locked.map((r) => r.id);
+    const facts = await trx
+      .deleteFrom('analytics.facts')
+      .where('image_id', 'in', ids)
+      .returning('image_id')
+      .execute();
+    for (const fact of facts)
+      items.push({ kind: 'fact', key: null, subjectHash: subjectHash(fact.image_id), bytes: 0, done: true });
+    // Their day's Parquet file still holds them: it goes too, and the next export rewrites it without them.
+    if (facts.length)
+      for (const image of images)
+        if (ids.includes(image.id)) factDays?.add(image.received_at.toISOString().slice(0, 10));
     await record(trx, runId, items);
     await trx
       .deleteFrom('images')
@@ -280,4 +298,13 @@ export async function resumeOpenRuns(deps: RunDeps, staleMs = 120_000): Promise<
     receipts.push(await sealRun(deps, run.id));
   }
   return receipts;
+}
+
+/** Records the Parquet files of the given days' facts, which still hold facts just deleted. */
+export async function planFactFiles(deps: RunDeps, runId: string, days: Set<string>): Promise<void> {
+  for (const day of days) {
+    const files: Array<{ key: string; bytes: number }> = [];
+    for await (const object of deps.lake.list(`analytics/facts/dt=${day}/`)) files.push(object);
+    await recordObjects(deps.db, runId, 'parquet', files);
+  }
 }

@@ -42,6 +42,7 @@ export class Scheduler {
   private readonly metrics: Metrics;
   private readonly intervalMs: number;
   private readonly work: () => Promise<unknown>;
+  private readonly name: string;
 
   constructor(options: {
     pool: pg.Pool;
@@ -49,12 +50,14 @@ export class Scheduler {
     metrics: Metrics;
     intervalMs: number;
     work: () => Promise<unknown>;
+    name?: string;
   }) {
     this.pool = options.pool;
     this.log = options.log;
     this.metrics = options.metrics;
     this.intervalMs = options.intervalMs;
     this.work = options.work;
+    this.name = options.name ?? 'purge';
   }
 
   start(): void {
@@ -81,7 +84,10 @@ export class Scheduler {
         await this.work();
       } catch (error) {
         this.metrics.purgeRuns.inc({ result: 'error' });
-        this.log.error({ err: error }, 'scheduled purge failed; it runs again at the next interval');
+        this.log.error(
+          { err: error, work: this.name },
+          'scheduled work failed; it runs again at the next interval',
+        );
       } finally {
         await client.query('select pg_advisory_unlock($1)', [SCHEDULER_LOCK]);
       }

@@ -1,0 +1,198 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import type { Db } from '../catalog/database.ts';
+import type { Clock } from '../clock.ts';
+import type { Lake } from '../lake/port.ts';
+
+/**
+ * Parquet for external warehouses (BigQuery external tables, DuckDB, Spark), written by DuckDB into
+ * the lake and partitioned Hive-style by day, so readers see `dt` as a column:
+ *   analytics/facts/dt=YYYY-MM-DD/facts.parquet          one row per image (follows the retention window)
+ *   analytics/rollup_daily/dt=YYYY-MM-DD/rollup.parquet  aggregates (follow the statistics window)
+ *   analytics/rollup_hourly/dt=YYYY-MM-DD/rollup.parquet
+ * A day is rewritten whole when it changed since the last export, or when its file is missing (the
+ * purge deletes a day's facts file when it deletes facts of that day; the next export rewrites it
+ * without them).
+ */
+export const PARQUET = {
+  facts: (day: string) => `analytics/facts/dt=${day}/facts.parquet`,
+  rollup_daily: (day: string) => `analytics/rollup_daily/dt=${day}/rollup.parquet`,
+  rollup_hourly: (day: string) => `analytics/rollup_hourly/dt=${day}/rollup.parquet`,
+};
+export const FACTS_PREFIX = 'analytics/facts/';
+
+const COLUMNS = {
+  facts: {
+    image_id: 'UUID',
+    customer_id: 'UUID',
+    source: 'VARCHAR',
+    format: 'VARCHAR',
+    outcome: 'VARCHAR',
+    error_code: 'VARCHAR',
+    bytes: 'BIGINT',
+    width: 'INTEGER',
+    height: 'INTEGER',
+    megapixels: 'DOUBLE',
+    received_at: 'TIMESTAMPTZ',
+    processed_at: 'TIMESTAMPTZ',
+    day: 'DATE',
+    queue_ms: 'INTEGER',
+    processing_ms: 'INTEGER',
+    processors: 'JSON',
+    dimensions: 'JSON',
+  },
+  rollup: {
+    customer_id: 'UUID',
+    format: 'VARCHAR',
+    source: 'VARCHAR',
+    outcome: 'VARCHAR',
+    error_code: 'VARCHAR',
+    images: 'BIGINT',
+    bytes: 'BIGINT',
+    megapixels: 'DOUBLE',
+    queue_ms_sum: 'BIGINT',
+    processing_ms_sum: 'BIGINT',
+    latency_hist: 'INTEGER[]',
+  },
+} as const;
+
+export interface ExportDeps {
+  db: Db;
+  lake: Lake;
+  clock: Clock;
+  log: Logger;
+}
+
+export interface ExportSummary {
+  facts: string[];
+  rollups: string[];
+  files: number;
+}
+
+const WATERMARK = 'analytics_export_watermark';
+
+async function daysOf(db: Db, table: 'facts' | 'rollup_daily', since?: Date): Promise<string[]> {
+  const rows = since
+    ? await sql<{
+        day: string;
+      }>`select distinct day::text as day from analytics.facts where processed_at > ${since} order by 1`.execute(
+        db,
+      )
+    : await sql<{
+        day: string;
+      }>`select distinct day::text as day from ${sql.table(`analytics.${table}`)} order by 1`.execute(db);
+  return rows.rows.map((r) => r.day);
+}
+
+export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> {
+  const { db, lake, clock, log } = deps;
+  const started = clock.now();
+  const mark = await db
+    .selectFrom('settings')
+    .select('value')
+    .where('key', '=', WATERMARK)
+    .executeTakeFirst();
+  const since = mark ? new Date(mark.value) : new Date(0);
+
+  const changed = new Set(await daysOf(db, 'facts', since));
+  const factDays = await daysOf(db, 'facts');
+  const rollupDays = await daysOf(db, 'rollup_daily');
+  const factsToWrite: string[] = [];
+  for (const day of factDays)
+    if (changed.has(day) || !(await lake.head(PARQUET.facts(day)))) factsToWrite.push(day);
+  const rollupsToWrite: string[] = [];
+  for (const day of rollupDays)
+    if (changed.has(day) || !(await lake.head(PARQUET.rollup_daily(day)))) rollupsToWrite.push(day);
+
+  const work = await mkdtemp(join(tmpdir(), 'imagelake-export-'));
+  const duck = await DuckDBInstance.create(':memory:');
+  const connection = await duck.connect();
+  let files = 0;
+  try {
+    const write = async (
+      key: string,
+      columns: Record<string, string>,
+      rows: AsyncIterable<Record<string, unknown>>,
+    ) => {
+      const ndjson = join(work, 'rows.ndjson');
+      const parquet = join(work, 'out.parquet');
+      const out = createWriteStream(ndjson);
+      for await (const row of rows) out.write(`${JSON.stringify(row)}\n`);
+      out.end();
+      await finished(out);
+      const spec = Object.entries(columns)
+        .map(([name, type]) => `${name}: '${type}'`)
+        .join(', ');
+      await connection.run(
+        `copy (select * from read_json('${ndjson}', format = 'newline_delimited', columns = {${spec}})) to '${parquet}' (format parquet, compression zstd)`,
+      );
+      await lake.put(key, createReadStream(parquet), { contentType: 'application/vnd.apache.parquet' });
+      files++;
+    };
+    for (const day of factsToWrite) {
+      await write(
+        PARQUET.facts(day),
+        COLUMNS.facts,
+        pages(db, sql`select * from analytics.facts where day = ${day} order by image_id`),
+      );
+    }
+    for (const day of rollupsToWrite) {
+      await write(
+        PARQUET.rollup_daily(day),
+        { day: 'DATE', ...COLUMNS.rollup },
+        pages(
+          db,
+          sql`select * from analytics.rollup_daily where day = ${day} order by customer_id, format, source, outcome, error_code`,
+        ),
+      );
+      await write(
+        PARQUET.rollup_hourly(day),
+        { hour: 'TIMESTAMPTZ', ...COLUMNS.rollup },
+        pages(
+          db,
+          sql`select * from analytics.rollup_hourly where hour >= ${day}::date and hour < ${day}::date + 1 order by hour, customer_id, format, source, outcome, error_code`,
+        ),
+      );
+    }
+  } finally {
+    connection.closeSync();
+    duck.closeSync();
+    await rm(work, { recursive: true, force: true });
+  }
+  // Outcomes are stamped by the workers' clocks and committed a little later; going back ten
+  // minutes costs a day rewritten twice at worst, never a fact missed.
+  const watermark = new Date(started.getTime() - 10 * 60_000).toISOString();
+  await db
+    .insertInto('settings')
+    .values({ key: WATERMARK, value: watermark })
+    .onConflict((oc) => oc.column('key').doUpdateSet({ value: watermark }))
+    .execute();
+  if (files)
+    log.info(
+      { facts: factsToWrite.length, rollups: rollupsToWrite.length, files },
+      'analytics exported to Parquet',
+    );
+  return { facts: factsToWrite, rollups: rollupsToWrite, files };
+}
+
+/** Reads a query's rows in pages of 5,000, so a busy day never sits in memory whole. */
+async function* pages(db: Db, query: ReturnType<typeof sql>): AsyncIterable<Record<string, unknown>> {
+  for (let offset = 0; ; offset += 5000) {
+    const result = await sql<Record<string, unknown>>`${query} limit 5000 offset ${offset}`.execute(db);
+    for (const row of result.rows) {
+      yield Object.fromEntries(
+        Object.entries(row).map(([k, v]) => [
+          k,
+          v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? v.toString() : v,
+        ]),
+      );
+    }
+    if (result.rows.length < 5000) return;
+  }
+}

@@ -1,0 +1,131 @@
+import { type RawBuilder, sql } from 'kysely';
+import type { Db } from '../catalog/database.ts';
+import { addHistograms, percentile } from './histogram.ts';
+
+export interface SummaryFilter {
+  from: string;
+  to: string;
+  customerId?: string;
+  source?: string;
+  format?: string;
+}
+
+/**
+ * Everything the dashboard draws, read from the rollups only (never the facts), so it stays fast
+ * over 400 days and thousands of customers. Ranges of two days or less are drawn by the hour.
+ */
+export async function summary(db: Db, f: SummaryFilter) {
+  const hourly = Date.parse(`${f.to}T00:00:00Z`) - Date.parse(`${f.from}T00:00:00Z`) <= 86_400_000;
+  const table = hourly ? sql.table('analytics.rollup_hourly') : sql.table('analytics.rollup_daily');
+  const bucket = hourly ? sql.ref('r.hour') : sql.ref('r.day');
+  const range = hourly
+    ? sql`r.hour >= ${f.from}::date and r.hour < ${f.to}::date + 1`
+    : sql`r.day between ${f.from}::date and ${f.to}::date`;
+  const conditions: RawBuilder<unknown>[] = [range];
+  if (f.customerId) conditions.push(sql`r.customer_id = ${f.customerId}`);
+  if (f.source) conditions.push(sql`r.source = ${f.source}`);
+  if (f.format) conditions.push(sql`r.format = ${f.format}`);
+  const where = sql.join(conditions, sql` and `);
+  const rows = async <T>(query: RawBuilder<T>) => (await query.execute(db)).rows;
+
+  const [totals] = await rows(sql<Record<string, string>>`
+    select coalesce(sum(images), 0)::bigint as images,
+           coalesce(sum(images) filter (where outcome = 'processed'), 0)::bigint as processed,
+           coalesce(sum(images) filter (where outcome = 'failed'), 0)::bigint as failed,
+           coalesce(sum(bytes), 0)::bigint as bytes,
+           coalesce(sum(megapixels), 0)::float8 as megapixels,
+           count(distinct customer_id)::int as customers
+    from ${table} r where ${where}`);
+  const overTime = await rows(sql<{ bucket: Date | string; format: string; images: string; bytes: string }>`
+    select ${bucket} as bucket, format, sum(images)::bigint as images, sum(bytes)::bigint as bytes
+    from ${table} r where ${where} group by 1, 2 order by 1, 2`);
+  const latencyRows = await rows(sql<{ bucket: Date | string; hist: number[] }>`
+    select ${bucket} as bucket, latency_hist as hist from ${table} r where ${where} and outcome = 'processed' order by 1`);
+  const topCustomers = await rows(sql<{
+    customerId: string;
+    name: string | null;
+    images: string;
+    bytes: string;
+    failed: string;
+  }>`
+    select r.customer_id as "customerId", max(c.name) as name, sum(images)::bigint as images, sum(bytes)::bigint as bytes,
+           coalesce(sum(images) filter (where outcome = 'failed'), 0)::bigint as failed
+    from ${table} r left join analytics.customers c on c.id = r.customer_id
+    where ${where} group by 1 order by images desc, 1 limit 10`);
+  const bySource = await rows(sql<{ source: string; images: string; bytes: string }>`
+    select source, sum(images)::bigint as images, sum(bytes)::bigint as bytes from ${table} r where ${where} group by 1 order by 2 desc`);
+  const byFormat = await rows(sql<{ format: string; images: string; bytes: string }>`
+    select format, sum(images)::bigint as images, sum(bytes)::bigint as bytes from ${table} r where ${where} group by 1 order by 2 desc`);
+  const failures = await rows(sql<{ errorCode: string; images: string }>`
+    select error_code as "errorCode", sum(images)::bigint as images from ${table} r
+    where ${where} and outcome = 'failed' group by 1 order by 2 desc`);
+
+  // Percentiles come from adding histograms, per bucket and overall.
+  const perBucket = new Map<string, number[]>();
+  let overall: number[] = [];
+  for (const row of latencyRows) {
+    const key = stamp(row.bucket);
+    perBucket.set(key, addHistograms(perBucket.get(key) ?? [], row.hist));
+    overall = addHistograms(overall, row.hist);
+  }
+  const n = (v: string | undefined) => Number(v ?? 0);
+  return {
+    from: f.from,
+    to: f.to,
+    granularity: hourly ? 'hour' : 'day',
+    totals: {
+      images: n(totals?.images),
+      processed: n(totals?.processed),
+      failed: n(totals?.failed),
+      bytes: n(totals?.bytes),
+      megapixels: Math.round(n(totals?.megapixels) * 10) / 10,
+      customers: n(totals?.customers),
+      p50Ms: percentile(overall, 0.5),
+      p95Ms: percentile(overall, 0.95),
+    },
+    overTime: overTime.map((r) => ({
+      bucket: stamp(r.bucket),
+      format: r.format,
+      images: n(r.images),
+      bytes: n(r.bytes),
+    })),
+    latency: [...perBucket].map(([b, hist]) => ({
+      bucket: b,
+      p50Ms: percentile(hist, 0.5),
+      p95Ms: percentile(hist, 0.95),
+    })),
+    topCustomers: topCustomers.map((r) => ({
+      customerId: r.customerId,
+      name: r.name ?? r.customerId,
+      images: n(r.images),
+      bytes: n(r.bytes),
+      failed: n(r.failed),
+    })),
+    bySource: bySource.map((r) => ({ source: r.source, images: n(r.images), bytes: n(r.bytes) })),
+    byFormat: byFormat.map((r) => ({ format: r.format, images: n(r.images), bytes: n(r.bytes) })),
+    failures: failures.map((r) => ({ errorCode: r.errorCode, images: n(r.images) })),
+  };
+}
+
+function stamp(value: Date | string): string {
+  return value instanceof Date ? value.toISOString() : String(value);
+}
+
+/** Values for the dashboard's filter menus. */
+export async function filterOptions(db: Db) {
+  const customers = await sql<{
+    id: string;
+    name: string;
+  }>`select id, name from analytics.customers order by name`.execute(db);
+  const formats = await sql<{
+    format: string;
+  }>`select distinct format from analytics.rollup_daily order by 1`.execute(db);
+  const sources = await sql<{
+    source: string;
+  }>`select distinct source from analytics.rollup_daily order by 1`.execute(db);
+  return {
+    customers: customers.rows,
+    formats: formats.rows.map((r) => r.format),
+    sources: sources.rows.map((r) => r.source),
+  };
+}

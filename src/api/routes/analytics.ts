@@ -1,0 +1,156 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { sql } from 'kysely';
+import { runAnalystSql, toCsv } from '../../analytics/sql.ts';
+import { filterOptions, summary } from '../../analytics/summary.ts';
+import { AppError } from '../../errors.ts';
+import { day } from '../../lake/keys.ts';
+import { requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { errorResponses, Uuid } from '../schemas.ts';
+
+const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
+const require = createRequire(import.meta.url);
+
+export const analyticsRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    const reader = requireRole(ctx.db, 'analyst', 'admin');
+
+    app.get(
+      '/v1/analytics/summary',
+      {
+        preHandler: reader,
+        schema: {
+          summary: 'Every dashboard chart for a date range and filters, from the rollups',
+          tags: ['analytics'],
+          querystring: Type.Object({
+            from: Type.Optional(Type.String({ pattern: DAY })),
+            to: Type.Optional(Type.String({ pattern: DAY })),
+            customerId: Type.Optional(Uuid),
+            source: Type.Optional(Type.String({ maxLength: 50 })),
+            format: Type.Optional(Type.String({ maxLength: 50 })),
+          }),
+          response: { 200: Type.Record(Type.String(), Type.Unknown()), ...errorResponses(400, 401, 403) },
+        },
+      },
+      async (request) => {
+        const now = ctx.clock.now();
+        const to = request.query.to ?? day(now);
+        const from = request.query.from ?? day(new Date(now.getTime() - 29 * 86_400_000));
+        if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+        return summary(ctx.db, { ...request.query, from, to });
+      },
+    );
+
+    app.get(
+      '/v1/analytics/filters',
+      {
+        preHandler: reader,
+        schema: { summary: 'Customers, formats and sources to filter by', tags: ['analytics'] },
+      },
+      async () => filterOptions(ctx.db),
+    );
+
+    app.get(
+      '/v1/analytics/schema',
+      {
+        preHandler: reader,
+        schema: { summary: 'Tables and columns analysts can query', tags: ['analytics'] },
+      },
+      async () => {
+        const rows = await sql<{ table: string; column: string; type: string }>`
+          select table_name as table, column_name as column, data_type as type
+          from information_schema.columns where table_schema = 'analytics' order by table_name, ordinal_position`.execute(
+          ctx.db,
+        );
+        const tables: Record<string, Array<{ column: string; type: string }>> = {};
+        for (const r of rows.rows) (tables[r.table] ??= []).push({ column: r.column, type: r.type });
+        return { schema: 'analytics', tables };
+      },
+    );
+
+    app.post(
+      '/v1/sql',
+      {
+        preHandler: reader,
+        schema: {
+          summary: 'Run a read-only query on the analytics schema (JSON, or CSV with format=csv)',
+          tags: ['analytics'],
+          body: Type.Object({
+            query: Type.String({ minLength: 1, maxLength: 100_000 }),
+            format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv')])),
+          }),
+          ...{ response: errorResponses(400, 401, 403, 408, 503) },
+        },
+      },
+      async (request, reply) => {
+        if (!ctx.analyst) throw new AppError('SQL_UNAVAILABLE');
+        const result = await runAnalystSql(ctx.analyst.pool, request.body.query, {
+          maxRows: ctx.config.analytics.sqlMaxRows,
+          timeoutMs: ctx.config.analytics.sqlTimeoutMs,
+        });
+        const csv = request.body.format === 'csv' || request.headers.accept === 'text/csv';
+        if (csv) {
+          reply.header('content-type', 'text/csv; charset=utf-8');
+          if (result.truncated) reply.header('x-truncated', 'true');
+          return reply.send(toCsv(result));
+        }
+        return reply.send(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+      },
+    );
+
+    app.post(
+      '/v1/analytics/export',
+      {
+        preHandler: requireRole(ctx.db, 'admin'),
+        schema: {
+          summary:
+            'Write the analytics Parquet files now (they are written every IMAGELAKE_EXPORT_INTERVAL anyway)',
+          tags: ['analytics'],
+        },
+      },
+      async () => {
+        const result = await ctx.exportNow();
+        if (!result) throw new AppError('SCHEDULER_BUSY');
+        return result;
+      },
+    );
+
+    app.get(
+      '/v1/analytics/connection',
+      {
+        preHandler: requireRole(ctx.db, 'admin'),
+        schema: {
+          summary:
+            'The read-only connection string for BI tools (Metabase, Superset, Looker Studio, Tableau)',
+          tags: ['analytics'],
+        },
+      },
+      async () => {
+        if (!ctx.analyst) throw new AppError('SQL_UNAVAILABLE');
+        return {
+          url: ctx.analyst.url,
+          schema: 'analytics',
+          readOnly: true,
+          statementTimeoutMs: ctx.config.analytics.sqlTimeoutMs,
+        };
+      },
+    );
+
+    // The dashboard: a static page that asks for an analyst or admin key and calls the API above.
+    const page = new URL('../../web/dashboard.html', import.meta.url);
+    app.get('/dashboard', { schema: { hide: true } }, async (_request, reply) => {
+      reply.header('content-type', 'text/html; charset=utf-8');
+      reply.header('cache-control', 'no-store');
+      return reply.send(await readFile(page));
+    });
+    app.get('/dashboard/echarts.min.js', { schema: { hide: true } }, async (_request, reply) => {
+      reply.header('content-type', 'text/javascript; charset=utf-8');
+      reply.header('cache-control', 'public, max-age=86400');
+      return reply.send(await readFile(require.resolve('echarts/dist/echarts.min.js')));
+    });
+  };
