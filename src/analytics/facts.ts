@@ -74,4 +74,24 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
         processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
         latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
   }
+  // The narrow rollups the dashboard reads most: everyone's totals, and each customer's totals.
+  await sql`
+    insert into analytics.rollup_daily_totals as r (day, format, source, outcome, error_code, images, bytes, megapixels,
+      queue_ms_sum, processing_ms_sum, latency_hist)
+    values (${dayOf(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, 1, ${f.bytes}, ${megapixels},
+      ${f.queueMs}, ${f.processingMs}, (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, 19) i))
+    on conflict (day, format, source, outcome, error_code) do update set
+      images = r.images + 1,
+      bytes = r.bytes + excluded.bytes,
+      megapixels = r.megapixels + excluded.megapixels,
+      queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
+      processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
+      latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
+  await sql`
+    insert into analytics.rollup_daily_customers as r (day, customer_id, images, failed, bytes)
+    values (${dayOf(f.receivedAt)}, ${f.customerId}, 1, ${f.outcome === 'failed' ? 1 : 0}, ${f.bytes})
+    on conflict (day, customer_id) do update set
+      images = r.images + 1, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
+    db,
+  );
 }

@@ -16,7 +16,13 @@ export interface SummaryFilter {
  */
 export async function summary(db: Db, f: SummaryFilter) {
   const hourly = Date.parse(`${f.to}T00:00:00Z`) - Date.parse(`${f.from}T00:00:00Z`) <= 86_400_000;
-  const table = hourly ? sql.table('analytics.rollup_hourly') : sql.table('analytics.rollup_daily');
+  // The smallest rollup that can answer: by the hour for short ranges; everyone's daily totals when
+  // no customer is chosen; the full daily rollup (indexed by customer) when one is.
+  const table = hourly
+    ? sql.table('analytics.rollup_hourly')
+    : f.customerId
+      ? sql.table('analytics.rollup_daily')
+      : sql.table('analytics.rollup_daily_totals');
   const bucket = hourly ? sql.ref('r.hour') : sql.ref('r.day');
   const range = hourly
     ? sql`r.hour >= ${f.from}::date and r.hour < ${f.to}::date + 1`
@@ -26,39 +32,54 @@ export async function summary(db: Db, f: SummaryFilter) {
   if (f.source) conditions.push(sql`r.source = ${f.source}`);
   if (f.format) conditions.push(sql`r.format = ${f.format}`);
   const where = sql.join(conditions, sql` and `);
+  // Customers: their own daily rollup unless source or format narrow the question.
+  const byCustomer = !hourly && !f.source && !f.format;
+  const customersTable = byCustomer
+    ? sql.table('analytics.rollup_daily_customers')
+    : hourly
+      ? sql.table('analytics.rollup_hourly')
+      : sql.table('analytics.rollup_daily');
+  const customerWhere = byCustomer
+    ? sql.join([range, ...(f.customerId ? [sql`r.customer_id = ${f.customerId}`] : [])], sql` and `)
+    : where;
+  const failedSum = byCustomer
+    ? sql`sum(r.failed)`
+    : sql`coalesce(sum(r.images) filter (where r.outcome = 'failed'), 0)`;
   const rows = async <T>(query: RawBuilder<T>) => (await query.execute(db)).rows;
 
-  const [totals] = await rows(sql<Record<string, string>>`
-    select coalesce(sum(images), 0)::bigint as images,
-           coalesce(sum(images) filter (where outcome = 'processed'), 0)::bigint as processed,
-           coalesce(sum(images) filter (where outcome = 'failed'), 0)::bigint as failed,
-           coalesce(sum(bytes), 0)::bigint as bytes,
-           coalesce(sum(megapixels), 0)::float8 as megapixels,
-           count(distinct customer_id)::int as customers
-    from ${table} r where ${where}`);
-  const overTime = await rows(sql<{ bucket: Date | string; format: string; images: string; bytes: string }>`
-    select ${bucket} as bucket, format, sum(images)::bigint as images, sum(bytes)::bigint as bytes
-    from ${table} r where ${where} group by 1, 2 order by 1, 2`);
-  const latencyRows = await rows(sql<{ bucket: Date | string; hist: number[] }>`
-    select ${bucket} as bucket, latency_hist as hist from ${table} r where ${where} and outcome = 'processed' order by 1`);
-  const topCustomers = await rows(sql<{
-    customerId: string;
-    name: string | null;
-    images: string;
-    bytes: string;
-    failed: string;
-  }>`
-    select r.customer_id as "customerId", max(c.name) as name, sum(images)::bigint as images, sum(bytes)::bigint as bytes,
-           coalesce(sum(images) filter (where outcome = 'failed'), 0)::bigint as failed
-    from ${table} r left join analytics.customers c on c.id = r.customer_id
-    where ${where} group by 1 order by images desc, 1 limit 10`);
-  const bySource = await rows(sql<{ source: string; images: string; bytes: string }>`
-    select source, sum(images)::bigint as images, sum(bytes)::bigint as bytes from ${table} r where ${where} group by 1 order by 2 desc`);
-  const byFormat = await rows(sql<{ format: string; images: string; bytes: string }>`
-    select format, sum(images)::bigint as images, sum(bytes)::bigint as bytes from ${table} r where ${where} group by 1 order by 2 desc`);
-  const failures = await rows(sql<{ errorCode: string; images: string }>`
-    select error_code as "errorCode", sum(images)::bigint as images from ${table} r
-    where ${where} and outcome = 'failed' group by 1 order by 2 desc`);
+  const [[totals], overTime, latencyRows, topCustomers, [customerCount], bySource, byFormat, failures] =
+    await Promise.all([
+      rows(sql<Record<string, string>>`
+      select coalesce(sum(images), 0)::bigint as images,
+             coalesce(sum(images) filter (where outcome = 'processed'), 0)::bigint as processed,
+             coalesce(sum(images) filter (where outcome = 'failed'), 0)::bigint as failed,
+             coalesce(sum(bytes), 0)::bigint as bytes,
+             coalesce(sum(megapixels), 0)::float8 as megapixels
+      from ${table} r where ${where}`),
+      rows(sql<{ bucket: Date | string; format: string; images: string; bytes: string }>`
+      select ${bucket} as bucket, format, sum(images)::bigint as images, sum(bytes)::bigint as bytes
+      from ${table} r where ${where} group by 1, 2 order by 1, 2`),
+      rows(sql<{ bucket: Date | string; hist: number[] }>`
+      select ${bucket} as bucket, array[${sql.join(Array.from({ length: 19 }, (_, i) => sql`sum(latency_hist[${sql.lit(i + 1)}])::int`))}] as hist
+      from ${table} r where ${where} and outcome = 'processed' group by 1 order by 1`),
+      rows(sql<{ customerId: string; name: string | null; images: string; bytes: string; failed: string }>`
+      select r.customer_id as "customerId", max(c.name) as name, sum(r.images)::bigint as images, sum(r.bytes)::bigint as bytes,
+             ${failedSum}::bigint as failed
+      from ${customersTable} r left join analytics.customers c on c.id = r.customer_id
+      where ${customerWhere} group by 1 order by images desc, 1 limit 10`),
+      rows(
+        sql<{
+          customers: number;
+        }>`select count(distinct r.customer_id)::int as customers from ${customersTable} r where ${customerWhere}`,
+      ),
+      rows(sql<{ source: string; images: string; bytes: string }>`
+      select source, sum(images)::bigint as images, sum(bytes)::bigint as bytes from ${table} r where ${where} group by 1 order by 2 desc`),
+      rows(sql<{ format: string; images: string; bytes: string }>`
+      select format, sum(images)::bigint as images, sum(bytes)::bigint as bytes from ${table} r where ${where} group by 1 order by 2 desc`),
+      rows(sql<{ errorCode: string; images: string }>`
+      select error_code as "errorCode", sum(images)::bigint as images from ${table} r
+      where ${where} and outcome = 'failed' group by 1 order by 2 desc`),
+    ]);
 
   // Percentiles come from adding histograms, per bucket and overall.
   const perBucket = new Map<string, number[]>();
@@ -79,7 +100,7 @@ export async function summary(db: Db, f: SummaryFilter) {
       failed: n(totals?.failed),
       bytes: n(totals?.bytes),
       megapixels: Math.round(n(totals?.megapixels) * 10) / 10,
-      customers: n(totals?.customers),
+      customers: customerCount?.customers ?? 0,
       p50Ms: percentile(overall, 0.5),
       p95Ms: percentile(overall, 0.95),
     },

@@ -6,6 +6,7 @@ import * as retention from './migrations/0002_retention.ts';
 import * as outbox from './migrations/0003_outbox.ts';
 import * as analytics from './migrations/0004_analytics.ts';
 import * as settings from './migrations/0005_settings.ts';
+import * as narrow from './migrations/0006_narrow_rollups.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -27,6 +28,7 @@ const MIGRATIONS = {
   '0003_outbox': outbox,
   '0004_analytics': analytics,
   '0005_settings': settings,
+  '0006_narrow_rollups': narrow,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

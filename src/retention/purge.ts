@@ -105,7 +105,17 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
     .deleteFrom('analytics.rollup_hourly')
     .where('hour', '<', new Date(`${oldestKeptStatsDay}T00:00:00Z`))
     .executeTakeFirst();
-  await recordDone(db, runId, 'aggregate', Number(daily.numDeletedRows) + Number(hourly.numDeletedRows));
+  const narrow = await sql`
+    with a as (delete from analytics.rollup_daily_totals where day < ${oldestKeptStatsDay}::date returning 1),
+         b as (delete from analytics.rollup_daily_customers where day < ${oldestKeptStatsDay}::date returning 1)
+    select (select count(*) from a) + (select count(*) from b) as n`.execute(db);
+  const narrowRows = Number((narrow.rows[0] as { n: string }).n);
+  await recordDone(
+    db,
+    runId,
+    'aggregate',
+    Number(daily.numDeletedRows) + Number(hourly.numDeletedRows) + narrowRows,
+  );
 
   await executeRun(deps, runId);
   const receipt = await sealRun(deps, runId);
