@@ -89,7 +89,7 @@ try {
         group by 1, 2, 3, 4, 5, 6`.execute(db),
     );
   }
-  await step('rollup_daily_totals and rollup_daily_customers', async () => {
+  await step('rollup_daily_totals, rollup_daily_customers, rollup_monthly_customers', async () => {
     await sql`
       insert into analytics.rollup_daily_totals
       select day, format, source, outcome, error_code, sum(images), sum(bytes), sum(megapixels), sum(queue_ms_sum), sum(processing_ms_sum),
@@ -99,6 +99,10 @@ try {
       insert into analytics.rollup_daily_customers
       select day, customer_id, sum(images), coalesce(sum(images) filter (where outcome = 'failed'), 0), sum(bytes)
       from analytics.rollup_daily group by 1, 2`.execute(db);
+    await sql`
+      insert into analytics.rollup_monthly_customers
+      select date_trunc('month', day)::date, customer_id, sum(images), sum(failed), sum(bytes)
+      from analytics.rollup_daily_customers group by 1, 2`.execute(db);
   });
   await step('analyze', () => sql`analyze`.execute(db));
   const counts = (

@@ -34,14 +34,22 @@ export async function summary(db: Db, f: SummaryFilter) {
   const where = sql.join(conditions, sql` and `);
   // Customers: their own daily rollup unless source or format narrow the question.
   const byCustomer = !hourly && !f.source && !f.format;
+  const customerFilter = f.customerId ? sql`and customer_id = ${f.customerId}` : sql``;
+  const { fullFrom, fullTo } = wholeMonths(f.from, f.to);
+  // Whole months from the monthly rollup, the days around them from the daily one.
+  const perCustomer = sql`(
+    select customer_id, images, failed, bytes from analytics.rollup_monthly_customers
+    where month >= ${fullFrom}::date and month < ${fullTo}::date ${customerFilter}
+    union all
+    select customer_id, images, failed, bytes from analytics.rollup_daily_customers
+    where day between ${f.from}::date and ${f.to}::date and not (day >= ${fullFrom}::date and day < ${fullTo}::date) ${customerFilter}
+  )`;
   const customersTable = byCustomer
-    ? sql.table('analytics.rollup_daily_customers')
+    ? perCustomer
     : hourly
       ? sql.table('analytics.rollup_hourly')
       : sql.table('analytics.rollup_daily');
-  const customerWhere = byCustomer
-    ? sql.join([range, ...(f.customerId ? [sql`r.customer_id = ${f.customerId}`] : [])], sql` and `)
-    : where;
+  const customerWhere = byCustomer ? sql`true` : where;
   const failedSum = byCustomer
     ? sql`sum(r.failed)`
     : sql`coalesce(sum(r.images) filter (where r.outcome = 'failed'), 0)`;
@@ -126,6 +134,19 @@ export async function summary(db: Db, f: SummaryFilter) {
     byFormat: byFormat.map((r) => ({ format: r.format, images: n(r.images), bytes: n(r.bytes) })),
     failures: failures.map((r) => ({ errorCode: r.errorCode, images: n(r.images) })),
   };
+}
+
+/** The whole calendar months inside [from, to], as [fullFrom, fullTo); empty when fullFrom >= fullTo. */
+export function wholeMonths(from: string, to: string): { fullFrom: string; fullTo: string } {
+  const start = new Date(`${from}T00:00:00Z`);
+  if (start.getUTCDate() !== 1) start.setUTCMonth(start.getUTCMonth() + 1, 1);
+  const end = new Date(`${to}T00:00:00Z`);
+  end.setUTCDate(end.getUTCDate() + 1);
+  end.setUTCDate(1);
+  const iso = (d: Date) => d.toISOString().slice(0, 10);
+  return start < end
+    ? { fullFrom: iso(start), fullTo: iso(end) }
+    : { fullFrom: iso(start), fullTo: iso(start) };
 }
 
 function stamp(value: Date | string): string {

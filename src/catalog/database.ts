@@ -7,6 +7,7 @@ import * as outbox from './migrations/0003_outbox.ts';
 import * as analytics from './migrations/0004_analytics.ts';
 import * as settings from './migrations/0005_settings.ts';
 import * as narrow from './migrations/0006_narrow_rollups.ts';
+import * as monthly from './migrations/0007_monthly_customers.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -29,6 +30,7 @@ const MIGRATIONS = {
   '0004_analytics': analytics,
   '0005_settings': settings,
   '0006_narrow_rollups': narrow,
+  '0007_monthly_customers': monthly,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {
