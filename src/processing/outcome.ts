@@ -1,7 +1,8 @@
+import type { Updateable } from 'kysely';
 import { dimensionsOf, recordFact } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
-import type { ImageRow, Rendition } from '../catalog/schema.ts';
+import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
 import type { ProcessResult } from './context.ts';
 
 export type OutcomeWrite = 'recorded' | 'lease-lost' | 'already-recorded' | 'image-gone';
@@ -71,54 +72,81 @@ async function announce(
     .execute();
 }
 
+type Timing = { processedAt: Date; queueMs: number; processingMs: number };
+
+/**
+ * The one transaction behind every outcome: finish the job (only while this worker holds its lease),
+ * update the image (only if no outcome was recorded yet), then the analytics and the event. Either all
+ * of it happens or none, so a retry or a second worker never counts an image twice.
+ */
+async function recordOutcome(
+  db: Db,
+  job: ClaimedJob,
+  image: ImageRow,
+  update: Updateable<ImagesTable>,
+  after: (trx: Db) => Promise<void>,
+): Promise<OutcomeWrite> {
+  return db.transaction().execute(async (trx) => {
+    if (!(await finish(trx, job))) return 'lease-lost';
+    const updated = await trx
+      .updateTable('images')
+      .set(update)
+      .where('id', '=', image.id)
+      .where('status', 'in', ['received', 'processing'])
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
+    await after(trx);
+    return 'recorded';
+  });
+}
+
 export async function recordProcessed(
   db: Db,
   job: ClaimedJob,
   image: ImageRow,
   result: ProcessResult,
   renditions: Rendition[],
-  timing: { processedAt: Date; queueMs: number; processingMs: number },
+  timing: Timing,
   eventsTopic?: string,
 ): Promise<OutcomeWrite> {
-  return db.transaction().execute(async (trx) => {
-    if (!(await finish(trx, job))) return 'lease-lost';
-    const updated = await trx
-      .updateTable('images')
-      .set({
-        status: 'processed',
-        processed_at: timing.processedAt,
-        width: result.metadata.width,
-        height: result.metadata.height,
-        metadata: JSON.stringify({ ...result.metadata, processors: result.processorOutputs }),
-        renditions: JSON.stringify(renditions),
-        phash: result.fingerprints.phash,
-        processors: JSON.stringify(result.processorVersions),
-        error_code: null,
-        error_message: null,
-        queue_ms: timing.queueMs,
-        processing_ms: timing.processingMs,
-      })
-      .where('id', '=', image.id)
-      .where('status', 'in', ['received', 'processing'])
-      .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
-    await recordFact(trx, {
-      ...factBase(image, timing),
-      outcome: 'processed',
-      errorCode: null,
-      width: result.metadata.width,
-      height: result.metadata.height,
-      processors: result.processorVersions,
-      dimensions: dimensionsOf(result.processorOutputs),
-    });
-    const event = outcomeEvent(image, timing, {
-      width: result.metadata.width,
-      height: result.metadata.height,
-      processors: result.processorVersions,
-    });
-    await announce(trx, eventsTopic, event, timing.processedAt);
-    return 'recorded';
-  });
+  const { width, height } = result.metadata;
+  return recordOutcome(
+    db,
+    job,
+    image,
+    {
+      status: 'processed',
+      processed_at: timing.processedAt,
+      width,
+      height,
+      metadata: JSON.stringify({ ...result.metadata, processors: result.processorOutputs }),
+      renditions: JSON.stringify(renditions),
+      phash: result.fingerprints.phash,
+      processors: JSON.stringify(result.processorVersions),
+      error_code: null,
+      error_message: null,
+      queue_ms: timing.queueMs,
+      processing_ms: timing.processingMs,
+    },
+    async (trx) => {
+      const processors = result.processorVersions;
+      await recordFact(trx, {
+        ...factBase(image, timing),
+        outcome: 'processed',
+        errorCode: null,
+        width,
+        height,
+        processors,
+        dimensions: dimensionsOf(result.processorOutputs),
+      });
+      await announce(
+        trx,
+        eventsTopic,
+        outcomeEvent(image, timing, { width, height, processors }),
+        timing.processedAt,
+      );
+    },
+  );
 }
 
 export async function recordFailed(
@@ -126,35 +154,32 @@ export async function recordFailed(
   job: ClaimedJob,
   image: ImageRow,
   error: { code: string; message: string },
-  timing: { processedAt: Date; queueMs: number; processingMs: number },
+  timing: Timing,
   eventsTopic?: string,
 ): Promise<OutcomeWrite> {
-  return db.transaction().execute(async (trx) => {
-    if (!(await finish(trx, job))) return 'lease-lost';
-    const updated = await trx
-      .updateTable('images')
-      .set({
-        status: 'failed',
-        processed_at: timing.processedAt,
-        error_code: error.code,
-        error_message: error.message.slice(0, 2000),
-        queue_ms: timing.queueMs,
-        processing_ms: timing.processingMs,
-      })
-      .where('id', '=', image.id)
-      .where('status', 'in', ['received', 'processing'])
-      .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
-    await recordFact(trx, {
-      ...factBase(image, timing),
-      outcome: 'failed',
-      errorCode: error.code,
-      width: null,
-      height: null,
-      processors: {},
-      dimensions: {},
-    });
-    await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
-    return 'recorded';
-  });
+  return recordOutcome(
+    db,
+    job,
+    image,
+    {
+      status: 'failed',
+      processed_at: timing.processedAt,
+      error_code: error.code,
+      error_message: error.message.slice(0, 2000),
+      queue_ms: timing.queueMs,
+      processing_ms: timing.processingMs,
+    },
+    async (trx) => {
+      await recordFact(trx, {
+        ...factBase(image, timing),
+        outcome: 'failed',
+        errorCode: error.code,
+        width: null,
+        height: null,
+        processors: {},
+        dimensions: {},
+      });
+      await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
+    },
+  );
 }

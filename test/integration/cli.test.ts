@@ -1,31 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { jpeg, png, webp } from '../fixtures/images.ts';
-import { ADMIN, api, startTestServer, type TestServer } from './harness.ts';
-
-const BIN = fileURLToPath(new URL('../../bin/imagelake.js', import.meta.url));
-
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
+import { ADMIN, api, cli, startTestServer, type TestServer } from './harness.ts';
 
 let t: TestServer;
 let folder: string;

@@ -164,3 +164,23 @@ export class TestClock implements Clock {
 }
 
 export const DAY = 86_400_000;
+
+const BIN = fileURLToPath(new URL('../../bin/imagelake.js', import.meta.url));
+
+/** Runs the imagelake command as a user would, collecting what it prints. */
+export function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}

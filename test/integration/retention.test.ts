@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import pino from 'pino';
 import type { Lake } from '../../src/lake/port.ts';
@@ -13,6 +11,7 @@ import { jpeg, png } from '../fixtures/images.ts';
 import {
   ADMIN,
   api,
+  cli,
   createCustomer,
   DAY,
   settled,
@@ -22,7 +21,6 @@ import {
   upload,
 } from './harness.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/imagelake.js', import.meta.url));
 const WINDOW = 7 * DAY;
 
 async function uploadSettled(t: TestServer, key: string, bytes: Buffer): Promise<any> {
@@ -49,20 +47,6 @@ function totals(receipts: any[]): Record<string, number> {
     for (const [kind, c] of Object.entries(r.deleted as Record<string, { count: number }>))
       sum[kind] = (sum[kind] ?? 0) + c.count;
   return sum;
-}
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    child.on('close', (code) => resolve({ code, out }));
-  });
 }
 
 describe('retention you can prove', () => {

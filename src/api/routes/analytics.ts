@@ -68,7 +68,10 @@ export const analyticsRoutes =
           ctx.db,
         );
         const tables: Record<string, Array<{ column: string; type: string }>> = {};
-        for (const r of rows.rows) (tables[r.table] ??= []).push({ column: r.column, type: r.type });
+        for (const r of rows.rows) {
+          tables[r.table] ??= [];
+          tables[r.table]!.push({ column: r.column, type: r.type });
+        }
         return { schema: 'analytics', tables };
       },
     );
