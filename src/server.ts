@@ -13,7 +13,7 @@ import type { Config } from './config/config.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
 import { EventPublisher } from './ingest/kafka/events.ts';
 import { Lander } from './ingest/land.ts';
-import { FsLake } from './lake/fs.ts';
+import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { ProcessingPool } from './processing/pool.ts';
@@ -130,7 +130,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       }
     }
 
-    const lake = new FsLake(join(config.dataDir, 'lake'));
+    const lake = openLake(config);
     await lake.check();
     const metrics = createMetrics();
 

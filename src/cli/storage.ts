@@ -4,7 +4,7 @@ import pino, { type Logger } from 'pino';
 import { connect, type Db, migrate } from '../catalog/database.ts';
 import { runningEmbeddedUrl, startEmbeddedPostgres } from '../catalog/embedded.ts';
 import type { Config } from '../config/config.ts';
-import { FsLake } from '../lake/fs.ts';
+import { openLake } from '../lake/open.ts';
 import type { Lake } from '../lake/port.ts';
 
 export interface Storage {
@@ -33,7 +33,7 @@ export async function openStorage(config: Config): Promise<Storage> {
   return {
     db,
     pool,
-    lake: new FsLake(join(config.dataDir, 'lake')),
+    lake: openLake(config),
     log,
     close: async () => {
       await db.destroy();

@@ -6,6 +6,10 @@ import { parseBytes, parseDuration } from './duration.ts';
 export interface Config {
   dataDir: string;
   databaseUrl: string | undefined;
+  /** s3://bucket/prefix or file:///path; undefined: a folder in the data dir. */
+  lakeUrl: string | undefined;
+  /** For an s3:// lake: a non-AWS endpoint (MinIO, GCS, R2) and whether to use path-style addressing. */
+  s3: { endpoint: string | undefined; pathStyle: string | undefined };
   adminToken: string | undefined;
   host: string;
   port: number;
@@ -89,6 +93,15 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     dataDir: resolve(env.IMAGELAKE_DATA_DIR?.trim() || './data'),
     databaseUrl: env.IMAGELAKE_DATABASE_URL?.trim() || undefined,
+    lakeUrl: env.IMAGELAKE_LAKE_URL?.trim() || undefined,
+    s3: {
+      endpoint:
+        env.IMAGELAKE_S3_ENDPOINT?.trim() ||
+        env.AWS_ENDPOINT_URL_S3?.trim() ||
+        env.AWS_ENDPOINT_URL?.trim() ||
+        undefined,
+      pathStyle: env.IMAGELAKE_S3_PATH_STYLE?.trim() || undefined,
+    },
     adminToken: env.IMAGELAKE_ADMIN_TOKEN?.trim() || undefined,
     host: env.IMAGELAKE_HOST?.trim() || '127.0.0.1',
     port: read('IMAGELAKE_PORT', '8080', int(0), 'a port number'),
@@ -128,6 +141,11 @@ export function loadConfig(env: Env = process.env): Config {
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
     },
   };
+  if (config.lakeUrl && !/^(s3:\/\/[^/]+|file:\/\/\/)/.test(config.lakeUrl)) {
+    problems.push(
+      `IMAGELAKE_LAKE_URL=${JSON.stringify(config.lakeUrl)} is not s3://bucket/prefix or file:///path`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

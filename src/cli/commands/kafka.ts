@@ -5,7 +5,7 @@ import { Producer } from '@platformatic/kafka';
 import cliProgress from 'cli-progress';
 import type { Config } from '../../config/config.ts';
 import { connectionOptions } from '../../ingest/kafka/client.ts';
-import { FsLake } from '../../lake/fs.ts';
+import { openLake } from '../../lake/open.ts';
 import { collectFiles } from './upload.ts';
 
 export interface ProduceOptions {
@@ -31,7 +31,7 @@ export async function produce(config: Config, paths: string[], options: ProduceO
     return 2;
   }
   const claimPrefix = config.kafka.claimPrefixes[0]!;
-  const lake = new FsLake(join(config.dataDir, 'lake'));
+  const lake = openLake(config);
   const producer = new Producer({ ...connectionOptions(config.kafka, 'produce'), acks: -1 });
   const totalBytes = files.reduce((s, f) => s + f.bytes, 0);
   const bar = options.quiet
