@@ -30,6 +30,14 @@ export const ERRORS = {
     message: 'The claim check points outside the allowed locations; nothing was fetched.',
   },
   CLAIM_CHECK_NOT_FOUND: { status: 404, message: 'The claim check points at an object that does not exist.' },
+  UPLOAD_NOT_FOUND: {
+    status: 404,
+    message: 'No such upload session, or it has expired; start a new one with POST /v1/uploads.',
+  },
+  UPLOAD_EMPTY: {
+    status: 409,
+    message: 'Nothing was uploaded yet: PUT the bytes to the upload URL first, then complete.',
+  },
   QUEUE_FULL: {
     status: 429,
     message: 'The processing queue is full; retry later with the same Idempotency-Key.',

@@ -13,6 +13,7 @@ import type { Config } from './config/config.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
 import { EventPublisher } from './ingest/kafka/events.ts';
 import { Lander } from './ingest/land.ts';
+import { Uploads } from './ingest/uploads.ts';
 import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
@@ -246,7 +247,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await lake.check();
         return { catalog: 'ok', lake: 'ok' };
       };
+      const uploads = new Uploads({ db, lake, clock, lander });
       const app = await buildApp({
+        uploads,
         config,
         db,
         lake,

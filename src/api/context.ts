@@ -5,6 +5,7 @@ import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { Lander } from '../ingest/land.ts';
+import type { Uploads } from '../ingest/uploads.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Receipt } from '../retention/receipts.ts';
@@ -15,6 +16,7 @@ export interface ApiContext {
   db: Db;
   lake: Lake;
   lander: Lander;
+  uploads: Uploads;
   clock: Clock;
   log: Logger;
   metrics: Metrics;

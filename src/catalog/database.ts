@@ -8,6 +8,7 @@ import * as analytics from './migrations/0004_analytics.ts';
 import * as settings from './migrations/0005_settings.ts';
 import * as narrow from './migrations/0006_narrow_rollups.ts';
 import * as monthly from './migrations/0007_monthly_customers.ts';
+import * as uploads from './migrations/0008_uploads.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -31,6 +32,7 @@ const MIGRATIONS = {
   '0005_settings': settings,
   '0006_narrow_rollups': narrow,
   '0007_monthly_customers': monthly,
+  '0008_uploads': uploads,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

@@ -159,6 +159,16 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface UploadsTable {
+  id: string;
+  customer_id: string;
+  staging_key: string;
+  filename: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  image_id: string | null;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -172,6 +182,7 @@ export interface Database {
   purge_receipts: PurgeReceiptsTable;
   outbox: OutboxTable;
   settings: SettingsTable;
+  uploads: UploadsTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

@@ -34,6 +34,8 @@ export interface Lake {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** The names of the immediate sub-folders under prefix (which ends with '/'), e.g. ['dt=2026-11-21']. */
   children(prefix: string): Promise<string[]>;
+  /** A URL a client can PUT an object's bytes to directly, where the store supports it (S3). */
+  presignPut?(key: string, expiresInSeconds: number): Promise<string>;
   /** Answers when the lake can be written; throws otherwise. */
   check(): Promise<void>;
   describe(): string;

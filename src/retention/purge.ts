@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
+import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
 import { day, IMAGE_AREAS } from '../lake/keys.ts';
 import type { Receipt } from './receipts.ts';
 import {
@@ -95,6 +96,18 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
       if (object.modifiedAt.getTime() < claimCutoff) stale.push(object);
     await recordObjects(db, runId, 'claim', stale);
   }
+
+  // Direct uploads never completed: their staged bytes go once the session has expired.
+  const staleUploads: Array<{ key: string; bytes: number }> = [];
+  for await (const object of lake.list(STAGING_PREFIX)) {
+    if (object.modifiedAt.getTime() < now.getTime() - UPLOAD_TTL_MS) staleUploads.push(object);
+  }
+  await recordObjects(db, runId, 'upload', staleUploads);
+  await db.deleteFrom('uploads').where('expires_at', '<', now).where('image_id', 'is', null).execute();
+  await db
+    .deleteFrom('uploads')
+    .where('created_at', '<', new Date(now.getTime() - retentionMs))
+    .execute();
 
   // Aggregates hold no image data and live for the (longer) statistics window.
   const daily = await db

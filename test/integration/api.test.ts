@@ -171,6 +171,44 @@ describe('upload and processing', () => {
     assert.equal(image.filename, 'form.jpg');
   });
 
+  it('takes direct uploads: start, PUT the bytes, complete; completing twice lands once', async () => {
+    const session = (await api(t.url, acme.apiKey, 'POST', '/v1/uploads', { filename: 'direct.jpg' })).body;
+    assert.equal(session.authorization, 'bearer', 'the folder lake takes the bytes through the API');
+    assert.equal(
+      (await api(t.url, acme.apiKey, 'POST', `/v1/uploads/${session.id}/complete`)).body.error.code,
+      'UPLOAD_EMPTY',
+    );
+    const bytes = await jpeg({ seed: 77 });
+    const put = await fetch(session.uploadUrl, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${acme.apiKey}`, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(put.status, 200);
+    const done = await api(t.url, acme.apiKey, 'POST', `/v1/uploads/${session.id}/complete`);
+    assert.equal(done.status, 202);
+    const image = await settled(t.url, acme.apiKey, done.body.id);
+    assert.equal(image.status, 'processed');
+    assert.equal(image.filename, 'direct.jpg');
+    assert.equal(image.checksum, createHash('sha256').update(bytes).digest('hex'));
+    const again = await api(t.url, acme.apiKey, 'POST', `/v1/uploads/${session.id}/complete`);
+    assert.equal(again.body.id, done.body.id);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal(
+      (await api(t.url, globex.apiKey, 'POST', `/v1/uploads/${session.id}/complete`)).body.error.code,
+      'UPLOAD_NOT_FOUND',
+    );
+
+    const junk = (await api(t.url, acme.apiKey, 'POST', '/v1/uploads', {})).body;
+    await fetch(junk.uploadUrl, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${acme.apiKey}` },
+      body: 'not an image',
+    });
+    const refused = await api(t.url, acme.apiKey, 'POST', `/v1/uploads/${junk.id}/complete`);
+    assert.equal(refused.status, 415, 'content is checked at completion, like any upload');
+  });
+
   it('trusts bytes, not Content-Type', async () => {
     const landed = await upload(t.url, acme.apiKey, await png(), { 'content-type': 'image/jpeg' });
     assert.equal(landed.status, 202);

@@ -60,6 +60,24 @@ describe('the platform on the S3 lake', () => {
   });
   after(() => t?.stop());
 
+  it('takes direct uploads straight into the bucket with a presigned URL', async () => {
+    const c = await createCustomer(t.url, 'Direct');
+    const session = (await api(t.url, c.apiKey, 'POST', '/v1/uploads', { filename: 'huge.jpg' })).body;
+    assert.equal(session.authorization, 'none');
+    assert.match(session.uploadUrl, /^http:\/\/127\.0\.0\.1:\d+\/imagelake\//);
+    const put = await fetch(session.uploadUrl, {
+      method: 'PUT',
+      body: new Uint8Array(await jpeg({ seed: 8 })),
+    });
+    assert.equal(put.status, 200);
+    const done = await api(t.url, c.apiKey, 'POST', `/v1/uploads/${session.id}/complete`);
+    assert.equal(done.status, 202, JSON.stringify(done.body));
+    assert.equal((await settled(t.url, c.apiKey, done.body.id)).status, 'processed');
+    const staged: string[] = [];
+    for await (const o of t.server.lake.list('uploads/')) staged.push(o.key);
+    assert.deepEqual(staged, [], 'the staged bytes are gone once landed');
+  });
+
   it('lands, processes, serves and erases images with every object in the bucket', async () => {
     assert.match(t.server.lake.describe(), /^s3:\/\/imagelake\/platform-/);
     const c = await createCustomer(t.url, 'On S3');

@@ -138,7 +138,78 @@ export const imageRoutes =
           });
         },
       );
+      upload.put(
+        '/v1/uploads/:id/content',
+        {
+          preHandler: requireRole(ctx.db, 'customer'),
+          schema: {
+            summary:
+              "The bytes of a direct upload, when the lake cannot take them itself (the session's uploadUrl says which)",
+            tags: ['images'],
+            params: Type.Object({ id: Uuid }),
+            response: { 200: Type.Object({ bytes: Type.Integer() }), ...errorResponses(401, 403, 404) },
+          },
+        },
+        async (request) => {
+          const { id } = request.params as { id: string };
+          return {
+            bytes: await ctx.uploads.receive(request.principal!.customerId!, id, request.body as Readable),
+          };
+        },
+      );
     });
+
+    app.post(
+      '/v1/uploads',
+      {
+        preHandler: requireRole(ctx.db, 'customer'),
+        schema: {
+          summary: 'Start a direct upload: PUT the bytes to uploadUrl, then POST /v1/uploads/{id}/complete',
+          tags: ['images'],
+          body: Type.Optional(Type.Object({ filename: Type.Optional(Type.String({ maxLength: 255 })) })),
+          response: {
+            201: Type.Object({
+              id: Uuid,
+              uploadUrl: Type.String(),
+              method: Type.Literal('PUT'),
+              authorization: Type.String(),
+              expiresAt: Type.String(),
+            }),
+            ...errorResponses(401, 403),
+          },
+        },
+      },
+      async (request, reply) => {
+        const base = `${request.protocol}://${request.host}`;
+        return reply
+          .status(201)
+          .send(await ctx.uploads.start(request.principal!.customerId!, request.body?.filename, base));
+      },
+    );
+
+    app.post(
+      '/v1/uploads/:id/complete',
+      {
+        preHandler: requireRole(ctx.db, 'customer'),
+        schema: {
+          summary: 'Land a direct upload: its size and content are checked now, like any upload',
+          tags: ['images'],
+          params: Type.Object({ id: Uuid }),
+          response: { 202: LandedBody, ...errorResponses(401, 403, 404, 409, 413, 415, 429) },
+        },
+      },
+      async (request, reply) => {
+        const { image, duplicate } = await ctx.uploads.complete(
+          request.principal!.customerId!,
+          request.params.id,
+        );
+        if (duplicate) reply.header('idempotent-replayed', 'true');
+        reply.header('location', `/v1/images/${image.id}`);
+        return reply
+          .status(202)
+          .send({ id: image.id, status: image.status, checksum: image.checksum, bytes: Number(image.bytes) });
+      },
+    );
 
     app.get(
       '/v1/images',
