@@ -116,7 +116,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => embedded.stop());
       databaseUrl = embedded.url;
     }
-    const { db, pool } = connect(databaseUrl);
+    const { db, pool } = connect(databaseUrl, {
+      max: config.database.poolSize,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+      tlsCa: config.database.tlsCa,
+      tlsInsecure: config.database.tlsInsecure,
+    });
     stops.push(() => db.destroy());
     await migrate(db, log);
     const generatedAdminToken = await ensureAdminKey(db, config.adminToken);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -16,8 +17,23 @@ pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
 
 export type Db = Kysely<Database>;
 
-export function connect(url: string, options: { max?: number } = {}): { db: Db; pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 20 });
+export interface ConnectOptions {
+  max?: number;
+  /** Applied to every statement of the pool's sessions; a runaway query cannot hold the catalog. */
+  statementTimeoutMs?: number;
+  /** TLS to a managed PostgreSQL: a CA file to trust, or (for testing only) no verification. */
+  tlsCa?: string;
+  tlsInsecure?: boolean;
+}
+
+export function connect(url: string, options: ConnectOptions = {}): { db: Db; pool: pg.Pool } {
+  const ssl = options.tlsCa ? { ca: readFileSync(options.tlsCa, 'utf8') } : options.tlsInsecure ? { rejectUnauthorized: false } : undefined;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 20,
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    ...(ssl ? { ssl } : {}),
+  });
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };

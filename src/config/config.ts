@@ -8,6 +8,7 @@ export interface Config {
   databaseUrl: string | undefined;
   /** s3://bucket/prefix or file:///path; undefined: a folder in the data dir. */
   lakeUrl: string | undefined;
+  database: { poolSize: number; statementTimeoutMs: number; tlsCa: string | undefined; tlsInsecure: boolean };
   /** For an s3:// lake: a non-AWS endpoint (MinIO, GCS, R2) and whether to use path-style addressing. */
   s3: { endpoint: string | undefined; pathStyle: string | undefined };
   adminToken: string | undefined;
@@ -94,6 +95,12 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: resolve(env.IMAGELAKE_DATA_DIR?.trim() || './data'),
     databaseUrl: env.IMAGELAKE_DATABASE_URL?.trim() || undefined,
     lakeUrl: env.IMAGELAKE_LAKE_URL?.trim() || undefined,
+    database: {
+      poolSize: read('IMAGELAKE_DATABASE_POOL_SIZE', '20', int(1), 'a whole number of connections'),
+      statementTimeoutMs: read('IMAGELAKE_DATABASE_STATEMENT_TIMEOUT', '60s', duration, 'a duration such as 60s'),
+      tlsCa: env.IMAGELAKE_DATABASE_TLS_CA?.trim() || undefined,
+      tlsInsecure: env.IMAGELAKE_DATABASE_TLS_INSECURE === 'true',
+    },
     s3: {
       endpoint:
         env.IMAGELAKE_S3_ENDPOINT?.trim() ||

@@ -62,10 +62,11 @@ export async function freePort(): Promise<number> {
 /** `imagelake serve` as a separate process, for tests that kill it. */
 export async function spawnServer(
   env: Record<string, string>,
+  roles?: string[],
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const port = await freePort();
   let output = '';
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...(roles ? ['--roles', roles.join(',')] : [])], {
     env: { ...process.env, IMAGELAKE_PORT: String(port), IMAGELAKE_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
