@@ -222,8 +222,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxAttempts: config.workers.maxAttempts,
     });
 
+    let ingest: KafkaIngest | undefined;
     if (roles.has('kafka') && config.kafka.brokers.length) {
-      const ingest = new KafkaIngest({
+      ingest = new KafkaIngest({
         config: config.kafka,
         db,
         lake,
@@ -234,7 +235,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         maxQueueDepth: config.limits.maxQueueDepth,
       });
       await ingest.start();
-      stops.push(() => ingest.stop());
+      const consuming = ingest;
+      stops.push(() => consuming.stop());
       if (config.kafka.eventsTopic) {
         const events = new EventPublisher({ db, log, metrics, config: config.kafka });
         events.start();
@@ -250,7 +252,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           .select((eb) => eb.fn.countAll().as('n'))
           .execute();
         await lake.check();
-        return { catalog: 'ok', lake: 'ok' };
+        if (ingest && !ingest.ready()) throw new Error('the Kafka consumer is not connected to its group yet');
+        return { catalog: 'ok', lake: 'ok', ...(ingest ? { kafka: 'ok' } : {}) };
       };
       const uploads = new Uploads({ db, lake, clock, lander });
       const app = await buildApp({

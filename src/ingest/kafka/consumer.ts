@@ -300,6 +300,11 @@ export class KafkaIngest {
     }
   }
 
+  /** For /readyz: the consumer has joined its group and its stream is connected. */
+  ready(): boolean {
+    return Boolean(this.running && this.consumer?.isActive() && this.stream?.isConnected());
+  }
+
   /** Stops fetching, lets messages in hand land, commits what landed, leaves the group. */
   async stop(graceMs = 20_000): Promise<void> {
     this.running = false;
