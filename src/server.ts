@@ -252,7 +252,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           .select((eb) => eb.fn.countAll().as('n'))
           .execute();
         await lake.check();
-        if (ingest && !ingest.ready()) throw new Error('the Kafka consumer is not connected to its group yet');
+        if (ingest && !ingest.ready())
+          throw new Error('the Kafka consumer is not connected to its group yet');
         return { catalog: 'ok', lake: 'ok', ...(ingest ? { kafka: 'ok' } : {}) };
       };
       const uploads = new Uploads({ db, lake, clock, lander });

@@ -26,7 +26,10 @@ function running(name: string): boolean {
 export async function globalSetup(): Promise<void> {
   for (const service of services) {
     if (process.env[service.given] || running(service.name)) continue;
-    execFileSync('bash', [script(service.name), 'start'], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 1_200_000 });
+    execFileSync('bash', [script(service.name), 'start'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      timeout: 1_200_000,
+    });
     started.push(service.name);
   }
 }

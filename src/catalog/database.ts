@@ -27,7 +27,11 @@ export interface ConnectOptions {
 }
 
 export function connect(url: string, options: ConnectOptions = {}): { db: Db; pool: pg.Pool } {
-  const ssl = options.tlsCa ? { ca: readFileSync(options.tlsCa, 'utf8') } : options.tlsInsecure ? { rejectUnauthorized: false } : undefined;
+  const ssl = options.tlsCa
+    ? { ca: readFileSync(options.tlsCa, 'utf8') }
+    : options.tlsInsecure
+      ? { rejectUnauthorized: false }
+      : undefined;
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 20,

@@ -85,8 +85,20 @@ export async function listKeys(db: Db, filter: { customerId?: string; role?: Key
  */
 export async function ensureAdminKey(db: Db, configured: string | undefined): Promise<string | undefined> {
   if (configured) {
-    const existing = await findPrincipal(db, configured);
-    if (!existing) await issueKey(db, 'admin', { key: configured, name: 'IMAGELAKE_ADMIN_TOKEN' });
+    // Several processes starting at once on an empty catalog all try this: the first one wins.
+    await db
+      .insertInto('api_keys')
+      .values({
+        id: randomUUID(),
+        role: 'admin',
+        customer_id: null,
+        name: 'IMAGELAKE_ADMIN_TOKEN',
+        hash: hashKey(configured),
+        prefix: configured.slice(0, PREFIX.admin.length + 6),
+        revoked_at: null,
+      })
+      .onConflict((oc) => oc.column('hash').doNothing())
+      .execute();
     return undefined;
   }
   const any = await db

@@ -97,7 +97,12 @@ export function loadConfig(env: Env = process.env): Config {
     lakeUrl: env.IMAGELAKE_LAKE_URL?.trim() || undefined,
     database: {
       poolSize: read('IMAGELAKE_DATABASE_POOL_SIZE', '20', int(1), 'a whole number of connections'),
-      statementTimeoutMs: read('IMAGELAKE_DATABASE_STATEMENT_TIMEOUT', '60s', duration, 'a duration such as 60s'),
+      statementTimeoutMs: read(
+        'IMAGELAKE_DATABASE_STATEMENT_TIMEOUT',
+        '60s',
+        duration,
+        'a duration such as 60s',
+      ),
       tlsCa: env.IMAGELAKE_DATABASE_TLS_CA?.trim() || undefined,
       tlsInsecure: env.IMAGELAKE_DATABASE_TLS_INSECURE === 'true',
     },

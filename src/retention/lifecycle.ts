@@ -5,6 +5,7 @@ import { IMAGE_AREAS } from '../lake/keys.ts';
  * would have, one day after the window. They never replace the purge (which also cleans the
  * catalog and writes receipts); they bound the damage if it stops running.
  */
+/** prefix: the lake's folder inside its bucket ('' or ending with '/'). */
 export function lifecycleRules(retentionMs: number, prefix = '') {
   const days = Math.ceil(retentionMs / 86_400_000) + 1;
   const prefixes = IMAGE_AREAS.map((area) => `${prefix}${area}/`);

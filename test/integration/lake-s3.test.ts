@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { DeleteBucketLifecycleCommand, GetBucketLifecycleConfigurationCommand } from '@aws-sdk/client-s3';
 import { S3Lake } from '../../src/lake/s3.ts';
 import { jpeg } from '../fixtures/images.ts';
 import { lakeContract } from '../lake/contract.ts';
-import { ADMIN, api, createCustomer, settled, startTestServer, upload } from './harness.ts';
+import { ADMIN, api, cli, createCustomer, settled, startTestServer, upload } from './harness.ts';
 import { s3Service } from './s3-service.ts';
 
 const service = s3Service();
@@ -47,6 +48,27 @@ describe('the S3 lake', () => {
     const response = await fetch(url, { method: 'PUT', body: new Uint8Array(body) });
     assert.equal(response.status, 200);
     assert.deepEqual(await lake.getBuffer('direct/upload.jpg'), body);
+  });
+});
+
+describe('lifecycle backstop on S3', () => {
+  it('applies the retention rules, prefixed with the lake folder, to the bucket', async () => {
+    const prefix = `lifecycle-${randomUUID()}`;
+    const { code, out } = await cli(['retention', 'lifecycle', '--apply'], {
+      ...service.env,
+      IMAGELAKE_LAKE_URL: `s3://imagelake/${prefix}`,
+      IMAGELAKE_RETENTION: '7d',
+    });
+    assert.equal(code, 0, out);
+    const lake = lakeAt(prefix);
+    const { Rules } = await lake.client.send(
+      new GetBucketLifecycleConfigurationCommand({ Bucket: 'imagelake' }),
+    );
+    assert.deepEqual(
+      Rules?.map((r) => [r.Filter?.Prefix, r.Expiration?.Days]).sort(),
+      [`${prefix}/metadata/`, `${prefix}/raw/`, `${prefix}/renditions/`].map((p) => [p, 8]),
+    );
+    await lake.client.send(new DeleteBucketLifecycleCommand({ Bucket: 'imagelake' }));
   });
 });
 

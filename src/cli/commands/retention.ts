@@ -1,7 +1,10 @@
+import { PutBucketLifecycleConfigurationCommand } from '@aws-sdk/client-s3';
 import cliProgress from 'cli-progress';
 import { systemClock } from '../../clock.ts';
 import type { Config } from '../../config/config.ts';
 import { formatDuration } from '../../config/duration.ts';
+import { openLake } from '../../lake/open.ts';
+import { S3Lake } from '../../lake/s3.ts';
 import { createMetrics } from '../../observability/metrics.ts';
 import { audit } from '../../retention/audit.ts';
 import { lifecycleRules } from '../../retention/lifecycle.ts';
@@ -37,7 +40,9 @@ export async function retentionCommand(
   flags: { apply?: boolean; json?: boolean },
 ): Promise<number> {
   if (sub === 'lifecycle') {
-    const rules = lifecycleRules(config.retentionMs);
+    const lake = openLake(config);
+    const prefix = lake instanceof S3Lake ? lake.prefix : '';
+    const rules = lifecycleRules(config.retentionMs, prefix);
     console.log(
       `# Backstop: objects are deleted ${rules.days} days after they land (window ${formatDuration(config.retentionMs)} + 1 day).`,
     );
@@ -53,12 +58,21 @@ export async function retentionCommand(
       `\n# Kafka topic carrying images (kafka-configs.sh --alter --entity-type topics --entity-name TOPIC --add-config retention.ms=${rules.kafkaRetentionMs})`,
     );
     console.log(`retention.ms=${rules.kafkaRetentionMs}`);
-    if (flags.apply) {
+    if (!flags.apply) return 0;
+    if (!(lake instanceof S3Lake)) {
       console.error(
         '\nimagelake: --apply needs an object-store lake (IMAGELAKE_LAKE_URL=s3://...); this lake is a local folder, where the purge itself deletes files.',
       );
       return 2;
     }
+    // Replaces the bucket's lifecycle configuration: other rules on the bucket must be merged by hand.
+    await lake.client.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket: lake.bucket,
+        LifecycleConfiguration: rules.s3 as never,
+      }),
+    );
+    console.log(`\napplied to s3://${lake.bucket} (${rules.s3.Rules.length} rules)`);
     return 0;
   }
 
