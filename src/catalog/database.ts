@@ -10,6 +10,7 @@ import * as settings from './migrations/0005_settings.ts';
 import * as narrow from './migrations/0006_narrow_rollups.ts';
 import * as monthly from './migrations/0007_monthly_customers.ts';
 import * as uploads from './migrations/0008_uploads.ts';
+import * as filterIndexes from './migrations/0009_rollup_filter_indexes.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -53,6 +54,7 @@ const MIGRATIONS = {
   '0006_narrow_rollups': narrow,
   '0007_monthly_customers': monthly,
   '0008_uploads': uploads,
+  '0009_rollup_filter_indexes': filterIndexes,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {
