@@ -111,8 +111,8 @@ describe('the platform on the S3 lake', () => {
     assert.equal(image.status, 'processed');
     const objects: string[] = [];
     for (const area of ['raw/', 'renditions/', 'metadata/'])
-      for await (const o of t.server.lake.list(area)) objects.push(o.key);
-    assert.equal(objects.length, 4);
+      for await (const o of t.server.lake.list(area)) if (o.key.includes(image.id)) objects.push(o.key);
+    assert.equal(objects.length, 4, 'original, two renditions, sidecar');
     const preview = await fetch(`${t.url}${image.renditions[1].url}`, {
       headers: { authorization: `Bearer ${c.apiKey}` },
     });
@@ -121,7 +121,8 @@ describe('the platform on the S3 lake', () => {
     assert.equal(receipt.deleted.raw.count, 1);
     const left: string[] = [];
     for (const area of ['raw/', 'renditions/', 'metadata/'])
-      for await (const o of t.server.lake.list(area)) left.push(o.key);
+      for await (const o of t.server.lake.list(area))
+        if (o.key.includes(`customer=${c.id}`)) left.push(o.key);
     assert.deepEqual(left, []);
   });
 });
