@@ -143,9 +143,12 @@ describe('retention', () => {
           ['png', 1],
         ],
       );
-      const metrics = await (await fetch(`${t.url}/metrics`)).text();
-      assert.match(metrics, /imagelake_purged_images_total 3/);
-      assert.match(metrics, /imagelake_purge_lag_seconds 0/);
+      // Objects go before the run is sealed and counted: wait for the count, do not race it.
+      const metrics = await until('the purge counted', async () => {
+        const text = await (await fetch(`${t.url}/metrics`)).text();
+        return /^imagelake_purged_images_total 3$/m.test(text) ? text : undefined;
+      });
+      assert.match(metrics, /^imagelake_purge_lag_seconds 0$/m);
     } finally {
       await t.stop();
     }
