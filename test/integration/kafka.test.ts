@@ -290,7 +290,12 @@ describe('Kafka ingest against a real broker', () => {
           async () => (await kafkaImages(busy.server.db, 'processed')) === 30,
           90_000,
         );
-        assert.match(await (await fetch(`${busy.url}/metrics`)).text(), /^imagelake_kafka_paused 0$/m);
+        // The queue is counted once a second: resuming follows the drain by up to that.
+        await until(
+          'resumed',
+          async () => /^imagelake_kafka_paused 0$/m.test(await (await fetch(`${busy.url}/metrics`)).text()),
+          10_000,
+        );
       } finally {
         await worker.stop();
       }
