@@ -1,29 +1,12 @@
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Admin, Consumer, type Message, Producer } from '@platformatic/kafka';
+import { service } from './services.ts';
 
-const SCRIPT = fileURLToPath(new URL('../../scripts/services/kafka', import.meta.url));
-
-/**
- * A real broker: the one in IMAGELAKE_KAFKA_BROKERS, or the project's own, started by its script.
- * stop() stops it again only if this call started it.
- */
+/** A real broker: the one in IMAGELAKE_KAFKA_BROKERS, or the project's own. */
 export function brokers(): { bootstrap: string; stop: () => void } {
   if (process.env.IMAGELAKE_KAFKA_BROKERS)
     return { bootstrap: process.env.IMAGELAKE_KAFKA_BROKERS, stop: () => {} };
-  let running = true;
-  try {
-    execFileSync('bash', [SCRIPT, 'status'], { stdio: 'ignore' });
-  } catch {
-    running = false;
-  }
-  if (!running)
-    execFileSync('bash', [SCRIPT, 'start'], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 600_000 });
-  const bootstrap = execFileSync('bash', [SCRIPT, 'env'], { encoding: 'utf8' }).trim().split('=')[1]!;
-  return {
-    bootstrap,
-    stop: () => (running ? undefined : execFileSync('bash', [SCRIPT, 'stop'], { stdio: 'ignore' })),
-  };
+  const { env, stop } = service('kafka');
+  return { bootstrap: env.IMAGELAKE_KAFKA_BROKERS!, stop };
 }
 
 export async function createTopics(bootstrap: string, topics: string[], partitions: number): Promise<void> {

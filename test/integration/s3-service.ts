@@ -1,7 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-const SCRIPT = fileURLToPath(new URL('../../scripts/services/s3', import.meta.url));
+import { service } from './services.ts';
 
 /**
  * A real S3-compatible server: the one IMAGELAKE_S3_ENDPOINT names (with AWS_* credentials), or the
@@ -17,22 +14,5 @@ export function s3Service(): { env: Record<string, string>; stop: () => void } {
       stop: () => {},
     };
   }
-  let running = true;
-  try {
-    execFileSync('bash', [SCRIPT, 'status'], { stdio: 'ignore' });
-  } catch {
-    running = false;
-  }
-  if (!running)
-    execFileSync('bash', [SCRIPT, 'start'], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 1_200_000 });
-  const env = Object.fromEntries(
-    execFileSync('bash', [SCRIPT, 'env'], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .map((line) => line.split('=') as [string, string]),
-  );
-  return {
-    env,
-    stop: () => (running ? undefined : execFileSync('bash', [SCRIPT, 'stop'], { stdio: 'ignore' })),
-  };
+  return service('s3');
 }
