@@ -87,11 +87,17 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
       queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
       processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
       latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
-  await sql`
-    insert into analytics.rollup_daily_customers as r (day, customer_id, images, failed, bytes)
-    values (${dayOf(f.receivedAt)}, ${f.customerId}, 1, ${f.outcome === 'failed' ? 1 : 0}, ${f.bytes})
-    on conflict (day, customer_id) do update set
-      images = r.images + 1, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
-    db,
-  );
+  // Each customer's totals by day and by month, for the customer rankings.
+  for (const [table, column, value] of [
+    ['rollup_daily_customers', 'day', dayOf(f.receivedAt)],
+    ['rollup_monthly_customers', 'month', `${dayOf(f.receivedAt).slice(0, 7)}-01`],
+  ] as const) {
+    await sql`
+      insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, images, failed, bytes)
+      values (${value}, ${f.customerId}, 1, ${f.outcome === 'failed' ? 1 : 0}, ${f.bytes})
+      on conflict (${sql.ref(column)}, customer_id) do update set
+        images = r.images + 1, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
+      db,
+    );
+  }
 }
