@@ -172,11 +172,16 @@ describe('Kafka ingest against a real broker', () => {
         .executeTakeFirst();
       return row;
     });
-    const claimed = await t.server.db
-      .selectFrom('images')
-      .select(['filename', 'bytes'])
-      .where('idempotency_key', '=', 'kafka:claim-ok')
-      .executeTakeFirstOrThrow();
+    // Messages land concurrently: the claim check may land after the message behind it.
+    const claimed = await until('the claim check', () =>
+      t.server.db
+        .selectFrom('images')
+        .select(['filename', 'bytes'])
+        .where('idempotency_key', '=', 'kafka:claim-ok')
+        .executeTakeFirst(),
+    );
+    // Its claim object goes right after its row commits.
+    await until('the claim consumed', async () => !(await t.server.lake.head('claims/big-photo.jpg')));
     assert.equal(Number(claimed.bytes), good.length);
     assert.equal(
       await t.server.lake.head('claims/big-photo.jpg'),
