@@ -49,6 +49,22 @@ export const ERRORS = {
   PROCESSOR_INVALID: { status: 500, message: 'A configured processor is not a valid processor module.' },
   PROCESSING_TIMEOUT: { status: 500, message: 'Processing took longer than the time limit.' },
   PROCESSOR_FAILED: { status: 500, message: 'A processor failed on this image.' },
+  PROCESSOR_TIMEOUT: { status: 500, message: 'A processor ran past its time limit on this image.' },
+  PROCESSOR_CRASHED: {
+    status: 500,
+    message: 'A processor crashed or exited on this image; it was restarted.',
+  },
+  PROCESSOR_MEMORY: {
+    status: 500,
+    message: 'A processor went over its memory limit on this image; it was restarted.',
+  },
+  PROCESSOR_OUTPUT_INVALID: {
+    status: 500,
+    message: 'A processor answered with output that does not match its declared fields or the protocol.',
+  },
+  PROCESSOR_UNAVAILABLE: { status: 500, message: 'A processor could not be reached (after its retries).' },
+  PROCESSOR_SKIPPED: { status: 500, message: 'A required processor did not run: one it runs after failed.' },
+  PROCESSOR_UNKNOWN: { status: 400, message: 'No processor of that name is configured.' },
   LAKE_UNAVAILABLE: { status: 503, message: 'The lake is not reachable; retry later.' },
   PURGE_RUNNING: {
     status: 409,
@@ -110,4 +126,6 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
   'TOO_MANY_FRAMES',
   'CORRUPT_IMAGE',
   'CHECKSUM_MISMATCH',
+  // A processor that answers with output not matching its declaration will answer the same again.
+  'PROCESSOR_OUTPUT_INVALID',
 ]);

@@ -18,7 +18,7 @@ import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { ProcessingPool } from './processing/pool.ts';
-import { validateProcessor } from './processing/processors/contract.ts';
+import { Processors } from './processing/processors/chain.ts';
 import { Runner } from './processing/runner.ts';
 import { purgeExpired } from './retention/purge.ts';
 import type { Receipt } from './retention/receipts.ts';
@@ -43,20 +43,6 @@ export interface StartOptions {
   roles?: readonly Role[];
   log?: Logger;
   clock?: Clock;
-}
-
-/** Verifies every configured processor loads and has the right shape before any image is taken. */
-async function checkProcessors(paths: string[]): Promise<void> {
-  const { pathToFileURL } = await import('node:url');
-  const problems: string[] = [];
-  for (const path of paths) {
-    try {
-      validateProcessor(await import(pathToFileURL(path).href), path);
-    } catch (error) {
-      problems.push((error as Error).message);
-    }
-  }
-  if (problems.length) throw new Error(`IMAGELAKE_PROCESSORS is not valid:\n  - ${problems.join('\n  - ')}`);
 }
 
 /** LISTEN for new jobs on a connection of its own; polling covers the gaps if it drops. */
@@ -107,7 +93,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
 
   try {
-    await checkProcessors(config.processors);
+    // Processors start before anything else, so a broken one stops the boot before any image is taken.
+    const metrics = createMetrics();
+    let processors = Processors.none(log);
+    if (roles.has('worker') && config.processors.length) {
+      processors = await Processors.open(config.processors, {
+        log,
+        metrics,
+        source: config.processorsSource,
+      });
+      const started = processors;
+      stops.push(() => started.close());
+      log.info({ processors: processors.describe() }, 'processors started');
+    }
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       const unlock = await lockDataDir(config.dataDir);
@@ -138,7 +136,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     const lake = openLake(config);
     await lake.check();
-    const metrics = createMetrics();
 
     if (roles.has('worker')) {
       const processing = new ProcessingPool({
@@ -155,13 +152,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         clock,
         log,
         metrics,
+        processors,
         subscribe: listener.subscribe,
         options: {
           concurrency: config.workers.concurrency,
           leaseMs: config.workers.leaseMs,
           pollIntervalMs: config.workers.pollIntervalMs,
           limits: { maxPixels: config.limits.maxPixels, maxFrames: config.limits.maxFrames },
-          processors: config.processors,
           // Outcomes are announced only where someone can publish them.
           eventsTopic: config.kafka.brokers.length ? config.kafka.eventsTopic || undefined : undefined,
         },

@@ -19,6 +19,8 @@ export interface Fact {
   processors: Record<string, string>;
   /** Scalar outputs of the company's processors, as "processor.field": value, to group by. */
   dimensions: Record<string, string | number | boolean>;
+  /** Labels the processors gave the image, for counting by label (unnest). */
+  labels: string[];
 }
 
 /** The scalar fields of processor outputs, flattened to "processor.field": value. */
@@ -51,10 +53,10 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
   const megapixels = f.width && f.height ? (f.width * f.height) / 1e6 : 0;
   await sql`
     insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
-      received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions)
+      received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions, labels)
     values (${f.imageId}, ${f.customerId}, ${f.source}, ${f.format}, ${f.outcome}, ${f.errorCode}, ${f.bytes}, ${f.width}, ${f.height},
       ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${dayOf(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
-      ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)})`.execute(db);
+      ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)}, ${f.labels})`.execute(db);
   const bucket = bucketOf(f.processingMs);
   for (const [table, column, value] of [
     ['rollup_hourly', 'hour', hourOf(f.receivedAt)],

@@ -11,6 +11,7 @@ import * as narrow from './migrations/0006_narrow_rollups.ts';
 import * as monthly from './migrations/0007_monthly_customers.ts';
 import * as uploads from './migrations/0008_uploads.ts';
 import * as filterIndexes from './migrations/0009_rollup_filter_indexes.ts';
+import * as reprocess from './migrations/0011_reprocess.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -55,6 +56,7 @@ const MIGRATIONS = {
   '0007_monthly_customers': monthly,
   '0008_uploads': uploads,
   '0009_rollup_filter_indexes': filterIndexes,
+  '0011_reprocess': reprocess,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

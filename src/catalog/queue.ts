@@ -16,9 +16,13 @@ export interface ClaimedJob {
   maxAttempts: number;
   leaseToken: string;
   createdAt: Date;
+  /** For a reprocess job: the one processor to run, and the run it belongs to. */
+  processor: string | null;
+  runId: string | null;
 }
 
 export const PROCESS_IMAGE = 'process-image';
+export const REPROCESS_IMAGE = 'reprocess-image';
 export const NOTIFY_CHANNEL = 'imagelake_jobs';
 
 export async function enqueue(
@@ -38,6 +42,8 @@ export async function enqueue(
       lease_token: null,
       lease_until: null,
       last_error: null,
+      processor: null,
+      run_id: null,
     })
     .execute();
   // Wakes idle workers at once instead of at their next poll; delivered only if the transaction commits.
@@ -53,6 +59,8 @@ export async function claim(db: Db, limit: number, leaseMs: number): Promise<Cla
     max_attempts: number;
     lease_token: string;
     created_at: Date;
+    processor: string | null;
+    run_id: string | null;
   }>`
     with due as (
       select id from jobs
@@ -65,7 +73,9 @@ export async function claim(db: Db, limit: number, leaseMs: number): Promise<Cla
     set state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
         lease_until = now() + ${leaseMs} * interval '1 millisecond'
     from due where j.id = due.id
-    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at`.execute(db);
+    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id`.execute(
+    db,
+  );
   return result.rows.map((r) => ({
     id: String(r.id),
     kind: r.kind,
@@ -74,6 +84,8 @@ export async function claim(db: Db, limit: number, leaseMs: number): Promise<Cla
     maxAttempts: r.max_attempts,
     leaseToken: r.lease_token,
     createdAt: r.created_at,
+    processor: r.processor,
+    runId: r.run_id,
   }));
 }
 

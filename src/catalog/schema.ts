@@ -74,6 +74,27 @@ export interface JobsTable {
   lease_until: Timestamp | null;
   last_error: string | null;
   created_at: Generated<Date>;
+  /** Set for a reprocess job: the one processor to run. */
+  processor: string | null;
+  run_id: string | null;
+}
+
+export interface ReprocessRunsTable {
+  id: Generated<string>;
+  processor: string;
+  customer_id: string | null;
+  since: Timestamp | null;
+  force: boolean;
+  status: 'running' | 'done' | 'cancelled';
+  total: number;
+  queued: Generated<number>;
+  updated: Generated<number>;
+  skipped: Generated<number>;
+  failed: Generated<number>;
+  cursor_received_at: Timestamp | null;
+  cursor_id: string | null;
+  created_at: Timestamp;
+  finished_at: Timestamp | null;
 }
 
 export interface FactsTable {
@@ -94,6 +115,7 @@ export interface FactsTable {
   processing_ms: number;
   processors: Json<Record<string, string>>;
   dimensions: Json<Record<string, unknown>>;
+  labels: Generated<string[]>;
 }
 
 interface RollupColumns {
@@ -174,6 +196,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   images: ImagesTable;
   jobs: JobsTable;
+  reprocess_runs: ReprocessRunsTable;
   'analytics.facts': FactsTable;
   'analytics.rollup_daily': RollupDailyTable;
   'analytics.rollup_hourly': RollupHourlyTable;

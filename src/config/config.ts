@@ -1,5 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import {
+  loadProcessorsFile,
+  modulesAsSpecs,
+  ProcessorConfigError,
+  type ProcessorSpec,
+} from '../processing/processors/spec.ts';
 import { parseBytes, parseDuration } from './duration.ts';
 
 /** Everything the platform can be told, with its defaults. One schema; every problem is reported at once. */
@@ -33,7 +39,10 @@ export interface Config {
     leaseMs: number;
     pollIntervalMs: number;
   };
-  processors: string[];
+  /** The company's processors, from IMAGELAKE_PROCESSORS_FILE (or the IMAGELAKE_PROCESSORS shorthand). */
+  processors: ProcessorSpec[];
+  /** Where they were declared, for error messages. */
+  processorsSource: string;
   kafka: KafkaConfig;
   analytics: {
     sqlTimeoutMs: number;
@@ -141,11 +150,8 @@ export function loadConfig(env: Env = process.env): Config {
       leaseMs: read('IMAGELAKE_JOB_LEASE', '30s', duration, 'a duration such as 30s'),
       pollIntervalMs: read('IMAGELAKE_POLL_INTERVAL', '1s', duration, 'a duration such as 1s'),
     },
-    processors: (env.IMAGELAKE_PROCESSORS ?? '')
-      .split(',')
-      .map((p) => p.trim())
-      .filter(Boolean)
-      .map((p) => resolve(p)),
+    processors: [],
+    processorsSource: '',
     kafka: readKafka(env, problems, read, int),
     analytics: {
       sqlTimeoutMs: read('IMAGELAKE_SQL_TIMEOUT', '10s', duration, 'a duration such as 10s'),
@@ -153,6 +159,7 @@ export function loadConfig(env: Env = process.env): Config {
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
     },
   };
+  readProcessors(env, config, problems);
   if (config.lakeUrl && !/^(s3:\/\/[^/]+|file:\/\/\/)/.test(config.lakeUrl)) {
     problems.push(
       `IMAGELAKE_LAKE_URL=${JSON.stringify(config.lakeUrl)} is not s3://bucket/prefix or file:///path`,
@@ -219,4 +226,32 @@ function readKafka(
     }
   }
   return kafka;
+}
+
+/** One place declares the processors: a file, or for modules with every default, a list of paths. */
+function readProcessors(env: Env, config: Config, problems: string[]): void {
+  const file = env.IMAGELAKE_PROCESSORS_FILE?.trim();
+  const modules = (env.IMAGELAKE_PROCESSORS ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const defaults = { timeoutMs: config.workers.jobTimeoutMs, concurrency: config.workers.threads };
+  if (file && modules.length) {
+    problems.push(
+      'Set IMAGELAKE_PROCESSORS_FILE or IMAGELAKE_PROCESSORS, not both: declare every processor in the file.',
+    );
+    return;
+  }
+  try {
+    if (file) {
+      config.processorsSource = `IMAGELAKE_PROCESSORS_FILE=${file}`;
+      config.processors = loadProcessorsFile(resolve(file), defaults);
+    } else if (modules.length) {
+      config.processorsSource = 'IMAGELAKE_PROCESSORS';
+      config.processors = modulesAsSpecs(modules, defaults);
+    }
+  } catch (error) {
+    if (!(error instanceof ProcessorConfigError)) throw error;
+    problems.push(...error.problems.map((p) => `${config.processorsSource}: ${p}`));
+  }
 }

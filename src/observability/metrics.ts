@@ -50,6 +50,19 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
+    processorRuns: new Counter({
+      name: 'imagelake_processor_runs_total',
+      help: "Runs of the company's processors, by processor and outcome (ok, or the error code)",
+      labelNames: ['processor', 'outcome'] as const,
+      registers: [registry],
+    }),
+    processorSeconds: new Histogram({
+      name: 'imagelake_processor_seconds',
+      help: 'Time one processor took on one image, including its host (thread, process or HTTP)',
+      labelNames: ['processor'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
     queueDepth: new Gauge({
       name: 'imagelake_queue_depth',
       help: 'Jobs in the processing queue, by state (queued, running)',

@@ -10,8 +10,8 @@ export interface ProcessTask {
   checksum: string;
   input: Uint8Array;
   limits: { maxPixels: number; maxFrames: number };
-  /** Module paths of the company's processors, in the order they run. */
-  processors: string[];
+  /** Return the decoded pixels too (module processors read them). */
+  keepDecoded?: boolean;
 }
 
 export interface RenditionOutput {
@@ -56,11 +56,8 @@ export interface ProcessResult {
   metadata: ImageMetadata;
   renditions: RenditionOutput[];
   fingerprints: { sha256: string; phash: string };
-  /** name -> what the company's processor returned. */
-  processorOutputs: Record<string, Record<string, unknown>>;
-  /** name -> version, for every processor that ran. */
-  processorVersions: Record<string, string>;
   timings: Record<string, number>;
+  decoded?: Decoded;
 }
 
 /** The decoded image every step after `decode` reuses: upright, sRGB, 8-bit, at most PREVIEW_EDGE on its long edge. */
@@ -81,11 +78,7 @@ export interface StepContext {
   /** sharp's reading of the header (no pixels decoded). Set by probe. */
   probe?: Metadata;
   decoded?: Decoded;
-  result: Partial<ProcessResult> & {
-    renditions: RenditionOutput[];
-    processorOutputs: ProcessResult['processorOutputs'];
-    processorVersions: ProcessResult['processorVersions'];
-  };
+  result: Partial<ProcessResult> & { renditions: RenditionOutput[] };
 }
 
 export interface Step {

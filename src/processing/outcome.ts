@@ -4,6 +4,7 @@ import type { Db } from '../catalog/database.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
 import type { ProcessResult } from './context.ts';
+import type { ChainOutcome } from './processors/chain.ts';
 
 export type OutcomeWrite = 'recorded' | 'lease-lost' | 'already-recorded' | 'image-gone';
 
@@ -105,11 +106,13 @@ export async function recordProcessed(
   job: ClaimedJob,
   image: ImageRow,
   result: ProcessResult,
+  steps: Pick<ChainOutcome, 'outputs' | 'labels' | 'versions' | 'errors'>,
   renditions: Rendition[],
   timing: Timing,
   eventsTopic?: string,
 ): Promise<OutcomeWrite> {
   const { width, height } = result.metadata;
+  const labels = [...new Set(Object.values(steps.labels).flat())];
   return recordOutcome(
     db,
     job,
@@ -119,17 +122,22 @@ export async function recordProcessed(
       processed_at: timing.processedAt,
       width,
       height,
-      metadata: JSON.stringify({ ...result.metadata, processors: result.processorOutputs }),
+      metadata: JSON.stringify({
+        ...result.metadata,
+        processors: steps.outputs,
+        labels: steps.labels,
+        processorErrors: steps.errors,
+      }),
       renditions: JSON.stringify(renditions),
       phash: result.fingerprints.phash,
-      processors: JSON.stringify(result.processorVersions),
+      processors: JSON.stringify(steps.versions),
       error_code: null,
       error_message: null,
       queue_ms: timing.queueMs,
       processing_ms: timing.processingMs,
     },
     async (trx) => {
-      const processors = result.processorVersions;
+      const processors = steps.versions;
       await recordFact(trx, {
         ...factBase(image, timing),
         outcome: 'processed',
@@ -137,7 +145,8 @@ export async function recordProcessed(
         width,
         height,
         processors,
-        dimensions: dimensionsOf(result.processorOutputs),
+        dimensions: dimensionsOf(steps.outputs),
+        labels,
       });
       await announce(
         trx,
@@ -178,6 +187,7 @@ export async function recordFailed(
         height: null,
         processors: {},
         dimensions: {},
+        labels: [],
       });
       await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
     },

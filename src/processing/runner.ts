@@ -9,8 +9,10 @@ import { metadataKey, renditionKey } from '../lake/keys.ts';
 import { type Lake, LakeNotFound } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProcessResult } from './context.ts';
+import { writeDerived } from './derived.ts';
 import { type OutcomeWrite, recordFailed, recordProcessed } from './outcome.ts';
 import type { ProcessingPool } from './pool.ts';
+import type { ChainOutcome, Processors } from './processors/chain.ts';
 
 export interface RunnerDeps {
   db: Db;
@@ -19,6 +21,8 @@ export interface RunnerDeps {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
+  /** The company's processors, started and checked (processors/chain.ts). */
+  processors: Processors;
   /** Wakes the runner when a job is queued (PostgreSQL LISTEN); polling covers a missed wake-up. */
   subscribe?: (wake: () => void) => void;
   options: {
@@ -26,7 +30,6 @@ export interface RunnerDeps {
     leaseMs: number;
     pollIntervalMs: number;
     limits: { maxPixels: number; maxFrames: number };
-    processors: string[];
     /** Kafka topic for image.processed / image.failed events, written to the outbox with each outcome. */
     eventsTopic?: string;
   };
@@ -149,7 +152,7 @@ export class Runner {
   }
 
   private async process(job: ClaimedJob, image: ImageRow, started: number): Promise<void> {
-    const { lake, pool, clock, metrics, log, options } = this.deps;
+    const { lake, pool, clock, metrics, log, options, processors } = this.deps;
     let input: Buffer;
     try {
       input = await lake.getBuffer(image.raw_key);
@@ -175,14 +178,22 @@ export class Runner {
         checksum: image.checksum,
         input,
         limits: options.limits,
-        processors: options.processors,
+        keepDecoded: processors.needsDecoded,
       },
-      { transferInput: true },
+      // The processors read the original after the thread is done with it: hand over a copy then.
+      { transferInput: processors.list.length === 0 },
     );
     if (!answer.ok) return this.fail(job, image, started, answer.code, answer.message, false);
+    const steps = await this.runProcessors(image, input, answer.result);
+    if (steps.failure) {
+      const f = steps.failure;
+      const version = steps.versions[f.processor];
+      const message = `${f.processor}${version ? `@${version}` : ''}: ${f.processorCode ? `${f.processorCode}: ` : ''}${f.message}`;
+      return this.fail(job, image, started, f.code, message, false);
+    }
 
     const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
-    const renditions = await this.writeOutputs(parts, answer.result);
+    const renditions = await this.writeOutputs(parts, answer.result, steps);
     const processedAt = clock.now();
     const timing = this.timing(job, image, processedAt, started);
     const write = await recordProcessed(
@@ -190,6 +201,7 @@ export class Runner {
       job,
       image,
       answer.result,
+      steps,
       renditions,
       timing,
       options.eventsTopic,
@@ -200,17 +212,47 @@ export class Runner {
       metrics.processingSeconds.observe({ outcome: 'processed' }, timing.processingMs / 1000);
       for (const [step, ms] of Object.entries(answer.result.timings))
         metrics.stepSeconds.observe({ step }, ms / 1000);
+      if (processors.list.length)
+        metrics.stepSeconds.observe(
+          { step: 'processors' },
+          Object.values(steps.timings).reduce((a, b) => a + b, 0) / 1000,
+        );
       log.debug({ image: image.id, ms: timing.processingMs }, 'image processed');
     }
+  }
+
+  /** The company's processors, after the built-in steps; their hosts live on this thread. */
+  private async runProcessors(
+    image: ImageRow,
+    original: Buffer,
+    result: ProcessResult,
+  ): Promise<ChainOutcome> {
+    const preview = result.renditions.find((r) => r.name === 'preview')?.data;
+    return this.deps.processors.run(
+      {
+        id: image.id,
+        customerId: image.customer_id,
+        source: image.source,
+        format: image.format,
+        metadata: result.metadata,
+      },
+      {
+        original,
+        preview: preview && Buffer.from(preview.buffer, preview.byteOffset, preview.byteLength),
+        decoded: result.decoded,
+        metadata: result.metadata,
+      },
+    );
   }
 
   private async writeOutputs(
     parts: { imageId: string; customerId: string; receivedAt: Date },
     result: ProcessResult,
+    steps: ChainOutcome,
   ): Promise<Rendition[]> {
     const { lake } = this.deps;
-    const renditions = await Promise.all(
-      result.renditions.map(async (r) => {
+    const renditions = await Promise.all([
+      ...result.renditions.map(async (r) => {
         const key = renditionKey(parts, r.name, r.format);
         const bytes = await lake.put(key, Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), {
           contentType: 'image/webp',
@@ -218,7 +260,8 @@ export class Runner {
         });
         return { name: r.name, format: r.format, width: r.width, height: r.height, bytes, key };
       }),
-    );
+      ...steps.images.map((i) => writeDerived(lake, parts, i)),
+    ]);
     // The sidecar makes the lake self-describing: readers of the lake alone get the metadata too.
     const sidecar = {
       id: parts.imageId,
@@ -226,7 +269,12 @@ export class Runner {
       receivedAt: parts.receivedAt.toISOString(),
       metadata: result.metadata,
       fingerprints: result.fingerprints,
-      processors: { versions: result.processorVersions, outputs: result.processorOutputs },
+      processors: {
+        versions: steps.versions,
+        outputs: steps.outputs,
+        labels: steps.labels,
+        errors: steps.errors,
+      },
       renditions: renditions.map(({ key, ...rest }) => ({ ...rest, key })),
     };
     await lake.put(metadataKey(parts), Buffer.from(JSON.stringify(sidecar, null, 2)), {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { AppError } from '../../src/errors.ts';
 import { sniff } from '../../src/ingest/sniff.ts';
@@ -9,9 +8,6 @@ import type { ProcessTask } from '../../src/processing/context.ts';
 import { runPipeline } from '../../src/processing/pipeline.ts';
 import { ProcessingPool } from '../../src/processing/pool.ts';
 import { avif, gif, heic, jpeg, png, pngBomb, tiff, webp } from '../fixtures/images.ts';
-
-const processor = (name: string) =>
-  fileURLToPath(new URL(`../fixtures/processors/${name}.ts`, import.meta.url));
 
 function task(input: Buffer, overrides: Partial<ProcessTask> = {}): ProcessTask {
   return {
@@ -22,7 +18,6 @@ function task(input: Buffer, overrides: Partial<ProcessTask> = {}): ProcessTask 
     checksum: createHash('sha256').update(input).digest('hex'),
     input,
     limits: { maxPixels: 50_000_000, maxFrames: 100 },
-    processors: [],
     ...overrides,
   };
 }
@@ -159,37 +154,34 @@ describe('bad input fails with a stable code', () => {
   });
 });
 
-describe("the company's processors", () => {
-  it('run on the shared decoded image and their output and version are recorded', async () => {
-    const result = await runPipeline(task(await jpeg(), { processors: [processor('mean-color')] }));
-    assert.equal(result.processorVersions['mean-color'], '1.2.0');
-    const out = result.processorOutputs['mean-color']!;
-    assert.equal(typeof out.r, 'number');
-    assert.equal(typeof out.bright, 'boolean');
-  });
-
-  it('a processor that throws fails the image with PROCESSOR_FAILED and its message', async () => {
-    await assert.rejects(
-      runPipeline(task(await jpeg(), { processors: [processor('throws')] })),
-      (error: unknown) => {
-        assert.ok(error instanceof AppError);
-        assert.equal(error.code, 'PROCESSOR_FAILED');
-        assert.match(error.message, /throws@0\.0\.1: model file missing/);
-        return true;
-      },
-    );
-  });
-
-  it('a processor that hangs is stopped by the time limit and the pool keeps working', async () => {
-    const pool = new ProcessingPool({ threads: 1, timeoutMs: 1500 });
+describe('the pool', () => {
+  it('a task that runs past the time limit is stopped and the pool keeps working', async () => {
+    const pool = new ProcessingPool({ threads: 1, timeoutMs: 1 });
     try {
-      const hung = await pool.run(task(await jpeg(), { processors: [processor('hangs')] }));
+      const hung = await pool.run(task(await jpeg({ width: 3000, height: 2000 })));
       assert.equal(hung.ok, false);
       assert.equal(!hung.ok && hung.code, 'PROCESSING_TIMEOUT');
-      const next = await pool.run(task(await jpeg()));
-      assert.equal(next.ok, true, 'the next image is processed by a fresh thread');
     } finally {
       await pool.close();
     }
+    const fresh = new ProcessingPool({ threads: 1, timeoutMs: 30_000 });
+    try {
+      assert.equal(
+        (await fresh.run(task(await jpeg()))).ok,
+        true,
+        'the next image is processed by a fresh thread',
+      );
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('returns the decoded pixels only when asked for', async () => {
+    assert.equal((await runPipeline(task(await jpeg()))).decoded, undefined);
+    const kept = await runPipeline(task(await jpeg(), { keepDecoded: true }));
+    assert.ok(
+      kept.decoded &&
+        kept.decoded.data.length === kept.decoded.width * kept.decoded.height * kept.decoded.channels,
+    );
   });
 });

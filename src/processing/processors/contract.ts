@@ -2,15 +2,18 @@ import type { Sharp } from 'sharp';
 import type { Decoded, ImageMetadata } from '../context.ts';
 
 /**
- * What the company's own processing code implements. A module's default export (or its named
- * exports) provide name, version and process(); see examples/processors/ for a working one.
+ * What the company's own processing code implements, whatever its kind (docs/processors.md).
+ * A module's default export (or its named exports) provide name, version, fields and process():
  *
- *   export default { name: 'brightness', version: '1.0.0', async process(image, context) { return { mean: 0.4 } } }
+ *   export default {
+ *     name: 'brightness', version: '1.0.0', fields: { mean: 'number' },
+ *     async process(image, context) { return { mean: 0.4 } },
+ *   }
  */
 export interface ProcessorImage {
   /** The original bytes as uploaded. */
   bytes: Buffer;
-  /** The decoded pixels shared by every step: upright, sRGB, 8-bit, long edge at most 1280. */
+  /** The decoded pixels: upright, sRGB, 8-bit, long edge at most 1280. */
   decoded: Decoded;
   /** A sharp pipeline over `decoded`, for processors that want to resize, crop or analyse further. */
   sharp(): Sharp;
@@ -21,44 +24,95 @@ export interface ProcessorContext {
   imageId: string;
   customerId: string;
   source: string;
-  /** Outputs of the processors that ran before this one, by name. */
+  /** Metadata of the processors that ran before this one, by name. */
   previous: Record<string, Record<string, unknown>>;
+  /** The processor's `config` from the processors file. */
+  config: Record<string, unknown>;
 }
 
-export interface Processor {
+export interface DerivedImage {
+  /** Stored as PROCESSOR.NAME.FORMAT next to the renditions. */
+  name: string;
+  format: string;
+  data: Uint8Array;
+}
+
+/** Everything a processor can return besides plain metadata; build it with result(). */
+export interface ProcessorOutput {
+  metadata: Record<string, unknown>;
+  labels?: string[];
+  images?: DerivedImage[];
+}
+
+export interface ModuleProcessor {
   name: string;
   version: string;
-  /** Returns JSON-serialisable metadata stored under metadata.processors[name]. */
+  /** Declared fields, e.g. { mean: 'number', tags: 'string[]', note: 'string?' }. */
+  fields?: Record<string, string>;
+  /** Returns metadata fields, or result({ metadata, labels, images }). */
   process(
     image: ProcessorImage,
     context: ProcessorContext,
-  ): Promise<Record<string, unknown>> | Record<string, unknown>;
+  ): Promise<Record<string, unknown> | ProcessorOutput> | Record<string, unknown> | ProcessorOutput;
 }
 
-const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+/** Marks a full output, so a field that happens to be called `metadata` is never mistaken for one. */
+export const FULL_OUTPUT = '__imagelake_output__';
 
-/** Checks a loaded module's shape; returns the processor or a list of what is wrong with it. */
-export function validateProcessor(mod: unknown, path: string): Processor {
-  const candidate = ((mod as { default?: unknown })?.default ?? mod) as Partial<Processor>;
+export function result(output: ProcessorOutput): ProcessorOutput {
+  return { ...output, [FULL_OUTPUT]: true } as ProcessorOutput;
+}
+
+/** What every host answers for one image, before the platform checks it against the declaration. */
+export type HostAnswer =
+  | { ok: true; metadata: unknown; labels?: unknown; images?: DerivedImage[] }
+  | {
+      ok: false;
+      /** The platform's code: PROCESSOR_FAILED, PROCESSOR_TIMEOUT, PROCESSOR_CRASHED ... */
+      code: HostErrorCode;
+      message: string;
+      /** The processor's own code, when it answered with an error. */
+      processorCode?: string;
+    };
+
+export type HostErrorCode =
+  | 'PROCESSOR_FAILED'
+  | 'PROCESSOR_TIMEOUT'
+  | 'PROCESSOR_CRASHED'
+  | 'PROCESSOR_MEMORY'
+  | 'PROCESSOR_OUTPUT_INVALID'
+  | 'PROCESSOR_UNAVAILABLE';
+
+/** The request every kind receives (the JSON header of the stdio and HTTP protocols). */
+export interface ProcessorRequest {
+  id: string;
+  image: {
+    id: string;
+    customerId: string;
+    source: string;
+    format: string;
+    mediaType: string | undefined;
+    width: number;
+    height: number;
+    input: 'original' | 'preview';
+  };
+  metadata: ImageMetadata;
+  previous: Record<string, Record<string, unknown>>;
+  config: Record<string, unknown>;
+}
+
+export const PROCESSOR_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/** Checks a loaded module's shape; throws with everything that is wrong with it. */
+export function validateModule(mod: unknown, path: string): ModuleProcessor {
+  const candidate = ((mod as { default?: unknown })?.default ?? mod) as Partial<ModuleProcessor>;
   const problems: string[] = [];
-  if (typeof candidate?.name !== 'string' || !NAME.test(candidate.name)) {
+  if (typeof candidate?.name !== 'string' || !PROCESSOR_NAME.test(candidate.name)) {
     problems.push('name must be a lowercase identifier (a-z, 0-9, _ and -)');
   }
   if (typeof candidate?.version !== 'string' || !candidate.version)
     problems.push('version must be a non-empty string');
   if (typeof candidate?.process !== 'function') problems.push('process must be a function');
   if (problems.length) throw new Error(`Processor ${path}: ${problems.join('; ')}`);
-  return candidate as Processor;
-}
-
-const loaded = new Map<string, Promise<Processor>>();
-
-/** Imports a processor module once per thread. */
-export function loadProcessor(path: string): Promise<Processor> {
-  let promise = loaded.get(path);
-  if (!promise) {
-    promise = import(path).then((mod) => validateProcessor(mod, path));
-    loaded.set(path, promise);
-  }
-  return promise;
+  return candidate as ModuleProcessor;
 }
