@@ -161,6 +161,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           limits: { maxPixels: config.limits.maxPixels, maxFrames: config.limits.maxFrames },
           // Outcomes are announced only where someone can publish them.
           eventsTopic: config.kafka.brokers.length ? config.kafka.eventsTopic || undefined : undefined,
+          retentionMs: config.retentionMs,
+          maxAttempts: config.workers.maxAttempts,
         },
       });
       runner.start();

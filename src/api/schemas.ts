@@ -44,6 +44,9 @@ export const ImageBody = Type.Object({
   processors: Type.Record(Type.String(), Type.String(), {
     description: 'name -> version of every processor that ran',
   }),
+  labels: Type.Array(Type.String(), {
+    description: 'Every label the processors gave the image; by processor under metadata.labels',
+  }),
   renditions: Type.Array(RenditionBody),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
 });

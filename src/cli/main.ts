@@ -3,6 +3,7 @@ import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { produce } from './commands/kafka.ts';
+import { reprocessCommand, testProcessor } from './commands/processors.ts';
 import { retentionCommand } from './commands/retention.ts';
 import { upload } from './commands/upload.ts';
 
@@ -29,6 +30,14 @@ Usage: imagelake <command> [options]
   retention receipts                     The latest receipts.
   retention lifecycle [--apply]          Bucket lifecycle rules (S3, GCS) and Kafka retention.ms
                                          that back the purge up if the platform is down.
+  processors list                        The configured processors, checked as serve checks them.
+  processors test PATH IMAGE             Run one processor on one image and print its result. PATH:
+        [--config JSON] [--out DIR]      a configured name, a .ts/.js module, a .py file (run with
+        [--fields JSON] [--name N]       the SDK), an executable, or an http(s):// URL.
+  reprocess --processor NAME             Re-run a processor over the images in retention (e.g. after
+        [--since DAY|3d] [--customer ID] a new version), as background jobs, with progress; run it
+        [--force] [--detach]             again to resume. --force: also images at this version.
+  reprocess --status | --cancel RUN_ID   Follow or stop reprocess runs.
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
                 --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys and stats.
@@ -107,6 +116,57 @@ async function main(): Promise<void> {
       claimCheckOver,
       quiet: Boolean(values.quiet),
     });
+    return;
+  }
+
+  if (command === 'processors') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        out: { type: 'string' },
+        fields: { type: 'string' },
+        name: { type: 'string' },
+        version: { type: 'string' },
+        timeout: { type: 'string' },
+      },
+    });
+    const [sub, target, image] = positionals;
+    const config = readConfig();
+    if (sub === 'list') {
+      const { Processors } = await import('../processing/processors/chain.ts');
+      const pino = (await import('pino')).default;
+      const processors = await Processors.open(config.processors, {
+        log: pino({ level: 'warn' }, pino.destination(2)),
+        source: config.processorsSource,
+      }).catch((error: Error) => fail(error.message));
+      console.log(JSON.stringify(processors.describe(), null, 2));
+      await processors.close();
+      return;
+    }
+    if (sub !== 'test' || !target || !image)
+      fail(
+        'usage: imagelake processors test PATH IMAGE [--config JSON] [--out DIR] | imagelake processors list',
+      );
+    process.exitCode = await testProcessor(config, target, image, values);
+    return;
+  }
+
+  if (command === 'reprocess') {
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        processor: { type: 'string' },
+        since: { type: 'string' },
+        customer: { type: 'string' },
+        force: { type: 'boolean' },
+        detach: { type: 'boolean' },
+        status: { type: 'boolean' },
+        cancel: { type: 'string' },
+      },
+    });
+    process.exitCode = await reprocessCommand(readConfig(), values);
     return;
   }
 

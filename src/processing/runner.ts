@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
 import { getImage } from '../catalog/images.ts';
-import { type ClaimedJob, claim, finish, renewLeases, retryLater } from '../catalog/queue.ts';
+import {
+  type ClaimedJob,
+  claim,
+  finish,
+  REPROCESS_IMAGE,
+  renewLeases,
+  retryLater,
+} from '../catalog/queue.ts';
 import type { ImageRow, Rendition } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { type ErrorCode, PERMANENT_CODES } from '../errors.ts';
@@ -13,6 +20,7 @@ import { writeDerived } from './derived.ts';
 import { type OutcomeWrite, recordFailed, recordProcessed } from './outcome.ts';
 import type { ProcessingPool } from './pool.ts';
 import type { ChainOutcome, Processors } from './processors/chain.ts';
+import { finishReprocess, getRun, reprocessedImage, topUp, updateFact } from './reprocess.ts';
 
 export interface RunnerDeps {
   db: Db;
@@ -32,6 +40,9 @@ export interface RunnerDeps {
     limits: { maxPixels: number; maxFrames: number };
     /** Kafka topic for image.processed / image.failed events, written to the outbox with each outcome. */
     eventsTopic?: string;
+    /** Reprocess runs cover images younger than this. */
+    retentionMs: number;
+    maxAttempts: number;
   };
 }
 
@@ -76,9 +87,29 @@ export class Runner {
     return this.inFlight.size;
   }
 
+  private lastTopUp = 0;
+
+  /** Keeps reprocess runs fed: a window of their jobs at a time, checked about once a second. */
+  private async feedReprocessRuns(): Promise<void> {
+    if (Date.now() - this.lastTopUp < 1000) return;
+    this.lastTopUp = Date.now();
+    const { options, db, clock, log } = this.deps;
+    try {
+      await topUp(db, {
+        window: Math.max(16, options.concurrency * 4),
+        maxAttempts: options.maxAttempts,
+        now: clock.now(),
+        retentionMs: options.retentionMs,
+      });
+    } catch (error) {
+      log.warn({ err: error }, 'queueing reprocess jobs failed; retrying');
+    }
+  }
+
   private async run(): Promise<void> {
     const { concurrency, pollIntervalMs, leaseMs } = this.deps.options;
     while (this.running) {
+      await this.feedReprocessRuns();
       const free = concurrency - this.inFlight.size;
       let claimed: ClaimedJob[] = [];
       if (free > 0) {
@@ -131,6 +162,10 @@ export class Runner {
     const started = performance.now();
     try {
       const image = await getImage(db, job.imageId);
+      if (job.kind === REPROCESS_IMAGE) {
+        await this.reprocess(job, image);
+        return;
+      }
       if (!image || image.status === 'processed' || image.status === 'failed') {
         await finish(db, job);
         return;
@@ -282,6 +317,126 @@ export class Runner {
       durable: false,
     });
     return renditions;
+  }
+
+  /** Runs one processor again on an image already processed (a reprocess run's job). */
+  private async reprocess(job: ClaimedJob, image: ImageRow | undefined): Promise<void> {
+    const { db, lake, pool, processors, log, options } = this.deps;
+    const name = job.processor ?? '';
+    const processor = processors.get(name);
+    if (!image || image.status !== 'processed') {
+      await finishReprocess(db, job, 'skipped');
+      return;
+    }
+    if (!processor) {
+      log.error(
+        { job: job.id, processor: name },
+        'a reprocess job names a processor this worker does not run',
+      );
+      await finishReprocess(db, job, 'failed');
+      return;
+    }
+    const run = job.runId ? await getRun(db, job.runId) : undefined;
+    if (run?.status === 'cancelled' || (!run?.force && image.processors?.[name] === processor.version)) {
+      await finishReprocess(db, job, 'skipped');
+      return;
+    }
+    const input = await lake.getBuffer(image.raw_key);
+    const answer = await pool.run({
+      imageId: image.id,
+      customerId: image.customer_id,
+      source: image.source,
+      format: image.format,
+      checksum: image.checksum,
+      input,
+      limits: options.limits,
+      keepDecoded: processor.spec.kind === 'module',
+    });
+    if (!answer.ok) {
+      await finishReprocess(db, job, 'failed');
+      return;
+    }
+    const previous = { ...((image.metadata?.processors ?? {}) as Record<string, Record<string, unknown>>) };
+    delete previous[name];
+    const preview = answer.result.renditions.find((r) => r.name === 'preview')?.data;
+    const steps = await processors.run(
+      {
+        id: image.id,
+        customerId: image.customer_id,
+        source: image.source,
+        format: image.format,
+        metadata: answer.result.metadata,
+      },
+      {
+        original: input,
+        preview: preview && Buffer.from(preview.buffer, preview.byteOffset, preview.byteLength),
+        decoded: answer.result.decoded,
+        metadata: answer.result.metadata,
+      },
+      { only: name, previous },
+    );
+    const error = steps.errors[name];
+    if (error) {
+      if (job.attempts < job.maxAttempts && !PERMANENT_CODES.has(error.code as ErrorCode)) {
+        await retryLater(db, job, `${error.code}: ${error.message}`);
+        return;
+      }
+      // The earlier output stays: it is still what its recorded version said. The error is noted beside it.
+      await finishReprocess(db, job, 'failed', async (trx) => {
+        const metadata = { ...(image.metadata ?? {}) } as Record<string, unknown>;
+        metadata.processorErrors = { ...((metadata.processorErrors ?? {}) as object), [name]: error };
+        await trx
+          .updateTable('images')
+          .set({ metadata: JSON.stringify(metadata) })
+          .where('id', '=', image.id)
+          .execute();
+      });
+      return;
+    }
+    const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
+    const derived = await Promise.all(steps.images.map((i) => writeDerived(lake, parts, i)));
+    const next = reprocessedImage(image, name, steps, derived);
+    const recorded = await finishReprocess(db, job, 'updated', async (trx) => {
+      await trx
+        .updateTable('images')
+        .set({
+          metadata: JSON.stringify(next.metadata),
+          processors: JSON.stringify(next.processors),
+          renditions: JSON.stringify(next.renditions),
+        })
+        .where('id', '=', image.id)
+        .execute();
+      await updateFact(trx, image.id, next.metadata, next.processors);
+    });
+    if (!recorded) return;
+    const kept = new Set(next.renditions.map((r) => r.key));
+    const stale = (image.renditions ?? []).filter((r) => !kept.has(r.key)).map((r) => r.key);
+    if (stale.length) await lake.deleteMany(stale);
+    await this.patchSidecar(parts, next);
+  }
+
+  /** Keeps the lake's sidecar in step with the catalog after a reprocess. */
+  private async patchSidecar(
+    parts: { imageId: string; customerId: string; receivedAt: Date },
+    next: ReturnType<typeof reprocessedImage>,
+  ): Promise<void> {
+    const key = metadataKey(parts);
+    try {
+      const sidecar = JSON.parse((await this.deps.lake.getBuffer(key)).toString('utf8'));
+      sidecar.processors = {
+        versions: next.processors,
+        outputs: next.metadata.processors,
+        labels: next.metadata.labels,
+        errors: next.metadata.processorErrors,
+      };
+      sidecar.renditions = next.renditions;
+      await this.deps.lake.put(key, Buffer.from(JSON.stringify(sidecar, null, 2)), {
+        contentType: 'application/json',
+        durable: false,
+      });
+    } catch (error) {
+      if (!(error instanceof LakeNotFound)) throw error;
+    }
   }
 
   private timing(_job: ClaimedJob, image: ImageRow, processedAt: Date, started: number) {

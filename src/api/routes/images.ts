@@ -51,6 +51,7 @@ export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
     expiresAt: new Date(row.received_at.getTime() + retentionMs).toISOString(),
     metadata: row.metadata,
     processors: row.processors ?? {},
+    labels: [...new Set(Object.values((row.metadata?.labels ?? {}) as Record<string, string[]>).flat())],
     renditions: (row.renditions ?? []).map((r) => ({
       name: r.name,
       format: r.format,
@@ -307,10 +308,11 @@ export const imageRoutes =
       {
         preHandler: reader,
         schema: {
-          summary: 'A rendition (thumb, preview), WebP without metadata',
+          summary:
+            'A rendition (thumb, preview: WebP without metadata) or an image a processor derived (PROCESSOR.NAME)',
           tags: ['images'],
-          params: Type.Object({ id: Uuid, name: Type.String({ pattern: '^[a-z0-9_-]+$' }) }),
-          produces: ['image/webp'],
+          params: Type.Object({ id: Uuid, name: Type.String({ pattern: '^[a-z0-9_-]+(\\.[a-z0-9_-]+)?$' }) }),
+          produces: ['image/webp', 'image/png', 'image/jpeg'],
           response: { 200: Binary, ...errorResponses(401, 403, 404) },
         },
       },
@@ -330,7 +332,10 @@ export const imageRoutes =
             ? new AppError('NOT_FOUND', 'The rendition is no longer stored.')
             : error;
         });
-        reply.header('content-type', 'image/webp');
+        reply.header(
+          'content-type',
+          MEDIA_TYPE[rendition.format as ImageFormat] ?? 'application/octet-stream',
+        );
         reply.header('content-length', String(rendition.bytes));
         reply.header('cache-control', 'private, max-age=3600');
         // The schema documents bytes; Fastify streams a Readable as is, without serializing it.

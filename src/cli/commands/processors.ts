@@ -1,0 +1,277 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import pino from 'pino';
+import { systemClock } from '../../clock.ts';
+import type { Config } from '../../config/config.ts';
+import { parseDuration } from '../../config/duration.ts';
+import { AppError } from '../../errors.ts';
+import { sniff } from '../../ingest/sniff.ts';
+import { runPipeline } from '../../processing/pipeline.ts';
+import { Processors } from '../../processing/processors/chain.ts';
+import { ProcessorConfigError, type ProcessorSpec, parseSpecs } from '../../processing/processors/spec.ts';
+import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
+import { openStorage } from '../storage.ts';
+
+/** The python a `.py` processor runs with: IMAGELAKE_PYTHON, the project's venv, or python3. */
+function python(): string {
+  if (process.env.IMAGELAKE_PYTHON) return process.env.IMAGELAKE_PYTHON;
+  const venv = resolve('.cache/python/bin/python');
+  return existsSync(venv) ? venv : 'python3';
+}
+
+/** What `processors test PATH` means: a configured name, a module, a Python file, a URL or an executable. */
+function specFor(config: Config, target: string, flags: TestFlags): ProcessorSpec {
+  const configured = config.processors.find((p) => p.name === target);
+  if (configured) return { ...configured, required: true, after: [] };
+  const entry: Record<string, unknown> = { name: flags.name ?? 'test' };
+  if (/^https?:\/\//.test(target)) Object.assign(entry, { url: target, version: flags.version ?? 'unknown' });
+  else if (/\.(ts|js|mjs)$/.test(target)) entry.module = target;
+  else if (target.endsWith('.py')) entry.command = [python(), target];
+  else entry.command = [target];
+  if (flags.fields) entry.fields = JSON.parse(flags.fields);
+  if (flags.config) entry.config = JSON.parse(flags.config);
+  if (flags.timeout) entry.timeout = flags.timeout;
+  const [spec] = parseSpecs([entry], process.cwd(), { timeoutMs: 60_000, concurrency: 1 }, target);
+  // The name is the processor's own unless given: a module or command says it in its hello.
+  return flags.name ? spec! : { ...spec!, name: '' };
+}
+
+interface TestFlags {
+  name?: string;
+  version?: string;
+  fields?: string;
+  config?: string;
+  timeout?: string;
+  out?: string;
+}
+
+/** `imagelake processors test PATH IMAGE`: one processor, one image, the result printed. */
+export async function testProcessor(
+  config: Config,
+  target: string,
+  imagePath: string,
+  flags: TestFlags,
+): Promise<number> {
+  // The processor's own stderr, as plain lines: this is where an engineer reads their prints.
+  const log = pino(
+    { level: 'info' },
+    {
+      write(line: string) {
+        const { msg, processor } = JSON.parse(line) as { msg: string; processor?: string };
+        process.stderr.write(`[${processor || target}] ${msg}\n`);
+      },
+    },
+  );
+  let spec: ProcessorSpec;
+  try {
+    spec = specFor(config, target, flags);
+  } catch (error) {
+    console.error(
+      `imagelake: ${error instanceof ProcessorConfigError ? error.problems.join('; ') : (error as Error).message}`,
+    );
+    return 2;
+  }
+  const bytes = readFileSync(imagePath);
+  let processors: Processors;
+  try {
+    processors = await Processors.open([spec], { log, source: target });
+  } catch (error) {
+    console.error(
+      `imagelake: ${error instanceof ProcessorConfigError ? error.problems.join('\n  ') : (error as Error).message}`,
+    );
+    return 2;
+  }
+  try {
+    const started = performance.now();
+    const built = await runPipeline({
+      imageId: '00000000-0000-4000-8000-000000000000',
+      customerId: '00000000-0000-4000-8000-000000000000',
+      source: 'test',
+      format: sniff(bytes) ?? 'unknown',
+      checksum: createHash('sha256').update(bytes).digest('hex'),
+      input: bytes,
+      limits: { maxPixels: config.limits.maxPixels, maxFrames: config.limits.maxFrames },
+      keepDecoded: true,
+    }).catch((error) => {
+      throw error instanceof AppError ? new Error(`${error.code}: ${error.message}`) : error;
+    });
+    const builtMs = performance.now() - started;
+    const preview = built.renditions.find((r) => r.name === 'preview')!.data;
+    const p = processors.list[0]!;
+    const out = await processors.run(
+      {
+        id: 'test',
+        customerId: 'test',
+        source: 'test',
+        format: built.metadata.format,
+        metadata: built.metadata,
+      },
+      { original: bytes, preview: Buffer.from(preview), decoded: built.decoded, metadata: built.metadata },
+    );
+    const saved = out.images.map((i) => {
+      const file = flags.out ? join(flags.out, `${p.name}.${i.name}.${i.format}`) : undefined;
+      if (file) {
+        mkdirSync(flags.out!, { recursive: true });
+        writeFileSync(file, i.data);
+      }
+      return { name: i.name, format: i.format, bytes: i.data.length, ...(file ? { savedTo: file } : {}) };
+    });
+    const error = out.errors[p.name];
+    console.log(
+      JSON.stringify(
+        {
+          processor: processors.describe()[0],
+          ok: !error,
+          ...(error ? { error } : {}),
+          metadata: out.outputs[p.name] ?? null,
+          labels: out.labels[p.name] ?? [],
+          images: saved,
+          timings: { builtInStepsMs: Math.round(builtMs), processorMs: out.timings[p.name] },
+        },
+        null,
+        2,
+      ),
+    );
+    return error ? 1 : 0;
+  } finally {
+    await processors.close();
+  }
+}
+
+export interface ReprocessFlags {
+  processor?: string;
+  since?: string;
+  customer?: string;
+  force?: boolean;
+  detach?: boolean;
+  status?: boolean;
+  cancel?: string;
+}
+
+function describeRun(run: NonNullable<RunRow>): string {
+  const done = run.updated + run.skipped + run.failed;
+  const scope = [
+    run.customer_id && `customer ${run.customer_id}`,
+    run.since && `since ${run.since.toISOString()}`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return `${run.id}  ${run.processor.padEnd(16)} ${run.status.padEnd(9)} ${done}/${run.total}  updated ${run.updated}, skipped ${run.skipped}, failed ${run.failed}${scope ? `  (${scope})` : ''}`;
+}
+
+/** Reads "--since 2026-11-20", "--since 2026-11-20T10:00:00Z" or "--since 3d" (that long ago). */
+function parseSince(text: string): Date | undefined {
+  const ago = parseDuration(text);
+  if (ago !== undefined && !/^\d+$/.test(text)) return new Date(Date.now() - ago);
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+/** `imagelake reprocess`: queue one processor again over the images in retention, and follow it. */
+export async function reprocessCommand(config: Config, flags: ReprocessFlags): Promise<number> {
+  const storage = await openStorage(config);
+  try {
+    const { db } = storage;
+    if (flags.status) {
+      const runs = await listRuns(db);
+      if (runs.length === 0) console.log('No reprocess runs yet.');
+      for (const run of runs) console.log(describeRun(run));
+      return 0;
+    }
+    if (flags.cancel) {
+      const cancelled = await cancelRun(db, flags.cancel, systemClock.now());
+      console.log(
+        cancelled
+          ? `Cancelled ${flags.cancel}; jobs already running finish.`
+          : 'No running run with that id.',
+      );
+      return cancelled ? 0 : 1;
+    }
+    const name = flags.processor;
+    if (!name) {
+      console.error(
+        'imagelake: usage: imagelake reprocess --processor NAME [--since DAY|3d] [--customer ID] [--force] [--detach]',
+      );
+      return 2;
+    }
+    const known = config.processors.map((p) => p.name).filter(Boolean);
+    if (known.length === config.processors.length && !known.includes(name)) {
+      console.error(
+        `imagelake: no processor "${name}" is configured here (${known.join(', ') || 'none'}); reprocess runs on the workers, with their processors`,
+      );
+      return 2;
+    }
+    const since = flags.since === undefined ? undefined : parseSince(flags.since);
+    if (flags.since !== undefined && !since) {
+      console.error(`imagelake: --since ${flags.since} is neither a date (2026-11-20) nor a duration (3d)`);
+      return 2;
+    }
+    const { run, resumed } = await startRun(
+      db,
+      { processor: name, customerId: flags.customer, since, force: flags.force },
+      systemClock.now(),
+      config.retentionMs,
+    );
+    console.error(
+      `${resumed ? 'Resuming' : 'Started'} reprocess run ${run.id}: "${name}" over ${run.total} images in retention. The workers run it in the background.`,
+    );
+    if (flags.detach) {
+      console.log(run.id);
+      return 0;
+    }
+    return await follow(db, run.id);
+  } finally {
+    await storage.close();
+  }
+}
+
+/** A progress bar until the run is done; Ctrl-C stops watching, not the run. */
+async function follow(db: Parameters<typeof getRun>[0], id: string): Promise<number> {
+  const tty = process.stderr.isTTY;
+  const bar = tty
+    ? new cliProgress.SingleBar(
+        {
+          format: 'reprocess [{bar}] {value}/{total}  updated {updated}  skipped {skipped}  failed {failed}',
+          hideCursor: true,
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  let stop = false;
+  process.once('SIGINT', () => {
+    stop = true;
+  });
+  let last = -1;
+  let lastChange = Date.now();
+  let warned = false;
+  let run = await getRun(db, id);
+  bar?.start(run!.total, 0, { updated: 0, skipped: 0, failed: 0 });
+  while (!stop && run?.status === 'running') {
+    await new Promise((r) => setTimeout(r, 500));
+    run = await getRun(db, id);
+    if (!run) break;
+    const done = run.updated + run.skipped + run.failed;
+    bar?.update(done, { updated: run.updated, skipped: run.skipped, failed: run.failed });
+    if (done !== last) {
+      last = done;
+      lastChange = Date.now();
+      if (!tty) console.error(`${done}/${run.total}`);
+    } else if (!warned && Date.now() - lastChange > 15_000) {
+      warned = true;
+      bar?.stop();
+      console.error(
+        'No progress for 15 s: is a worker running (imagelake serve, role worker) with this processor?',
+      );
+    }
+  }
+  bar?.stop();
+  if (stop) {
+    console.error(`Stopped watching; the run goes on. Follow it again with: imagelake reprocess --status`);
+    return 0;
+  }
+  console.log(describeRun(run!));
+  return run!.failed > 0 ? 1 : 0;
+}
