@@ -24,9 +24,11 @@ SCRIPT = """
             raise ProcessorError("NOPE", "configured to fail")
         image = info["image"]
         metadata = {"size": len(image_bytes), "format": image["format"], "width": image["width"]}
+        name = "copy"
         if config.get("wrong"):
             metadata = {"size": "big", "extra": 1}
-        return Result(metadata=metadata, images=[DerivedImage("copy", "png", image_bytes)])
+            name = "Copy Of It"
+        return Result(metadata=metadata, images=[DerivedImage(name, "png", image_bytes)])
 
     if __name__ == "__main__":
         run()
@@ -85,6 +87,7 @@ def test_test_warns_about_what_the_platform_would_refuse(write_script, image):
     assert "field 'extra' is not declared" in stderr
     assert "field 'size' must be a whole number, not 'big'" in stderr
     assert "field 'format' (string) is missing" in stderr
+    assert "derived image name 'Copy Of It' must match" in stderr
 
 
 def test_test_exits_1_on_an_error_result(write_script, image):

@@ -63,6 +63,8 @@ def test_the_decorator_returns_the_function_unchanged_and_records_the_declaratio
         ({"fields": {"x": "[]number"}}, "has type"),
         ({"fields": {"x": "Number"}}, "has type"),
         ({"fields": {"a.b": "number"}}, "field name 'a.b' must be an identifier"),
+        ({"fields": {"-a": "number"}}, "field name '-a' must be an identifier"),
+        ({"fields": {"a" * 65: "number"}}, "must be an identifier"),
         ({"fields": {"": "number"}}, "field name '' must be an identifier"),
     ],
 )
@@ -223,6 +225,8 @@ def test_validate_accepts_what_the_platform_accepts():
     }
     assert validate(ALL_TYPES, metadata) == []
     assert validate({"b": "integer"}, {"b": 4.0}) == []
+    assert validate({"b": "integer"}, {"b": 2**53 - 1}) == []
+    assert validate({"face-count": "integer"}, {"face-count": 2}) == []
     assert validate({"x": "number?"}, {}) == []
 
 
@@ -235,6 +239,7 @@ def test_validate_accepts_what_the_platform_accepts():
         ({"x": "number"}, {"x": True}, "must be a number"),
         ({"x": "number"}, {"x": math.inf}, "must be a finite number"),
         ({"x": "integer"}, {"x": 1.5}, "must be a whole number"),
+        ({"x": "integer"}, {"x": 2**53}, "must be a whole number between"),
         ({"x": "boolean"}, {"x": 1}, "must be true or false"),
         ({"x": "string"}, {"x": "y" * 10_001}, "at most 10,000 characters"),
         ({"x": "string[]"}, {"x": "abc"}, "must be a list (string[])"),
@@ -256,6 +261,7 @@ def test_validate_checks_labels_when_given():
     assert "at most 100 are accepted" in validate({}, {}, ["x"] * 101)[0]
     assert "101 characters" in validate({}, {}, ["x" * 101])[0]
     assert "not a string" in validate({}, {}, [1])[0]
+    assert "must not be empty" in validate({}, {}, [""])[0]
 
 
 def test_json_of_an_outcome_is_strict():

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
-from .core import DerivedImage, Processor, ProcessorDefinitionError, _plain, execute, get_processor
+from .core import NAME, DerivedImage, Processor, ProcessorDefinitionError, _plain, execute, get_processor
 from .fields import validate
 from .stdio import claim_stdin, claim_stdout, serve_stdio
 
@@ -263,7 +263,13 @@ def run_test(
     out.write(text.encode("utf-8") + b"\n")
     out.flush()
     if outcome.ok:
-        for warning in validate(spec.fields, outcome.metadata, outcome.labels):
+        warnings = validate(spec.fields, outcome.metadata, outcome.labels)
+        warnings += [
+            f"derived image name {image.name!r} must match {NAME.pattern}"
+            for image in outcome.images
+            if not NAME.match(image.name)
+        ]
+        for warning in warnings:
             print(f"warning: the platform would refuse this result: {warning}", file=sys.stderr)
     else:
         print(f"imagelake: {spec.name} failed with {outcome.error['code']}", file=sys.stderr)  # type: ignore[index]

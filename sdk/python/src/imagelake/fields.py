@@ -18,6 +18,7 @@ __all__ = [
     "MAX_LABEL_LENGTH",
     "MAX_LABELS",
     "MAX_LIST_LENGTH",
+    "MAX_SAFE_INTEGER",
     "MAX_STRING_LENGTH",
     "check_fields",
     "validate",
@@ -28,13 +29,15 @@ __all__ = [
 FIELD_TYPE = re.compile(r"^(?:(?:string|integer|number|boolean)(?:\[\])?|object)\??$")
 
 #: Field names become analytics dimensions named PROCESSOR.FIELD, so they are
-#: identifiers: a letter or _, then letters, digits and _.
-FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: identifiers: a letter or _, then up to 63 letters, digits, _ and -.
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 MAX_STRING_LENGTH = 10_000
 MAX_LIST_LENGTH = 1_000
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 100
+#: Integers must survive a trip through a JavaScript number (Number.isSafeInteger).
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def check_fields(fields: Any) -> list[str]:
@@ -45,7 +48,8 @@ def check_fields(fields: Any) -> list[str]:
     for name, kind in fields.items():
         if not isinstance(name, str) or not FIELD_NAME.match(name):
             problems.append(
-                f"field name {name!r} must be an identifier (a letter or _, then letters, digits and _)"
+                f"field name {name!r} must be an identifier "
+                "(a letter or _, then up to 63 letters, digits, _ and -)"
             )
         if not isinstance(kind, str) or not FIELD_TYPE.match(kind):
             problems.append(
@@ -64,13 +68,13 @@ def _is_string(value: Any) -> str | None:
 
 
 def _is_integer(value: Any) -> str | None:
-    if isinstance(value, bool):
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    whole = whole or (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    if not whole:
         return "a whole number"
-    if isinstance(value, int):
-        return None
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return None
-    return "a whole number"
+    if abs(value) > MAX_SAFE_INTEGER:
+        return f"a whole number between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}"
+    return None
 
 
 def _is_number(value: Any) -> str | None:
@@ -147,6 +151,8 @@ def validate(fields: Mapping[str, str], metadata: Any, labels: Any = None) -> li
             for label in labels:
                 if not isinstance(label, str):
                     problems.append(f"label {_describe(label)} is not a string")
+                elif not label:
+                    problems.append("labels must not be empty strings")
                 elif len(label) > MAX_LABEL_LENGTH:
                     problems.append(
                         f"label {_describe(label)} has {len(label)} characters; at most {MAX_LABEL_LENGTH}"
