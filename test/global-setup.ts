@@ -24,6 +24,11 @@ function running(name: string): boolean {
 }
 
 export async function globalSetup(): Promise<void> {
+  // The Python SDK and example processors' environment (a no-op once made).
+  execFileSync('bash', [script('python'), 'ensure'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    timeout: 600_000,
+  });
   for (const service of services) {
     if (process.env[service.given] || running(service.name)) continue;
     execFileSync('bash', [script(service.name), 'start'], {

@@ -14,9 +14,13 @@ import { ProcessorConfigError, type ProcessorSpec, parseSpecs } from '../../proc
 import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
 import { openStorage } from '../storage.ts';
 
-/** The python a `.py` processor runs with: IMAGELAKE_PYTHON, the project's venv, or python3. */
+/**
+ * The python a `.py` processor runs with: IMAGELAKE_PROCESSOR_PYTHON, the active virtualenv, the
+ * project's own (scripts/services/python), or python3.
+ */
 function python(): string {
-  if (process.env.IMAGELAKE_PYTHON) return process.env.IMAGELAKE_PYTHON;
+  if (process.env.IMAGELAKE_PROCESSOR_PYTHON) return process.env.IMAGELAKE_PROCESSOR_PYTHON;
+  if (process.env.VIRTUAL_ENV) return join(process.env.VIRTUAL_ENV, 'bin/python');
   const venv = resolve('.cache/python/bin/python');
   return existsSync(venv) ? venv : 'python3';
 }
