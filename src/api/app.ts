@@ -12,6 +12,7 @@ import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { imageRoutes } from './routes/images.ts';
+import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
@@ -33,6 +34,8 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     // Requests are measured in /metrics; a log line per request would drown the ones that matter.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Path parameters up to a dimension's name: a processor (63) and a field (64) with a dot between.
+    routerOptions: { maxParamLength: 200 },
     // Behind a load balancer the client's address is in X-Forwarded-For.
     trustProxy: true,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
@@ -103,6 +106,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(statsRoutes(ctx));
   await app.register(retentionRoutes(ctx));
   await app.register(analyticsRoutes(ctx));
+  await app.register(processorRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -224,6 +224,38 @@ describe('processors of every kind, end to end', () => {
     assert.match(status.out, /cmd\s+done\s+5\/5/);
   });
 
+  it('the API lists the processors and runs a forced reprocess of the Python processor', async () => {
+    const listed = await api(server.url, ADMIN, 'GET', '/v1/processors');
+    assert.deepEqual(
+      listed.body.processors.map((p: { name: string; kind: string }) => `${p.name}:${p.kind}`),
+      ['mean-color:module', 'quality:command', 'quality-http:url', 'cmd:command'],
+    );
+    const unknown = await api(server.url, ADMIN, 'POST', '/v1/reprocess', { processor: 'nope' });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.error.code, 'PROCESSOR_UNKNOWN');
+    const forbidden = await api(server.url, customer.apiKey, 'POST', '/v1/reprocess', {
+      processor: 'quality',
+    });
+    assert.equal(forbidden.status, 403);
+
+    const started = await api(server.url, ADMIN, 'POST', '/v1/reprocess', {
+      processor: 'quality',
+      force: true,
+    });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    assert.equal(started.body.total, 5);
+    const done = await until('the forced run', async () => {
+      const { body } = await api(server.url, ADMIN, 'GET', `/v1/reprocess/${started.body.id}`);
+      return body.status === 'done' && body;
+    });
+    assert.equal(done.updated, 5, JSON.stringify(done));
+    const { body: image } = await api(server.url, customer.apiKey, 'GET', `/v1/images/${ids[2]}`);
+    assert.ok(
+      image.renditions.some((r: { name: string }) => r.name === 'quality.edges'),
+      'the derived image is kept',
+    );
+  });
+
   it('processors test runs the Python example on one image and prints its result', async () => {
     const image = join(dir, 'photo.jpg');
     await writeFile(image, await jpeg({ width: 400, height: 300 }));

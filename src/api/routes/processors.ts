@@ -1,0 +1,162 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { AppError } from '../../errors.ts';
+import { formatFields } from '../../processing/processors/fields.ts';
+import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
+import { requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { errorResponses, Uuid } from '../schemas.ts';
+
+const RunBody = Type.Object({
+  id: Uuid,
+  processor: Type.String(),
+  status: Type.Union([Type.Literal('running'), Type.Literal('done'), Type.Literal('cancelled')]),
+  customerId: Type.Union([Uuid, Type.Null()]),
+  since: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  force: Type.Boolean(),
+  total: Type.Integer({ description: 'Images in scope when the run started' }),
+  queued: Type.Integer(),
+  updated: Type.Integer(),
+  skipped: Type.Integer({ description: 'Already at the current version, or gone since' }),
+  failed: Type.Integer(),
+  createdAt: Type.String({ format: 'date-time' }),
+  finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
+function toRunBody(run: NonNullable<RunRow>) {
+  return {
+    id: run.id,
+    processor: run.processor,
+    status: run.status,
+    customerId: run.customer_id,
+    since: run.since?.toISOString() ?? null,
+    force: run.force,
+    total: run.total,
+    queued: run.queued,
+    updated: run.updated,
+    skipped: run.skipped,
+    failed: run.failed,
+    createdAt: run.created_at.toISOString(),
+    finishedAt: run.finished_at?.toISOString() ?? null,
+  };
+}
+
+/** The configured processors, and reprocess runs: the operator's side of the company's code. */
+export const processorRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    const admin = requireRole(ctx.db, 'admin');
+
+    app.get(
+      '/v1/processors',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'The processors declared in the configuration',
+          tags: ['processors'],
+          response: {
+            200: Type.Object({ processors: Type.Array(Type.Record(Type.String(), Type.Unknown())) }),
+          },
+        },
+      },
+      async () => ({
+        processors: ctx.config.processors.map((p) => ({
+          name: p.name || null,
+          kind: p.kind,
+          version: p.version ?? null,
+          required: p.required,
+          after: p.after,
+          timeoutMs: p.timeoutMs,
+          concurrency: p.concurrency,
+          fields: p.fields ? formatFields(p.fields) : null,
+        })),
+      }),
+    );
+
+    app.post(
+      '/v1/reprocess',
+      {
+        preHandler: admin,
+        schema: {
+          summary:
+            'Re-run one processor over the images in retention, as background jobs (resumes a matching run)',
+          tags: ['processors'],
+          body: Type.Object({
+            processor: Type.String({ minLength: 1, maxLength: 63 }),
+            customerId: Type.Optional(Uuid),
+            since: Type.Optional(Type.String({ format: 'date-time' })),
+            force: Type.Optional(Type.Boolean()),
+          }),
+          response: { 202: RunBody, ...errorResponses(400, 401, 403) },
+        },
+      },
+      async (request, reply) => {
+        const { processor, customerId, since, force } = request.body;
+        const names = ctx.config.processors.map((p) => p.name);
+        if (names.every(Boolean) && !names.includes(processor)) {
+          throw new AppError(
+            'PROCESSOR_UNKNOWN',
+            `No processor "${processor}"; configured: ${names.join(', ') || 'none'}.`,
+          );
+        }
+        const { run } = await startRun(
+          ctx.db,
+          { processor, customerId, since: since ? new Date(since) : undefined, force },
+          ctx.clock.now(),
+          ctx.config.retentionMs,
+        );
+        return reply.code(202).send(toRunBody(run));
+      },
+    );
+
+    app.get(
+      '/v1/reprocess',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Reprocess runs, newest first',
+          tags: ['processors'],
+          response: { 200: Type.Object({ runs: Type.Array(RunBody) }), ...errorResponses(401, 403) },
+        },
+      },
+      async () => ({ runs: (await listRuns(ctx.db, 100)).map(toRunBody) }),
+    );
+
+    app.get(
+      '/v1/reprocess/:id',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'One reprocess run and its progress',
+          tags: ['processors'],
+          params: Type.Object({ id: Uuid }),
+          response: { 200: RunBody, ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request) => {
+        const run = await getRun(ctx.db, request.params.id);
+        if (!run) throw new AppError('NOT_FOUND', 'No reprocess run with that id.');
+        return toRunBody(run);
+      },
+    );
+
+    app.delete(
+      '/v1/reprocess/:id',
+      {
+        preHandler: admin,
+        schema: {
+          summary: 'Cancel a running reprocess run; jobs already running finish',
+          tags: ['processors'],
+          params: Type.Object({ id: Uuid }),
+          response: { 200: RunBody, ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request) => {
+        await cancelRun(ctx.db, request.params.id, ctx.clock.now());
+        const run = await getRun(ctx.db, request.params.id);
+        if (!run) throw new AppError('NOT_FOUND', 'No reprocess run with that id.');
+        return toRunBody(run);
+      },
+    );
+  };
