@@ -80,7 +80,8 @@ export class HttpHost implements ProcessorHost {
     form.set('request', new Blob([JSON.stringify(request)], { type: 'application/json' }));
     form.set(
       'image',
-      new Blob([new Uint8Array(bytes) as Uint8Array<ArrayBuffer>], { type: mediaType }),
+      // A Buffer is a Uint8Array view; the Blob takes its one copy from it directly.
+      new Blob([bytes as Uint8Array<ArrayBuffer>], { type: mediaType }),
       'image',
     );
     let response: Response;
