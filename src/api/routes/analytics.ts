@@ -3,6 +3,14 @@ import { createRequire } from 'node:module';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { sql } from 'kysely';
+import {
+  breakdown,
+  DEFAULT_BINS,
+  DIMENSION_NAME,
+  listDimensions,
+  MAX_BINS,
+  MAX_NAME_LENGTH,
+} from '../../analytics/dimensions.ts';
 import { runAnalystSql, toCsv } from '../../analytics/sql.ts';
 import { filterOptions, summary } from '../../analytics/summary.ts';
 import { AppError } from '../../errors.ts';
@@ -12,6 +20,52 @@ import type { ApiContext } from '../context.ts';
 import { errorResponses, Uuid } from '../schemas.ts';
 
 const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
+const Kind = Type.Union([Type.Literal('string'), Type.Literal('number'), Type.Literal('boolean')]);
+const Value = Type.Union([Type.String(), Type.Boolean()]);
+const BreakdownBody = Type.Object({
+  dimension: Type.String(),
+  from: Type.String(),
+  to: Type.String(),
+  kind: Type.Union([Kind, Type.Null()], { description: 'null when no image in range has it' }),
+  images: Type.Integer({ description: 'processed images with a value of this kind' }),
+  otherKindImages: Type.Integer({ description: 'images whose value has another kind, left out' }),
+  values: Type.Optional(
+    Type.Array(Type.Object({ value: Value, images: Type.Integer() }), {
+      description: 'strings, booleans: the 50 most common values',
+    }),
+  ),
+  other: Type.Optional(
+    Type.Object(
+      { values: Type.Integer(), images: Type.Integer() },
+      { description: 'strings, booleans: the values past the top 50, summed' },
+    ),
+  ),
+  stats: Type.Optional(
+    Type.Object({
+      min: Type.Number(),
+      max: Type.Number(),
+      avg: Type.Number(),
+      p50: Type.Number(),
+      p90: Type.Number(),
+    }),
+  ),
+  histogram: Type.Optional(
+    Type.Array(Type.Object({ from: Type.Number(), to: Type.Number(), images: Type.Integer() }), {
+      description: 'numbers: equal-width buckets from min to max',
+    }),
+  ),
+  wholeBins: Type.Optional(Type.Boolean({ description: 'numbers: one bucket per whole number' })),
+  overTime: Type.Array(
+    Type.Object({
+      day: Type.String(),
+      images: Type.Integer(),
+      value: Type.Optional(
+        Type.Union([Value, Type.Null()], { description: 'null: the values past the top 10' }),
+      ),
+      avg: Type.Optional(Type.Number()),
+    }),
+  ),
+});
 const require = createRequire(import.meta.url);
 
 export const analyticsRoutes =
@@ -19,6 +73,14 @@ export const analyticsRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const reader = requireRole(ctx.db, 'analyst', 'admin');
+    /** The range asked for, or the last 30 days (UTC) like the summary; 400 when backwards. */
+    const range = (query: { from?: string; to?: string }) => {
+      const now = ctx.clock.now();
+      const to = query.to ?? day(now);
+      const from = query.from ?? day(new Date(now.getTime() - 29 * 86_400_000));
+      if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+      return { from, to };
+    };
 
     app.get(
       '/v1/analytics/summary',
@@ -37,12 +99,76 @@ export const analyticsRoutes =
           response: { 200: Type.Record(Type.String(), Type.Unknown()), ...errorResponses(400, 401, 403) },
         },
       },
+      async (request) => summary(ctx.db, { ...request.query, ...range(request.query) }),
+    );
+
+    app.get(
+      '/v1/analytics/dimensions',
+      {
+        preHandler: reader,
+        schema: {
+          summary: "The processors' fields present in facts of a date range, to group by",
+          tags: ['analytics'],
+          querystring: Type.Object({
+            from: Type.Optional(Type.String({ pattern: DAY })),
+            to: Type.Optional(Type.String({ pattern: DAY })),
+            customerId: Type.Optional(Uuid),
+          }),
+          response: {
+            200: Type.Object({
+              from: Type.String(),
+              to: Type.String(),
+              dimensions: Type.Array(
+                Type.Object({
+                  name: Type.String(),
+                  kind: Kind,
+                  images: Type.Integer(),
+                  values: Type.Optional(Type.Integer({ description: 'distinct values (strings, booleans)' })),
+                  otherKindImages: Type.Optional(Type.Integer()),
+                }),
+              ),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
       async (request) => {
-        const now = ctx.clock.now();
-        const to = request.query.to ?? day(now);
-        const from = request.query.from ?? day(new Date(now.getTime() - 29 * 86_400_000));
-        if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
-        return summary(ctx.db, { ...request.query, from, to });
+        const { from, to } = range(request.query);
+        const dimensions = await listDimensions(ctx.db, { from, to, customerId: request.query.customerId });
+        return { from, to, dimensions };
+      },
+    );
+
+    app.get(
+      '/v1/analytics/dimensions/:name',
+      {
+        preHandler: reader,
+        schema: {
+          summary:
+            'One processor field in a date range: images by value (strings, booleans) or its distribution (numbers), and by day',
+          tags: ['analytics'],
+          params: Type.Object({ name: Type.String({ pattern: DIMENSION_NAME, maxLength: MAX_NAME_LENGTH }) }),
+          querystring: Type.Object({
+            from: Type.Optional(Type.String({ pattern: DAY })),
+            to: Type.Optional(Type.String({ pattern: DAY })),
+            customerId: Type.Optional(Uuid),
+            source: Type.Optional(Type.String({ maxLength: 50 })),
+            format: Type.Optional(Type.String({ maxLength: 50 })),
+            bins: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BINS, default: DEFAULT_BINS })),
+          }),
+          response: { 200: BreakdownBody, ...errorResponses(400, 401, 403) },
+        },
+      },
+      async (request) => {
+        const { customerId, source, format, bins } = request.query;
+        return breakdown(ctx.db, {
+          dimension: request.params.name,
+          ...range(request.query),
+          customerId,
+          source,
+          format,
+          bins,
+        });
       },
     );
 
