@@ -163,6 +163,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           eventsTopic: config.kafka.brokers.length ? config.kafka.eventsTopic || undefined : undefined,
           retentionMs: config.retentionMs,
           maxAttempts: config.workers.maxAttempts,
+          reprocessWindow: config.workers.reprocessWindow,
         },
       });
       runner.start();

@@ -38,6 +38,7 @@ export interface Config {
     maxAttempts: number;
     leaseMs: number;
     pollIntervalMs: number;
+    reprocessWindow: number;
   };
   /** The company's processors, from IMAGELAKE_PROCESSORS_FILE (or the IMAGELAKE_PROCESSORS shorthand). */
   processors: ProcessorSpec[];
@@ -149,6 +150,8 @@ export function loadConfig(env: Env = process.env): Config {
       // Renewed every third of itself while a job runs, so it bounds how long a dead worker's jobs wait.
       leaseMs: read('IMAGELAKE_JOB_LEASE', '30s', duration, 'a duration such as 30s'),
       pollIntervalMs: read('IMAGELAKE_POLL_INTERVAL', '1s', duration, 'a duration such as 1s'),
+      // A reprocess run keeps at most this many jobs queued, so uploads never wait behind it.
+      reprocessWindow: read('IMAGELAKE_REPROCESS_WINDOW', '256', int(1), 'a whole number of jobs'),
     },
     processors: [],
     processorsSource: '',

@@ -43,6 +43,8 @@ export interface RunnerDeps {
     /** Reprocess runs cover images younger than this. */
     retentionMs: number;
     maxAttempts: number;
+    /** Jobs a reprocess run keeps queued at most. */
+    reprocessWindow: number;
   };
 }
 
@@ -96,7 +98,7 @@ export class Runner {
     const { options, db, clock, log } = this.deps;
     try {
       await topUp(db, {
-        window: Math.max(16, options.concurrency * 4),
+        window: options.reprocessWindow,
         maxAttempts: options.maxAttempts,
         now: clock.now(),
         retentionMs: options.retentionMs,

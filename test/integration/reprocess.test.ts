@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { jpeg } from '../fixtures/images.ts';
+import { ADMIN, api, cli, createCustomer, settled, spawnServer, until, upload } from './harness.ts';
+
+const command = fileURLToPath(new URL('../fixtures/processors/command.ts', import.meta.url));
+
+describe('a reprocess run', () => {
+  it('survives the worker being killed mid-run: resumed from its cursor, every image updated once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'imagelake-reprocess-'));
+    const file = (version: string, delayMs: number) =>
+      JSON.stringify({
+        processors: [
+          { name: 'cmd', command: [process.execPath, command, 'cmd', version], config: { delayMs } },
+        ],
+      });
+    await writeFile(join(dir, 'processors.json'), file('1.0.0', 0));
+    const env = {
+      IMAGELAKE_DATA_DIR: join(dir, 'data'),
+      IMAGELAKE_ADMIN_TOKEN: ADMIN,
+      IMAGELAKE_PROCESSORS_FILE: join(dir, 'processors.json'),
+      IMAGELAKE_POLL_INTERVAL: '200ms',
+      IMAGELAKE_JOB_LEASE: '3s',
+      IMAGELAKE_WORKER_CONCURRENCY: '1',
+      // Four at a time: the kill lands while most of the run is still behind its cursor.
+      IMAGELAKE_REPROCESS_WINDOW: '4',
+      SEEN_FILE: join(dir, 'seen.txt'),
+    };
+    let server = await spawnServer(env);
+    try {
+      const customer = await createCustomer(server.url, 'Reprocessed');
+      const ids: string[] = [];
+      for (let i = 0; i < 12; i++)
+        ids.push(
+          (await upload(server.url, customer.apiKey, await jpeg({ width: 120, height: 90, seed: i }))).body
+            .id,
+        );
+      for (const id of ids)
+        assert.equal((await settled(server.url, customer.apiKey, id)).status, 'processed');
+      server.child.kill('SIGTERM');
+      await new Promise((r) => server.child.once('exit', r));
+
+      // Version 2 is slow enough to kill the worker part-way through.
+      await writeFile(join(dir, 'processors.json'), file('2.0.0', 250));
+      server = await spawnServer(env);
+      const started = await cli(['reprocess', '--processor', 'cmd', '--detach'], env);
+      assert.equal(started.code, 0, started.out);
+      const runId = started.out.trim().split('\n').at(-1)!;
+      await until('a few images reprocessed', async () => {
+        const { body } = await api(server.url, ADMIN, 'GET', `/v1/reprocess/${runId}`);
+        return body.updated >= 3 && body.updated < 12;
+      });
+      server.child.kill('SIGKILL');
+      await new Promise((r) => server.child.once('exit', r));
+
+      server = await spawnServer(env);
+      const done = await until(
+        'the run to finish after the restart',
+        async () => {
+          const { body } = await api(server.url, ADMIN, 'GET', `/v1/reprocess/${runId}`);
+          return body.status === 'done' && body;
+        },
+        90_000,
+      );
+      assert.equal(done.updated, 12, JSON.stringify(done));
+      assert.equal(done.queued, 12, 'the cursor queued each image once');
+      assert.equal(done.failed, 0);
+      for (const id of ids) {
+        const { body } = await api(server.url, customer.apiKey, 'GET', `/v1/images/${id}`);
+        assert.equal(body.processors.cmd, '2.0.0');
+      }
+      // At most the one image in hand at the kill ran twice; none was left out.
+      const v2 = (await readFile(env.SEEN_FILE, 'utf8'))
+        .trim()
+        .split('\n')
+        .filter((l) => l.endsWith(' 2.0.0'));
+      assert.deepEqual(new Set(v2.map((l) => l.split(' ')[0])), new Set(ids));
+      assert.ok(v2.length <= 13, `${v2.length} runs of version 2`);
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  });
+});
