@@ -263,6 +263,7 @@ export class Runner {
     image: ImageRow,
     original: Buffer,
     result: ProcessResult,
+    options: Parameters<Processors['run']>[2] = {},
   ): Promise<ChainOutcome> {
     const preview = result.renditions.find((r) => r.name === 'preview')?.data;
     return this.deps.processors.run(
@@ -279,6 +280,7 @@ export class Runner {
         decoded: result.decoded,
         metadata: result.metadata,
       },
+      options,
     );
   }
 
@@ -360,23 +362,7 @@ export class Runner {
     }
     const previous = { ...((image.metadata?.processors ?? {}) as Record<string, Record<string, unknown>>) };
     delete previous[name];
-    const preview = answer.result.renditions.find((r) => r.name === 'preview')?.data;
-    const steps = await processors.run(
-      {
-        id: image.id,
-        customerId: image.customer_id,
-        source: image.source,
-        format: image.format,
-        metadata: answer.result.metadata,
-      },
-      {
-        original: input,
-        preview: preview && Buffer.from(preview.buffer, preview.byteOffset, preview.byteLength),
-        decoded: answer.result.decoded,
-        metadata: answer.result.metadata,
-      },
-      { only: name, previous },
-    );
+    const steps = await this.runProcessors(image, input, answer.result, { only: name, previous });
     const error = steps.errors[name];
     if (error) {
       if (job.attempts < job.maxAttempts && !PERMANENT_CODES.has(error.code as ErrorCode)) {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { DerivedImage, HostAnswer, HostErrorCode } from './contract.ts';
+import { answeredError, type DerivedImage, type HostAnswer, type HostErrorCode } from './contract.ts';
 import { FrameReader, frame } from './frames.ts';
 import type { Declared } from './host.ts';
 import type { ProcessorSpec } from './spec.ts';
@@ -179,13 +179,7 @@ export class CommandProcess {
         return;
       }
       if (answer.ok === false) {
-        const error = (answer.error ?? {}) as { code?: unknown; message?: unknown };
-        p.resolve({
-          ok: false,
-          code: 'PROCESSOR_FAILED',
-          message: typeof error.message === 'string' ? error.message : 'failed without a message',
-          ...(typeof error.code === 'string' ? { processorCode: error.code.slice(0, 100) } : {}),
-        });
+        p.resolve(answeredError(answer.error));
         return;
       }
       const images = answer.images ?? [];

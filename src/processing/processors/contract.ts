@@ -101,6 +101,17 @@ export interface ProcessorRequest {
   config: Record<string, unknown>;
 }
 
+/** A processor's answer of `{"ok": false, "error": {code, message}}`, in either protocol. */
+export function answeredError(error: unknown): HostAnswer {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  return {
+    ok: false,
+    code: 'PROCESSOR_FAILED',
+    message: typeof e.message === 'string' ? e.message : 'failed without a message',
+    ...(typeof e.code === 'string' ? { processorCode: e.code.slice(0, 100) } : {}),
+  };
+}
+
 export const PROCESSOR_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 
 /** Checks a loaded module's shape; throws with everything that is wrong with it. */

@@ -1,4 +1,4 @@
-import type { HostAnswer, ProcessorRequest } from './contract.ts';
+import { answeredError, type HostAnswer, type ProcessorRequest } from './contract.ts';
 import type { Declared, HostInput, ProcessorHost } from './host.ts';
 import type { ProcessorSpec } from './spec.ts';
 
@@ -163,15 +163,7 @@ function parseAnswer(text: string): HostAnswer {
   } catch {
     return invalid(`the answer is not JSON: ${text.slice(0, 100)}`);
   }
-  if (body?.ok === false) {
-    const error = (body.error ?? {}) as { code?: unknown; message?: unknown };
-    return {
-      ok: false,
-      code: 'PROCESSOR_FAILED',
-      message: typeof error.message === 'string' ? error.message : 'failed without a message',
-      ...(typeof error.code === 'string' ? { processorCode: error.code.slice(0, 100) } : {}),
-    };
-  }
+  if (body?.ok === false) return answeredError(body.error);
   if (body?.ok !== true) return invalid('the answer has no "ok": true or false');
   const images = body.images ?? [];
   if (!Array.isArray(images)) return invalid('"images" must be a list');
