@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { type Fact, recordFact } from '../../src/analytics/facts.ts';
-import { ADMIN, api, createCustomer, startTestServer, type TestServer } from './harness.ts';
+import { ADMIN, api, createCustomer, factFor, startTestServer, type TestServer } from './harness.ts';
 
 // Facts are written with recordFact straight into the server's catalog, as the worker does when an
 // image is processed, so every count below is known exactly. The expected answers are computed here
@@ -49,26 +48,7 @@ let analystKey: string;
 const customers = new Map<string, { id: string; apiKey: string }>();
 
 async function fact(customer: string, day: string, over: Partial<Fact>): Promise<void> {
-  const at = new Date(`${day}T10:00:00Z`);
-  await recordFact(t.server.db, {
-    imageId: randomUUID(),
-    customerId: customers.get(customer)!.id,
-    source: 'http',
-    format: 'jpeg',
-    outcome: 'processed',
-    errorCode: null,
-    bytes: 1000,
-    width: 10,
-    height: 10,
-    receivedAt: at,
-    processedAt: at,
-    queueMs: 1,
-    processingMs: 5,
-    processors: { quality: '1.0.0' },
-    dimensions: {},
-    labels: [],
-    ...over,
-  });
+  await recordFact(t.server.db, factFor(customers.get(customer)!.id, new Date(`${day}T10:00:00Z`), over));
 }
 
 before(

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { type Fact, recordFact } from '../../src/analytics/facts.ts';
-import { ADMIN, api, createCustomer, startTestServer, type TestServer } from './harness.ts';
+import { openBrowser } from './browser.ts';
+import { ADMIN, api, createCustomer, factFor, startTestServer, type TestServer } from './harness.ts';
 
 // The dashboard's "Processor fields" panel, on facts written with recordFact (as the worker writes
 // them for processed images): the field list, the value and histogram charts, and the filters.
-const ENSURE_CHROMIUM = fileURLToPath(new URL('../../scripts/services/chromium', import.meta.url));
 const ACCENT = [0x2f, 0x6f, 0xed] as const; // PALETTE[0], the bars' colour
 
 const DAY_MS = 86_400_000;
@@ -33,12 +30,11 @@ let t: TestServer;
 let browser: Browser;
 let page: Page;
 let analystKey: string;
-const pageErrors: Error[] = [];
+let pageErrors: Error[] = [];
 const customers = new Map<string, { id: string; apiKey: string }>();
 
 before(
   async () => {
-    const executablePath = execFileSync(ENSURE_CHROMIUM, ['ensure'], { encoding: 'utf8' }).trim();
     t = await startTestServer({}, ['api']);
     for (const name of ['Acme', 'Globex']) customers.set(name, await createCustomer(t.url, name));
     analystKey = (await api(t.url, ADMIN, 'POST', '/v1/analyst-keys', { name: 'dashboard' })).body.apiKey;
@@ -48,44 +44,20 @@ before(
         const dimensions: Fact['dimensions'] = { 'quality.exposure': exposure };
         if (customer === 'Acme') dimensions['quality.sharpness'] = sharpness(i);
         const at = new Date(`${day}T00:30:00Z`);
-        await recordFact(t.server.db, {
-          imageId: randomUUID(),
-          customerId: customers.get(customer)!.id,
-          source: 'http',
-          format: 'jpeg',
-          outcome: 'processed',
-          errorCode: null,
-          bytes: 2000,
-          width: 64,
-          height: 48,
-          receivedAt: at,
-          processedAt: at,
-          queueMs: 1,
-          processingMs: 20,
-          processors: { quality: '1.0.0' },
-          dimensions,
-          labels: [],
-        });
+        await recordFact(
+          t.server.db,
+          factFor(customers.get(customer)!.id, at, {
+            bytes: 2000,
+            width: 64,
+            height: 48,
+            processingMs: 20,
+            dimensions,
+          }),
+        );
       }
     }
 
-    browser = await chromium.launch({
-      executablePath,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
-    const context = await browser.newContext({
-      viewport: { width: 1440, height: 1400 },
-      acceptDownloads: true,
-    });
-    page = await context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(error));
-    page.setDefaultTimeout(20_000);
+    ({ browser, page, pageErrors } = await openBrowser({ width: 1440, height: 1400 }));
   },
   { timeout: 300_000 },
 );

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { drawPhoto } from '../fixtures/images.ts';
+import { openBrowser } from './browser.ts';
 import { ADMIN, api, createCustomer, settled, startTestServer, type TestServer, upload } from './harness.ts';
 
-const ENSURE_CHROMIUM = fileURLToPath(new URL('../../scripts/services/chromium', import.meta.url));
 const CHARTS = ['over-time', 'top-customers', 'by-source', 'failures', 'latency', 'bytes-over-time'];
 
 type Format = 'jpeg' | 'png' | 'webp';
@@ -25,12 +23,11 @@ let browser: Browser;
 let page: Page;
 let analystKey: string;
 let today: string;
-const pageErrors: Error[] = [];
+let pageErrors: Error[] = [];
 const customers = new Map<string, { id: string; apiKey: string; bytes: number }>();
 
 before(
   async () => {
-    const executablePath = execFileSync(ENSURE_CHROMIUM, ['ensure'], { encoding: 'utf8' }).trim();
     t = await startTestServer();
     today = new Date().toISOString().slice(0, 10);
     let seed = 0;
@@ -53,26 +50,7 @@ before(
     analystKey = (await api(t.url, ADMIN, 'POST', '/v1/analyst-keys', { name: 'dashboard' })).body.apiKey;
     assert.match(analystKey, /^il_analyst_/);
 
-    browser = await chromium.launch({
-      executablePath,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-        '--disable-quic',
-        '--disable-sync',
-      ],
-    });
-    const context = await browser.newContext({
-      viewport: { width: 1440, height: 1000 },
-      acceptDownloads: true,
-    });
-    page = await context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(error));
-    page.setDefaultTimeout(20_000);
+    ({ browser, page, pageErrors } = await openBrowser({ width: 1440, height: 1000 }));
   },
   { timeout: 300_000 },
 );

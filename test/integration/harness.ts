@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import type { Fact } from '../../src/analytics/facts.ts';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { type Role, type RunningServer, startServer } from '../../src/server.ts';
@@ -184,4 +186,27 @@ export function cli(
     });
     child.on('close', (code) => resolve({ code, out }));
   });
+}
+
+/** A processed image's fact as the worker records it, with the given parts; the rest are small constants. */
+export function factFor(customerId: string, at: Date, over: Partial<Fact> = {}): Fact {
+  return {
+    imageId: randomUUID(),
+    customerId,
+    source: 'http',
+    format: 'jpeg',
+    outcome: 'processed',
+    errorCode: null,
+    bytes: 1000,
+    width: 10,
+    height: 10,
+    receivedAt: at,
+    processedAt: at,
+    queueMs: 1,
+    processingMs: 5,
+    processors: { quality: '1.0.0' },
+    dimensions: {},
+    labels: [],
+    ...over,
+  };
 }

@@ -194,7 +194,7 @@ export class Processors {
         const seconds = (performance.now() - started) / 1000;
         outcome.timings[p.name] = Math.round(seconds * 10_000) / 10;
         outcome.versions[p.name] = p.version;
-        const checked = answer.ok ? await this.check(p, answer) : answer;
+        const checked = answer.ok ? this.check(p, answer) : answer;
         this.metrics?.processorRuns.inc({ processor: p.name, outcome: checked.ok ? 'ok' : checked.code });
         this.metrics?.processorSeconds.observe({ processor: p.name }, seconds);
         if (checked.ok) {
@@ -244,18 +244,17 @@ export class Processors {
   }
 
   /** The one check of every kind's answer against the declaration. */
-  private async check(
+  private check(
     p: ActiveProcessor,
     answer: Extract<HostAnswer, { ok: true }>,
-  ): Promise<
+  ):
     | {
         ok: true;
         metadata: Record<string, unknown>;
         labels: string[];
         images: Array<DerivedImage & { format: ImageFormat }>;
       }
-    | { ok: false; code: HostErrorCode; message: string; processorCode?: string }
-  > {
+    | { ok: false; code: HostErrorCode; message: string; processorCode?: string } {
     const problems = [...checkMetadata(p.fields, answer.metadata ?? {}), ...checkLabels(answer.labels)];
     const images: Array<DerivedImage & { format: ImageFormat }> = [];
     const given = answer.images ?? [];

@@ -2,6 +2,7 @@
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import type { Decoded, ImageMetadata } from '../context.ts';
+import { fromDecoded } from '../steps/renditions.ts';
 import { FULL_OUTPUT, type HostAnswer, type ModuleProcessor, validateModule } from './contract.ts';
 
 export interface ModuleTask {
@@ -43,7 +44,7 @@ export default async function run(task: ModuleTask): Promise<HostAnswer> {
       {
         bytes,
         decoded,
-        sharp: () => sharp(decoded.data, { raw: { width: d.width, height: d.height, channels: d.channels } }),
+        sharp: () => fromDecoded(decoded),
         metadata: task.metadata,
       },
       task.context,
