@@ -65,6 +65,20 @@ before(async () => {
         return res.end('<html>proxy error</html>');
       }
       if (path === '/wrong-type') return json(200, { ok: true, metadata: { label: 42 } });
+      if (path === '/breaks-off') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+        res.write('{"ok": true, "meta');
+        return res.destroy();
+      }
+      if (path === '/endless') {
+        // An answer past the 64 MiB bound: the host stops reading instead of buffering it all.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const chunk = Buffer.alloc(2 ** 20, 0x20);
+        for (let i = 0; i < 80 && !res.destroyed; i++) {
+          if (!res.write(chunk)) await new Promise((r) => res.once('drain', r).once('close', r));
+        }
+        return res.end();
+      }
       json(404, {});
     } finally {
       active--;
@@ -164,6 +178,18 @@ describe('an HTTP processor', () => {
     const wrong = await (await tagger('/wrong-type')).run(info, input);
     assert.equal(wrong.failure?.code, 'PROCESSOR_OUTPUT_INVALID');
     assert.match(wrong.failure!.message, /"label" should be string, got the integer 42/);
+  });
+
+  it('an answer that breaks off is retried, then PROCESSOR_UNAVAILABLE; one past the size bound is refused', async () => {
+    const { info, input } = await image();
+    const before = hits.get('/breaks-off') ?? 0;
+    const broken = await (await tagger('/breaks-off', { retries: 1 })).run(info, input);
+    assert.equal(broken.failure?.code, 'PROCESSOR_UNAVAILABLE');
+    assert.match(broken.failure!.message, /broke off.*after 2 tries/);
+    assert.equal((hits.get('/breaks-off') ?? 0) - before, 2);
+    const endless = await (await tagger('/endless')).run(info, input);
+    assert.equal(endless.failure?.code, 'PROCESSOR_OUTPUT_INVALID');
+    assert.match(endless.failure!.message, /over 67108864 bytes/);
   });
 
   it('keeps at most `concurrency` requests in flight', async () => {
