@@ -105,7 +105,8 @@ try {
     const started = performance.now();
     const children: ChildProcess[] = Array.from({ length: workers }, () =>
       spawn(process.execPath, [MAIN, 'serve', '--roles', 'worker'], {
-        env: { ...process.env, ...env },
+        // Each worker serves its health and metrics on a port of its own.
+        env: { ...process.env, ...env, IMAGELAKE_PORT: '0' },
         stdio: ['ignore', 'ignore', 'inherit'],
       }),
     );

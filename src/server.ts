@@ -1,9 +1,9 @@
-import { join } from 'node:path';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { analystPool, analystUrl, ensureAnalystRole } from './analytics/analyst-role.ts';
 import { exportAnalytics } from './analytics/export.ts';
 import { buildApp } from './api/app.ts';
+import { buildOpsApp } from './api/ops.ts';
 import { connect, type Db, migrate } from './catalog/database.ts';
 import { lockDataDir, startEmbeddedPostgres } from './catalog/embedded.ts';
 import { ensureAdminKey } from './catalog/keys.ts';
@@ -30,6 +30,8 @@ export type Role = (typeof ROLES)[number];
 export interface RunningServer {
   /** The API's base URL when the api role runs. */
   url: string | undefined;
+  /** Without the api role: where /healthz, /readyz and /metrics are served. */
+  opsUrl: string | undefined;
   lake: Lake;
   db: Db;
   /** Runs the retention purge now (under the scheduler's lock); undefined when another process is purging. */
@@ -244,18 +246,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       }
     }
 
+    const consumer = ingest;
+    const ready = async () => {
+      await db
+        .selectFrom('imagelake_migrations' as never)
+        .select((eb) => eb.fn.countAll().as('n'))
+        .execute();
+      await lake.check();
+      if (consumer && !consumer.ready())
+        throw new Error('the Kafka consumer is not connected to its group yet');
+      return { catalog: 'ok', lake: 'ok', ...(consumer ? { kafka: 'ok' } : {}) };
+    };
     let url: string | undefined;
+    let opsUrl: string | undefined;
     if (roles.has('api')) {
-      const ready = async () => {
-        await db
-          .selectFrom('imagelake_migrations' as never)
-          .select((eb) => eb.fn.countAll().as('n'))
-          .execute();
-        await lake.check();
-        if (ingest && !ingest.ready())
-          throw new Error('the Kafka consumer is not connected to its group yet');
-        return { catalog: 'ok', lake: 'ok', ...(ingest ? { kafka: 'ok' } : {}) };
-      };
       const uploads = new Uploads({ db, lake, clock, lander });
       const app = await buildApp({
         uploads,
@@ -276,9 +280,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const address = await app.listen({ host: config.host, port: config.port });
       url = address.replace('[::1]', '127.0.0.1');
       log.info({ url, roles: [...roles] }, 'imagelake is serving');
+    } else if (roles.size) {
+      // Without the API, the same address serves health and metrics only: orchestrators probe
+      // every process, and counters such as processor runs exist only where the work happens.
+      const ops = await buildOpsApp({ config, db, clock, log, metrics, ready });
+      stops.push(() => ops.close());
+      const address = await ops.listen({ host: config.host, port: config.port });
+      opsUrl = address.replace('[::1]', '127.0.0.1');
+      log.info({ url: opsUrl, roles: [...roles] }, 'imagelake is serving health and metrics');
     }
 
-    return { url, lake, db, purgeNow, generatedAdminToken, stop: stopAll };
+    return { url, opsUrl, lake, db, purgeNow, generatedAdminToken, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

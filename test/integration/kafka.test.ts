@@ -286,6 +286,7 @@ describe('Kafka ingest against a real broker', () => {
           IMAGELAKE_DATABASE_URL: runningEmbeddedUrl(busy.dataDir)!,
           IMAGELAKE_DATA_DIR: busy.dataDir,
           IMAGELAKE_POLL_INTERVAL: '200ms',
+          IMAGELAKE_PORT: '0',
         }),
         { roles: ['worker'], log: pino({ level: 'silent' }) },
       );

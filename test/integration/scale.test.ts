@@ -28,7 +28,7 @@ let env: Record<string, string>;
 /** A process with roles and no API, started like an operator would: `imagelake serve --roles ...`. */
 function spawnRoles(roles: string, extra: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [MAIN, 'serve', '--roles', roles], {
-    env: { ...process.env, ...env, IMAGELAKE_LOG_LEVEL: 'warn', ...extra },
+    env: { ...process.env, ...env, IMAGELAKE_PORT: '0', IMAGELAKE_LOG_LEVEL: 'warn', ...extra },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);
@@ -70,7 +70,9 @@ describe('roles on many processes, one PostgreSQL, one S3', () => {
   it('two api and three worker processes: 500 uploads, one worker killed mid-run, each image processed exactly once', async () => {
     const apis = [await spawnServer(env, ['api']), await spawnServer(env, ['api'])];
     children.push(...apis.map((a) => a.child));
-    const workers = [spawnRoles('worker'), spawnRoles('worker'), spawnRoles('worker')];
+    const watched = await spawnServer(env, ['worker']);
+    children.push(watched.child);
+    const workers = [spawnRoles('worker'), spawnRoles('worker'), watched.child];
     const customer = await createCustomer(apis[0]!.url, 'Scale');
     const images = await Promise.all(
       Array.from({ length: 20 }, (_, i) => jpeg({ width: 48, height: 36, seed: 5000 + i })),
@@ -119,6 +121,23 @@ describe('roles on many processes, one PostgreSQL, one S3', () => {
       { images: 500, facts: 500, rollup: 500, failed: 0, jobs: 0 },
       'every image landed once, was processed once and counted once, and no job is left',
     );
+    // A worker has no API, yet it is probed and scraped like any process: its own counters are there.
+    assert.equal((await fetch(`${watched.url}/readyz`)).status, 200);
+    const scraped = await (await fetch(`${watched.url}/metrics`)).text();
+    const ran = Number(
+      /imagelake_processor_runs_total\{processor="slow",outcome="ok"\} (\d+)/.exec(scraped)?.[1],
+    );
+    const done = Number(
+      /imagelake_processed_total\{outcome="processed",format="jpeg"\} (\d+)/.exec(scraped)?.[1],
+    );
+    // A run whose lease was lost is counted by the processor but not as an image outcome.
+    assert.ok(
+      done > 0 && ran >= done,
+      `the worker counted its own work (${ran} processor runs, ${done} images)`,
+    );
+    const elsewhere = await fetch(`${watched.url}/v1/images`);
+    assert.equal(elsewhere.status, 404);
+    assert.equal((await elsewhere.json()).error.code, 'NOT_FOUND');
     const stats = (await api(apis[1]!.url, ADMIN, 'GET', '/v1/stats?groupBy=status')).body.rows;
     assert.deepEqual(
       stats.map((r: { status: string; images: number }) => [r.status, r.images]),

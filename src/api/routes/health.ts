@@ -3,8 +3,11 @@ import { depth } from '../../catalog/queue.ts';
 import { purgeLagSeconds } from '../../retention/purge.ts';
 import type { ApiContext } from '../context.ts';
 
+/** What the health routes read: every process has it, with or without the API. */
+export type HealthContext = Pick<ApiContext, 'db' | 'metrics' | 'clock' | 'config' | 'log' | 'ready'>;
+
 export const healthRoutes =
-  (ctx: ApiContext): FastifyPluginAsync =>
+  (ctx: HealthContext): FastifyPluginAsync =>
   async (app) => {
     app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
 
