@@ -3,7 +3,11 @@ import { dimensionsOf } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { type ClaimedJob, finish, NOTIFY_CHANNEL, REPROCESS_IMAGE } from '../catalog/queue.ts';
 import type { ImageRow, Rendition } from '../catalog/schema.ts';
+import { type Lake, LakeNotFound } from '../lake/port.ts';
+import type { ImageMetadata } from './context.ts';
 import type { ChainOutcome } from './processors/chain.ts';
+import type { HostInput } from './processors/host.ts';
+import type { ProcessorSpec } from './processors/spec.ts';
 
 /**
  * Re-running one processor over the images still in retention, e.g. after a new version. A run is a
@@ -235,4 +239,34 @@ export async function updateFact(
     update analytics.facts set processors = ${JSON.stringify(versions)}, dimensions = ${JSON.stringify(dimensionsOf(outputs))},
       labels = ${labels}
     where image_id = ${imageId}`.execute(db);
+}
+
+/**
+ * A processor's input rebuilt from what the first processing stored, without running the built-in
+ * steps again: the original, the catalog's metadata and, for `input: "preview"`, the stored preview.
+ * Undefined when only the pipeline can make it: a module (it gets the decoded pixels) or a preview
+ * that is not in the lake.
+ */
+export async function storedInput(
+  lake: Lake,
+  image: ImageRow,
+  original: Buffer,
+  spec: ProcessorSpec,
+): Promise<HostInput | undefined> {
+  if (spec.kind === 'module') return undefined;
+  // The catalog keeps the built-in metadata with the processors' results beside it.
+  const { processors, labels, processorErrors, ...builtIn } = (image.metadata ?? {}) as Record<
+    string,
+    unknown
+  >;
+  const metadata = builtIn as unknown as ImageMetadata;
+  if (spec.input !== 'preview') return { original, metadata };
+  const stored = (image.renditions ?? []).find((r) => r.name === 'preview');
+  if (!stored) return undefined;
+  try {
+    return { original, preview: await lake.getBuffer(stored.key), metadata };
+  } catch (error) {
+    if (error instanceof LakeNotFound) return undefined;
+    throw error;
+  }
 }

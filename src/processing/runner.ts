@@ -20,7 +20,8 @@ import { writeDerived } from './derived.ts';
 import { type OutcomeWrite, recordFailed, recordProcessed } from './outcome.ts';
 import type { ProcessingPool } from './pool.ts';
 import type { ChainOutcome, Processors } from './processors/chain.ts';
-import { finishReprocess, getRun, reprocessedImage, topUp, updateFact } from './reprocess.ts';
+import type { HostInput } from './processors/host.ts';
+import { finishReprocess, getRun, reprocessedImage, storedInput, topUp, updateFact } from './reprocess.ts';
 
 export interface RunnerDeps {
   db: Db;
@@ -221,7 +222,7 @@ export class Runner {
       { transferInput: processors.list.length === 0 },
     );
     if (!answer.ok) return this.fail(job, image, started, answer.code, answer.message, false);
-    const steps = await this.runProcessors(image, input, answer.result);
+    const steps = await this.runProcessors(image, processorInput(input, answer.result));
     if (steps.failure) {
       const f = steps.failure;
       const version = steps.versions[f.processor];
@@ -261,25 +262,18 @@ export class Runner {
   /** The company's processors, after the built-in steps; their hosts live on this thread. */
   private async runProcessors(
     image: ImageRow,
-    original: Buffer,
-    result: ProcessResult,
+    input: HostInput,
     options: Parameters<Processors['run']>[2] = {},
   ): Promise<ChainOutcome> {
-    const preview = result.renditions.find((r) => r.name === 'preview')?.data;
     return this.deps.processors.run(
       {
         id: image.id,
         customerId: image.customer_id,
         source: image.source,
         format: image.format,
-        metadata: result.metadata,
+        metadata: input.metadata,
       },
-      {
-        original,
-        preview: preview && Buffer.from(preview.buffer, preview.byteOffset, preview.byteLength),
-        decoded: result.decoded,
-        metadata: result.metadata,
-      },
+      input,
       options,
     );
   }
@@ -346,23 +340,29 @@ export class Runner {
       return;
     }
     const input = await lake.getBuffer(image.raw_key);
-    const answer = await pool.run({
-      imageId: image.id,
-      customerId: image.customer_id,
-      source: image.source,
-      format: image.format,
-      checksum: image.checksum,
-      input,
-      limits: options.limits,
-      keepDecoded: processor.spec.kind === 'module',
-    });
-    if (!answer.ok) {
-      await finishReprocess(db, job, 'failed');
-      return;
+    // Commands and services get what the first processing stored; only a module (decoded pixels)
+    // or a missing preview costs the built-in steps again.
+    let hostInput = await storedInput(lake, image, input, processor.spec);
+    if (!hostInput) {
+      const answer = await pool.run({
+        imageId: image.id,
+        customerId: image.customer_id,
+        source: image.source,
+        format: image.format,
+        checksum: image.checksum,
+        input,
+        limits: options.limits,
+        keepDecoded: processor.spec.kind === 'module',
+      });
+      if (!answer.ok) {
+        await finishReprocess(db, job, 'failed');
+        return;
+      }
+      hostInput = processorInput(input, answer.result);
     }
     const previous = { ...((image.metadata?.processors ?? {}) as Record<string, Record<string, unknown>>) };
     delete previous[name];
-    const steps = await this.runProcessors(image, input, answer.result, { only: name, previous });
+    const steps = await this.runProcessors(image, hostInput, { only: name, previous });
     const error = steps.errors[name];
     if (error) {
       if (job.attempts < job.maxAttempts && !PERMANENT_CODES.has(error.code as ErrorCode)) {
@@ -487,4 +487,15 @@ export class Runner {
     // The image was erased while it was being processed: its fresh outputs must not outlive it.
     if (write === 'image-gone' && written.length) void this.deps.lake.deleteMany(written).catch(() => {});
   }
+}
+
+/** What the built-in steps hand the company's processors: the original, the preview, the pixels. */
+function processorInput(original: Buffer, result: ProcessResult): HostInput {
+  const preview = result.renditions.find((r) => r.name === 'preview')?.data;
+  return {
+    original,
+    preview: preview && Buffer.from(preview.buffer, preview.byteOffset, preview.byteLength),
+    decoded: result.decoded,
+    metadata: result.metadata,
+  };
 }

@@ -254,6 +254,21 @@ describe('processors of every kind, end to end', () => {
       image.renditions.some((r: { name: string }) => r.name === 'quality.edges'),
       'the derived image is kept',
     );
+
+    // A service fed the preview is fed the stored one again: the same bytes give the same answer.
+    const before = image.metadata.processors['quality-http'];
+    const http = await api(server.url, ADMIN, 'POST', '/v1/reprocess', {
+      processor: 'quality-http',
+      force: true,
+    });
+    assert.equal(http.status, 202, JSON.stringify(http.body));
+    const httpDone = await until('the forced run of the HTTP processor', async () => {
+      const { body } = await api(server.url, ADMIN, 'GET', `/v1/reprocess/${http.body.id}`);
+      return body.status === 'done' && body;
+    });
+    assert.equal(httpDone.updated, 5, JSON.stringify(httpDone));
+    const { body: after } = await api(server.url, customer.apiKey, 'GET', `/v1/images/${ids[2]}`);
+    assert.deepEqual(after.metadata.processors['quality-http'], before);
   });
 
   it('processors test runs the Python example on one image and prints its result', async () => {
