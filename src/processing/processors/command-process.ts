@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { answeredError, type DerivedImage, type HostAnswer, type HostErrorCode } from './contract.ts';
 import { FrameReader, frame } from './frames.ts';
+import { groupMemory } from './group-memory.ts';
 import type { Declared } from './host.ts';
 import type { ProcessorSpec } from './spec.ts';
 
@@ -43,6 +44,8 @@ export class CommandProcess {
       cwd: spec.cwd,
       env: { ...process.env, ...spec.env, PYTHONUNBUFFERED: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
+      // A group of its own: what it starts (a pool, an ImageMagick) is measured and killed with it.
+      detached: true,
     });
     const reader = new FrameReader(
       (f) => this.onFrame(f),
@@ -63,6 +66,8 @@ export class CommandProcess {
       if (this.child.pid === undefined) this.markExited();
     });
     this.child.on('exit', (code, signal) => {
+      // Whatever it left running in its group goes with it, so no orphan outlives its processor.
+      this.signalGroup('SIGKILL');
       if (partial) this.stderrLine(partial);
       this.died(
         'PROCESSOR_CRASHED',
@@ -126,12 +131,16 @@ export class CommandProcess {
         this.spec.timeoutMs,
       );
       const sampler = setInterval(() => void this.checkMemory(), MEMORY_SAMPLE_MS);
+      const unwatch = this.child.pid
+        ? groupMemory.watch(this.child.pid, (bytes) => this.checkGroup(bytes))
+        : () => {};
       this.pending = {
         id: header.id,
         images: [],
         resolve: (answer) => {
           clearTimeout(timer);
           clearInterval(sampler);
+          unwatch();
           this.pending = undefined;
           resolve(answer);
         },
@@ -146,8 +155,8 @@ export class CommandProcess {
     if (this.exited) return;
     const gone = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
     this.child.stdin!.end();
-    const term = setTimeout(() => this.child.kill('SIGTERM'), EXIT_GRACE_MS);
-    const killer = setTimeout(() => this.child.kill('SIGKILL'), EXIT_GRACE_MS * 2);
+    const term = setTimeout(() => this.signalGroup('SIGTERM'), EXIT_GRACE_MS);
+    const killer = setTimeout(() => this.signalGroup('SIGKILL'), EXIT_GRACE_MS * 2);
     await gone;
     clearTimeout(term);
     clearTimeout(killer);
@@ -222,9 +231,29 @@ export class CommandProcess {
     }
   }
 
+  /** The process together with the group it leads (its own children). */
+  private checkGroup(bytes: number): void {
+    if (this.death || bytes <= this.spec.memoryBytes) return;
+    this.kill(
+      'PROCESSOR_MEMORY',
+      `used ${Math.round(bytes / 2 ** 20)} MB with the processes it started, over its limit of ${Math.round(this.spec.memoryBytes / 2 ** 20)} MB; restarted`,
+    );
+  }
+
   private kill(code: HostErrorCode, message: string): void {
     this.died(code, message);
-    this.child.kill('SIGKILL');
+    this.signalGroup('SIGKILL');
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    const pid = this.child.pid;
+    if (!pid) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // The group is gone already; the process itself may still need the signal.
+      this.child.kill(signal);
+    }
   }
 
   /** The first cause wins: a kill for memory is reported as memory, not as the exit it causes. */

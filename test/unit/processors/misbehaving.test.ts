@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Processors } from '../../../src/processing/processors/chain.ts';
 import { fixture, image, node, open } from './helpers.ts';
@@ -60,3 +63,38 @@ for (const [kind, entry] of Object.entries(KINDS)) {
     }
   });
 }
+
+describe("a command processor's own processes", () => {
+  /** Whether a pid is gone (or only a zombie waiting to be reaped, which holds no memory). */
+  const gone = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.startsWith('Z') ?? true;
+    } catch {
+      return true;
+    }
+  };
+
+  for (const c of [
+    { mode: 'child-memory', code: 'PROCESSOR_MEMORY', message: /with the processes it started/ },
+    { mode: 'child-hang', code: 'PROCESSOR_TIMEOUT', message: /time limit/ },
+  ]) {
+    it(`${c.mode}: the child counts toward the limits and is killed with its processor`, async () => {
+      const pidFile = join(tmpdir(), `imagelake-child-${process.pid}-${c.mode}`);
+      const entry = KINDS.command(c.mode);
+      const processors = await open([
+        { ...entry, memory: '200MB', timeout: '4s', config: { ...entry.config, pidFile } },
+      ]);
+      opened.push(processors);
+      const failed = await processors.run((await image(POISON, 80)).info, (await image(POISON, 80)).input);
+      assert.equal(failed.failure?.code, c.code, JSON.stringify(failed.failure));
+      assert.match(failed.failure!.message, c.message);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      rmSync(pidFile);
+      const deadline = Date.now() + 3000;
+      while (!gone(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(gone(pid), `the child ${pid} died with its processor`);
+      const good = await image(100, 80);
+      assert.equal((await processors.run(good.info, good.input)).failure, undefined);
+    });
+  }
+});
