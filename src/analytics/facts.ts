@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
-import { bucketOf } from './histogram.ts';
+import { bucketOf, LATENCY_BUCKETS_MS } from './histogram.ts';
 
 export interface Fact {
   imageId: string;
@@ -21,6 +21,56 @@ export interface Fact {
   dimensions: Record<string, string | number | boolean>;
   /** Labels the processors gave the image, for counting by label (unnest). */
   labels: string[];
+  /** Each of the company's processors that was run (or skipped) on the image: how it went. */
+  processorRuns: ProcessorRuns;
+}
+
+/** By processor: the version that ran, how long it took, and its error code when it failed. */
+export type ProcessorRuns = Record<string, { version?: string; ms?: number; error?: string }>;
+
+/** The runs of a chain outcome, as facts and the processor rollup keep them. */
+export function runsOf(steps: {
+  versions: Record<string, string>;
+  timings: Record<string, number>;
+  errors: Record<string, { code: string }>;
+}): ProcessorRuns {
+  const runs: ProcessorRuns = {};
+  for (const name of new Set([...Object.keys(steps.versions), ...Object.keys(steps.errors)])) {
+    runs[name] = {
+      ...(steps.versions[name] ? { version: steps.versions[name] } : {}),
+      ...(steps.timings[name] !== undefined ? { ms: steps.timings[name] } : {}),
+      ...(steps.errors[name] ? { error: steps.errors[name].code } : {}),
+    };
+  }
+  return runs;
+}
+
+/**
+ * Adds runs to the processor rollup (by landing day, customer, processor, version and outcome),
+ * in one statement whatever the number of processors. Called in the transaction that records them.
+ */
+export async function rollUpProcessorRuns(
+  db: Db,
+  receivedAt: Date,
+  customerId: string,
+  runs: ProcessorRuns,
+): Promise<void> {
+  const entries = Object.entries(runs);
+  if (entries.length === 0) return;
+  await sql`
+    insert into analytics.rollup_processors_daily as r (day, customer_id, processor, version, outcome, runs, ms_sum, latency_hist)
+    select ${dayOf(receivedAt)}::date, ${customerId}::uuid, u.processor, u.version, u.outcome, 1, u.ms,
+           (select array_agg((i = u.bucket)::int order by i) from generate_series(1, ${LATENCY_BUCKETS_MS.length}) i)
+    from unnest(${entries.map(([name]) => name)}::text[], ${entries.map(([, r]) => r.version ?? '')}::text[],
+                ${entries.map(([, r]) => r.error ?? 'ok')}::text[], ${entries.map(([, r]) => r.ms ?? 0)}::float8[],
+                ${entries.map(([, r]) => bucketOf(r.ms ?? 0))}::int[]) as u(processor, version, outcome, ms, bucket)
+    on conflict (day, customer_id, processor, version, outcome) do update set
+      runs = r.runs + 1,
+      ms_sum = r.ms_sum + excluded.ms_sum,
+      latency_hist = (select array_agg(a + b order by n)
+                      from unnest(r.latency_hist, excluded.latency_hist) with ordinality as h(a, b, n))`.execute(
+    db,
+  );
 }
 
 /** The scalar fields of processor outputs, flattened to "processor.field": value. */
@@ -53,10 +103,13 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
   const megapixels = f.width && f.height ? (f.width * f.height) / 1e6 : 0;
   await sql`
     insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
-      received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions, labels)
+      received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions, labels, processor_runs)
     values (${f.imageId}, ${f.customerId}, ${f.source}, ${f.format}, ${f.outcome}, ${f.errorCode}, ${f.bytes}, ${f.width}, ${f.height},
       ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${dayOf(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
-      ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)}, ${f.labels})`.execute(db);
+      ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)}, ${f.labels}, ${JSON.stringify(f.processorRuns)})`.execute(
+    db,
+  );
+  await rollUpProcessorRuns(db, f.receivedAt, f.customerId, f.processorRuns);
   const bucket = bucketOf(f.processingMs);
   for (const [table, column, value] of [
     ['rollup_hourly', 'hour', hourOf(f.receivedAt)],

@@ -12,6 +12,7 @@ import * as monthly from './migrations/0007_monthly_customers.ts';
 import * as uploads from './migrations/0008_uploads.ts';
 import * as filterIndexes from './migrations/0009_rollup_filter_indexes.ts';
 import * as reprocess from './migrations/0011_reprocess.ts';
+import * as processorStats from './migrations/0012_processor_stats.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -57,6 +58,7 @@ const MIGRATIONS = {
   '0008_uploads': uploads,
   '0009_rollup_filter_indexes': filterIndexes,
   '0011_reprocess': reprocess,
+  '0012_processor_stats': processorStats,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Updateable } from 'kysely';
-import { dimensionsOf, recordFact } from '../analytics/facts.ts';
+import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
@@ -106,7 +106,7 @@ export async function recordProcessed(
   job: ClaimedJob,
   image: ImageRow,
   result: ProcessResult,
-  steps: Pick<ChainOutcome, 'outputs' | 'labels' | 'versions' | 'errors'>,
+  steps: Pick<ChainOutcome, 'outputs' | 'labels' | 'versions' | 'errors' | 'timings'>,
   renditions: Rendition[],
   timing: Timing,
   eventsTopic?: string,
@@ -147,6 +147,7 @@ export async function recordProcessed(
         processors,
         dimensions: dimensionsOf(steps.outputs),
         labels,
+        processorRuns: runsOf(steps),
       });
       await announce(
         trx,
@@ -165,6 +166,8 @@ export async function recordFailed(
   error: { code: string; message: string },
   timing: Timing,
   eventsTopic?: string,
+  /** The processors' runs, when a required one failed the image. */
+  processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
   return recordOutcome(
     db,
@@ -188,6 +191,7 @@ export async function recordFailed(
         processors: {},
         dimensions: {},
         labels: [],
+        processorRuns,
       });
       await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
     },

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { dimensionsOf } from '../analytics/facts.ts';
+import { dimensionsOf, type ProcessorRuns, rollUpProcessorRuns } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { type ClaimedJob, finish, NOTIFY_CHANNEL, REPROCESS_IMAGE } from '../catalog/queue.ts';
 import type { ImageRow, Rendition } from '../catalog/schema.ts';
@@ -227,18 +227,33 @@ export function reprocessedImage(
   return { metadata, processors: { ...(image.processors ?? {}), [name]: steps.versions[name]! }, renditions };
 }
 
+/** The fact follows the image after a reprocess; the run is one more in the processor rollup. */
 export async function updateFact(
   db: Db,
-  imageId: string,
+  image: Pick<ImageRow, 'id' | 'customer_id' | 'received_at'>,
   metadata: Record<string, unknown>,
   versions: Record<string, string>,
+  runs: ProcessorRuns,
 ) {
   const outputs = (metadata.processors ?? {}) as Record<string, Record<string, unknown>>;
   const labels = [...new Set(Object.values((metadata.labels ?? {}) as Record<string, string[]>).flat())];
   await sql`
     update analytics.facts set processors = ${JSON.stringify(versions)}, dimensions = ${JSON.stringify(dimensionsOf(outputs))},
       labels = ${labels}
-    where image_id = ${imageId}`.execute(db);
+    where image_id = ${image.id}`.execute(db);
+  await recordRuns(db, image, runs);
+}
+
+/** A reprocess's run of its processor, failed or not: on the image's fact, and in the rollup. */
+export async function recordRuns(
+  db: Db,
+  image: Pick<ImageRow, 'id' | 'customer_id' | 'received_at'>,
+  runs: ProcessorRuns,
+) {
+  await sql`
+    update analytics.facts set processor_runs = processor_runs || ${JSON.stringify(runs)}::jsonb
+    where image_id = ${image.id}`.execute(db);
+  await rollUpProcessorRuns(db, image.received_at, image.customer_id, runs);
 }
 
 /**

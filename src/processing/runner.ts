@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { type ProcessorRuns, runsOf } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { getImage } from '../catalog/images.ts';
 import {
@@ -21,7 +22,15 @@ import { type OutcomeWrite, recordFailed, recordProcessed } from './outcome.ts';
 import type { ProcessingPool } from './pool.ts';
 import type { ChainOutcome, Processors } from './processors/chain.ts';
 import type { HostInput } from './processors/host.ts';
-import { finishReprocess, getRun, reprocessedImage, storedInput, topUp, updateFact } from './reprocess.ts';
+import {
+  finishReprocess,
+  getRun,
+  recordRuns,
+  reprocessedImage,
+  storedInput,
+  topUp,
+  updateFact,
+} from './reprocess.ts';
 
 export interface RunnerDeps {
   db: Db;
@@ -227,7 +236,7 @@ export class Runner {
       const f = steps.failure;
       const version = steps.versions[f.processor];
       const message = `${f.processor}${version ? `@${version}` : ''}: ${f.processorCode ? `${f.processorCode}: ` : ''}${f.message}`;
-      return this.fail(job, image, started, f.code, message, false);
+      return this.fail(job, image, started, f.code, message, false, runsOf(steps));
     }
 
     const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
@@ -378,6 +387,7 @@ export class Runner {
           .set({ metadata: JSON.stringify(metadata) })
           .where('id', '=', image.id)
           .execute();
+        await recordRuns(trx, image, runsOf(steps));
       });
       return;
     }
@@ -394,7 +404,7 @@ export class Runner {
         })
         .where('id', '=', image.id)
         .execute();
-      await updateFact(trx, image.id, next.metadata, next.processors);
+      await updateFact(trx, image, next.metadata, next.processors, runsOf(steps));
     });
     if (!recorded) return;
     const kept = new Set(next.renditions.map((r) => r.key));
@@ -445,6 +455,7 @@ export class Runner {
     code: ErrorCode,
     message: string,
     permanent: boolean,
+    processorRuns: ProcessorRuns = {},
   ) {
     const { db, metrics, log, clock } = this.deps;
     const final = permanent || PERMANENT_CODES.has(code) || job.attempts >= job.maxAttempts;
@@ -468,6 +479,7 @@ export class Runner {
       { code, message },
       timing,
       this.deps.options.eventsTopic,
+      processorRuns,
     );
     this.settle(write, job, image, []);
     if (write === 'recorded') {

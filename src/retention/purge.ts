@@ -122,8 +122,9 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
     with a as (delete from analytics.rollup_daily_totals where day < ${oldestKeptStatsDay}::date returning 1),
          b as (delete from analytics.rollup_daily_customers where day < ${oldestKeptStatsDay}::date returning 1),
          -- A month goes once all of it is past the window.
-         c as (delete from analytics.rollup_monthly_customers where month + interval '1 month' <= ${oldestKeptStatsDay}::date returning 1)
-    select (select count(*) from a) + (select count(*) from b) + (select count(*) from c) as n`.execute(db);
+         c as (delete from analytics.rollup_monthly_customers where month + interval '1 month' <= ${oldestKeptStatsDay}::date returning 1),
+         d as (delete from analytics.rollup_processors_daily where day < ${oldestKeptStatsDay}::date returning 1)
+    select (select count(*) from a) + (select count(*) from b) + (select count(*) from c) + (select count(*) from d) as n`.execute(db);
   const narrowRows = Number((narrow.rows[0] as { n: string }).n);
   await recordDone(
     db,

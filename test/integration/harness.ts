@@ -207,6 +207,7 @@ export function factFor(customerId: string, at: Date, over: Partial<Fact> = {}):
     processors: { quality: '1.0.0' },
     dimensions: {},
     labels: [],
+    processorRuns: {},
     ...over,
   };
 }

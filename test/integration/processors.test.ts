@@ -184,6 +184,52 @@ describe('processors of every kind, end to end', () => {
     ids.push(poisoned, next.id);
   });
 
+  it('the statistics say how each processor fared: runs, failures by code, time, versions', async () => {
+    const { status, body } = await api(
+      server.url,
+      ADMIN,
+      'GET',
+      `/v1/analytics/processors?customerId=${customer.id}`,
+    );
+    assert.equal(status, 200, JSON.stringify(body));
+    const by = Object.fromEntries(body.processors.map((p: { name: string }) => [p.name, p]));
+    assert.deepEqual(Object.keys(by).sort(), ['cmd', 'mean-color', 'quality', 'quality-http']);
+    assert.deepEqual(
+      {
+        runs: by.cmd.runs,
+        ok: by.cmd.ok,
+        failed: by.cmd.failed,
+        errors: by.cmd.errors,
+        versions: by.cmd.versions,
+      },
+      {
+        runs: 5,
+        ok: 4,
+        failed: 1,
+        errors: [{ code: 'PROCESSOR_CRASHED', runs: 1 }],
+        versions: [{ version: '1.0.0', runs: 5 }],
+      },
+    );
+    assert.equal(by.cmd.failureRate, 0.2);
+    assert.equal(by.quality.runs, 5);
+    assert.equal(by.quality.failed, 0);
+    assert.ok(by.quality.avgMs > 0 && by.quality.p90Ms >= by.quality.p50Ms, JSON.stringify(by.quality));
+    const today = body.overTime.filter((d: { processor: string }) => d.processor === 'cmd');
+    assert.deepEqual(
+      today.map((d: { runs: number; failed: number }) => [d.runs, d.failed]),
+      [[5, 1]],
+    );
+    // Per image too, for SQL: which images a processor failed on.
+    const failed = await api(server.url, ADMIN, 'POST', '/v1/sql', {
+      query: `select image_id from analytics.facts where customer_id = '${customer.id}'
+              and processor_runs->'cmd'->>'error' = 'PROCESSOR_CRASHED'`,
+    });
+    assert.deepEqual(
+      failed.body.rows.map((r: { image_id: string }) => r.image_id),
+      [ids[3]],
+    );
+  });
+
   it('reprocess after a version bump updates every image in retention once, and resumes as a no-op', async () => {
     server.child.kill('SIGTERM');
     await new Promise((r) => server.child.once('exit', r));
@@ -222,6 +268,15 @@ describe('processors of every kind, end to end', () => {
 
     const status = await cli(['reprocess', '--status'], env);
     assert.match(status.out, /cmd\s+done\s+5\/5/);
+
+    // Each reprocess run is a run in the statistics, under its version; the skipped ones are not.
+    const stats = await api(server.url, ADMIN, 'GET', `/v1/analytics/processors?customerId=${customer.id}`);
+    const cmd = stats.body.processors.find((p: { name: string }) => p.name === 'cmd');
+    assert.deepEqual(cmd.versions, [
+      { version: '1.0.0', runs: 5 },
+      { version: '2.0.0', runs: 5 },
+    ]);
+    assert.equal(cmd.runs, 10);
   });
 
   it('the API lists the processors and runs a forced reprocess of the Python processor', async () => {

@@ -11,6 +11,7 @@ import {
   MAX_BINS,
   MAX_NAME_LENGTH,
 } from '../../analytics/dimensions.ts';
+import { processorStats } from '../../analytics/processor-stats.ts';
 import { runAnalystSql, toCsv } from '../../analytics/sql.ts';
 import { filterOptions, summary } from '../../analytics/summary.ts';
 import { AppError } from '../../errors.ts';
@@ -137,6 +138,56 @@ export const analyticsRoutes =
         const dimensions = await listDimensions(ctx.db, { from, to, customerId: request.query.customerId });
         return { from, to, dimensions };
       },
+    );
+
+    app.get(
+      '/v1/analytics/processors',
+      {
+        preHandler: reader,
+        schema: {
+          summary: "How the company's processors fared: runs, failures by code, time, versions, by day",
+          tags: ['analytics'],
+          querystring: Type.Object({
+            from: Type.Optional(Type.String({ pattern: DAY })),
+            to: Type.Optional(Type.String({ pattern: DAY })),
+            customerId: Type.Optional(Uuid),
+          }),
+          response: {
+            200: Type.Object({
+              from: Type.String(),
+              to: Type.String(),
+              processors: Type.Array(
+                Type.Object({
+                  name: Type.String(),
+                  runs: Type.Integer({
+                    description: 'runs that succeeded or failed (skipped ones are not runs)',
+                  }),
+                  ok: Type.Integer(),
+                  failed: Type.Integer(),
+                  skipped: Type.Integer({ description: 'not run: a processor it runs after failed' }),
+                  failureRate: Type.Number(),
+                  avgMs: Type.Union([Type.Number(), Type.Null()]),
+                  p50Ms: Type.Union([Type.Number(), Type.Null()]),
+                  p90Ms: Type.Union([Type.Number(), Type.Null()]),
+                  errors: Type.Array(Type.Object({ code: Type.String(), runs: Type.Integer() })),
+                  versions: Type.Array(Type.Object({ version: Type.String(), runs: Type.Integer() })),
+                }),
+              ),
+              overTime: Type.Array(
+                Type.Object({
+                  day: Type.String(),
+                  processor: Type.String(),
+                  runs: Type.Integer(),
+                  failed: Type.Integer(),
+                }),
+              ),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request) =>
+        processorStats(ctx.db, { ...range(request.query), customerId: request.query.customerId }),
     );
 
     app.get(
