@@ -52,6 +52,13 @@ before(
             height: 48,
             processingMs: 20,
             dimensions,
+            // Acme's first two images: quality timed out on them.
+            processorRuns: {
+              quality:
+                customer === 'Acme' && i < 2
+                  ? { version: '1.0.0', ms: 30_000, error: 'PROCESSOR_TIMEOUT' }
+                  : { version: i % 2 ? '1.1.0' : '1.0.0', ms: 40 },
+            },
           }),
         );
       }
@@ -255,6 +262,42 @@ describe('dashboard: processor fields', () => {
     await page.getByTestId('range-30').click();
     await drawn('quality.exposure');
     await page.screenshot({ path: '/tmp/dashboard-dimensions.png', fullPage: true });
+  });
+
+  it('the processors panel counts runs, failures by code and versions, per customer too', async () => {
+    const ready = (query: string) =>
+      page.waitForFunction((query) => {
+        const panel = document.querySelector<HTMLElement>('[data-testid="panel-processors"]');
+        const {
+          from: _f,
+          to: _t,
+          ...got
+        } = Object.fromEntries(new URLSearchParams(panel?.dataset.query ?? ''));
+        return panel?.dataset.state === 'ready' && new URLSearchParams(got).toString() === query;
+      }, query);
+    await ready('');
+    const [row] = await tableRows('table-processors');
+    // Processor, runs, failed, failure rate, skipped, p50, p90, top error, versions.
+    assert.deepEqual(
+      [row![0], row![1], row![2], row![3], row![7]],
+      ['quality', String(ALL), '2', '15.4%', 'PROCESSOR_TIMEOUT (2)'],
+    );
+    assert.equal(row![8], '1.0.0, 1.1.0');
+    const drawnSeries = await series('processors');
+    assert.deepEqual(
+      drawnSeries.map((x) => [x.name, x.data]),
+      [
+        ['ok', [ALL - 2]],
+        ['PROCESSOR_TIMEOUT', [2]],
+      ],
+    );
+
+    await page.getByTestId('filter-customer').selectOption({ label: 'Globex' });
+    await ready(`customerId=${customers.get('Globex')!.id}`);
+    const [globex] = await tableRows('table-processors');
+    assert.deepEqual([globex![1], globex![2], globex![7]], ['3', '0', '']);
+    await page.getByTestId('filter-customer').selectOption('');
+    await ready('');
   });
 
   it('threw no uncaught error in the page', () => {
