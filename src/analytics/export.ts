@@ -16,6 +16,7 @@ import type { Lake } from '../lake/port.ts';
  *   analytics/facts/dt=YYYY-MM-DD/facts.parquet          one row per image (follows the retention window)
  *   analytics/rollup_daily/dt=YYYY-MM-DD/rollup.parquet  aggregates (follow the statistics window)
  *   analytics/rollup_hourly/dt=YYYY-MM-DD/rollup.parquet
+ *   analytics/rollup_processors_daily/dt=YYYY-MM-DD/rollup.parquet
  * A day is rewritten whole when it changed since the last export, or when its file is missing (the
  * purge deletes a day's facts file when it deletes facts of that day; the next export rewrites it
  * without them).
@@ -24,6 +25,7 @@ export const PARQUET = {
   facts: (day: string) => `analytics/facts/dt=${day}/facts.parquet`,
   rollup_daily: (day: string) => `analytics/rollup_daily/dt=${day}/rollup.parquet`,
   rollup_hourly: (day: string) => `analytics/rollup_hourly/dt=${day}/rollup.parquet`,
+  rollup_processors_daily: (day: string) => `analytics/rollup_processors_daily/dt=${day}/rollup.parquet`,
 };
 export const FACTS_PREFIX = 'analytics/facts/';
 
@@ -46,6 +48,8 @@ const COLUMNS = {
     processing_ms: 'INTEGER',
     processors: 'JSON',
     dimensions: 'JSON',
+    labels: 'VARCHAR[]',
+    processor_runs: 'JSON',
   },
   rollup: {
     customer_id: 'UUID',
@@ -81,7 +85,7 @@ async function daysOf(db: Db, table: 'facts' | 'rollup_daily', since?: Date): Pr
   const rows = since
     ? await sql<{
         day: string;
-      }>`select distinct day::text as day from analytics.facts where processed_at > ${since} order by 1`.execute(
+      }>`select distinct day::text as day from analytics.facts where coalesce(updated_at, processed_at) > ${since} order by 1`.execute(
         db,
       )
     : await sql<{
@@ -157,6 +161,23 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
         pages(
           db,
           sql`select * from analytics.rollup_hourly where hour >= ${day}::date and hour < ${day}::date + 1 order by hour, customer_id, format, source, outcome, error_code`,
+        ),
+      );
+      await write(
+        PARQUET.rollup_processors_daily(day),
+        {
+          day: 'DATE',
+          customer_id: 'UUID',
+          processor: 'VARCHAR',
+          version: 'VARCHAR',
+          outcome: 'VARCHAR',
+          runs: 'BIGINT',
+          ms_sum: 'DOUBLE',
+          latency_hist: 'INTEGER[]',
+        },
+        pages(
+          db,
+          sql`select * from analytics.rollup_processors_daily where day = ${day} order by customer_id, processor, version, outcome`,
         ),
       );
     }

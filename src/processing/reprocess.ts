@@ -251,7 +251,7 @@ export async function recordRuns(
   runs: ProcessorRuns,
 ) {
   await sql`
-    update analytics.facts set processor_runs = processor_runs || ${JSON.stringify(runs)}::jsonb
+    update analytics.facts set processor_runs = processor_runs || ${JSON.stringify(runs)}::jsonb, updated_at = now()
     where image_id = ${image.id}`.execute(db);
   await rollUpProcessorRuns(db, image.received_at, image.customer_id, runs);
 }

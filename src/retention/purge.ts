@@ -77,6 +77,7 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
     ['analytics/facts', 'parquet', oldestKeptDay],
     ['analytics/rollup_daily', 'aggregate-parquet', oldestKeptStatsDay],
     ['analytics/rollup_hourly', 'aggregate-parquet', oldestKeptStatsDay],
+    ['analytics/rollup_processors_daily', 'aggregate-parquet', oldestKeptStatsDay],
   ];
   for (const [area, kind, oldestKept] of areas) {
     for (const child of await lake.children(`${area}/`)) {
@@ -124,7 +125,9 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
          -- A month goes once all of it is past the window.
          c as (delete from analytics.rollup_monthly_customers where month + interval '1 month' <= ${oldestKeptStatsDay}::date returning 1),
          d as (delete from analytics.rollup_processors_daily where day < ${oldestKeptStatsDay}::date returning 1)
-    select (select count(*) from a) + (select count(*) from b) + (select count(*) from c) + (select count(*) from d) as n`.execute(db);
+    select (select count(*) from a) + (select count(*) from b) + (select count(*) from c) + (select count(*) from d) as n`.execute(
+    db,
+  );
   const narrowRows = Number((narrow.rows[0] as { n: string }).n);
   await recordDone(
     db,

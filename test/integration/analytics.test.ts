@@ -254,6 +254,24 @@ describe('analytics', () => {
         `select sum(images)::int as images from read_parquet('${lakeDir}/analytics/rollup_daily/*/*.parquet', hive_partitioning = true)`,
       );
       assert.deepEqual(rollups, [{ images: fromDb.images }]);
+      // How each processor fared, per image and summed, goes to the warehouse too.
+      const runs = await read(
+        `select count(*)::int as images from read_parquet('${lakeDir}/analytics/facts/*/*.parquet')
+         where json_extract_string(processor_runs, '$.flaky.version') is not null`,
+      );
+      const processorRollup = await read(
+        `select sum(runs)::int as runs from read_parquet('${lakeDir}/analytics/rollup_processors_daily/*/*.parquet') where processor = 'flaky'`,
+      );
+      const runsInDb = (
+        await sql<{ images: number; runs: number }>`
+          select (select count(*)::int from analytics.facts where processor_runs ? 'flaky') as images,
+                 (select sum(runs)::int from analytics.rollup_processors_daily where processor = 'flaky') as runs`.execute(
+          server.db,
+        )
+      ).rows[0]!;
+      assert.ok(runsInDb.images > 0, 'the flaky processor ran');
+      assert.deepEqual(runs, [{ images: runsInDb.images }]);
+      assert.deepEqual(processorRollup, [{ runs: runsInDb.runs }]);
 
       // Gamma leaves: its facts go with its images, the day files holding them are rewritten without them.
       const gamma = customers[2]!;

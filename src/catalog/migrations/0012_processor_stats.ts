@@ -4,6 +4,8 @@ import { type Kysely, sql } from 'kysely';
 export async function up(db: Kysely<unknown>): Promise<void> {
   // Each processor's run on the image: {"quality": {"version": "1.0.0", "ms": 208.1, "error": "PROCESSOR_TIMEOUT"}}.
   await sql`alter table analytics.facts add column processor_runs jsonb not null default '{}'`.execute(db);
+  // A fact changed after its outcome (a reprocess) is stamped, so the Parquet export rewrites its day.
+  await sql`alter table analytics.facts add column updated_at timestamptz`.execute(db);
   // Runs of each processor by landing day, customer, version and outcome ('ok' or the error code),
   // with a latency histogram over the same buckets as the other rollups. Holds no image data, so it
   // is kept for the statistics window like them.
@@ -23,5 +25,5 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`drop table analytics.rollup_processors_daily`.execute(db);
-  await sql`alter table analytics.facts drop column processor_runs`.execute(db);
+  await sql`alter table analytics.facts drop column processor_runs, drop column updated_at`.execute(db);
 }
