@@ -217,16 +217,7 @@ export class Runner {
       throw error;
     }
     const answer = await pool.run(
-      {
-        imageId: image.id,
-        customerId: image.customer_id,
-        source: image.source,
-        format: image.format,
-        checksum: image.checksum,
-        input,
-        limits: options.limits,
-        keepDecoded: processors.needsDecoded,
-      },
+      pipelineTask(image, input, options.limits, processors.needsDecoded),
       // The processors read the original after the thread is done with it: hand over a copy then.
       { transferInput: processors.list.length === 0 },
     );
@@ -353,16 +344,9 @@ export class Runner {
     // or a missing preview costs the built-in steps again.
     let hostInput = await storedInput(lake, image, input, processor.spec);
     if (!hostInput) {
-      const answer = await pool.run({
-        imageId: image.id,
-        customerId: image.customer_id,
-        source: image.source,
-        format: image.format,
-        checksum: image.checksum,
-        input,
-        limits: options.limits,
-        keepDecoded: processor.spec.kind === 'module',
-      });
+      const answer = await pool.run(
+        pipelineTask(image, input, options.limits, processor.spec.kind === 'module'),
+      );
       if (!answer.ok) {
         await finishReprocess(db, job, 'failed');
         return;
@@ -509,5 +493,24 @@ function processorInput(original: Buffer, result: ProcessResult): HostInput {
     preview: preview && Buffer.from(preview.buffer, preview.byteOffset, preview.byteLength),
     decoded: result.decoded,
     metadata: result.metadata,
+  };
+}
+
+/** The built-in steps' task for an image of the catalog. */
+function pipelineTask(
+  image: ImageRow,
+  input: Buffer,
+  limits: RunnerDeps['options']['limits'],
+  keepDecoded: boolean,
+): Parameters<ProcessingPool['run']>[0] {
+  return {
+    imageId: image.id,
+    customerId: image.customer_id,
+    source: image.source,
+    format: image.format,
+    checksum: image.checksum,
+    input,
+    limits,
+    keepDecoded,
   };
 }

@@ -21,6 +21,12 @@ import type { ApiContext } from '../context.ts';
 import { errorResponses, Uuid } from '../schemas.ts';
 
 const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
+/** A range of UTC days (the last 30 when left out) and, optionally, one customer. */
+const RangeQuery = Type.Object({
+  from: Type.Optional(Type.String({ pattern: DAY })),
+  to: Type.Optional(Type.String({ pattern: DAY })),
+  customerId: Type.Optional(Uuid),
+});
 const Kind = Type.Union([Type.Literal('string'), Type.Literal('number'), Type.Literal('boolean')]);
 const Value = Type.Union([Type.String(), Type.Boolean()]);
 const BreakdownBody = Type.Object({
@@ -110,11 +116,7 @@ export const analyticsRoutes =
         schema: {
           summary: "The processors' fields present in facts of a date range, to group by",
           tags: ['analytics'],
-          querystring: Type.Object({
-            from: Type.Optional(Type.String({ pattern: DAY })),
-            to: Type.Optional(Type.String({ pattern: DAY })),
-            customerId: Type.Optional(Uuid),
-          }),
+          querystring: RangeQuery,
           response: {
             200: Type.Object({
               from: Type.String(),
@@ -147,11 +149,7 @@ export const analyticsRoutes =
         schema: {
           summary: "How the company's processors fared: runs, failures by code, time, versions, by day",
           tags: ['analytics'],
-          querystring: Type.Object({
-            from: Type.Optional(Type.String({ pattern: DAY })),
-            to: Type.Optional(Type.String({ pattern: DAY })),
-            customerId: Type.Optional(Uuid),
-          }),
+          querystring: RangeQuery,
           response: {
             200: Type.Object({
               from: Type.String(),
