@@ -81,7 +81,15 @@ describe('a reprocess run', () => {
       assert.deepEqual(new Set(v2.map((l) => l.split(' ')[0])), new Set(ids));
       assert.ok(v2.length <= 13, `${v2.length} runs of version 2`);
     } finally {
-      server.child.kill('SIGKILL');
+      // A graceful stop, then the PostgreSQL the killed server left behind (its pid file says which).
+      if (server.child.exitCode === null && server.child.signalCode === null) {
+        const exited = new Promise((r) => server.child.once('exit', r));
+        server.child.kill('SIGTERM');
+        await exited;
+      }
+      const pidFile = await readFile(join(dir, 'data', 'postgres', 'postmaster.pid'), 'utf8').catch(() => '');
+      const postgres = Number(pidFile.split('\n')[0]);
+      if (postgres > 0) process.kill(postgres, 'SIGINT');
     }
   });
 });
