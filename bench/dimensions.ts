@@ -35,7 +35,12 @@ const RUNS = Number(values.runs ?? 10);
 
 const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-dimensions-'));
 const server = await startServer(
-  loadConfig({ IMAGELAKE_DATA_DIR: dataDir, IMAGELAKE_ADMIN_TOKEN: 'il_admin_bench' }),
+  loadConfig({
+    IMAGELAKE_DATA_DIR: dataDir,
+    IMAGELAKE_ADMIN_TOKEN: 'il_admin_bench',
+    // Generating millions of rows in one statement takes minutes; the server's 60 s cap is for requests.
+    IMAGELAKE_DATABASE_STATEMENT_TIMEOUT: '1h',
+  }),
   { roles: [], log: pino({ level: 'warn' }) },
 );
 const db = server.db;
