@@ -13,6 +13,7 @@ import * as uploads from './migrations/0008_uploads.ts';
 import * as filterIndexes from './migrations/0009_rollup_filter_indexes.ts';
 import * as reprocess from './migrations/0011_reprocess.ts';
 import * as processorStats from './migrations/0012_processor_stats.ts';
+import * as coveringIndexes from './migrations/0013_rollup_covering_indexes.ts';
 import type { Database } from './schema.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
@@ -59,6 +60,7 @@ const MIGRATIONS = {
   '0009_rollup_filter_indexes': filterIndexes,
   '0011_reprocess': reprocess,
   '0012_processor_stats': processorStats,
+  '0013_rollup_covering_indexes': coveringIndexes,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {
