@@ -5,17 +5,12 @@
 //
 // Generates the facts in PostgreSQL (embedded, in a temporary data dir), builds the hourly and daily
 // rollups from them, then times every query the dashboard makes, p50 and p95 over --runs runs.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { sql } from 'kysely';
-import pino from 'pino';
 import { summary } from '../src/analytics/summary.ts';
 import type { Db } from '../src/catalog/database.ts';
-import { loadConfig } from '../src/config/config.ts';
-import { startServer } from '../src/server.ts';
+import { generatedCatalog, seedCustomers, step } from './generated-catalog.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,34 +28,13 @@ const RUNS = Number(values.runs ?? 20);
 // Each baseline query scans millions of facts for seconds: a few runs show its cost well enough.
 const BASELINE_RUNS = Number(values['baseline-runs'] ?? 3);
 
-const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-analytics-'));
-const server = await startServer(
-  loadConfig({
-    IMAGELAKE_DATA_DIR: dataDir,
-    IMAGELAKE_ADMIN_TOKEN: 'il_admin_bench',
-    // Generating millions of rows in one statement takes minutes; the server's 60 s cap is for requests.
-    IMAGELAKE_DATABASE_STATEMENT_TIMEOUT: '1h',
-  }),
-  { roles: [], log: pino({ level: 'warn' }) },
-);
-const db = server.db;
-const step = async (label: string, work: () => Promise<unknown>) => {
-  const started = performance.now();
-  process.stdout.write(`${label}... `);
-  await work();
-  console.log(`${((performance.now() - started) / 1000).toFixed(1)} s`);
-};
+const { db, close } = await generatedCatalog('analytics');
 
 try {
   await sql`set maintenance_work_mem = '512MB'`.execute(db);
-  await step(`${CUSTOMERS} customers`, () =>
-    sql`insert into customers (id, name) select gen_random_uuid(), 'customer ' || i from generate_series(1, ${CUSTOMERS}) i`.execute(
-      db,
-    ),
-  );
+  await seedCustomers(db, CUSTOMERS);
   // Customers are skewed (a few big ones), formats and sources weighted, 2% failures, latency long-tailed.
   await step(`${FACTS.toLocaleString()} facts over ${DAYS} days`, async () => {
-    await sql`create temporary table ids as select row_number() over () as n, id from customers`.execute(db);
     const batch = 1_000_000;
     // A million rows a step, about 40 s each on 2 cores: the bar shows the generation is moving.
     const progress = new cliProgress.SingleBar(
@@ -183,8 +157,7 @@ try {
   }
   console.table(table);
 } finally {
-  await server.stop();
-  await rm(dataDir, { recursive: true, force: true });
+  await close();
 }
 
 /** The baseline: the dashboard's questions answered from the facts, with no rollups. */

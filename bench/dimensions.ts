@@ -7,17 +7,14 @@
 // string, a high-cardinality string, a boolean, two numbers, a whole number, and a rare number present
 // on 2% of images. Times each question p50/p95 with no index on dimensions, then with a GIN index
 // (jsonb_ops, which serves the `?` key test; jsonb_path_ops does not).
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import pino from 'pino';
 import { breakdown, listDimensions } from '../src/analytics/dimensions.ts';
 import type { Database } from '../src/catalog/schema.ts';
-import { loadConfig } from '../src/config/config.ts';
-import { startServer } from '../src/server.ts';
+import { generatedCatalog, seedCustomers, step } from './generated-catalog.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,17 +30,7 @@ const CUSTOMERS = Number(values.customers ?? 200);
 const DAYS = Number(values.days ?? 60);
 const RUNS = Number(values.runs ?? 10);
 
-const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-dimensions-'));
-const server = await startServer(
-  loadConfig({
-    IMAGELAKE_DATA_DIR: dataDir,
-    IMAGELAKE_ADMIN_TOKEN: 'il_admin_bench',
-    // Generating millions of rows in one statement takes minutes; the server's 60 s cap is for requests.
-    IMAGELAKE_DATABASE_STATEMENT_TIMEOUT: '1h',
-  }),
-  { roles: [], log: pino({ level: 'warn' }) },
-);
-const db = server.db;
+const { db, dataDir, close } = await generatedCatalog('dimensions');
 // A second connection whose queries are captured, to EXPLAIN exactly what the module runs.
 const port = (await sql<{ port: number }>`select inet_server_port() as port`.execute(db)).rows[0]!.port;
 const password = await findPassword(dataDir);
@@ -58,21 +45,9 @@ const logged = new Kysely<Database>({
   },
 });
 
-const step = async (label: string, work: () => Promise<unknown>) => {
-  const started = performance.now();
-  process.stdout.write(`${label}... `);
-  await work();
-  console.log(`${((performance.now() - started) / 1000).toFixed(1)} s`);
-};
-
 try {
-  await step(`${CUSTOMERS} customers`, () =>
-    sql`insert into customers (id, name) select gen_random_uuid(), 'customer ' || i from generate_series(1, ${CUSTOMERS}) i`.execute(
-      db,
-    ),
-  );
+  await seedCustomers(db, CUSTOMERS);
   await step(`${FACTS.toLocaleString()} facts over ${DAYS} days`, async () => {
-    await sql`create temporary table ids as select row_number() over () as n, id from customers`.execute(db);
     const batch = 250_000;
     for (let start = 0; start < FACTS; start += batch) {
       const count = Math.min(batch, FACTS - start);
@@ -191,8 +166,7 @@ try {
   await run('with a GIN (jsonb_ops) index on dimensions');
 } finally {
   await logged.destroy();
-  await server.stop();
-  await rm(dataDir, { recursive: true, force: true });
+  await close();
 }
 
 /** The embedded PostgreSQL's password, kept in a file named "password" under the data dir. */
