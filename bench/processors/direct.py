@@ -21,28 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from imagelake.cli import sniff
+from imagelake.cli import request_for
 from imagelake.core import Result, get_processor
-
-
-def info_for(path: str, data: bytes) -> dict:
-    image_format, media_type, width, height = sniff(data)
-    return {
-        "id": "bench",
-        "image": {
-            "id": path,
-            "customerId": "bench",
-            "source": "bench",
-            "format": image_format,
-            "mediaType": media_type,
-            "width": width,
-            "height": height,
-            "input": "original",
-        },
-        "metadata": {"format": image_format, "width": width, "height": height},
-        "previous": {},
-        "config": {},
-    }
 
 
 def main() -> int:
@@ -62,7 +42,7 @@ def main() -> int:
     for path in paths:
         if path not in cache:
             data = Path(path).read_bytes()
-            cache[path] = (data, info_for(path, data))
+            cache[path] = (data, request_for(path, data))
         calls.append(cache[path])
 
     def call(data: bytes, info: dict) -> None:

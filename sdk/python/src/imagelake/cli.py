@@ -211,6 +211,29 @@ def _webp_size(data: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
+def request_for(path: str, data: bytes, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request header the platform would send with this file (as a test image of no customer)."""
+    image_format, media_type, width, height = sniff(data)
+    if image_format is None:
+        image_format = Path(path).suffix.lower().lstrip(".").replace("jpg", "jpeg") or None
+    return {
+        "id": "test-1",
+        "image": {
+            "id": "test",
+            "customerId": "test",
+            "source": "test",
+            "format": image_format,
+            "mediaType": media_type,
+            "width": width,
+            "height": height,
+            "input": "original",
+        },
+        "metadata": {"format": image_format, "width": width, "height": height},
+        "previous": {},
+        "config": config or {},
+    }
+
+
 def run_test(
     spec: Processor,
     path: str,
@@ -228,26 +251,7 @@ def run_test(
     except OSError as error:
         print(f"imagelake: cannot read {path}: {error.strerror or error}", file=sys.stderr)
         return 2
-    image_format, media_type, width, height = sniff(data)
-    if image_format is None:
-        image_format = Path(path).suffix.lower().lstrip(".").replace("jpg", "jpeg") or None
-    info = {
-        "id": "test-1",
-        "image": {
-            "id": "test",
-            "customerId": "test",
-            "source": "test",
-            "format": image_format,
-            "mediaType": media_type,
-            "width": width,
-            "height": height,
-            "input": "original",
-        },
-        "metadata": {"format": image_format, "width": width, "height": height},
-        "previous": {},
-        "config": config or {},
-    }
-    outcome = execute(spec, data, info)
+    outcome = execute(spec, data, request_for(path, data, config))
 
     def describe(image: DerivedImage) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": image.name, "format": image.format, "bytes": len(image.data)}
