@@ -236,15 +236,7 @@ export function parseSpecs(
         kind,
         command: [executable, ...args],
         cwd: resolve(base, typeof e.cwd === 'string' ? e.cwd : '.'),
-        env: get(
-          'env',
-          {} as Record<string, string>,
-          (v) =>
-            v && typeof v === 'object' && Object.values(v).every((x) => typeof x === 'string')
-              ? (v as Record<string, string>)
-              : undefined,
-          'must be an object of strings',
-        ),
+        env: get('env', {}, stringMap, 'must be an object of strings'),
         startTimeoutMs: get('startTimeout', 30_000, duration, 'must be a duration like "30s"'),
       });
     } else {
@@ -257,15 +249,7 @@ export function parseSpecs(
       if (!common.fields) bad('"fields" is required for url processors, e.g. {"label": "string"}');
       if (e.memory !== undefined)
         bad('"memory" does not apply to url processors: the service owns its memory');
-      const headers = get(
-        'headers',
-        {} as Record<string, string>,
-        (v) =>
-          v && typeof v === 'object' && Object.values(v).every((x) => typeof x === 'string')
-            ? (v as Record<string, string>)
-            : undefined,
-        'must be an object of strings',
-      );
+      const headers = get('headers', {}, stringMap, 'must be an object of strings');
       specs.push({
         ...common,
         kind,
@@ -287,6 +271,13 @@ export function parseSpecs(
 }
 
 /** Secrets stay out of the file: "Bearer ${TAGGER_TOKEN}" is filled from the environment. */
+/** An object whose values are all strings (env, headers), or undefined. */
+function stringMap(v: unknown): Record<string, string> | undefined {
+  return v && typeof v === 'object' && Object.values(v).every((x) => typeof x === 'string')
+    ? (v as Record<string, string>)
+    : undefined;
+}
+
 function expandEnv(headers: Record<string, string>, bad: (m: string) => void): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
