@@ -273,7 +273,11 @@ export function parseSpecs(
 /** Secrets stay out of the file: "Bearer ${TAGGER_TOKEN}" is filled from the environment. */
 /** An object whose values are all strings (env, headers), or undefined. */
 function stringMap(v: unknown): Record<string, string> | undefined {
-  return v && typeof v === 'object' && Object.values(v).every((x) => typeof x === 'string')
+  // An array is an object too, and ["TOKEN"] would pass as {"0": "TOKEN"}.
+  return v &&
+    typeof v === 'object' &&
+    !Array.isArray(v) &&
+    Object.values(v).every((x) => typeof x === 'string')
     ? (v as Record<string, string>)
     : undefined;
 }

@@ -69,6 +69,8 @@ describe('the processors file', () => {
       { name: 'slow', command: 'x', timeout: 'forever', colour: 'red' },
       { name: 'dep', module: 'x.ts', after: ['nobody'] },
       { name: 'typed', module: 'x.ts', fields: { n: 'float' } },
+      { name: 'envy', command: 'x', env: { RETRIES: 3 } },
+      { name: 'hdr', url: 'http://x/', version: '1', fields: {}, headers: ['token'] },
     ]);
     const text = problems.join('\n');
     assert.match(text, /processor "Bad Name": name must be a lowercase identifier/);
@@ -80,6 +82,8 @@ describe('the processors file', () => {
     assert.match(text, /processor "slow": "timeout" must be a duration/);
     assert.match(text, /processor "dep" runs after "nobody", which is not declared/);
     assert.match(text, /field "n" has type "float"/);
+    assert.match(text, /processor "envy": "env" must be an object of strings/);
+    assert.match(text, /processor "hdr": "headers" must be an object of strings/);
   });
 
   it('refuses a dependency cycle', () => {
