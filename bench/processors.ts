@@ -79,7 +79,7 @@ process.on('exit', () => {
 interface Item {
   path: string;
   info: ImageInfo;
-  input: HostInput;
+  input: HostInput & { original: Buffer };
   /** What a module's process() gets, for the in-process direct call. */
   image: ProcessorImage;
   context: ProcessorContext;

@@ -265,7 +265,7 @@ export async function recordRuns(
 export async function storedInput(
   lake: Lake,
   image: ImageRow,
-  original: Buffer,
+  original: () => Promise<Buffer>,
   spec: ProcessorSpec,
 ): Promise<HostInput | undefined> {
   if (spec.kind === 'module') return undefined;
@@ -275,11 +275,11 @@ export async function storedInput(
     unknown
   >;
   const metadata = builtIn as unknown as ImageMetadata;
-  if (spec.input !== 'preview') return { original, metadata };
+  if (spec.input !== 'preview') return { original: await original(), metadata };
   const stored = (image.renditions ?? []).find((r) => r.name === 'preview');
   if (!stored) return undefined;
   try {
-    return { original, preview: await lake.getBuffer(stored.key), metadata };
+    return { preview: await lake.getBuffer(stored.key), metadata };
   } catch (error) {
     if (error instanceof LakeNotFound) return undefined;
     throw error;

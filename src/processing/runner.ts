@@ -339,11 +339,17 @@ export class Runner {
       await finishReprocess(db, job, 'skipped');
       return;
     }
-    const input = await lake.getBuffer(image.raw_key);
+    // Read once, and only if needed: a service fed the stored preview never needs the original.
+    let original: Buffer | undefined;
+    const readOriginal = async () => {
+      original ??= await lake.getBuffer(image.raw_key);
+      return original;
+    };
     // Commands and services get what the first processing stored; only a module (decoded pixels)
     // or a missing preview costs the built-in steps again.
-    let hostInput = await storedInput(lake, image, input, processor.spec);
+    let hostInput = await storedInput(lake, image, readOriginal, processor.spec);
     if (!hostInput) {
+      const input = await readOriginal();
       const answer = await pool.run(
         pipelineTask(image, input, options.limits, processor.spec.kind === 'module'),
       );

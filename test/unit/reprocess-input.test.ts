@@ -41,7 +41,7 @@ const image = {
 describe('a reprocess input from what the first processing stored', () => {
   it("gives a command the original and the built-in metadata, without the processors' results", async () => {
     const original = Buffer.from('original');
-    const input = await storedInput(lake, image, original, spec({ command: ['true'] }));
+    const input = await storedInput(lake, image, async () => original, spec({ command: ['true'] }));
     assert.equal(input?.original, original);
     assert.equal(input?.preview, undefined);
     assert.deepEqual(input?.metadata, { width: 640, height: 480, format: 'jpeg' });
@@ -49,14 +49,14 @@ describe('a reprocess input from what the first processing stored', () => {
 
   it('gives a preview processor the stored preview, and nothing when the lake lacks it', async () => {
     const preview = spec({ url: 'http://127.0.0.1:1/', input: 'preview' });
-    assert.equal(await storedInput(lake, image, Buffer.from('o'), preview), undefined);
+    assert.equal(await storedInput(lake, image, async () => Buffer.from('o'), preview), undefined);
     await lake.put('renditions/x/preview.webp', Buffer.from('webp'), { contentType: 'image/webp' });
-    const input = await storedInput(lake, image, Buffer.from('o'), preview);
+    const input = await storedInput(lake, image, async () => Buffer.from('o'), preview);
     assert.equal(input?.preview?.toString(), 'webp');
   });
 
   it('leaves a module to the pipeline: it needs the decoded pixels', async () => {
     const module = spec({ module: join(root, 'p.ts') });
-    assert.equal(await storedInput(lake, image, Buffer.from('o'), module), undefined);
+    assert.equal(await storedInput(lake, image, async () => Buffer.from('o'), module), undefined);
   });
 });

@@ -38,7 +38,7 @@ export class CommandHost implements ProcessorHost {
     } catch (error) {
       return { ok: false, code: 'PROCESSOR_UNAVAILABLE', message: (error as Error).message };
     }
-    const bytes = request.image.input === 'preview' ? input.preview! : input.original;
+    const bytes = request.image.input === 'preview' ? input.preview! : input.original!;
     try {
       return await proc.request(request as unknown as Record<string, unknown> & { id: string }, bytes);
     } finally {

@@ -10,7 +10,8 @@ export interface Declared {
 }
 
 export interface HostInput {
-  original: Buffer;
+  /** The original; left out only for a processor fed the preview, when nothing else needed it read. */
+  original?: Buffer;
   /** The upright sRGB WebP preview, for processors declared with input "preview". */
   preview?: Buffer;
   /** Decoded pixels, for module processors. */

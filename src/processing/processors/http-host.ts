@@ -62,7 +62,7 @@ export class HttpHost implements ProcessorHost {
   }
 
   private async attempts(request: ProcessorRequest, input: HostInput): Promise<HostAnswer> {
-    const bytes = request.image.input === 'preview' ? input.preview! : input.original;
+    const bytes = request.image.input === 'preview' ? input.preview! : input.original!;
     const mediaType =
       request.image.input === 'preview'
         ? 'image/webp'

@@ -33,11 +33,12 @@ export class ModuleHost implements ProcessorHost {
 
   async run(
     request: ProcessorRequest,
-    input: { original: Buffer; decoded?: Decoded; metadata: ImageMetadata },
+    input: { original?: Buffer; decoded?: Decoded; metadata: ImageMetadata },
   ): Promise<HostAnswer> {
     const task: ModuleTask = {
       module: this.spec.module,
-      bytes: input.original,
+      // Modules always take the original (spec.ts refuses "input" for them).
+      bytes: input.original!,
       decoded: input.decoded!,
       metadata: input.metadata,
       context: {

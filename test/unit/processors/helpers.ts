@@ -21,7 +21,7 @@ export function open(entries: Array<Record<string, unknown>>): Promise<Processor
 export async function image(
   width = 100,
   height = 80,
-): Promise<{ info: Parameters<Processors['run']>[0]; input: HostInput }> {
+): Promise<{ info: Parameters<Processors['run']>[0]; input: HostInput & { original: Buffer } }> {
   const bytes = await jpeg({ width, height });
   const result = await runPipeline({
     imageId: '00000000-0000-4000-8000-000000000001',
