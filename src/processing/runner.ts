@@ -322,7 +322,7 @@ export class Runner {
     const { db, lake, pool, processors, log, options } = this.deps;
     const name = job.processor ?? '';
     const processor = processors.get(name);
-    if (!image || image.status !== 'processed') {
+    if (image?.status !== 'processed') {
       await finishReprocess(db, job, 'skipped');
       return;
     }
