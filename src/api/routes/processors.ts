@@ -88,7 +88,13 @@ export const processorRoutes =
             since: Type.Optional(Type.String({ format: 'date-time' })),
             force: Type.Optional(Type.Boolean()),
           }),
-          response: { 202: RunBody, ...errorResponses(400, 401, 403) },
+          response: {
+            202: Type.Composite([
+              RunBody,
+              Type.Object({ resumed: Type.Boolean({ description: 'A matching run was resumed' }) }),
+            ]),
+            ...errorResponses(400, 401, 403),
+          },
         },
       },
       async (request, reply) => {
@@ -100,13 +106,13 @@ export const processorRoutes =
             `No processor "${processor}"; configured: ${names.join(', ') || 'none'}.`,
           );
         }
-        const { run } = await startRun(
+        const { run, resumed } = await startRun(
           ctx.db,
           { processor, customerId, since: since ? new Date(since) : undefined, force },
           ctx.clock.now(),
           ctx.config.retentionMs,
         );
-        return reply.code(202).send(toRunBody(run));
+        return reply.code(202).send({ ...toRunBody(run), resumed });
       },
     );
 
