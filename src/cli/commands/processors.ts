@@ -13,10 +13,16 @@ import { ProcessorConfigError, type ProcessorSpec, parseSpecs } from '../../proc
 import type { ApiClient } from '../client.ts';
 
 /**
- * The python a `.py` processor runs with: IMAGELAKE_PROCESSOR_PYTHON, the active virtualenv, the
- * project's own (scripts/services/python), or python3.
+ * The python a `.py` processor runs with: the interpreter the processors file runs that same file
+ * with (so the test sees the libraries the platform's runs see), IMAGELAKE_PROCESSOR_PYTHON, the
+ * active virtualenv, the project's own (scripts/services/python), or python3.
  */
-function python(): string {
+function python(config: Config, script: string): string {
+  const target = resolve(script);
+  for (const p of config.processors) {
+    if (p.kind !== 'command' || p.command.length < 2) continue;
+    if (p.command.slice(1).some((arg) => resolve(p.cwd, arg) === target)) return p.command[0]!;
+  }
   if (process.env.IMAGELAKE_PROCESSOR_PYTHON) return process.env.IMAGELAKE_PROCESSOR_PYTHON;
   if (process.env.VIRTUAL_ENV) return join(process.env.VIRTUAL_ENV, 'bin/python');
   const venv = resolve('.cache/python/bin/python');
@@ -30,7 +36,7 @@ function specFor(config: Config, target: string, flags: TestFlags): ProcessorSpe
   const entry: Record<string, unknown> = { name: flags.name ?? 'test' };
   if (/^https?:\/\//.test(target)) Object.assign(entry, { url: target, version: flags.version ?? 'unknown' });
   else if (/\.(ts|js|mjs)$/.test(target)) entry.module = target;
-  else if (target.endsWith('.py')) entry.command = [python(), target];
+  else if (target.endsWith('.py')) entry.command = [python(config, target), target];
   else entry.command = [target];
   if (flags.fields) entry.fields = JSON.parse(flags.fields);
   if (flags.config) entry.config = JSON.parse(flags.config);
