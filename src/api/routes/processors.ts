@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { AppError } from '../../errors.ts';
+import { identityOf, readDeclarations } from '../../processing/processors/declarations.ts';
 import { formatFields } from '../../processing/processors/fields.ts';
 import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
 import { requireRole } from '../auth.ts';
@@ -60,18 +61,26 @@ export const processorRoutes =
           },
         },
       },
-      async () => ({
-        processors: ctx.config.processors.map((p) => ({
-          name: p.name || null,
-          kind: p.kind,
-          version: p.version ?? null,
-          required: p.required,
-          after: p.after,
-          timeoutMs: p.timeoutMs,
-          concurrency: p.concurrency,
-          fields: p.fields ? formatFields(p.fields) : null,
-        })),
-      }),
+      async () => {
+        // What the workers' processors said at their boot: the file may name neither version nor fields.
+        const declared = new Map((await readDeclarations(ctx.db)).map((d) => [d.identity, d]));
+        return {
+          processors: ctx.config.processors.map((p) => {
+            const d = declared.get(identityOf(p));
+            return {
+              name: p.name || d?.name || null,
+              kind: p.kind,
+              version: d?.version ?? p.version ?? null,
+              required: p.required,
+              after: p.after,
+              timeoutMs: p.timeoutMs,
+              concurrency: p.concurrency,
+              fields: d?.fields ?? (p.fields ? formatFields(p.fields) : null),
+              declaredAt: d?.declaredAt ?? null,
+            };
+          }),
+        };
+      },
     );
 
     app.post(
