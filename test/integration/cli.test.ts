@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { jpeg, png, pngBomb, webp } from '../fixtures/images.ts';
 import { ADMIN, api, cli, startTestServer, type TestServer } from './harness.ts';
 
@@ -186,6 +187,35 @@ describe('imagelake CLI', () => {
     assert.equal(down.code, 1, down.out);
     assert.match(down.out, /Cannot reach imagelake at http:\/\/127\.0\.0\.1:9/);
     assert.equal(existsSync(dataDir), false);
+  });
+
+  it('processors test runs a .py with the interpreter the processors file gives it', async () => {
+    const dir = join(folder, 'py');
+    await mkdir(dir);
+    const fixture = fileURLToPath(new URL('../fixtures/processors/command.ts', import.meta.url));
+    // The "interpreter" notes that it ran, then speaks the protocol through the Node fixture.
+    await writeFile(
+      join(dir, 'venv-python'),
+      `#!/bin/sh\necho "$@" > "${join(dir, 'ran')}"\nexec "${process.execPath}" "${fixture}" greyness 1.0.0\n`,
+      { mode: 0o755 },
+    );
+    await writeFile(join(dir, 'greyness.py'), '# run by venv-python\n');
+    await writeFile(
+      join(dir, 'processors.json'),
+      JSON.stringify({ processors: [{ name: 'greyness', command: ['./venv-python', 'greyness.py'] }] }),
+    );
+    await writeFile(join(dir, 'photo.jpg'), await jpeg({ seed: 9 }));
+    const { code, out } = await cli(
+      ['processors', 'test', join(dir, 'greyness.py'), join(dir, 'photo.jpg')],
+      {
+        IMAGELAKE_PROCESSORS_FILE: join(dir, 'processors.json'),
+        IMAGELAKE_PROCESSOR_PYTHON: '',
+        VIRTUAL_ENV: '',
+      },
+    );
+    assert.equal(code, 0, out);
+    assert.match(out, /"ok": true/);
+    assert.match((await readFile(join(dir, 'ran'), 'utf8')).trim(), /\/py\/greyness\.py$/);
   });
 
   it('says what to do when the server is not there', async () => {
