@@ -26,7 +26,9 @@ Usage: imagelake <command> [options]
         [--json | --csv]                 format, source, status.
   kafka produce --customer ID PATH...    Stream files and folders into the image topic (message-id =
         [--topic T] [--brokers B]        SHA-256, so twice lands once); larger than --claim-check-over
-        [--claim-check-over BYTES]       (default 900000) go as claim checks through the lake.
+        [--claim-check-over BYTES]       (default 900000) go as claim checks through serve's lake
+        [--allow-empty]                  (IMAGELAKE_LAKE_URL or IMAGELAKE_DATA_DIR); an empty lake is
+                                         refused unless --allow-empty.
   retention purge                        Run the retention purge now and print its receipt.
   retention audit [--json]               Scan lake, catalog and aggregates for anything past its
                                          window or orphaned; exits 1 if anything is found.
@@ -144,6 +146,7 @@ async function main(): Promise<void> {
         brokers: { type: 'string' },
         'claim-check-over': { type: 'string' },
         quiet: { type: 'boolean' },
+        'allow-empty': { type: 'boolean' },
       },
     });
     const [sub, ...paths] = positionals;
@@ -159,6 +162,7 @@ async function main(): Promise<void> {
       topic: values.topic ?? config.kafka.topics[0]!,
       claimCheckOver,
       quiet: Boolean(values.quiet),
+      allowEmpty: Boolean(values['allow-empty']),
     });
     return;
   }

@@ -29,6 +29,17 @@ export class StorageError extends Error {
 const SETTINGS =
   'Run it with the same IMAGELAKE_* settings as `imagelake serve` (IMAGELAKE_DATABASE_URL, or IMAGELAKE_DATA_DIR for the embedded catalog, and IMAGELAKE_LAKE_URL), from the same folder.';
 
+/** Throws LAKE_EMPTY when the lake holds nothing at all: not the lake serve uses, most likely. */
+export async function refuseEmptyLake(lake: Lake): Promise<void> {
+  // serve writes a health marker into the lake at start, so even a lake without images has one.
+  const first = await lake.list('')[Symbol.asyncIterator]().next();
+  if (first.done)
+    throw new StorageError(
+      'LAKE_EMPTY',
+      `The lake ${lake.describe()} holds no objects: is this the lake serve uses? ${SETTINGS} If it really is empty, pass --allow-empty.`,
+    );
+}
+
 /**
  * The catalog and the lake, for commands that read storage directly (audits must not trust an API).
  * Only `serve` creates a catalog: here an embedded one must exist already (the one a running `serve`
@@ -79,13 +90,7 @@ export async function openStorage(config: Config, options: { allowEmpty?: boolea
           'CATALOG_EMPTY',
           `${where} has no customers: is this the catalog serve uses? ${SETTINGS} If it really is empty, pass --allow-empty.`,
         );
-      // serve writes a health marker into the lake at start, so even a lake without images has one.
-      const first = await lake.list('')[Symbol.asyncIterator]().next();
-      if (first.done)
-        throw new StorageError(
-          'LAKE_EMPTY',
-          `The lake ${lake.describe()} holds no objects: is this the lake serve uses? ${SETTINGS} If it really is empty, pass --allow-empty.`,
-        );
+      await refuseEmptyLake(lake);
     }
     return { db, pool, lake, log, close };
   } catch (error) {

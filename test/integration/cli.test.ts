@@ -218,6 +218,27 @@ describe('imagelake CLI', () => {
     assert.match((await readFile(join(dir, 'ran'), 'utf8')).trim(), /\/py\/greyness\.py$/);
   });
 
+  it('kafka produce refuses to write claim checks into an empty lake', async () => {
+    const dataDir = join(folder, 'no-lake-here');
+    const { code, out } = await cli(
+      [
+        'kafka',
+        'produce',
+        '--customer',
+        'c',
+        '--brokers',
+        '127.0.0.1:9',
+        '--claim-check-over',
+        '0',
+        join(folder, 'a.jpg'),
+      ],
+      { IMAGELAKE_DATA_DIR: dataDir, IMAGELAKE_LAKE_URL: '' },
+    );
+    assert.equal(code, 2, out);
+    assert.match(out, /LAKE_EMPTY: The lake .*no-lake-here.* holds no objects/);
+    assert.equal(existsSync(dataDir), false);
+  });
+
   it('says what to do when the server is not there', async () => {
     const { code, out } = await cli(['customers', 'list', '--url', 'http://127.0.0.1:9', '--token', ADMIN]);
     assert.equal(code, 1);
