@@ -19,6 +19,7 @@ import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { ProcessingPool } from './processing/pool.ts';
 import { Processors } from './processing/processors/chain.ts';
+import { recordDeclarations } from './processing/processors/declarations.ts';
 import { Runner } from './processing/runner.ts';
 import { purgeExpired } from './retention/purge.ts';
 import type { Receipt } from './retention/receipts.ts';
@@ -140,6 +141,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await lake.check();
 
     if (roles.has('worker')) {
+      await recordDeclarations(db, processors, clock.now());
       const processing = new ProcessingPool({
         threads: config.workers.threads,
         timeoutMs: config.workers.jobTimeoutMs,

@@ -179,15 +179,22 @@ try {
       );
       continue;
     }
-    let image: any;
+    let image: {
+      status: string;
+      format: string;
+      width: number;
+      height: number;
+      error?: { code: string };
+      renditions: Array<{ name: string; url: string }>;
+    };
     for (;;) {
-      image = await (await fetch(`${url}/v1/images/${body.id}`, { headers: auth })).json();
+      image = (await (await fetch(`${url}/v1/images/${body.id}`, { headers: auth })).json()) as typeof image;
       if (image.status === 'processed' || image.status === 'failed') break;
       await new Promise((r) => setTimeout(r, 100));
     }
     if ('code' in c.expect) {
       check(
-        image.status === 'failed' && image.error.code === c.expect.code,
+        image.status === 'failed' && image.error?.code === c.expect.code,
         `${name}: ${image.status} ${image.error?.code}, expected ${c.expect.code}`,
       );
       continue;

@@ -32,14 +32,15 @@ export type ProcessorRuns = Record<string, { version?: string; ms?: number; erro
 export function runsOf(steps: {
   versions: Record<string, string>;
   timings: Record<string, number>;
-  errors: Record<string, { code: string }>;
+  errors: Record<string, { code: string; processorCode?: string }>;
 }): ProcessorRuns {
   const runs: ProcessorRuns = {};
   for (const name of new Set([...Object.keys(steps.versions), ...Object.keys(steps.errors)])) {
     runs[name] = {
       ...(steps.versions[name] ? { version: steps.versions[name] } : {}),
       ...(steps.timings[name] !== undefined ? { ms: steps.timings[name] } : {}),
-      ...(steps.errors[name] ? { error: steps.errors[name].code } : {}),
+      // The processor's own code (TOO_COLOURFUL) says more than the platform's PROCESSOR_FAILED.
+      ...(steps.errors[name] ? { error: steps.errors[name].processorCode ?? steps.errors[name].code } : {}),
     };
   }
   return runs;

@@ -6,6 +6,8 @@ import { produce } from './commands/kafka.ts';
 import { reprocessCommand, testProcessor } from './commands/processors.ts';
 import { retentionCommand } from './commands/retention.ts';
 import { upload } from './commands/upload.ts';
+import { StorageError } from './storage.ts';
+import { formatTable, toCsv } from './table.ts';
 
 const HELP = `imagelake: an image data platform
 
@@ -19,13 +21,20 @@ Usage: imagelake <command> [options]
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
          [--concurrency N] [--wait]      --wait also waits until every image is processed.
-  stats [--from DAY] [--to DAY] [--group-by day,customer,format,source,status]
+  stats [--from DAY] [--to DAY]          Image counts and bytes as a table (bytes in decimal MB), or
+        [--group-by day,customer,...]    --json / --csv for a program. Groups: day, customer,
+        [--json | --csv]                 format, source, status.
   kafka produce --customer ID PATH...    Stream files and folders into the image topic (message-id =
         [--topic T] [--brokers B]        SHA-256, so twice lands once); larger than --claim-check-over
-        [--claim-check-over BYTES]       (default 900000) go as claim checks through the lake.
+        [--claim-check-over BYTES]       (default 900000) go as claim checks through serve's lake
+        [--allow-empty]                  (IMAGELAKE_LAKE_URL or IMAGELAKE_DATA_DIR); an empty lake is
+                                         refused unless --allow-empty.
   retention purge                        Run the retention purge now and print its receipt.
   retention audit [--json]               Scan lake, catalog and aggregates for anything past its
                                          window or orphaned; exits 1 if anything is found.
+        [--allow-empty]                  Purge, audit and receipts read the catalog and the lake
+                                         directly, with serve's settings (see Offline commands);
+                                         they refuse an empty catalog or lake without this flag.
   retention verify-receipts              Check the receipts' hash chain; names any broken receipt.
   retention receipts                     The latest receipts.
   retention lifecycle [--apply]          Bucket lifecycle rules (S3, GCS) and Kafka retention.ms
@@ -34,18 +43,50 @@ Usage: imagelake <command> [options]
   processors test PATH IMAGE             Run one processor on one image and print its result. PATH:
         [--config JSON] [--out DIR]      a configured name, a .ts/.js module, a .py file (run with
         [--fields JSON] [--name N]       the SDK), an executable, or an http(s):// URL.
-  reprocess --processor NAME             Re-run a processor over the images in retention (e.g. after
-        [--since DAY|3d] [--customer ID] a new version), as background jobs, with progress; run it
-        [--force] [--detach]             again to resume. --force: also images at this version.
+  reprocess --processor NAME             Ask the running server to re-run a processor over the images
+        [--since DAY|3d] [--customer ID] in retention (e.g. after a new version), as background jobs,
+        [--force] [--detach]             with progress; run it again to resume. --force: also images
+                                         at this version.
   reprocess --status | --cancel RUN_ID   Follow or stop reprocess runs.
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
-                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys and stats.
+                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats and
+                reprocess.
+Offline commands (retention, processors, kafka) read serve's own settings: IMAGELAKE_DATABASE_URL
+                or IMAGELAKE_DATA_DIR (default ./data), IMAGELAKE_LAKE_URL, IMAGELAKE_PROCESSORS_FILE.
+                They never create a catalog; only serve does.
+Every command answers --help.
 `;
+
+/** The lines of HELP about one command: its own entries and their continuation lines. */
+function commandHelp(command: string): string {
+  const lines = HELP.split('\n');
+  const picked: string[] = [];
+  let inside = false;
+  for (const line of lines) {
+    if (/^ {2}[a-z]/.test(line)) inside = line.trim().split(/\s+/)[0] === command;
+    else if (!/^ {3,}\S/.test(line)) inside = false;
+    if (inside) picked.push(line);
+  }
+  if (picked.length === 0) return HELP;
+  const footer = lines.slice(lines.findIndex((l) => l.startsWith('Client options')));
+  return `Usage: imagelake ${command} ...\n\n${picked.join('\n')}\n\n${footer.join('\n')}`;
+}
 
 function fail(message: string): never {
   console.error(`imagelake: ${message}`);
   process.exit(2);
+}
+
+function serverUrl(values: { url?: string }): string {
+  return values.url ?? process.env.IMAGELAKE_URL ?? 'http://127.0.0.1:8080';
+}
+
+function adminClient(values: { url?: string; token?: string }): ApiClient {
+  const token = values.token ?? process.env.IMAGELAKE_ADMIN_TOKEN;
+  if (!token)
+    fail('this command needs the admin token: --token or IMAGELAKE_ADMIN_TOKEN (printed at first start)');
+  return new ApiClient(serverUrl(values), token);
 }
 
 function readConfig(): Config {
@@ -85,7 +126,12 @@ async function serve(argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   if (!command || command === 'help' || command === '--help' || command === '-h') {
-    console.log(HELP);
+    console.log(rest[0] ? commandHelp(rest[0]) : HELP);
+    return;
+  }
+  // Before parsing: each command's options are strict, and --help must work with any of them.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(commandHelp(command));
     return;
   }
   if (command === 'serve') return serve(rest);
@@ -100,6 +146,7 @@ async function main(): Promise<void> {
         brokers: { type: 'string' },
         'claim-check-over': { type: 'string' },
         quiet: { type: 'boolean' },
+        'allow-empty': { type: 'boolean' },
       },
     });
     const [sub, ...paths] = positionals;
@@ -115,6 +162,7 @@ async function main(): Promise<void> {
       topic: values.topic ?? config.kafka.topics[0]!,
       claimCheckOver,
       quiet: Boolean(values.quiet),
+      allowEmpty: Boolean(values['allow-empty']),
     });
     return;
   }
@@ -164,9 +212,11 @@ async function main(): Promise<void> {
         detach: { type: 'boolean' },
         status: { type: 'boolean' },
         cancel: { type: 'string' },
+        url: { type: 'string' },
+        token: { type: 'string' },
       },
     });
-    process.exitCode = await reprocessCommand(readConfig(), values);
+    process.exitCode = await reprocessCommand(adminClient(values), values);
     return;
   }
 
@@ -174,7 +224,7 @@ async function main(): Promise<void> {
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: { apply: { type: 'boolean' }, json: { type: 'boolean' } },
+      options: { apply: { type: 'boolean' }, json: { type: 'boolean' }, 'allow-empty': { type: 'boolean' } },
     });
     process.exitCode = await retentionCommand(readConfig(), positionals[0], values);
     return;
@@ -194,15 +244,12 @@ async function main(): Promise<void> {
       from: { type: 'string' },
       to: { type: 'string' },
       'group-by': { type: 'string' },
+      json: { type: 'boolean' },
+      csv: { type: 'boolean' },
     },
   });
-  const url = values.url ?? process.env.IMAGELAKE_URL ?? 'http://127.0.0.1:8080';
-  const admin = () => {
-    const token = values.token ?? process.env.IMAGELAKE_ADMIN_TOKEN;
-    if (!token)
-      fail('this command needs the admin token: --token or IMAGELAKE_ADMIN_TOKEN (printed at first start)');
-    return new ApiClient(url, token);
-  };
+  const url = serverUrl(values);
+  const admin = () => adminClient(values);
   const [sub, ...args] = positionals;
 
   switch (command) {
@@ -258,15 +305,23 @@ async function main(): Promise<void> {
       return;
     }
     case 'stats': {
+      if (values.json && values.csv) fail('stats prints --json or --csv, not both');
       const query = new URLSearchParams();
       if (values.from) query.set('from', values.from);
       if (values.to) query.set('to', values.to);
-      query.set('groupBy', values['group-by'] ?? 'day,customer,format');
+      const groupBy = values['group-by'] ?? 'day,customer,format';
+      query.set('groupBy', groupBy);
+      // The groups first, as asked (a customer's name beside its id), then the counts.
+      const leading = groupBy
+        .split(',')
+        .flatMap((g) => (g === 'customer' ? ['customer', 'customerName'] : [g]));
       const { rows } = await admin().json<{ rows: Array<Record<string, unknown>> }>(
         'GET',
         `/v1/stats?${query}`,
       );
-      console.table(rows);
+      if (values.json) console.log(JSON.stringify(rows, null, 2));
+      else if (values.csv) process.stdout.write(toCsv(rows, leading));
+      else console.log(rows.length ? formatTable(rows, leading) : 'No images in that range.');
       return;
     }
     default:
@@ -275,6 +330,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
+  if (error instanceof StorageError) {
+    console.error(`imagelake: ${error.code}: ${error.message}`);
+    process.exit(2);
+  }
   console.error(`imagelake: ${(error as Error).message}`);
   process.exit(1);
 });

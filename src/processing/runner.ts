@@ -20,7 +20,7 @@ import type { ProcessResult } from './context.ts';
 import { writeDerived } from './derived.ts';
 import { type OutcomeWrite, recordFailed, recordProcessed } from './outcome.ts';
 import type { ProcessingPool } from './pool.ts';
-import type { ChainOutcome, Processors } from './processors/chain.ts';
+import { type ChainOutcome, isRetryable, type Processors } from './processors/chain.ts';
 import type { HostInput } from './processors/host.ts';
 import {
   finishReprocess,
@@ -227,7 +227,7 @@ export class Runner {
       const f = steps.failure;
       const version = steps.versions[f.processor];
       const message = `${f.processor}${version ? `@${version}` : ''}: ${f.processorCode ? `${f.processorCode}: ` : ''}${f.message}`;
-      return this.fail(job, image, started, f.code, message, false, runsOf(steps));
+      return this.fail(job, image, started, f.code, message, !isRetryable(f), runsOf(steps));
     }
 
     const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
@@ -322,7 +322,7 @@ export class Runner {
     const { db, lake, pool, processors, log, options } = this.deps;
     const name = job.processor ?? '';
     const processor = processors.get(name);
-    if (!image || image.status !== 'processed') {
+    if (image?.status !== 'processed') {
       await finishReprocess(db, job, 'skipped');
       return;
     }
@@ -364,7 +364,7 @@ export class Runner {
     const steps = await this.runProcessors(image, hostInput, { only: name, previous });
     const error = steps.errors[name];
     if (error) {
-      if (job.attempts < job.maxAttempts && !PERMANENT_CODES.has(error.code as ErrorCode)) {
+      if (job.attempts < job.maxAttempts && isRetryable(error)) {
         await retryLater(db, job, `${error.code}: ${error.message}`);
         return;
       }

@@ -130,7 +130,10 @@ describe('dashboard', () => {
     assert.equal(await text('total-customers'), '3');
     const uploaded = [...customers.values()].reduce((n, c) => n + c.bytes, 0);
     assert.equal(await page.getByTestId('total-bytes').getAttribute('data-value'), String(uploaded));
-    assert.match(await text('total-bytes'), /^\d+(\.\d)? KB$/);
+    // Decimal units, as the CLI prints them: 1 kB = 1000 bytes.
+    const kb = uploaded / 1000;
+    const shown = new Intl.NumberFormat('en-US', { maximumFractionDigits: kb >= 100 ? 0 : 1 }).format(kb);
+    assert.equal(await text('total-bytes'), `${shown} kB`);
     assert.match(await text('total-p50'), /^\d+ ms$/);
     assert.ok(await page.getByTestId('empty-state').isHidden());
     assert.equal(await page.getByTestId('filter-to').inputValue(), today);

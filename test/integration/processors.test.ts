@@ -237,7 +237,7 @@ describe('processors of every kind, end to end', () => {
     server = await spawnServer(env);
     const seenBefore = (await readFile(env.SEEN_FILE!, 'utf8')).trim().split('\n').length;
 
-    const run = await cli(['reprocess', '--processor', 'cmd'], env);
+    const run = await cli(['reprocess', '--processor', 'cmd', '--url', server.url], env);
     assert.equal(run.code, 0, run.out);
     assert.match(run.out, /Started reprocess run .*"cmd" over 5 images/);
     assert.match(run.out, /done\s+5\/5\s+updated 5, skipped 0, failed 0/);
@@ -261,12 +261,12 @@ describe('processors of every kind, end to end', () => {
     });
     assert.equal(Number(Object.values(body.rows[0])[0]), 5, 'the facts carry the new version');
 
-    const again = await cli(['reprocess', '--processor', 'cmd'], env);
+    const again = await cli(['reprocess', '--processor', 'cmd', '--url', server.url], env);
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /updated 0, skipped 5, failed 0/);
     assert.equal((await readFile(env.SEEN_FILE!, 'utf8')).trim().split('\n').length, seenBefore + 5);
 
-    const status = await cli(['reprocess', '--status'], env);
+    const status = await cli(['reprocess', '--status', '--url', server.url], env);
     assert.match(status.out, /cmd\s+done\s+5\/5/);
 
     // Each reprocess run is a run in the statistics, under its version; the skipped ones are not.

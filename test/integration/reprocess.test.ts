@@ -47,7 +47,7 @@ describe('a reprocess run', () => {
       // Version 2 is slow enough to kill the worker part-way through.
       await writeFile(join(dir, 'processors.json'), file('2.0.0', 250));
       server = await spawnServer(env);
-      const started = await cli(['reprocess', '--processor', 'cmd', '--detach'], env);
+      const started = await cli(['reprocess', '--processor', 'cmd', '--detach', '--url', server.url], env);
       assert.equal(started.code, 0, started.out);
       const runId = started.out.trim().split('\n').at(-1)!;
       await until('a few images reprocessed', async () => {

@@ -216,7 +216,8 @@ describe('retention you can prove', () => {
         const image = await uploadSettled(t, c.apiKey, await jpeg({ seed: 30 + i, width: 64, height: 64 }));
         await api(t.url, c.apiKey, 'DELETE', `/v1/images/${image.id}`);
       }
-      const env = { IMAGELAKE_DATA_DIR: t.dataDir };
+      // The server's own settings: its data dir and the lake folder in it, whatever the shell says.
+      const env = { IMAGELAKE_DATA_DIR: t.dataDir, IMAGELAKE_LAKE_URL: '' };
       const clean = await cli(['retention', 'verify-receipts'], env);
       assert.equal(clean.code, 0, clean.out);
       assert.match(clean.out, /4 receipts, chain intact/);

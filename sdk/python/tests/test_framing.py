@@ -1,6 +1,8 @@
 import io
 import os
+import re
 import struct
+from pathlib import Path
 
 import pytest
 from imagelake.framing import MAX_FRAME_SIZE, FrameError, max_frame_size, read_frame, write_frame
@@ -57,6 +59,14 @@ def test_text_is_not_mistaken_for_a_huge_frame():
     # "hell" read as a length is about 1.7 GB.
     with pytest.raises(FrameError, match="over the limit"):
         read_frame(io.BytesIO(b"hello, I am not a frame\n"))
+
+
+def test_the_limit_is_the_platforms():
+    # Both ends of the pipe must agree: the platform refuses frames over MAX_FRAME (frames.ts).
+    frames_ts = Path(__file__).resolve().parents[3] / "src/processing/processors/frames.ts"
+    match = re.search(r"export const MAX_FRAME = (\d+) \* 2 \*\* (\d+);", frames_ts.read_text())
+    assert match, "MAX_FRAME not found in frames.ts"
+    assert MAX_FRAME_SIZE == int(match.group(1)) * 2 ** int(match.group(2)) == 256 * 1024 * 1024
 
 
 def test_the_limit_comes_from_the_environment(monkeypatch):

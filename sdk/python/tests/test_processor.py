@@ -149,6 +149,20 @@ def test_processor_error_keeps_its_code_and_message():
         ProcessorError("")
 
 
+def test_a_processor_error_is_not_retried_unless_it_says_so():
+    def transient(image_bytes, info):
+        raise ProcessorError("MODEL_DOWN", "The model server did not answer.", retryable=True)
+
+    outcome = execute(make(transient), b"", {})
+    assert outcome.body(lambda image: {}) == {
+        "ok": False,
+        "error": {"code": "MODEL_DOWN", "message": "The model server did not answer.", "retryable": True},
+    }
+    assert ProcessorError("X").retryable is False
+    with pytest.raises(TypeError):
+        ProcessorError("X", "message", retryable="yes")
+
+
 def test_any_other_exception_is_EXCEPTION_with_its_type_and_message_and_a_traceback(capsys):
     def function(image_bytes, info):
         raise KeyError("width")

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { AppError } from '../../errors.ts';
+import { identityOf, readDeclarations } from '../../processing/processors/declarations.ts';
 import { formatFields } from '../../processing/processors/fields.ts';
 import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
 import { requireRole } from '../auth.ts';
@@ -60,18 +61,26 @@ export const processorRoutes =
           },
         },
       },
-      async () => ({
-        processors: ctx.config.processors.map((p) => ({
-          name: p.name || null,
-          kind: p.kind,
-          version: p.version ?? null,
-          required: p.required,
-          after: p.after,
-          timeoutMs: p.timeoutMs,
-          concurrency: p.concurrency,
-          fields: p.fields ? formatFields(p.fields) : null,
-        })),
-      }),
+      async () => {
+        // What the workers' processors said at their boot: the file may name neither version nor fields.
+        const declared = new Map((await readDeclarations(ctx.db)).map((d) => [d.identity, d]));
+        return {
+          processors: ctx.config.processors.map((p) => {
+            const d = declared.get(identityOf(p));
+            return {
+              name: p.name || d?.name || null,
+              kind: p.kind,
+              version: d?.version ?? p.version ?? null,
+              required: p.required,
+              after: p.after,
+              timeoutMs: p.timeoutMs,
+              concurrency: p.concurrency,
+              fields: d?.fields ?? (p.fields ? formatFields(p.fields) : null),
+              declaredAt: d?.declaredAt ?? null,
+            };
+          }),
+        };
+      },
     );
 
     app.post(
@@ -88,7 +97,13 @@ export const processorRoutes =
             since: Type.Optional(Type.String({ format: 'date-time' })),
             force: Type.Optional(Type.Boolean()),
           }),
-          response: { 202: RunBody, ...errorResponses(400, 401, 403) },
+          response: {
+            202: Type.Composite([
+              RunBody,
+              Type.Object({ resumed: Type.Boolean({ description: 'A matching run was resumed' }) }),
+            ]),
+            ...errorResponses(400, 401, 403),
+          },
         },
       },
       async (request, reply) => {
@@ -100,13 +115,13 @@ export const processorRoutes =
             `No processor "${processor}"; configured: ${names.join(', ') || 'none'}.`,
           );
         }
-        const { run } = await startRun(
+        const { run, resumed } = await startRun(
           ctx.db,
           { processor, customerId, since: since ? new Date(since) : undefined, force },
           ctx.clock.now(),
           ctx.config.retentionMs,
         );
-        return reply.code(202).send(toRunBody(run));
+        return reply.code(202).send({ ...toRunBody(run), resumed });
       },
     );
 

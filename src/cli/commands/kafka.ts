@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { Producer } from '@platformatic/kafka';
 import cliProgress from 'cli-progress';
 import type { Config } from '../../config/config.ts';
 import { connectionOptions } from '../../ingest/kafka/client.ts';
 import { openLake } from '../../lake/open.ts';
+import { refuseEmptyLake } from '../storage.ts';
 import { collectFiles } from './upload.ts';
 
 export interface ProduceOptions {
@@ -14,6 +15,8 @@ export interface ProduceOptions {
   /** Files larger than this go as claim checks: the bytes into the lake, a reference into Kafka. */
   claimCheckOver: number;
   quiet: boolean;
+  /** Write claim checks even into a lake that holds nothing yet. */
+  allowEmpty?: boolean;
 }
 
 /**
@@ -32,6 +35,8 @@ export async function produce(config: Config, paths: string[], options: ProduceO
   }
   const claimPrefix = config.kafka.claimPrefixes[0]!;
   const lake = openLake(config);
+  // Claim checks written to a lake serve does not read would all be dead letters.
+  if (!options.allowEmpty && files.some((f) => f.bytes > options.claimCheckOver)) await refuseEmptyLake(lake);
   const producer = new Producer({ ...connectionOptions(config.kafka, 'produce'), acks: -1 });
   const totalBytes = files.reduce((s, f) => s + f.bytes, 0);
   const bar = options.quiet

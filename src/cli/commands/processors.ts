@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import pino from 'pino';
-import { systemClock } from '../../clock.ts';
 import type { Config } from '../../config/config.ts';
 import { parseDuration } from '../../config/duration.ts';
 import { AppError } from '../../errors.ts';
@@ -11,14 +10,19 @@ import { sniff } from '../../ingest/sniff.ts';
 import { runPipeline } from '../../processing/pipeline.ts';
 import { Processors } from '../../processing/processors/chain.ts';
 import { ProcessorConfigError, type ProcessorSpec, parseSpecs } from '../../processing/processors/spec.ts';
-import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
-import { openStorage } from '../storage.ts';
+import type { ApiClient } from '../client.ts';
 
 /**
- * The python a `.py` processor runs with: IMAGELAKE_PROCESSOR_PYTHON, the active virtualenv, the
- * project's own (scripts/services/python), or python3.
+ * The python a `.py` processor runs with: the interpreter the processors file runs that same file
+ * with (so the test sees the libraries the platform's runs see), IMAGELAKE_PROCESSOR_PYTHON, the
+ * active virtualenv, the project's own (scripts/services/python), or python3.
  */
-function python(): string {
+function python(config: Config, script: string): string {
+  const target = resolve(script);
+  for (const p of config.processors) {
+    if (p.kind !== 'command' || p.command.length < 2) continue;
+    if (p.command.slice(1).some((arg) => resolve(p.cwd, arg) === target)) return p.command[0]!;
+  }
   if (process.env.IMAGELAKE_PROCESSOR_PYTHON) return process.env.IMAGELAKE_PROCESSOR_PYTHON;
   if (process.env.VIRTUAL_ENV) return join(process.env.VIRTUAL_ENV, 'bin/python');
   const venv = resolve('.cache/python/bin/python');
@@ -32,7 +36,7 @@ function specFor(config: Config, target: string, flags: TestFlags): ProcessorSpe
   const entry: Record<string, unknown> = { name: flags.name ?? 'test' };
   if (/^https?:\/\//.test(target)) Object.assign(entry, { url: target, version: flags.version ?? 'unknown' });
   else if (/\.(ts|js|mjs)$/.test(target)) entry.module = target;
-  else if (target.endsWith('.py')) entry.command = [python(), target];
+  else if (target.endsWith('.py')) entry.command = [python(config, target), target];
   else entry.command = [target];
   if (flags.fields) entry.fields = JSON.parse(flags.fields);
   if (flags.config) entry.config = JSON.parse(flags.config);
@@ -154,12 +158,22 @@ export interface ReprocessFlags {
   cancel?: string;
 }
 
-function describeRun(run: NonNullable<RunRow>): string {
+/** A reprocess run as the API answers it (GET /v1/reprocess/{id}). */
+interface Run {
+  id: string;
+  processor: string;
+  status: string;
+  customerId: string | null;
+  since: string | null;
+  total: number;
+  updated: number;
+  skipped: number;
+  failed: number;
+}
+
+function describeRun(run: Run): string {
   const done = run.updated + run.skipped + run.failed;
-  const scope = [
-    run.customer_id && `customer ${run.customer_id}`,
-    run.since && `since ${run.since.toISOString()}`,
-  ]
+  const scope = [run.customerId && `customer ${run.customerId}`, run.since && `since ${run.since}`]
     .filter(Boolean)
     .join(', ');
   return `${run.id}  ${run.processor.padEnd(16)} ${run.status.padEnd(9)} ${done}/${run.total}  updated ${run.updated}, skipped ${run.skipped}, failed ${run.failed}${scope ? `  (${scope})` : ''}`;
@@ -173,66 +187,58 @@ function parseSince(text: string): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
-/** `imagelake reprocess`: queue one processor again over the images in retention, and follow it. */
-export async function reprocessCommand(config: Config, flags: ReprocessFlags): Promise<number> {
-  const storage = await openStorage(config);
-  try {
-    const { db } = storage;
-    if (flags.status) {
-      const runs = await listRuns(db);
-      if (runs.length === 0) console.log('No reprocess runs yet.');
-      for (const run of runs) console.log(describeRun(run));
-      return 0;
-    }
-    if (flags.cancel) {
-      const cancelled = await cancelRun(db, flags.cancel, systemClock.now());
-      console.log(
-        cancelled
-          ? `Cancelled ${flags.cancel}; jobs already running finish.`
-          : 'No running run with that id.',
-      );
-      return cancelled ? 0 : 1;
-    }
-    const name = flags.processor;
-    if (!name) {
-      console.error(
-        'imagelake: usage: imagelake reprocess --processor NAME [--since DAY|3d] [--customer ID] [--force] [--detach]',
-      );
-      return 2;
-    }
-    const known = config.processors.map((p) => p.name).filter(Boolean);
-    if (known.length === config.processors.length && !known.includes(name)) {
-      console.error(
-        `imagelake: no processor "${name}" is configured here (${known.join(', ') || 'none'}); reprocess runs on the workers, with their processors`,
-      );
-      return 2;
-    }
-    const since = flags.since === undefined ? undefined : parseSince(flags.since);
-    if (flags.since !== undefined && !since) {
-      console.error(`imagelake: --since ${flags.since} is neither a date (2026-11-20) nor a duration (3d)`);
-      return 2;
-    }
-    const { run, resumed } = await startRun(
-      db,
-      { processor: name, customerId: flags.customer, since, force: flags.force },
-      systemClock.now(),
-      config.retentionMs,
-    );
-    console.error(
-      `${resumed ? 'Resuming' : 'Started'} reprocess run ${run.id}: "${name}" over ${run.total} images in retention. The workers run it in the background.`,
-    );
-    if (flags.detach) {
-      console.log(run.id);
-      return 0;
-    }
-    return await follow(db, run.id);
-  } finally {
-    await storage.close();
+/**
+ * `imagelake reprocess`: asks the running server (--url / IMAGELAKE_URL, admin token) to queue one
+ * processor again over the images in retention, and follows the run. The server checks the name
+ * against its own processors, so this needs no processors file and never opens a catalog itself.
+ */
+export async function reprocessCommand(client: ApiClient, flags: ReprocessFlags): Promise<number> {
+  if (flags.status) {
+    const { runs } = await client.json<{ runs: Run[] }>('GET', '/v1/reprocess');
+    if (runs.length === 0) console.log('No reprocess runs yet.');
+    for (const run of runs) console.log(describeRun(run));
+    return 0;
   }
+  if (flags.cancel) {
+    const run = await client.json<Run>('DELETE', `/v1/reprocess/${encodeURIComponent(flags.cancel)}`);
+    console.log(
+      run.status === 'cancelled'
+        ? `Cancelled ${run.id}; jobs already running finish.`
+        : `Run ${run.id} is ${run.status}; nothing to cancel.`,
+    );
+    return run.status === 'cancelled' ? 0 : 1;
+  }
+  const name = flags.processor;
+  if (!name) {
+    console.error(
+      'imagelake: usage: imagelake reprocess --processor NAME [--since DAY|3d] [--customer ID] [--force] [--detach]',
+    );
+    return 2;
+  }
+  const since = flags.since === undefined ? undefined : parseSince(flags.since);
+  if (flags.since !== undefined && !since) {
+    console.error(`imagelake: --since ${flags.since} is neither a date (2026-11-20) nor a duration (3d)`);
+    return 2;
+  }
+  const run = await client.json<Run & { resumed: boolean }>('POST', '/v1/reprocess', {
+    processor: name,
+    ...(flags.customer ? { customerId: flags.customer } : {}),
+    ...(since ? { since: since.toISOString() } : {}),
+    ...(flags.force ? { force: true } : {}),
+  });
+  console.error(
+    `${run.resumed ? 'Resuming' : 'Started'} reprocess run ${run.id}: "${name}" over ${run.total} images in retention. The workers run it in the background.`,
+  );
+  if (flags.detach) {
+    console.log(run.id);
+    return 0;
+  }
+  return await follow(client, run.id);
 }
 
 /** A progress bar until the run is done; Ctrl-C stops watching, not the run. */
-async function follow(db: Parameters<typeof getRun>[0], id: string): Promise<number> {
+async function follow(client: ApiClient, id: string): Promise<number> {
+  const get = () => client.json<Run>('GET', `/v1/reprocess/${id}`);
   const tty = process.stderr.isTTY;
   const bar = tty
     ? new cliProgress.SingleBar(
@@ -251,12 +257,11 @@ async function follow(db: Parameters<typeof getRun>[0], id: string): Promise<num
   let last = -1;
   let lastChange = Date.now();
   let warned = false;
-  let run = await getRun(db, id);
-  bar?.start(run!.total, 0, { updated: 0, skipped: 0, failed: 0 });
-  while (!stop && run?.status === 'running') {
+  let run = await get();
+  bar?.start(run.total, 0, { updated: 0, skipped: 0, failed: 0 });
+  while (!stop && run.status === 'running') {
     await new Promise((r) => setTimeout(r, 500));
-    run = await getRun(db, id);
-    if (!run) break;
+    run = await get();
     const done = run.updated + run.skipped + run.failed;
     bar?.update(done, { updated: run.updated, skipped: run.skipped, failed: run.failed });
     if (done !== last) {
@@ -276,6 +281,6 @@ async function follow(db: Parameters<typeof getRun>[0], id: string): Promise<num
     console.error(`Stopped watching; the run goes on. Follow it again with: imagelake reprocess --status`);
     return 0;
   }
-  console.log(describeRun(run!));
-  return run!.failed > 0 ? 1 : 0;
+  console.log(describeRun(run));
+  return run.failed > 0 ? 1 : 0;
 }

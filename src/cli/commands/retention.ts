@@ -37,7 +37,7 @@ function bar(label: string) {
 export async function retentionCommand(
   config: Config,
   sub: string | undefined,
-  flags: { apply?: boolean; json?: boolean },
+  flags: { apply?: boolean; json?: boolean; 'allow-empty'?: boolean },
 ): Promise<number> {
   if (sub === 'lifecycle') {
     const lake = openLake(config);
@@ -76,7 +76,13 @@ export async function retentionCommand(
     return 0;
   }
 
-  const storage = await openStorage(config);
+  if (!['purge', 'audit', 'verify-receipts', 'receipts'].includes(sub ?? '')) {
+    console.error(
+      'usage: imagelake retention purge | audit [--json] | verify-receipts | receipts | lifecycle [--apply]  (--allow-empty: run on an empty catalog or lake)',
+    );
+    return 2;
+  }
+  const storage = await openStorage(config, { allowEmpty: flags['allow-empty'] });
   try {
     const clock = systemClock;
     if (sub === 'purge') {
@@ -162,7 +168,7 @@ export async function retentionCommand(
       return 0;
     }
     console.error(
-      'usage: imagelake retention purge | audit [--json] | verify-receipts | receipts | lifecycle [--apply]',
+      'usage: imagelake retention purge | audit [--json] | verify-receipts | receipts | lifecycle [--apply]  (--allow-empty: run on an empty catalog or lake)',
     );
     return 2;
   } finally {

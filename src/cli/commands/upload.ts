@@ -140,17 +140,20 @@ export async function upload(client: ApiClient, paths: string[], options: Upload
     if (o.result === 'rejected' || o.result === 'failed')
       console.log(`  ${o.result} ${o.path}: ${o.code} ${o.message}`);
 
-  if (options.wait) await waitForOutcomes(client, outcomes, options.quiet);
-  return count('rejected') + count('failed') > 0 ? 1 : 0;
+  const failedProcessing = options.wait ? await waitForOutcomes(client, outcomes, options.quiet) : 0;
+  return count('rejected') + count('failed') + failedProcessing > 0 ? 1 : 0;
 }
 
-/** Polls the accepted images until each is processed or failed, with a bar of its own. */
-async function waitForOutcomes(client: ApiClient, outcomes: Outcome[], quiet: boolean): Promise<void> {
-  const pending = new Set(
-    outcomes
-      .filter((o) => o.result === 'accepted' || o.result === 'duplicate')
-      .map((o) => (o as { id: string }).id),
-  );
+/**
+ * Polls the accepted images until each is processed or failed, with a bar of its own; names each
+ * failure by its file (every file, when several had the same bytes) and returns how many failed.
+ */
+async function waitForOutcomes(client: ApiClient, outcomes: Outcome[], quiet: boolean): Promise<number> {
+  const files = new Map<string, string[]>();
+  for (const o of outcomes)
+    if (o.result === 'accepted' || o.result === 'duplicate')
+      files.set(o.id, [...(files.get(o.id) ?? []), o.path]);
+  const pending = new Set(files.keys());
   const total = pending.size;
   const failed: Array<{ id: string; code: string; message: string }> = [];
   const bar = quiet
@@ -177,5 +180,7 @@ async function waitForOutcomes(client: ApiClient, outcomes: Outcome[], quiet: bo
   }
   bar?.stop();
   console.log(`${total - failed.length} processed, ${failed.length} failed`);
-  for (const f of failed) console.log(`  failed ${f.id}: ${f.code} ${f.message}`);
+  for (const f of failed)
+    console.log(`  failed ${files.get(f.id)!.join(', ')} (image ${f.id}): ${f.code} ${f.message}`);
+  return failed.length;
 }

@@ -30,6 +30,18 @@ export interface StepError {
   message: string;
   /** The processor's own code, when it answered with one. */
   processorCode?: string;
+  /** The processor said the cause may pass. */
+  retryable?: boolean;
+}
+
+/**
+ * Whether an image is tried again after this error. A processor's own error (an exception, a
+ * ProcessorError) is not, unless it says retryable: the same bytes fail the same way, and each retry
+ * waits out the backoff. A timeout, a crash, its memory limit or an unreachable service may pass.
+ */
+export function isRetryable(error: StepError): boolean {
+  if (error.code === 'PROCESSOR_FAILED') return error.retryable === true;
+  return error.code !== 'PROCESSOR_OUTPUT_INVALID' && error.code !== 'PROCESSOR_SKIPPED';
 }
 
 /** What the company's processors made of one image. */
@@ -105,6 +117,16 @@ export class Processors {
             throw new Error(
               `"${declared.name}" is version ${declared.version}, but the processors file pins ${spec.version}`,
             );
+          }
+          if (spec.fields && declared.fields !== undefined) {
+            // Both say: they must agree, or every image would fail PROCESSOR_OUTPUT_INVALID.
+            const sorted = (f: Fields) => JSON.stringify(Object.entries(formatFields(f)).sort());
+            const own = formatFields(parseFields(declared.fields, `"${declared.name}"`));
+            const file = formatFields(spec.fields);
+            if (sorted(parseFields(declared.fields, `"${declared.name}"`)) !== sorted(spec.fields))
+              throw new Error(
+                `"${declared.name}" declares fields ${JSON.stringify(own)}, but the processors file says ${JSON.stringify(file)}: make them agree, or drop "fields" from the file`,
+              );
           }
           const raw = spec.fields ? undefined : declared.fields;
           if (!spec.fields && raw === undefined) {
@@ -208,6 +230,7 @@ export class Processors {
           code: checked.code,
           message: checked.message,
           ...(checked.processorCode ? { processorCode: checked.processorCode } : {}),
+          ...(checked.retryable ? { retryable: true } : {}),
         };
       }
       outcome.errors[p.name] = error;
@@ -254,7 +277,7 @@ export class Processors {
         labels: string[];
         images: Array<DerivedImage & { format: ImageFormat }>;
       }
-    | { ok: false; code: HostErrorCode; message: string; processorCode?: string } {
+    | { ok: false; code: HostErrorCode; message: string; processorCode?: string; retryable?: boolean } {
     const problems = [...checkMetadata(p.fields, answer.metadata ?? {}), ...checkLabels(answer.labels)];
     const images: Array<DerivedImage & { format: ImageFormat }> = [];
     const given = answer.images ?? [];

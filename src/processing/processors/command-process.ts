@@ -34,6 +34,8 @@ export class CommandProcess {
   private onHello: ((frame: Buffer) => void) | undefined;
   private death: { code: HostErrorCode; message: string } | undefined;
   private exited = false;
+  /** stop() asked it to go: a clean exit then is the protocol's end, not a crash. */
+  private stopping = false;
   private readonly exitWaiters: Array<() => void> = [];
 
   private constructor(spec: CommandSpec, log: Logger) {
@@ -72,6 +74,7 @@ export class CommandProcess {
       this.died(
         'PROCESSOR_CRASHED',
         `exited (${signal ? `signal ${signal}` : `code ${code}`})${this.tail()}`,
+        this.stopping && code === 0 ? 'debug' : 'warn',
       );
       this.markExited();
     });
@@ -154,6 +157,7 @@ export class CommandProcess {
   async stop(): Promise<void> {
     if (this.exited) return;
     const gone = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
+    this.stopping = true;
     this.child.stdin!.end();
     const term = setTimeout(() => this.signalGroup('SIGTERM'), EXIT_GRACE_MS);
     const killer = setTimeout(() => this.signalGroup('SIGKILL'), EXIT_GRACE_MS * 2);
@@ -257,10 +261,10 @@ export class CommandProcess {
   }
 
   /** The first cause wins: a kill for memory is reported as memory, not as the exit it causes. */
-  private died(code: HostErrorCode, message: string): void {
+  private died(code: HostErrorCode, message: string, level: 'warn' | 'debug' = 'warn'): void {
     if (!this.death) {
       this.death = { code, message };
-      this.log.warn(
+      this.log[level](
         { processor: this.spec.name, code, pid: this.child.pid },
         `processor process: ${message}`,
       );

@@ -73,6 +73,8 @@ export type HostAnswer =
       message: string;
       /** The processor's own code, when it answered with an error. */
       processorCode?: string;
+      /** The processor said the cause may pass (a service it calls is down): try the image again. */
+      retryable?: boolean;
     };
 
 export type HostErrorCode =
@@ -101,14 +103,25 @@ export interface ProcessorRequest {
   config: Record<string, unknown>;
 }
 
-/** A processor's answer of `{"ok": false, "error": {code, message}}`, in either protocol. */
+/** A code a processor may give its errors: it is kept as a dimension of the statistics. */
+export const PROCESSOR_CODE = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
+
+/**
+ * A processor's error (`{"ok": false, "error": {code, message, retryable}}` in either protocol, or
+ * what a module threw): its own code when it is a short identifier, and whether to try again
+ * (only when it says so: the same image usually fails the same way).
+ */
 export function answeredError(error: unknown): HostAnswer {
-  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  const e = (error ?? {}) as { code?: unknown; message?: unknown; retryable?: unknown };
+  const message = typeof e.message === 'string' ? e.message : 'failed without a message';
+  const code = typeof e.code === 'string' && PROCESSOR_CODE.test(e.code) ? e.code : undefined;
   return {
     ok: false,
     code: 'PROCESSOR_FAILED',
-    message: typeof e.message === 'string' ? e.message : 'failed without a message',
-    ...(typeof e.code === 'string' ? { processorCode: e.code.slice(0, 100) } : {}),
+    // A code that cannot be a dimension stays readable in the message.
+    message: typeof e.code === 'string' && !code ? `${e.code.slice(0, 100)}: ${message}` : message,
+    ...(code ? { processorCode: code } : {}),
+    ...(e.retryable === true ? { retryable: true } : {}),
   };
 }
 

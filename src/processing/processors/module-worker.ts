@@ -3,7 +3,13 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import type { Decoded, ImageMetadata } from '../context.ts';
 import { fromDecoded } from '../steps/renditions.ts';
-import { FULL_OUTPUT, type HostAnswer, type ModuleProcessor, validateModule } from './contract.ts';
+import {
+  answeredError,
+  FULL_OUTPUT,
+  type HostAnswer,
+  type ModuleProcessor,
+  validateModule,
+} from './contract.ts';
 
 export interface ModuleTask {
   module: string;
@@ -50,13 +56,12 @@ export default async function run(task: ModuleTask): Promise<HostAnswer> {
       task.context,
     );
   } catch (error) {
-    const code = (error as { code?: unknown })?.code;
-    return {
-      ok: false,
-      code: 'PROCESSOR_FAILED',
-      message: (error as Error)?.message ?? String(error),
-      ...(typeof code === 'string' ? { processorCode: code } : {}),
-    };
+    const e = error as { code?: unknown; message?: unknown; retryable?: unknown } | undefined;
+    return answeredError({
+      code: e?.code,
+      message: typeof e?.message === 'string' ? e.message : String(error),
+      retryable: e?.retryable,
+    });
   }
   const full = output && typeof output === 'object' && FULL_OUTPUT in output;
   const parts = full

@@ -37,13 +37,20 @@ PROTOCOL_VERSION = 1
 
 class ProcessorError(Exception):
     """Raise it from process() to fail this image with your own code, e.g.
-    ProcessorError("NO_FACES", "No face was found.")."""
+    ProcessorError("NO_FACES", "No face was found.").
 
-    def __init__(self, code: str, message: str | None = None) -> None:
+    The platform does not try the image again: the same bytes would fail the same
+    way. Pass retryable=True when the cause may pass (a service it calls is down),
+    and the platform retries it with backoff, up to IMAGELAKE_JOB_ATTEMPTS."""
+
+    def __init__(self, code: str, message: str | None = None, *, retryable: bool = False) -> None:
         if not isinstance(code, str) or not code:
             raise TypeError(f"ProcessorError code must be a non-empty string, not {code!r}")
+        if not isinstance(retryable, bool):
+            raise TypeError(f"ProcessorError retryable must be True or False, not {retryable!r}")
         self.code = code
         self.message = code if message is None else str(message)
+        self.retryable = retryable
         super().__init__(code, self.message)
 
     def __str__(self) -> str:
@@ -216,11 +223,14 @@ class Outcome:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     labels: list[str] | None = None
     images: list[DerivedImage] = field(default_factory=list)
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
 
     @classmethod
-    def failure(cls, code: str, message: str) -> Outcome:
-        return cls(ok=False, error={"code": code, "message": message})
+    def failure(cls, code: str, message: str, retryable: bool = False) -> Outcome:
+        error: dict[str, Any] = {"code": code, "message": message}
+        if retryable:
+            error["retryable"] = True
+        return cls(ok=False, error=error)
 
     def body(self, image_entry: Callable[[DerivedImage], dict[str, Any]]) -> dict[str, Any]:
         """The JSON response, with each derived image described by image_entry."""
@@ -284,7 +294,7 @@ def execute(spec: Processor, image_bytes: bytes, info: Mapping[str, Any]) -> Out
         outcome.metadata = json.loads(to_json_bytes(outcome.metadata))
         return outcome
     except ProcessorError as error:
-        return Outcome.failure(error.code, error.message)
+        return Outcome.failure(error.code, error.message, error.retryable)
     except Exception as error:  # noqa: BLE001 - the point is to report any of them
         print(f"imagelake: {spec.name}: process() raised:", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)

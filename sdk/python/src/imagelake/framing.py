@@ -14,11 +14,12 @@ __all__ = ["MAX_FRAME_SIZE", "FrameError", "max_frame_size", "read_frame", "writ
 
 _HEADER = struct.Struct(">I")
 
-#: The largest frame read_frame() accepts unless told otherwise: 512 MiB, or the
+#: The largest frame read_frame() accepts unless told otherwise: 256 MiB (the
+#: platform's own limit, so both ends agree), or the
 #: IMAGELAKE_MAX_FRAME_BYTES environment variable. It guards against reading
 #: something that is not a frame (four bytes of text make a length of about 1.7
 #: GB) and allocating whatever it claims.
-MAX_FRAME_SIZE = 512 * 1024 * 1024
+MAX_FRAME_SIZE = 256 * 1024 * 1024
 
 #: What a length header can express.
 _LARGEST_ENCODABLE = 0xFFFFFFFF
