@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { Producer } from '@platformatic/kafka';
 import cliProgress from 'cli-progress';
 import type { Config } from '../../config/config.ts';
