@@ -1,70 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
-import { loadConfig } from '../../src/config/config.ts';
-import { type RunningServer, startServer } from '../../src/server.ts';
 import { jpeg } from '../fixtures/images.ts';
-import { ADMIN, createCustomer, until } from './harness.ts';
+import { createCustomer, until } from './harness.ts';
 import { brokers, createTopics, partitionsOf, produce, readTopic } from './kafka-broker.ts';
+import { kafkaWarnings, processedKafkaImages, serveKafka } from './kafka-server.ts';
 
 // The path of the README: a broker with no topics, imagelake started on it with its defaults.
 const run = randomUUID().slice(0, 8);
 let bootstrap: string;
 let stopBroker: () => void;
-
-type Line = { level: number; msg: string; part?: string; err?: unknown };
-
-/** Warnings about Kafka, not the embedded PostgreSQL's about running as root on a test machine. */
-const kafkaWarnings = (lines: Line[]) =>
-  lines.filter((l) => l.level >= 40 && (l.part !== undefined || /kafka|topic|event/i.test(l.msg)));
-
-/** A server with api, worker and kafka roles whose log lines the test reads. */
-async function serve(env: Record<string, string>) {
-  const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-topics-'));
-  const lines: Line[] = [];
-  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  const server = await startServer(
-    loadConfig({
-      IMAGELAKE_DATA_DIR: dataDir,
-      IMAGELAKE_PORT: '0',
-      IMAGELAKE_ADMIN_TOKEN: ADMIN,
-      IMAGELAKE_POLL_INTERVAL: '200ms',
-      IMAGELAKE_KAFKA_BROKERS: bootstrap,
-      IMAGELAKE_KAFKA_GROUP: `topics-${run}-${randomUUID().slice(0, 4)}`,
-      ...env,
-    }),
-    { log },
-  );
-  const url = server.url!;
-  return {
-    url,
-    server,
-    lines,
-    readyz: async () => {
-      const res = await fetch(`${url}/readyz`);
-      return { status: res.status, body: (await res.json()) as any };
-    },
-    metrics: async () => (await fetch(`${url}/metrics`)).text(),
-    stop: async () => {
-      await server.stop();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function processedKafkaImages(db: RunningServer['db']): Promise<number> {
-  const row = await db
-    .selectFrom('images')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('source', '=', 'kafka')
-    .where('status', '=', 'processed')
-    .executeTakeFirst();
-  return Number(row?.n ?? 0);
-}
 
 async function images(customerId: string, n: number, seed: number) {
   const out = [];
@@ -90,7 +35,10 @@ describe('Kafka topics on a broker that has none yet', () => {
       [events]: undefined,
     });
     // No IMAGELAKE_KAFKA_CREATE_TOPICS: on by default, as the broker is on this machine.
-    const s = await serve({ IMAGELAKE_KAFKA_TOPICS: topic, IMAGELAKE_KAFKA_EVENTS_TOPIC: events });
+    const s = await serveKafka(bootstrap, {
+      IMAGELAKE_KAFKA_TOPICS: topic,
+      IMAGELAKE_KAFKA_EVENTS_TOPIC: events,
+    });
     try {
       assert.deepEqual(await partitionsOf(bootstrap, [topic, `${topic}.dlq`]), {
         [topic]: 3,
@@ -118,7 +66,7 @@ describe('Kafka topics on a broker that has none yet', () => {
 
   it('without topic creation, a missing image topic leaves the process up and unready, naming the topic and the command; it consumes once the topic exists', async () => {
     const topic = `absent-${run}`;
-    const s = await serve({
+    const s = await serveKafka(bootstrap, {
       IMAGELAKE_KAFKA_TOPICS: topic,
       IMAGELAKE_KAFKA_EVENTS_TOPIC: '',
       IMAGELAKE_KAFKA_CREATE_TOPICS: 'false',
@@ -162,7 +110,7 @@ describe('Kafka topics on a broker that has none yet', () => {
     const topic = `announced-${run}`;
     const events = `late-events-${run}`;
     await createTopics(bootstrap, [topic, `${topic}.dlq`], 1);
-    const s = await serve({
+    const s = await serveKafka(bootstrap, {
       IMAGELAKE_KAFKA_TOPICS: topic,
       IMAGELAKE_KAFKA_EVENTS_TOPIC: events,
       IMAGELAKE_KAFKA_CREATE_TOPICS: 'false',
