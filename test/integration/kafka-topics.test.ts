@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { jpeg } from '../fixtures/images.ts';
 import { createCustomer, until } from './harness.ts';
@@ -142,6 +146,28 @@ describe('Kafka topics on a broker that has none yet', () => {
       assert.equal((await s.readyz()).body.checks.events, 'ok');
     } finally {
       await s.stop();
+    }
+  });
+
+  it('imagelake kafka produce into a missing topic exits 1, naming the topic and how to make it', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'imagelake-produce-'));
+    try {
+      await writeFile(join(folder, 'a.jpg'), await jpeg({ width: 30, height: 20, seed: 400 }));
+      const topic = `nowhere-${run}`;
+      const { IMAGELAKE_LAKE_URL: _lake, ...env } = process.env;
+      const bin = new URL('../../bin/imagelake.js', import.meta.url).pathname;
+      const result = spawnSync(
+        process.execPath,
+        [bin, 'kafka', 'produce', '--quiet', '--customer', randomUUID(), '--topic', topic, folder],
+        { env: { ...env, IMAGELAKE_DATA_DIR: folder, IMAGELAKE_KAFKA_BROKERS: bootstrap }, encoding: 'utf8' },
+      );
+      assert.equal(result.status, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`Kafka topic "${topic}" does not exist at ${bootstrap}`));
+      assert.match(result.stderr, new RegExp(`--create --topic ${topic} --partitions 3`));
+      assert.match(result.stderr, /0 of 1 files were sent/);
+      assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+    } finally {
+      await rm(folder, { recursive: true, force: true });
     }
   });
 });

@@ -5,6 +5,7 @@ import { Producer } from '@platformatic/kafka';
 import cliProgress from 'cli-progress';
 import type { Config } from '../../config/config.ts';
 import { connectionOptions } from '../../ingest/kafka/client.ts';
+import { createTopicCommand, explain } from '../../ingest/kafka/problems.ts';
 import { openLake } from '../../lake/open.ts';
 import { collectFiles } from './upload.ts';
 
@@ -14,6 +15,13 @@ export interface ProduceOptions {
   /** Files larger than this go as claim checks: the bytes into the lake, a reference into Kafka. */
   claimCheckOver: number;
   quiet: boolean;
+}
+
+/** What stopped producing, and what to do about it. */
+function whyNotSent(config: Config, topic: string, error: unknown): string {
+  const problem = explain(error, config.kafka);
+  if (problem.reason !== 'topic_missing') return problem.message;
+  return `Kafka topic "${topic}" does not exist at ${config.kafka.brokers.join(',')}: start imagelake's kafka role on this broker (it creates its topics when IMAGELAKE_KAFKA_CREATE_TOPICS is on, the default for a broker on this machine), or create it with ${createTopicCommand(config.kafka, topic)}.`;
 }
 
 /**
@@ -72,6 +80,11 @@ export async function produce(config: Config, paths: string[], options: ProduceO
       bytes += file.bytes;
       bar?.update(mb(bytes), { files: sent, claims });
     }
+  } catch (error) {
+    bar?.stop();
+    console.error(`imagelake: ${whyNotSent(config, options.topic, error)}`);
+    console.error(`${sent} of ${files.length} files were sent; producing again lands each file once.`);
+    return 1;
   } finally {
     bar?.stop();
     await producer.close();
