@@ -129,7 +129,7 @@ export class KafkaIngest {
       this.stream = stream;
       stream.on('data', (message) => this.accept(message));
       stream.on('error', (error) => log.error({ err: error }, 'Kafka stream error; the client reconnects'));
-      this.problems.resolved('the Kafka problem is solved');
+      this.problems.resolved('Kafka can be used again');
       log.info(
         { brokers: config.brokers, topics: config.topics, group: config.groupId },
         'consuming images from Kafka',
