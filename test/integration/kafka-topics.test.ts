@@ -68,6 +68,28 @@ describe('Kafka topics on a broker that has none yet', () => {
     }
   });
 
+  it('several kafka processes starting at once on a fresh broker all create the same topics and become ready', async () => {
+    const topic = `raced-${run}`;
+    const env = {
+      IMAGELAKE_KAFKA_TOPICS: topic,
+      IMAGELAKE_KAFKA_EVENTS_TOPIC: `raced-events-${run}`,
+      IMAGELAKE_KAFKA_GROUP: `raced-${run}`,
+    };
+    const servers = await Promise.all([serveKafka(bootstrap, env), serveKafka(bootstrap, env)]);
+    try {
+      for (const s of servers) {
+        await until('ready', async () => (await s.readyz()).status === 200);
+        assert.deepEqual(kafkaWarnings(s.lines), []);
+      }
+      assert.deepEqual(await partitionsOf(bootstrap, [topic, `${topic}.dlq`]), {
+        [topic]: 3,
+        [`${topic}.dlq`]: 3,
+      });
+    } finally {
+      await Promise.all(servers.map((s) => s.stop()));
+    }
+  });
+
   it('without topic creation, a missing image topic leaves the process up and unready, naming the topic and the command; it consumes once the topic exists', async () => {
     const topic = `absent-${run}`;
     const s = await serveKafka(bootstrap, {
