@@ -227,6 +227,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     });
 
     let ingest: KafkaIngest | undefined;
+    let publisher: EventPublisher | undefined;
     if (roles.has('kafka') && config.kafka.brokers.length) {
       ingest = new KafkaIngest({
         config: config.kafka,
@@ -245,6 +246,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         const events = new EventPublisher({ db, log, metrics, config: config.kafka });
         events.start();
         stops.push(() => events.stop());
+        publisher = events;
       }
     }
 
@@ -255,9 +257,16 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         .select((eb) => eb.fn.countAll().as('n'))
         .execute();
       await lake.check();
-      if (consumer && !consumer.ready())
-        throw new Error('the Kafka consumer is not connected to its group yet');
-      return { catalog: 'ok', lake: 'ok', ...(consumer ? { kafka: 'ok' } : {}) };
+      const kafkaProblem = consumer?.notReady();
+      if (kafkaProblem) throw new Error(kafkaProblem);
+      // Events that cannot be published wait in the outbox; images still land, so this is said, not failed.
+      const events = publisher?.problem();
+      return {
+        catalog: 'ok',
+        lake: 'ok',
+        ...(consumer ? { kafka: 'ok' } : {}),
+        ...(publisher ? { events: events ?? 'ok' } : {}),
+      };
     };
     let url: string | undefined;
     let opsUrl: string | undefined;

@@ -68,6 +68,11 @@ export interface KafkaConfig {
   tls: { ca: string | undefined; rejectUnauthorized: boolean } | undefined;
   /** Lake key prefixes a claim check may point into; nothing else is ever fetched. */
   claimPrefixes: string[];
+  /** Whether missing image and events topics are created (dead-letter topics always are). */
+  createTopics: boolean;
+  /** Partitions and replication factor of the topics imagelake creates; -1: the broker's default. */
+  topicPartitions: number;
+  topicReplicas: number;
   /** Messages landing at once per process. */
   concurrency: number;
 }
@@ -222,6 +227,7 @@ function readKafka(
       : undefined,
     claimPrefixes: list(env.IMAGELAKE_KAFKA_CLAIM_PREFIXES, 'claims/'),
     concurrency: read('IMAGELAKE_KAFKA_CONCURRENCY', '8', int(1), 'a whole number of messages'),
+    ...readTopicCreation(env, problems, read, int, list(env.IMAGELAKE_KAFKA_BROKERS, '')),
   };
   for (const prefix of kafka.claimPrefixes) {
     if (!prefix.endsWith('/') || prefix.startsWith('/') || prefix.includes('..')) {
@@ -229,6 +235,41 @@ function readKafka(
     }
   }
   return kafka;
+}
+
+/**
+ * Topic creation defaults to on only when every broker is on this machine: that is the dev broker
+ * (`scripts/services/kafka`), where nobody else declares topics. Elsewhere topics are the operator's.
+ */
+function readTopicCreation(
+  env: Env,
+  problems: string[],
+  read: <T>(name: string, fallback: string, parse: (v: string) => T | undefined, hint: string) => T,
+  int: (min: number) => (v: string) => number | undefined,
+  brokers: string[],
+): Pick<KafkaConfig, 'createTopics' | 'topicPartitions' | 'topicReplicas'> {
+  const local = brokers.length > 0 && brokers.every((b) => /^(127\.|localhost:|\[::1\]:)/.test(b));
+  const raw = env.IMAGELAKE_KAFKA_CREATE_TOPICS?.trim().toLowerCase();
+  const flag: Record<string, boolean> = {
+    true: true,
+    '1': true,
+    yes: true,
+    false: false,
+    '0': false,
+    no: false,
+  };
+  if (raw && !(raw in flag))
+    problems.push(`IMAGELAKE_KAFKA_CREATE_TOPICS=${JSON.stringify(raw)} is not true or false`);
+  return {
+    createTopics: raw && raw in flag ? flag[raw]! : local,
+    topicPartitions: read('IMAGELAKE_KAFKA_TOPIC_PARTITIONS', '3', int(1), 'a whole number of partitions'),
+    topicReplicas: read(
+      'IMAGELAKE_KAFKA_TOPIC_REPLICATION',
+      '-1',
+      (v) => (v === '-1' ? -1 : int(1)(v)),
+      'a whole number of replicas, or -1 for the broker default',
+    ),
+  };
 }
 
 /** One place declares the processors: a file, or for modules with every default, a list of paths. */

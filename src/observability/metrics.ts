@@ -121,6 +121,17 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers: [registry],
     }),
+    kafkaProblem: new Gauge({
+      name: 'imagelake_kafka_problem',
+      help: '1 while Kafka ingest or event publishing cannot work, by part (ingest, events) and reason',
+      labelNames: ['part', 'reason'] as const,
+      registers: [registry],
+    }),
+    eventsWaiting: new Gauge({
+      name: 'imagelake_events_outbox',
+      help: 'Events waiting in the outbox to be published, counted while publishing fails',
+      registers: [registry],
+    }),
     purgeLagSeconds: new Gauge({
       name: 'imagelake_purge_lag_seconds',
       help: 'Age beyond the retention window of the oldest expired image still present (0 when none)',

@@ -5,6 +5,7 @@ import { Producer } from '@platformatic/kafka';
 import cliProgress from 'cli-progress';
 import type { Config } from '../../config/config.ts';
 import { connectionOptions } from '../../ingest/kafka/client.ts';
+import { createTopicCommand, explain } from '../../ingest/kafka/problems.ts';
 import { openLake } from '../../lake/open.ts';
 import { refuseEmptyLake } from '../storage.ts';
 import { collectFiles } from './upload.ts';
@@ -17,6 +18,13 @@ export interface ProduceOptions {
   quiet: boolean;
   /** Write claim checks even into a lake that holds nothing yet. */
   allowEmpty?: boolean;
+}
+
+/** What stopped producing, and what to do about it. */
+function whyNotSent(config: Config, topic: string, error: unknown): string {
+  const problem = explain(error, config.kafka);
+  if (problem.reason !== 'topic_missing') return problem.message;
+  return `Kafka topic "${topic}" does not exist at ${config.kafka.brokers.join(',')}: start imagelake's kafka role on this broker (it creates its topics when IMAGELAKE_KAFKA_CREATE_TOPICS is on, the default for a broker on this machine), or create it with ${createTopicCommand(config.kafka, topic)}.`;
 }
 
 /**
@@ -77,6 +85,11 @@ export async function produce(config: Config, paths: string[], options: ProduceO
       bytes += file.bytes;
       bar?.update(mb(bytes), { files: sent, claims });
     }
+  } catch (error) {
+    bar?.stop();
+    console.error(`imagelake: ${whyNotSent(config, options.topic, error)}`);
+    console.error(`${sent} of ${files.length} files were sent; producing again lands each file once.`);
+    return 1;
   } finally {
     bar?.stop();
     await producer.close();

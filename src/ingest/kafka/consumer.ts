@@ -1,4 +1,4 @@
-import { Admin, Consumer, type Message, type MessagesStream, Producer } from '@platformatic/kafka';
+import { Consumer, type Message, type MessagesStream, Producer } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { Db } from '../../catalog/database.ts';
 import { depth } from '../../catalog/queue.ts';
@@ -10,6 +10,8 @@ import type { Lander } from '../land.ts';
 import { connectionOptions } from './client.ts';
 import { headersOf, resolveMessage } from './contract.ts';
 import { PartitionOffsets } from './offsets.ts';
+import { explain, ProblemReporter } from './problems.ts';
+import { ensureTopics, ingestTopics, missingTopicsError } from './topics.ts';
 
 /** Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic. */
 const DEAD_LETTER: ReadonlySet<ErrorCode> = new Set([
@@ -58,67 +60,85 @@ export class KafkaIngest {
   private queueFull = false;
   /** The queue depth at the last count plus what landed since: an upper bound between counts. */
   private estimatedDepth = 0;
+  /** Why consumption has not started (broker, login, certificate, topics), for /readyz and the log. */
+  private readonly problems: ProblemReporter;
+  private connecting: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
 
   constructor(deps: KafkaIngestDeps) {
     this.deps = deps;
+    this.problems = new ProblemReporter('ingest', deps.log, deps.metrics);
   }
 
+  /**
+   * Connects and starts consuming. A broker that cannot be used (unreachable, wrong login, untrusted
+   * certificate, missing topics) does not end the process: it stays up, unready with the reason, and
+   * tries again with backoff, so fixing the broker side is enough.
+   */
   async start(): Promise<void> {
-    const { config, log } = this.deps;
-    await this.ensureTopics();
-    this.producer = new Producer({ ...connectionOptions(config, 'dlq'), acks: -1 });
-    this.consumer = new Consumer({
-      ...connectionOptions(config, 'ingest'),
-      groupId: config.groupId,
-      autocommit: false,
-    });
-    this.stream = await this.consumer.consume({
-      topics: config.topics,
-      autocommit: false,
-      mode: 'committed',
-      fallbackMode: 'earliest',
-      sessionTimeout: 20_000,
-      heartbeatInterval: 1_000,
-      maxWaitTime: 500,
-      highWaterMark: config.concurrency,
-    });
+    const { config } = this.deps;
     this.running = true;
-    this.stream.on('data', (message) => this.accept(message));
-    this.stream.on('error', (error) =>
-      log.error({ err: error }, 'Kafka stream error; the client reconnects'),
-    );
+    this.producer = new Producer({ ...connectionOptions(config, 'dlq'), acks: -1 });
     this.timers.push(setInterval(() => void this.commit(), 300));
     this.timers.push(setInterval(() => void this.checkQueue(), 1000));
     this.timers.push(setInterval(() => void this.measureLag(), 5000));
-    log.info(
-      { brokers: config.brokers, topics: config.topics, group: config.groupId },
-      'consuming images from Kafka',
-    );
+    // The first attempt is awaited, so a healthy start returns consuming.
+    if (!(await this.connect())) this.connecting = this.retry();
   }
 
-  /** Dead-letter topics are created with the lake's retention: they hold image bytes too. */
-  private async ensureTopics(): Promise<void> {
-    const { config, retentionMs, log } = this.deps;
-    const admin = new Admin(connectionOptions(config, 'admin'));
+  private async retry(): Promise<void> {
+    for (let attempt = 1; this.running; attempt++) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5)));
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (!this.running || (await this.connect())) return;
+    }
+  }
+
+  private async connect(): Promise<boolean> {
+    const { config, log, retentionMs } = this.deps;
+    let consumer: Consumer<Buffer, Buffer, Buffer, Buffer> | undefined;
     try {
-      const existing = new Set(await admin.listTopics());
-      const missing = config.topics.map((t) => `${t}${config.dlqSuffix}`).filter((t) => !existing.has(t));
-      if (missing.length) {
-        await admin.createTopics({
-          topics: missing,
-          partitions: 1,
-          replicas: -1,
-          configs: [{ name: 'retention.ms', value: String(retentionMs) }],
-        });
-        log.info({ topics: missing, retentionMs }, 'created dead-letter topics');
+      const missing = await ensureTopics(config, ingestTopics(config, retentionMs), log);
+      if (missing.length) throw missingTopicsError(config, missing);
+      consumer = new Consumer({
+        ...connectionOptions(config, 'ingest'),
+        groupId: config.groupId,
+        autocommit: false,
+      });
+      const stream = await consumer.consume({
+        topics: config.topics,
+        autocommit: false,
+        mode: 'committed',
+        fallbackMode: 'earliest',
+        sessionTimeout: 20_000,
+        heartbeatInterval: 1_000,
+        maxWaitTime: 500,
+        highWaterMark: config.concurrency,
+      });
+      if (!this.running) {
+        await stream.close().catch(() => {});
+        await consumer.close().catch(() => {});
+        return true;
       }
-    } catch (error) {
-      log.warn(
-        { err: error },
-        'could not create dead-letter topics; they will be auto-created if the broker allows',
+      this.consumer = consumer;
+      this.stream = stream;
+      stream.on('data', (message) => this.accept(message));
+      stream.on('error', (error) => log.error({ err: error }, 'Kafka stream error; the client reconnects'));
+      this.problems.resolved('Kafka can be used again');
+      log.info(
+        { brokers: config.brokers, topics: config.topics, group: config.groupId },
+        'consuming images from Kafka',
       );
-    } finally {
-      await admin.close();
+      return true;
+    } catch (error) {
+      await consumer?.close().catch(() => {});
+      this.problems.report(explain(error, config), { topics: config.topics });
+      return false;
     }
   }
 
@@ -287,8 +307,9 @@ export class KafkaIngest {
   }
 
   private async measureLag(): Promise<void> {
+    if (!this.consumer) return;
     try {
-      const lag = await this.consumer!.getLag({ topics: this.deps.config.topics });
+      const lag = await this.consumer.getLag({ topics: this.deps.config.topics });
       for (const [topic, partitions] of lag) {
         partitions.forEach((value, partition) => {
           if (value >= 0n)
@@ -300,15 +321,20 @@ export class KafkaIngest {
     }
   }
 
-  /** For /readyz: the consumer has joined its group and its stream is connected. */
-  ready(): boolean {
-    return Boolean(this.running && this.consumer?.isActive() && this.stream?.isConnected());
+  /** For /readyz: nothing when the consumer is in its group and connected, else why not and what to do. */
+  notReady(): string | undefined {
+    if (this.problems.problem) return this.problems.problem.message;
+    if (!(this.running && this.consumer?.isActive() && this.stream?.isConnected()))
+      return 'the Kafka consumer is not connected to its group yet';
+    return undefined;
   }
 
   /** Stops fetching, lets messages in hand land, commits what landed, leaves the group. */
   async stop(graceMs = 20_000): Promise<void> {
     this.running = false;
     for (const timer of this.timers) clearInterval(timer);
+    this.wake?.();
+    await this.connecting;
     this.stream?.pause();
     await Promise.race([
       Promise.allSettled([...this.inFlight]),

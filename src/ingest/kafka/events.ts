@@ -4,16 +4,27 @@ import type { Db } from '../../catalog/database.ts';
 import type { KafkaConfig } from '../../config/config.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import { connectionOptions } from './client.ts';
+import { explain, ProblemReporter } from './problems.ts';
+import { ensureTopics, eventsTopics, missingTopicsError } from './topics.ts';
 
 /**
  * Publishes the outbox: events written with each outcome, sent in order and deleted once Kafka has
  * them. Rows are taken with SKIP LOCKED, so any number of processes can publish side by side. A
  * crash between send and delete sends an event again: consumers see at-least-once, keyed by image id.
+ * When Kafka cannot take them (missing topic, login, certificate), the events wait in the outbox:
+ * one warning says why, `imagelake_kafka_problem{part="events"}` and `imagelake_events_outbox` show
+ * it, and publishing is tried again with backoff.
  */
 export class EventPublisher {
   private readonly db: Db;
   private readonly log: Logger;
   private readonly metrics: Metrics;
+  private readonly config: KafkaConfig;
+  private readonly problems: ProblemReporter;
+  /** Whether the events topic was seen (or made); checked again after a send says it is gone. */
+  private topicChecked = false;
+  private failures = 0;
+  private nextTry = 0;
   private readonly producer: Producer<Buffer, Buffer, Buffer, Buffer>;
   private timer: NodeJS.Timeout | undefined;
   private busy: Promise<void> | undefined;
@@ -22,6 +33,8 @@ export class EventPublisher {
     this.db = deps.db;
     this.log = deps.log;
     this.metrics = deps.metrics;
+    this.config = deps.config;
+    this.problems = new ProblemReporter('events', deps.log, deps.metrics);
     this.producer = new Producer({ ...connectionOptions(deps.config, 'events'), acks: -1 });
   }
 
@@ -34,9 +47,20 @@ export class EventPublisher {
     }, intervalMs);
   }
 
+  /** For /readyz: nothing when events are published, else why not and what to do. */
+  problem(): string | undefined {
+    return this.problems.problem?.message;
+  }
+
   async publish(): Promise<number> {
+    if (Date.now() < this.nextTry) return 0;
     let sent = 0;
     try {
+      if (!this.topicChecked) {
+        const missing = await ensureTopics(this.config, eventsTopics(this.config), this.log);
+        if (missing.length) throw missingTopicsError(this.config, missing);
+        this.topicChecked = true;
+      }
       for (;;) {
         const n = await this.db.transaction().execute(async (trx) => {
           const rows = await trx
@@ -68,11 +92,41 @@ export class EventPublisher {
           return rows.length;
         });
         sent += n;
-        if (n === 0) return sent;
+        if (n === 0) break;
       }
-    } catch (error) {
-      this.log.warn({ err: error }, 'publishing events failed; they stay in the outbox and are retried');
+      this.failures = 0;
+      if (this.problems.problem) {
+        this.metrics.eventsWaiting.set(0);
+        this.problems.resolved(`publishing events to ${this.config.eventsTopic} again`);
+      }
       return sent;
+    } catch (error) {
+      const problem = explain(error, this.config);
+      this.failures++;
+      this.nextTry = Date.now() + Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6));
+      if (problem.reason === 'topic_missing' && this.topicChecked) {
+        // The topic went away after it was seen: look again (and create it if allowed) next time.
+        this.topicChecked = false;
+      }
+      const waiting = await this.waiting();
+      if (waiting !== undefined) this.metrics.eventsWaiting.set(waiting);
+      this.problems.report(
+        { ...problem, message: `${problem.message} Events wait in the outbox until then.` },
+        { waiting },
+      );
+      return sent;
+    }
+  }
+
+  private async waiting(): Promise<number | undefined> {
+    try {
+      const row = await this.db
+        .selectFrom('outbox')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .executeTakeFirst();
+      return Number(row?.n ?? 0);
+    } catch {
+      return undefined;
     }
   }
 
