@@ -8,6 +8,7 @@ import Fastify, {
 } from 'fastify';
 import { AppError, ERRORS } from '../errors.ts';
 import type { ApiContext } from './context.ts';
+import { clientErrorHandler, frameworkErrors, RouteMethods } from './http-errors.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -16,12 +17,14 @@ import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
+import { securityHeaders } from './security.ts';
+import { buildValidator, formatValidationErrors } from './validation.ts';
 
 export type App = FastifyInstance;
 
 /** Fastify's own errors that are the client's doing, mapped onto the catalogue's codes. */
 const CLIENT_ERRORS: Record<string, AppError['code']> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 'IMAGE_TOO_LARGE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
   FST_REQ_FILE_TOO_LARGE: 'IMAGE_TOO_LARGE',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'VALIDATION_FAILED',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'VALIDATION_FAILED',
@@ -39,12 +42,19 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     // Behind a load balancer the client's address is in X-Forwarded-For.
     trustProxy: true,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+    schemaController: { compilersFactory: { buildValidator } },
+    schemaErrorFormatter: formatValidationErrors,
+    clientErrorHandler: clientErrorHandler(ctx.log as FastifyBaseLogger),
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  const routeMethods = new RouteMethods();
+  app.addHook('onRoute', (route) => routeMethods.add(route.url, route.method));
 
   app.decorateRequest('principal', null);
   app.addSchema(ErrorBody);
   app.addSchema(ReceiptBody);
 
+  await securityHeaders(app);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -77,8 +87,14 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     return reply.status(appError.status).send({ error: { code: appError.code, message } });
   });
 
-  app.setNotFoundHandler((_request, reply) => {
-    reply.status(404).send({
+  app.setNotFoundHandler((request, reply) => {
+    const allowed = routeMethods.allowed(request.url);
+    if (allowed) {
+      reply.header('allow', allowed.join(', '));
+      const { status, message } = ERRORS.METHOD_NOT_ALLOWED;
+      return reply.status(status).send({ error: { code: 'METHOD_NOT_ALLOWED', message } });
+    }
+    return reply.status(404).send({
       error: { code: 'NOT_FOUND', message: 'No such route. The API is described at /openapi.json.' },
     });
   });

@@ -47,15 +47,16 @@ export function decodeCursor(text: string): Cursor | undefined {
 }
 
 /** A customer's images, newest first, one page at a time (keyset pagination: stable under inserts). */
+/** A customer's images, newest first; every customer's when customerId is undefined (admin). */
 export async function listImages(
   db: Db,
-  customerId: string,
+  customerId: string | undefined,
   options: { limit: number; cursor?: Cursor; status?: string },
 ): Promise<{ rows: ImageRow[]; next: string | undefined }> {
   let query = db
     .selectFrom('images')
     .selectAll()
-    .where('customer_id', '=', customerId)
+    .$if(customerId !== undefined, (q) => q.where('customer_id', '=', customerId!))
     .orderBy('received_at', 'desc')
     .orderBy('id', 'desc')
     .limit(options.limit + 1);

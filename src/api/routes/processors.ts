@@ -51,12 +51,13 @@ export const processorRoutes =
     app.get(
       '/v1/processors',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'The processors declared in the configuration',
           tags: ['processors'],
           response: {
             200: Type.Object({ processors: Type.Array(Type.Record(Type.String(), Type.Unknown())) }),
+            ...errorResponses(400, 401, 403),
           },
         },
       },
@@ -77,7 +78,7 @@ export const processorRoutes =
     app.post(
       '/v1/reprocess',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary:
             'Re-run one processor over the images in retention, as background jobs (resumes a matching run)',
@@ -88,7 +89,7 @@ export const processorRoutes =
             since: Type.Optional(Type.String({ format: 'date-time' })),
             force: Type.Optional(Type.Boolean()),
           }),
-          response: { 202: RunBody, ...errorResponses(400, 401, 403) },
+          response: { 202: RunBody, ...errorResponses(400, 401, 403, 413) },
         },
       },
       async (request, reply) => {
@@ -113,11 +114,11 @@ export const processorRoutes =
     app.get(
       '/v1/reprocess',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Reprocess runs, newest first',
           tags: ['processors'],
-          response: { 200: Type.Object({ runs: Type.Array(RunBody) }), ...errorResponses(401, 403) },
+          response: { 200: Type.Object({ runs: Type.Array(RunBody) }), ...errorResponses(400, 401, 403) },
         },
       },
       async () => ({ runs: (await listRuns(ctx.db, 100)).map(toRunBody) }),
@@ -126,12 +127,12 @@ export const processorRoutes =
     app.get(
       '/v1/reprocess/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'One reprocess run and its progress',
           tags: ['processors'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: RunBody, ...errorResponses(401, 403, 404) },
+          response: { 200: RunBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {
@@ -144,12 +145,12 @@ export const processorRoutes =
     app.delete(
       '/v1/reprocess/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Cancel a running reprocess run; jobs already running finish',
           tags: ['processors'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: RunBody, ...errorResponses(401, 403, 404) },
+          response: { 200: RunBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {

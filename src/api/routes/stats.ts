@@ -5,9 +5,9 @@ import { AppError } from '../../errors.ts';
 import { day } from '../../lake/keys.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Uuid } from '../schemas.ts';
+import { Day, errorResponses, Matching, Uuid } from '../schemas.ts';
 
-const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
+const GROUP = `(${STAT_DIMENSIONS.join('|')})`;
 
 export const statsRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>
@@ -16,20 +16,20 @@ export const statsRoutes =
     app.get(
       '/v1/stats',
       {
-        preHandler: requireRole(ctx.db, 'admin', 'analyst', 'customer'),
+        onRequest: requireRole(ctx.db, 'admin', 'analyst', 'customer'),
         schema: {
           summary:
             'Images and bytes that reached an outcome, summed over days and grouped (customers see their own)',
           tags: ['statistics'],
           querystring: Type.Object({
-            from: Type.Optional(
-              Type.String({ pattern: DAY, description: 'First day, inclusive (default: 30 days ago)' }),
-            ),
-            to: Type.Optional(
-              Type.String({ pattern: DAY, description: 'Last day, inclusive (default: today)' }),
-            ),
+            from: Type.Optional(Day({ description: 'First day, inclusive (default: 30 days ago)' })),
+            to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
             groupBy: Type.Optional(
-              Type.String({ description: `Comma-separated: ${STAT_DIMENSIONS.join(', ')}` }),
+              Matching(
+                `^ *${GROUP}? *(, *${GROUP}? *)*$`,
+                `must be a comma-separated list of ${STAT_DIMENSIONS.join(', ')}`,
+                { description: `Comma-separated: ${STAT_DIMENSIONS.join(', ')}` },
+              ),
             ),
             customerId: Type.Optional(Uuid),
           }),
