@@ -4,6 +4,8 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
   LogController,
 } from 'fastify';
 import { AppError, ERRORS } from '../errors.ts';
@@ -68,11 +70,29 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     },
   });
 
+  /** 405 with Allow for a known path asked with another method; 404 for an unknown path. */
+  const noRoute = (request: FastifyRequest, reply: FastifyReply) => {
+    const allowed = routeMethods.allowed(request.url);
+    if (allowed) {
+      reply.header('allow', allowed.join(', '));
+      const { status, message } = ERRORS.METHOD_NOT_ALLOWED;
+      return reply.status(status).send({ error: { code: 'METHOD_NOT_ALLOWED', message } });
+    }
+    return reply.status(404).send({
+      error: { code: 'NOT_FOUND', message: 'No such route. The API is described at /openapi.json.' },
+    });
+  };
+
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    // A method with a body (QUERY) on no route fails its body parsing before the 404 handler runs.
+    if (request.is404) return noRoute(request, reply);
     let appError: AppError;
     if (error instanceof AppError) appError = error;
     else if ((error as FastifyError).validation) appError = new AppError('VALIDATION_FAILED', error.message);
-    else if ((error as FastifyError).code && CLIENT_ERRORS[(error as FastifyError).code]) {
+    // Busboy's errors carry no code: a multipart body without a boundary, or cut short.
+    else if (/^Multipart: /.test(error.message)) {
+      appError = new AppError('VALIDATION_FAILED', `The multipart body is malformed (${error.message}).`);
+    } else if ((error as FastifyError).code && CLIENT_ERRORS[(error as FastifyError).code]) {
       appError = new AppError(CLIENT_ERRORS[(error as FastifyError).code]!);
     } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
       appError = new AppError('VALIDATION_FAILED', error.message);
@@ -87,17 +107,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     return reply.status(appError.status).send({ error: { code: appError.code, message } });
   });
 
-  app.setNotFoundHandler((request, reply) => {
-    const allowed = routeMethods.allowed(request.url);
-    if (allowed) {
-      reply.header('allow', allowed.join(', '));
-      const { status, message } = ERRORS.METHOD_NOT_ALLOWED;
-      return reply.status(status).send({ error: { code: 'METHOD_NOT_ALLOWED', message } });
-    }
-    return reply.status(404).send({
-      error: { code: 'NOT_FOUND', message: 'No such route. The API is described at /openapi.json.' },
-    });
-  });
+  app.setNotFoundHandler(noRoute);
 
   // An answer sent before the body was read (a refused upload) must not leave the rest of the body
   // in the connection for the next request to trip over; reading gigabytes to discard them is worse.

@@ -96,11 +96,17 @@ export const LandedBody = Type.Object({
   bytes: Type.Integer(),
 });
 
+/**
+ * Error answers, always JSON: declared with their media type, so routes that answer images
+ * (originals, renditions) do not document their errors as images.
+ */
 export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, Type.Ref('Error')])) as Record<
-    number,
-    ReturnType<typeof Type.Ref>
-  >;
+  Object.fromEntries(
+    statuses.map((s) => [
+      s,
+      { description: 'An error', content: { 'application/json': { schema: Type.Ref('Error') } } },
+    ]),
+  ) as unknown as Record<number, ReturnType<typeof Type.Ref>>;
 
 export const ReceiptBody = Type.Object(
   {

@@ -1,4 +1,5 @@
 import { AjvCompiler, type Options } from '@fastify/ajv-compiler';
+import { OptionalKind } from '@sinclair/typebox';
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
 import { PATTERN_MESSAGES } from './schemas.ts';
 
@@ -19,7 +20,19 @@ export function buildValidator(
     ...options,
     customOptions: { ...customOptions, coerceTypes: false },
   } as Parameters<BuildValidator>[1]);
-  return (route) => (route.httpPart === 'body' ? strict(route) : coercing(route));
+  return (route) => {
+    if (route.httpPart !== 'body') return coercing(route);
+    const validate = strict(route);
+    if (!(OptionalKind in (route.schema as object))) return validate;
+    // An optional body may be left out: Fastify validates an absent body as null.
+    const optional = ((data: unknown) => {
+      if (data === null) return true;
+      const valid = validate(data);
+      optional.errors = validate.errors;
+      return valid;
+    }) as typeof validate;
+    return optional;
+  };
 }
 
 const PART: Record<string, string> = {
@@ -46,7 +59,7 @@ function describe(error: FastifySchemaValidationError): string {
     case 'format':
       return FORMATS[params.format as string] ?? `must be a ${params.format}`;
     case 'type':
-      return `must be ${params.type === 'integer' ? 'an integer' : `a ${params.type}`}`;
+      return `must be ${/^[aeiou]/.test(String(params.type)) ? 'an' : 'a'} ${params.type}`;
     case 'additionalProperties':
       return `is not a field here ("${params.additionalProperty}"); remove it`;
     default:

@@ -79,12 +79,13 @@ export const analyticsRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const reader = requireRole(ctx.db, 'analyst', 'admin');
-    /** The range asked for, or the last 30 days (UTC) like the summary; 400 when backwards. */
+    /**
+     * The range asked for; without "from", the 30 days (UTC) up to "to" (default today), like the
+     * summary. A range whose "from" is after its "to" holds no day: its answers are empty.
+     */
     const range = (query: { from?: string; to?: string }) => {
-      const now = ctx.clock.now();
-      const to = query.to ?? day(now);
-      const from = query.from ?? day(new Date(now.getTime() - 29 * 86_400_000));
-      if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+      const to = query.to ?? day(ctx.clock.now());
+      const from = query.from ?? day(new Date(Date.parse(to) - 29 * 86_400_000));
       return { from, to };
     };
 

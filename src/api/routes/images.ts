@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { decodeCursor, getImage, listImages } from '../../catalog/images.ts';
+import { CURSOR_PATTERN, decodeCursor, getImage, listImages } from '../../catalog/images.ts';
 import type { ImageRow } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
@@ -16,6 +16,7 @@ import {
   ImageBody,
   type ImageBodyT,
   LandedBody,
+  Matching,
   OneOf,
   ReceiptBody,
   TEXT_PATTERN,
@@ -242,7 +243,11 @@ export const imageRoutes =
           tags: ['images'],
           querystring: Type.Object({
             limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-            cursor: Type.Optional(Type.String()),
+            cursor: Type.Optional(
+              Matching(CURSOR_PATTERN, 'must be the "next" of a page this API returned', {
+                description: 'The "next" of the page before',
+              }),
+            ),
             status: Type.Optional(OneOf(['received', 'processing', 'processed', 'failed'])),
             customerId: Type.Optional(Uuid),
           }),

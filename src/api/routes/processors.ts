@@ -5,7 +5,7 @@ import { formatFields } from '../../processing/processors/fields.ts';
 import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Uuid } from '../schemas.ts';
+import { errorResponses, OneOf, Uuid } from '../schemas.ts';
 
 const RunBody = Type.Object({
   id: Uuid,
@@ -47,6 +47,7 @@ export const processorRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const admin = requireRole(ctx.db, 'admin');
+    const names = ctx.config.processors.map((p) => p.name);
 
     app.get(
       '/v1/processors',
@@ -84,7 +85,11 @@ export const processorRoutes =
             'Re-run one processor over the images in retention, as background jobs (resumes a matching run)',
           tags: ['processors'],
           body: Type.Object({
-            processor: Type.String({ minLength: 1, maxLength: 63 }),
+            // The configured names, when every processor has one (a module's name is known once loaded).
+            processor:
+              names.length && names.every(Boolean)
+                ? OneOf(names)
+                : Type.String({ minLength: 1, maxLength: 63 }),
             customerId: Type.Optional(Uuid),
             since: Type.Optional(Type.String({ format: 'date-time' })),
             force: Type.Optional(Type.Boolean()),
@@ -93,8 +98,9 @@ export const processorRoutes =
         },
       },
       async (request, reply) => {
-        const { processor, customerId, since, force } = request.body;
-        const names = ctx.config.processors.map((p) => p.name);
+        const { processor, customerId, since, force } = request.body as {
+          processor: string;
+        } & typeof request.body;
         if (names.every(Boolean) && !names.includes(processor)) {
           throw new AppError(
             'PROCESSOR_UNKNOWN',

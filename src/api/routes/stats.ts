@@ -22,7 +22,7 @@ export const statsRoutes =
             'Images and bytes that reached an outcome, summed over days and grouped (customers see their own)',
           tags: ['statistics'],
           querystring: Type.Object({
-            from: Type.Optional(Day({ description: 'First day, inclusive (default: 30 days ago)' })),
+            from: Type.Optional(Day({ description: 'First day, inclusive (default: 30 days before "to")' })),
             to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
             groupBy: Type.Optional(
               Matching(
@@ -56,9 +56,8 @@ export const statsRoutes =
         },
       },
       async (request) => {
-        const now = ctx.clock.now();
-        const to = request.query.to ?? day(now);
-        const from = request.query.from ?? day(new Date(now.getTime() - 30 * 86_400_000));
+        const to = request.query.to ?? day(ctx.clock.now());
+        const from = request.query.from ?? day(new Date(Date.parse(to) - 30 * 86_400_000));
         const groupBy = (request.query.groupBy ?? '')
           .split(',')
           .map((g) => g.trim())
@@ -69,7 +68,7 @@ export const statsRoutes =
             'VALIDATION_FAILED',
             `Cannot group by ${unknown.join(', ')}; use ${STAT_DIMENSIONS.join(', ')}.`,
           );
-        if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+        // A range whose "from" is after its "to" holds no day, so no row.
         const customerId = customerScope(request) ?? request.query.customerId;
         const rows = await queryStats(ctx.db, { from, to, groupBy: groupBy as StatDimension[], customerId });
         return { from, to, groupBy, rows };
