@@ -11,6 +11,7 @@ import Fastify, {
 import { AppError, ERRORS } from '../errors.ts';
 import type { ApiContext } from './context.ts';
 import { clientErrorHandler, frameworkErrors, RouteMethods } from './http-errors.ts';
+import { optionalBodies } from './openapi.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -58,6 +59,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
 
   await securityHeaders(app);
   await app.register(swagger, {
+    ...optionalBodies(),
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -108,6 +110,13 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler(noRoute);
+
+  // An optional body may be left out (the validator sees an absent body as null), but a JSON null
+  // sent as the body is no object.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === null && request.headers['content-type'] && request.routeOptions.schema?.body)
+      throw new AppError('VALIDATION_FAILED', 'The body must be a JSON object, or left out; not null.');
+  });
 
   // An answer sent before the body was read (a refused upload) must not leave the rest of the body
   // in the connection for the next request to trip over; reading gigabytes to discard them is worse.
