@@ -101,6 +101,17 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     } else {
       appError = new AppError('INTERNAL');
     }
+    // A client that hangs up mid-request (a cancelled upload) breaks the read of its body: that is
+    // the client's doing, not the server's, and no one is left to answer.
+    if (request.raw.destroyed && !request.raw.complete) {
+      request.log.info(
+        { url: request.url, method: request.method },
+        'client disconnected before the request was read',
+      );
+      return reply
+        .status(400)
+        .send({ error: { code: 'MALFORMED_REQUEST', message: 'The client disconnected.' } });
+    }
     if (appError.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
     else request.log.debug({ code: appError.code, url: request.url }, 'request refused');
     // A 5xx says what to do, never what broke inside.
