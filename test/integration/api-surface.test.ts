@@ -360,6 +360,15 @@ describe('the OpenAPI document matches the server', () => {
   });
 });
 
+describe('answers as documented', () => {
+  it('answers SQL as JSON with the JSON media type the document declares', async () => {
+    const result = await api(url, analyst, 'POST', '/v1/sql', { query: 'select 1 as one' });
+    assert.equal(result.status, 200, JSON.stringify(result.body));
+    assert.match(result.headers.get('content-type') ?? '', /^application\/json/);
+    assert.deepEqual(result.body.rows, [{ one: 1 }]);
+  });
+});
+
 describe('customer names', () => {
   it('refuses a second customer of the same name, ignoring case, with 409', async () => {
     await createCustomer(url, 'Acme Corp');

@@ -283,7 +283,11 @@ export const analyticsRoutes =
           summary: 'Run a read-only query on the analytics schema (JSON, or CSV with format=csv)',
           tags: ['analytics'],
           body: Type.Object({
-            query: Type.String({ minLength: 1, maxLength: 100_000 }),
+            query: Type.String({
+              minLength: 1,
+              maxLength: 100_000,
+              examples: ['select day, format, sum(images) as images from rollup_daily group by 1, 2'],
+            }),
             format: Type.Optional(OneOf(['json', 'csv'])),
           }),
           response: {
@@ -317,6 +321,8 @@ export const analyticsRoutes =
           if (result.truncated) reply.header('x-truncated', 'true');
           return reply.send(toCsv(result));
         }
+        // Sent as a string (bigints become strings), which Fastify would otherwise call text/plain.
+        reply.header('content-type', 'application/json; charset=utf-8');
         return reply.send(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
       },
     );
