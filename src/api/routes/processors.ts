@@ -5,7 +5,7 @@ import { formatFields } from '../../processing/processors/fields.ts';
 import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, OneOf, Uuid } from '../schemas.ts';
+import { errorResponses, Text, Uuid } from '../schemas.ts';
 
 const RunBody = Type.Object({
   id: Uuid,
@@ -85,11 +85,12 @@ export const processorRoutes =
             'Re-run one processor over the images in retention, as background jobs (resumes a matching run)',
           tags: ['processors'],
           body: Type.Object({
-            // The configured names, when every processor has one (a module's name is known once loaded).
-            processor:
-              names.length && names.every(Boolean)
-                ? OneOf(names)
-                : Type.String({ minLength: 1, maxLength: 63 }),
+            // The configured names are the document's examples; another is PROCESSOR_UNKNOWN (a stable code).
+            processor: Text({
+              minLength: 1,
+              maxLength: 63,
+              ...(names.length && names.every(Boolean) ? { examples: names } : {}),
+            }),
             customerId: Type.Optional(Uuid),
             since: Type.Optional(Type.String({ format: 'date-time' })),
             force: Type.Optional(Type.Boolean()),
@@ -98,9 +99,7 @@ export const processorRoutes =
         },
       },
       async (request, reply) => {
-        const { processor, customerId, since, force } = request.body as {
-          processor: string;
-        } & typeof request.body;
+        const { processor, customerId, since, force } = request.body;
         if (names.every(Boolean) && !names.includes(processor)) {
           throw new AppError(
             'PROCESSOR_UNKNOWN',
