@@ -242,7 +242,8 @@ export const imageRoutes =
           summary: "List the caller's images, newest first (admin: every customer's, or customerId's)",
           tags: ['images'],
           querystring: Type.Object({
-            limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+            // Optional in the document; the validator fills in the default.
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
             cursor: Type.Optional(
               Matching(CURSOR_PATTERN, 'must be the "next" of a page this API returned', {
                 description: 'The "next" of the page before',
@@ -267,7 +268,7 @@ export const imageRoutes =
         if (request.query.cursor && !cursor)
           throw new AppError('VALIDATION_FAILED', 'The cursor is not one this API returned.');
         const page = await listImages(ctx.db, customerId, {
-          limit: request.query.limit,
+          limit: request.query.limit ?? 50,
           cursor,
           status: request.query.status as string | undefined,
         });

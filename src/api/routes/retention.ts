@@ -23,7 +23,8 @@ export const retentionRoutes =
           summary: 'Purge and erasure receipts, newest first',
           tags: ['retention'],
           querystring: Type.Object({
-            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+            // Optional in the document; the validator fills in the default.
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
             before: Type.Optional(
               // A seq is a PostgreSQL bigint, read back as a JavaScript number: past 2^53 is no seq.
               Type.Integer({
@@ -39,7 +40,11 @@ export const retentionRoutes =
           },
         },
       },
-      async (request) => ({ receipts: (await listReceipts(ctx.db, request.query)).map(toReceiptBody) }),
+      async (request) => ({
+        receipts: (await listReceipts(ctx.db, { ...request.query, limit: request.query.limit ?? 100 })).map(
+          toReceiptBody,
+        ),
+      }),
     );
 
     app.post(
