@@ -61,7 +61,7 @@ function describe(error: FastifySchemaValidationError): string {
     case 'type':
       return `must be ${/^[aeiou]/.test(String(params.type)) ? 'an' : 'a'} ${params.type}`;
     case 'additionalProperties':
-      return `is not a field here ("${params.additionalProperty}"); remove it`;
+      return 'is not a field here; remove it';
     default:
       return error.message ?? 'is not valid';
   }
@@ -76,8 +76,12 @@ export function formatValidationErrors(errors: FastifySchemaValidationError[], p
   const byField = new Map<string, string>();
   for (const error of errors) {
     const params = error.params as Record<string, unknown>;
+    // A missing or an extra field is reported on its parent object; name the field itself.
+    const named = params.missingProperty ?? params.additionalProperty;
     const path =
-      error.keyword === 'required' ? `${error.instancePath}/${params.missingProperty}` : error.instancePath;
+      error.keyword === 'required' || error.keyword === 'additionalProperties'
+        ? `${error.instancePath}/${named}`
+        : error.instancePath;
     const field = path.replace(/^\//, '').replaceAll('/', '.');
     if (byField.has(field) || error.keyword === 'anyOf') continue;
     const where = field
