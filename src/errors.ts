@@ -8,6 +8,27 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'No such resource.' },
   VALIDATION_FAILED: { status: 400, message: 'The request does not match the documented schema.' },
   EMPTY_BODY: { status: 400, message: 'The request carried no image bytes.' },
+  MALFORMED_REQUEST: {
+    status: 400,
+    message: 'The request is not valid HTTP/1.1 (request line, headers or framing); fix the client.',
+  },
+  METHOD_NOT_ALLOWED: {
+    status: 405,
+    message: 'This route does not take that method; the Allow header lists the ones it takes.',
+  },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time; send it again.' },
+  BODY_TOO_LARGE: {
+    status: 413,
+    message: 'The request body is larger than the limit for this route (1 MiB for JSON); send less.',
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers are larger than the limit (16 KiB); send fewer or shorter headers.',
+  },
+  CUSTOMER_EXISTS: {
+    status: 409,
+    message: 'A customer of that name exists already (names are compared ignoring case); choose another.',
+  },
   UNSUPPORTED_FORMAT: {
     status: 415,
     message: 'Not a supported image. Send JPEG, PNG, WebP, GIF, AVIF, TIFF or HEIC/HEIF bytes.',

@@ -4,10 +4,14 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
   LogController,
 } from 'fastify';
 import { AppError, ERRORS } from '../errors.ts';
 import type { ApiContext } from './context.ts';
+import { clientErrorHandler, frameworkErrors, RouteMethods } from './http-errors.ts';
+import { optionalBodies } from './openapi.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -16,12 +20,14 @@ import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
+import { securityHeaders } from './security.ts';
+import { buildValidator, formatValidationErrors } from './validation.ts';
 
 export type App = FastifyInstance;
 
 /** Fastify's own errors that are the client's doing, mapped onto the catalogue's codes. */
 const CLIENT_ERRORS: Record<string, AppError['code']> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 'IMAGE_TOO_LARGE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
   FST_REQ_FILE_TOO_LARGE: 'IMAGE_TOO_LARGE',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'VALIDATION_FAILED',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'VALIDATION_FAILED',
@@ -39,13 +45,21 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     // Behind a load balancer the client's address is in X-Forwarded-For.
     trustProxy: true,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+    schemaController: { compilersFactory: { buildValidator } },
+    schemaErrorFormatter: formatValidationErrors,
+    clientErrorHandler: clientErrorHandler(ctx.log as FastifyBaseLogger),
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  const routeMethods = new RouteMethods();
+  app.addHook('onRoute', (route) => routeMethods.add(route.url, route.method));
 
   app.decorateRequest('principal', null);
   app.addSchema(ErrorBody);
   app.addSchema(ReceiptBody);
 
+  await securityHeaders(app);
   await app.register(swagger, {
+    ...optionalBodies(),
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -58,16 +72,45 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     },
   });
 
+  /** 405 with Allow for a known path asked with another method; 404 for an unknown path. */
+  const noRoute = (request: FastifyRequest, reply: FastifyReply) => {
+    const allowed = routeMethods.allowed(request.url);
+    if (allowed) {
+      reply.header('allow', allowed.join(', '));
+      const { status, message } = ERRORS.METHOD_NOT_ALLOWED;
+      return reply.status(status).send({ error: { code: 'METHOD_NOT_ALLOWED', message } });
+    }
+    return reply.status(404).send({
+      error: { code: 'NOT_FOUND', message: 'No such route. The API is described at /openapi.json.' },
+    });
+  };
+
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    // A method with a body (QUERY) on no route fails its body parsing before the 404 handler runs.
+    if (request.is404) return noRoute(request, reply);
     let appError: AppError;
     if (error instanceof AppError) appError = error;
     else if ((error as FastifyError).validation) appError = new AppError('VALIDATION_FAILED', error.message);
-    else if ((error as FastifyError).code && CLIENT_ERRORS[(error as FastifyError).code]) {
+    // Busboy's errors carry no code: a multipart body without a boundary, or cut short.
+    else if (/^Multipart: /.test(error.message)) {
+      appError = new AppError('VALIDATION_FAILED', `The multipart body is malformed (${error.message}).`);
+    } else if ((error as FastifyError).code && CLIENT_ERRORS[(error as FastifyError).code]) {
       appError = new AppError(CLIENT_ERRORS[(error as FastifyError).code]!);
     } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
       appError = new AppError('VALIDATION_FAILED', error.message);
     } else {
       appError = new AppError('INTERNAL');
+    }
+    // A client that hangs up mid-request (a cancelled upload) breaks the read of its body: that is
+    // the client's doing, not the server's, and no one is left to answer.
+    if (request.raw.destroyed && !request.raw.complete) {
+      request.log.info(
+        { url: request.url, method: request.method },
+        'client disconnected before the request was read',
+      );
+      return reply
+        .status(400)
+        .send({ error: { code: 'MALFORMED_REQUEST', message: 'The client disconnected.' } });
     }
     if (appError.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
     else request.log.debug({ code: appError.code, url: request.url }, 'request refused');
@@ -77,10 +120,13 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     return reply.status(appError.status).send({ error: { code: appError.code, message } });
   });
 
-  app.setNotFoundHandler((_request, reply) => {
-    reply.status(404).send({
-      error: { code: 'NOT_FOUND', message: 'No such route. The API is described at /openapi.json.' },
-    });
+  app.setNotFoundHandler(noRoute);
+
+  // An optional body may be left out (the validator sees an absent body as null), but a JSON null
+  // sent as the body is no object.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === null && request.headers['content-type'] && request.routeOptions.schema?.body)
+      throw new AppError('VALIDATION_FAILED', 'The body must be a JSON object, or left out; not null.');
   });
 
   // An answer sent before the body was read (a refused upload) must not leave the rest of the body

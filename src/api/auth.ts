@@ -10,7 +10,10 @@ declare module 'fastify' {
   }
 }
 
-/** A preHandler that admits only keys of the given roles. */
+/**
+ * An onRequest hook that admits only keys of the given roles. It runs before the body is read or
+ * validated: a request without a valid key is 401 whatever it carries, and its body is never parsed.
+ */
 export function requireRole(db: Db, ...roles: KeyRole[]) {
   return async (request: FastifyRequest): Promise<void> => {
     const header = request.headers.authorization;

@@ -1,4 +1,4 @@
-import { type Static, Type } from '@sinclair/typebox';
+import { type Static, type StringOptions, Type } from '@sinclair/typebox';
 import type { Receipt } from '../retention/receipts.ts';
 
 export const ErrorBody = Type.Object(
@@ -7,6 +7,43 @@ export const ErrorBody = Type.Object(
 );
 
 export const Uuid = Type.String({ format: 'uuid' });
+
+/**
+ * Text stored in the catalog or sent to it: no control characters (PostgreSQL refuses NUL in text,
+ * and the others only hide what a name says).
+ */
+const CONTROL = '\\u0000-\\u001f\\u007f-\\u009f';
+/** What String.prototype.trim() removes, besides the controls: a name must have something else. */
+const SPACE = '\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff';
+export const TEXT_PATTERN = `^[^${CONTROL}]*$`;
+/** A name: text with at least one visible character, so "   " is no name. */
+export const NAME_PATTERN = `^[^${CONTROL}]*[^${CONTROL}${SPACE}][^${CONTROL}]*$`;
+
+/** What each pattern asks for, in words: a validation error says this rather than the regex. */
+export const PATTERN_MESSAGES = new Map<string, string>([
+  [TEXT_PATTERN, 'must not contain control characters (such as NUL)'],
+  [NAME_PATTERN, 'must have a visible character and no control characters (such as NUL)'],
+]);
+
+/** A string matching a pattern, whose validation error says `message` ("must be ..."). */
+export const Matching = (pattern: string, message: string, options: StringOptions = {}) => {
+  PATTERN_MESSAGES.set(pattern, message);
+  return Type.String({ pattern, ...options });
+};
+
+export const Text = (options: StringOptions = {}) => Type.String({ pattern: TEXT_PATTERN, ...options });
+export const Name = (options: StringOptions = {}) =>
+  Type.String({ minLength: 1, maxLength: 200, pattern: NAME_PATTERN, ...options });
+
+/** A calendar day, YYYY-MM-DD, that exists: 2026-02-30 and 2026-13-01 are refused. */
+export const Day = (options: StringOptions = {}) => Type.String({ format: 'date', ...options });
+
+/**
+ * One of a few strings, as a JSON Schema enum: a wrong value is one error that lists the allowed
+ * values, where a union of literals gives one "must be equal to constant" per literal.
+ */
+export const OneOf = <const T extends string>(values: readonly T[], options: StringOptions = {}) =>
+  Type.Unsafe<T>({ type: 'string', enum: [...values], ...options });
 
 export const RenditionBody = Type.Object({
   name: Type.String(),
@@ -59,11 +96,17 @@ export const LandedBody = Type.Object({
   bytes: Type.Integer(),
 });
 
+/**
+ * Error answers, always JSON: declared with their media type, so routes that answer images
+ * (originals, renditions) do not document their errors as images.
+ */
 export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, Type.Ref('Error')])) as Record<
-    number,
-    ReturnType<typeof Type.Ref>
-  >;
+  Object.fromEntries(
+    statuses.map((s) => [
+      s,
+      { description: 'An error', content: { 'application/json': { schema: Type.Ref('Error') } } },
+    ]),
+  ) as unknown as Record<number, ReturnType<typeof Type.Ref>>;
 
 export const ReceiptBody = Type.Object(
   {

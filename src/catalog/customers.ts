@@ -1,18 +1,27 @@
 import { randomUUID } from 'node:crypto';
+import { AppError } from '../errors.ts';
 import type { Db } from './database.ts';
 import { type IssuedKey, issueKey } from './keys.ts';
 import type { CustomerRow } from './schema.ts';
 
+/** A new customer and its first key. A name another customer has (ignoring case) is CUSTOMER_EXISTS. */
 export async function createCustomer(
   db: Db,
   name: string,
 ): Promise<{ customer: CustomerRow; key: IssuedKey }> {
+  // The unique index decides, so two processes creating the same name at once cannot both succeed.
   return db.transaction().execute(async (trx) => {
     const customer = await trx
       .insertInto('customers')
       .values({ id: randomUUID(), name })
       .returningAll()
-      .executeTakeFirstOrThrow();
+      .executeTakeFirstOrThrow()
+      .catch((error: unknown) => {
+        const pg = error as { code?: string; constraint?: string };
+        if (pg.code === '23505' && pg.constraint === 'customers_name_unique')
+          throw new AppError('CUSTOMER_EXISTS', `"${name}" is taken.`);
+        throw error;
+      });
     const key = await issueKey(trx, 'customer', {
       customerId: customer.id,
       name: 'created with the customer',

@@ -26,36 +26,35 @@ interface Cursor {
   id: string;
 }
 
+/**
+ * A page's cursor: the last row's landing time (ms since the epoch) and id, "1764000000000_<uuid>".
+ * Every string of this shape is a position, so a cursor is either well formed or refused by the
+ * schema (CURSOR_PATTERN), never read into a query that fails.
+ */
+export const CURSOR_PATTERN =
+  '^[0-9]{1,13}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+
 export function encodeCursor(row: { received_at: Date; id: string }): string {
-  return Buffer.from(JSON.stringify({ receivedAt: row.received_at.toISOString(), id: row.id })).toString(
-    'base64url',
-  );
+  return `${row.received_at.getTime()}_${row.id}`;
 }
 
 export function decodeCursor(text: string): Cursor | undefined {
-  try {
-    const value = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as Cursor;
-    if (
-      typeof value.receivedAt === 'string' &&
-      typeof value.id === 'string' &&
-      !Number.isNaN(Date.parse(value.receivedAt))
-    ) {
-      return value;
-    }
-  } catch {}
-  return undefined;
+  if (!new RegExp(CURSOR_PATTERN).test(text)) return undefined;
+  const [ms, id] = text.split('_') as [string, string];
+  return { receivedAt: new Date(Number(ms)).toISOString(), id };
 }
 
 /** A customer's images, newest first, one page at a time (keyset pagination: stable under inserts). */
+/** A customer's images, newest first; every customer's when customerId is undefined (admin). */
 export async function listImages(
   db: Db,
-  customerId: string,
+  customerId: string | undefined,
   options: { limit: number; cursor?: Cursor; status?: string },
 ): Promise<{ rows: ImageRow[]; next: string | undefined }> {
   let query = db
     .selectFrom('images')
     .selectAll()
-    .where('customer_id', '=', customerId)
+    .$if(customerId !== undefined, (q) => q.where('customer_id', '=', customerId!))
     .orderBy('received_at', 'desc')
     .orderBy('id', 'desc')
     .limit(options.limit + 1);

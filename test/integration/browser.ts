@@ -6,7 +6,8 @@ const ENSURE_CHROMIUM = fileURLToPath(new URL('../../scripts/services/chromium',
 
 /**
  * Debian's Chromium (installed by scripts/services/chromium if missing), headless, and one page
- * whose uncaught errors are collected so a test can assert the page threw none.
+ * whose uncaught errors and Content-Security-Policy violations are collected so a test can assert
+ * the page had none.
  */
 export async function openBrowser(viewport: { width: number; height: number }): Promise<{
   browser: Browser;
@@ -31,6 +32,11 @@ export async function openBrowser(viewport: { width: number; height: number }): 
   const page = await context.newPage();
   const pageErrors: Error[] = [];
   page.on('pageerror', (error) => pageErrors.push(error));
+  // What the Content-Security-Policy blocks is no page error, only a console message: count it as one.
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text()))
+      pageErrors.push(new Error(message.text()));
+  });
   page.setDefaultTimeout(20_000);
   return { browser, page, pageErrors };
 }

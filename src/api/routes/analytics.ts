@@ -18,13 +18,12 @@ import { AppError } from '../../errors.ts';
 import { day } from '../../lake/keys.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Uuid } from '../schemas.ts';
+import { Day, errorResponses, OneOf, Text, Uuid } from '../schemas.ts';
 
-const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
 /** A range of UTC days (the last 30 when left out) and, optionally, one customer. */
 const RangeQuery = Type.Object({
-  from: Type.Optional(Type.String({ pattern: DAY })),
-  to: Type.Optional(Type.String({ pattern: DAY })),
+  from: Type.Optional(Day()),
+  to: Type.Optional(Day()),
   customerId: Type.Optional(Uuid),
 });
 const Kind = Type.Union([Type.Literal('string'), Type.Literal('number'), Type.Literal('boolean')]);
@@ -80,28 +79,29 @@ export const analyticsRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const reader = requireRole(ctx.db, 'analyst', 'admin');
-    /** The range asked for, or the last 30 days (UTC) like the summary; 400 when backwards. */
+    /**
+     * The range asked for; without "from", the 30 days (UTC) up to "to" (default today), like the
+     * summary. A range whose "from" is after its "to" holds no day: its answers are empty.
+     */
     const range = (query: { from?: string; to?: string }) => {
-      const now = ctx.clock.now();
-      const to = query.to ?? day(now);
-      const from = query.from ?? day(new Date(now.getTime() - 29 * 86_400_000));
-      if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+      const to = query.to ?? day(ctx.clock.now());
+      const from = query.from ?? day(new Date(Date.parse(to) - 29 * 86_400_000));
       return { from, to };
     };
 
     app.get(
       '/v1/analytics/summary',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: 'Every dashboard chart for a date range and filters, from the rollups',
           tags: ['analytics'],
           querystring: Type.Object({
-            from: Type.Optional(Type.String({ pattern: DAY })),
-            to: Type.Optional(Type.String({ pattern: DAY })),
+            from: Type.Optional(Day()),
+            to: Type.Optional(Day()),
             customerId: Type.Optional(Uuid),
-            source: Type.Optional(Type.String({ maxLength: 50 })),
-            format: Type.Optional(Type.String({ maxLength: 50 })),
+            source: Type.Optional(Text({ maxLength: 50 })),
+            format: Type.Optional(Text({ maxLength: 50 })),
           }),
           response: { 200: Type.Record(Type.String(), Type.Unknown()), ...errorResponses(400, 401, 403) },
         },
@@ -112,7 +112,7 @@ export const analyticsRoutes =
     app.get(
       '/v1/analytics/dimensions',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: "The processors' fields present in facts of a date range, to group by",
           tags: ['analytics'],
@@ -145,7 +145,7 @@ export const analyticsRoutes =
     app.get(
       '/v1/analytics/processors',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: "How the company's processors fared: runs, failures by code, time, versions, by day",
           tags: ['analytics'],
@@ -191,18 +191,18 @@ export const analyticsRoutes =
     app.get(
       '/v1/analytics/dimensions/:name',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary:
             'One processor field in a date range: images by value (strings, booleans) or its distribution (numbers), and by day',
           tags: ['analytics'],
           params: Type.Object({ name: Type.String({ pattern: DIMENSION_NAME, maxLength: MAX_NAME_LENGTH }) }),
           querystring: Type.Object({
-            from: Type.Optional(Type.String({ pattern: DAY })),
-            to: Type.Optional(Type.String({ pattern: DAY })),
+            from: Type.Optional(Day()),
+            to: Type.Optional(Day()),
             customerId: Type.Optional(Uuid),
-            source: Type.Optional(Type.String({ maxLength: 50 })),
-            format: Type.Optional(Type.String({ maxLength: 50 })),
+            source: Type.Optional(Text({ maxLength: 50 })),
+            format: Type.Optional(Text({ maxLength: 50 })),
             bins: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BINS, default: DEFAULT_BINS })),
           }),
           response: { 200: BreakdownBody, ...errorResponses(400, 401, 403) },
@@ -224,8 +224,19 @@ export const analyticsRoutes =
     app.get(
       '/v1/analytics/filters',
       {
-        preHandler: reader,
-        schema: { summary: 'Customers, formats and sources to filter by', tags: ['analytics'] },
+        onRequest: reader,
+        schema: {
+          summary: 'Customers, formats and sources to filter by',
+          tags: ['analytics'],
+          response: {
+            200: Type.Object({
+              customers: Type.Array(Type.Object({ id: Uuid, name: Type.String() })),
+              formats: Type.Array(Type.String()),
+              sources: Type.Array(Type.String()),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
       },
       async () => filterOptions(ctx.db),
     );
@@ -233,8 +244,21 @@ export const analyticsRoutes =
     app.get(
       '/v1/analytics/schema',
       {
-        preHandler: reader,
-        schema: { summary: 'Tables and columns analysts can query', tags: ['analytics'] },
+        onRequest: reader,
+        schema: {
+          summary: 'Tables and columns analysts can query',
+          tags: ['analytics'],
+          response: {
+            200: Type.Object({
+              schema: Type.String(),
+              tables: Type.Record(
+                Type.String(),
+                Type.Array(Type.Object({ column: Type.String(), type: Type.String() })),
+              ),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
       },
       async () => {
         const rows = await sql<{ table: string; column: string; type: string }>`
@@ -254,15 +278,35 @@ export const analyticsRoutes =
     app.post(
       '/v1/sql',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: 'Run a read-only query on the analytics schema (JSON, or CSV with format=csv)',
           tags: ['analytics'],
           body: Type.Object({
-            query: Type.String({ minLength: 1, maxLength: 100_000 }),
-            format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv')])),
+            query: Type.String({
+              minLength: 1,
+              maxLength: 100_000,
+              examples: ['select day, format, sum(images) as images from rollup_daily group by 1, 2'],
+            }),
+            format: Type.Optional(OneOf(['json', 'csv'])),
           }),
-          ...{ response: errorResponses(400, 401, 403, 408, 503) },
+          response: {
+            200: {
+              description: 'The rows as JSON, or as CSV with format=csv or Accept: text/csv',
+              content: {
+                'application/json': {
+                  schema: Type.Object({
+                    columns: Type.Array(Type.Object({ name: Type.String(), type: Type.Integer() })),
+                    rows: Type.Array(Type.Record(Type.String(), Type.Unknown())),
+                    rowCount: Type.Integer(),
+                    truncated: Type.Boolean(),
+                  }),
+                },
+                'text/csv': { schema: Type.String() },
+              },
+            },
+            ...errorResponses(400, 401, 403, 408, 413, 503),
+          },
         },
       },
       async (request, reply) => {
@@ -277,6 +321,8 @@ export const analyticsRoutes =
           if (result.truncated) reply.header('x-truncated', 'true');
           return reply.send(toCsv(result));
         }
+        // Sent as a string (bigints become strings), which Fastify would otherwise call text/plain.
+        reply.header('content-type', 'application/json; charset=utf-8');
         return reply.send(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
       },
     );
@@ -284,11 +330,19 @@ export const analyticsRoutes =
     app.post(
       '/v1/analytics/export',
       {
-        preHandler: requireRole(ctx.db, 'admin'),
+        onRequest: requireRole(ctx.db, 'admin'),
         schema: {
           summary:
             'Write the analytics Parquet files now (they are written every IMAGELAKE_EXPORT_INTERVAL anyway)',
           tags: ['analytics'],
+          response: {
+            200: Type.Object({
+              facts: Type.Array(Type.String(), { description: 'days of facts written' }),
+              rollups: Type.Array(Type.String(), { description: 'days of rollups written' }),
+              files: Type.Integer(),
+            }),
+            ...errorResponses(400, 401, 403, 409),
+          },
         },
       },
       async () => {
@@ -301,11 +355,20 @@ export const analyticsRoutes =
     app.get(
       '/v1/analytics/connection',
       {
-        preHandler: requireRole(ctx.db, 'admin'),
+        onRequest: requireRole(ctx.db, 'admin'),
         schema: {
           summary:
             'The read-only connection string for BI tools (Metabase, Superset, Looker Studio, Tableau)',
           tags: ['analytics'],
+          response: {
+            200: Type.Object({
+              url: Type.String(),
+              schema: Type.String(),
+              readOnly: Type.Boolean(),
+              statementTimeoutMs: Type.Integer(),
+            }),
+            ...errorResponses(400, 401, 403, 503),
+          },
         },
       },
       async () => {

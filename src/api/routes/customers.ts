@@ -2,10 +2,11 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { createCustomer, getCustomer, listCustomers } from '../../catalog/customers.ts';
 import { issueKey, listKeys, revokeKey } from '../../catalog/keys.ts';
+import type { KeyRole } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Uuid } from '../schemas.ts';
+import { errorResponses, Name, OneOf, Uuid } from '../schemas.ts';
 
 const Customer = Type.Object({
   id: Uuid,
@@ -36,14 +37,18 @@ export const customerRoutes =
     app.post(
       '/v1/customers',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Create a customer and its first API key',
           tags: ['customers'],
-          body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }),
+          body: Type.Object({
+            name: Name({
+              description: 'Unique among customers, ignoring case; spaces around it are trimmed',
+            }),
+          }),
           response: {
             201: Type.Composite([Customer, Type.Object({ apiKey: Type.String() })]),
-            ...errorResponses(400, 401, 403),
+            ...errorResponses(400, 401, 403, 409, 413),
           },
         },
       },
@@ -61,11 +66,14 @@ export const customerRoutes =
     app.get(
       '/v1/customers',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'List customers',
           tags: ['customers'],
-          response: { 200: Type.Object({ customers: Type.Array(Customer) }) },
+          response: {
+            200: Type.Object({ customers: Type.Array(Customer) }),
+            ...errorResponses(400, 401, 403),
+          },
         },
       },
       async () => ({
@@ -80,13 +88,13 @@ export const customerRoutes =
     app.post(
       '/v1/customers/:id/keys',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Issue another API key for a customer (e.g. to rotate: issue, switch, revoke the old one)',
           tags: ['keys'],
           params: Type.Object({ id: Uuid }),
-          body: Type.Optional(Type.Object({ name: Type.Optional(Type.String({ maxLength: 200 })) })),
-          response: { 201: IssuedKey, ...errorResponses(401, 403, 404) },
+          body: Type.Optional(Type.Object({ name: Type.Optional(Name()) })),
+          response: { 201: IssuedKey, ...errorResponses(400, 401, 403, 404, 413) },
         },
       },
       async (request, reply) => {
@@ -94,7 +102,7 @@ export const customerRoutes =
           throw new AppError('NOT_FOUND', 'No such customer.');
         const issued = await issueKey(ctx.db, 'customer', {
           customerId: request.params.id,
-          name: request.body?.name ?? 'issued by admin',
+          name: request.body?.name?.trim() ?? 'issued by admin',
         });
         return reply.status(201).send({ id: issued.id, apiKey: issued.key, prefix: issued.prefix });
       },
@@ -103,21 +111,19 @@ export const customerRoutes =
     app.get(
       '/v1/keys',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'List keys (never the keys themselves, only their prefixes)',
           tags: ['keys'],
           querystring: Type.Object({
             customerId: Type.Optional(Uuid),
-            role: Type.Optional(
-              Type.Union([Type.Literal('admin'), Type.Literal('customer'), Type.Literal('analyst')]),
-            ),
+            role: Type.Optional(OneOf(['admin', 'customer', 'analyst'])),
           }),
-          response: { 200: Type.Object({ keys: Type.Array(Key) }) },
+          response: { 200: Type.Object({ keys: Type.Array(Key) }), ...errorResponses(400, 401, 403) },
         },
       },
       async (request) => ({
-        keys: (await listKeys(ctx.db, request.query)).map((k) => ({
+        keys: (await listKeys(ctx.db, request.query as { customerId?: string; role?: KeyRole })).map((k) => ({
           id: k.id,
           role: k.role,
           customerId: k.customer_id,
@@ -132,16 +138,16 @@ export const customerRoutes =
     app.post(
       '/v1/analyst-keys',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Issue an analyst key: reads statistics, never images',
           tags: ['keys'],
-          body: Type.Optional(Type.Object({ name: Type.Optional(Type.String({ maxLength: 200 })) })),
-          response: { 201: IssuedKey, ...errorResponses(401, 403) },
+          body: Type.Optional(Type.Object({ name: Type.Optional(Name()) })),
+          response: { 201: IssuedKey, ...errorResponses(400, 401, 403, 413) },
         },
       },
       async (request, reply) => {
-        const issued = await issueKey(ctx.db, 'analyst', { name: request.body?.name ?? 'analyst' });
+        const issued = await issueKey(ctx.db, 'analyst', { name: request.body?.name?.trim() ?? 'analyst' });
         return reply.status(201).send({ id: issued.id, apiKey: issued.key, prefix: issued.prefix });
       },
     );
@@ -149,12 +155,12 @@ export const customerRoutes =
     app.delete(
       '/v1/keys/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Revoke a key at once',
           tags: ['keys'],
           params: Type.Object({ id: Uuid }),
-          response: { 204: Type.Null(), ...errorResponses(401, 403, 404) },
+          response: { 204: Type.Null(), ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request, reply) => {

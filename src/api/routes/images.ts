@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { decodeCursor, getImage, listImages } from '../../catalog/images.ts';
+import { CURSOR_PATTERN, decodeCursor, getImage, listImages } from '../../catalog/images.ts';
 import type { ImageRow } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
@@ -16,7 +16,11 @@ import {
   ImageBody,
   type ImageBodyT,
   LandedBody,
+  Matching,
+  OneOf,
   ReceiptBody,
+  TEXT_PATTERN,
+  Text,
   toReceiptBody,
   Uuid,
 } from '../schemas.ts';
@@ -24,11 +28,21 @@ import {
 /** X-Filename is percent-encoded by clients that send non-ASCII names (headers are Latin-1). */
 function decodeFilename(value: string | undefined): string | undefined {
   if (!value) return undefined;
+  let name = value;
   try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
+    name = decodeURIComponent(value);
+  } catch {}
+  return checkFilename(name);
+}
+
+/** A filename is kept in the catalog as text: control characters (%00 decodes to NUL) are refused. */
+function checkFilename(name: string | undefined): string | undefined {
+  if (name && !new RegExp(TEXT_PATTERN, 'u').test(name))
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'The filename must not contain control characters (such as NUL).',
+    );
+  return name;
 }
 
 const Binary = Type.String({ format: 'binary', description: 'The image bytes' });
@@ -91,7 +105,7 @@ export const imageRoutes =
       upload.post(
         '/v1/images',
         {
-          preHandler: requireRole(ctx.db, 'customer'),
+          onRequest: requireRole(ctx.db, 'customer'),
           schema: {
             summary: 'Upload an image: the raw bytes as the body, or multipart/form-data with a field "file"',
             tags: ['images'],
@@ -104,7 +118,12 @@ export const imageRoutes =
                   description: 'The same key again returns the first answer and lands nothing twice',
                 }),
               ),
-              'x-filename': Type.Optional(Type.String({ maxLength: 255 })),
+              'x-filename': Type.Optional(
+                Text({
+                  maxLength: 255,
+                  description: 'Percent-encoded when not ASCII; no control characters',
+                }),
+              ),
             }),
             response: { 202: LandedBody, ...errorResponses(400, 401, 403, 413, 415, 429) },
           },
@@ -117,7 +136,7 @@ export const imageRoutes =
             if (part?.fieldname !== 'file')
               throw new AppError('VALIDATION_FAILED', 'Send the image in a multipart field named "file".');
             body = part.file;
-            filename = part.filename || filename;
+            filename = checkFilename(part.filename) || filename;
           } else {
             body = request.body as Readable;
             if (!body) throw new AppError('EMPTY_BODY');
@@ -142,13 +161,16 @@ export const imageRoutes =
       upload.put(
         '/v1/uploads/:id/content',
         {
-          preHandler: requireRole(ctx.db, 'customer'),
+          onRequest: requireRole(ctx.db, 'customer'),
           schema: {
             summary:
               "The bytes of a direct upload, when the lake cannot take them itself (the session's uploadUrl says which)",
             tags: ['images'],
             params: Type.Object({ id: Uuid }),
-            response: { 200: Type.Object({ bytes: Type.Integer() }), ...errorResponses(401, 403, 404) },
+            response: {
+              200: Type.Object({ bytes: Type.Integer() }),
+              ...errorResponses(400, 401, 403, 404, 413),
+            },
           },
         },
         async (request) => {
@@ -163,11 +185,11 @@ export const imageRoutes =
     app.post(
       '/v1/uploads',
       {
-        preHandler: requireRole(ctx.db, 'customer'),
+        onRequest: requireRole(ctx.db, 'customer'),
         schema: {
           summary: 'Start a direct upload: PUT the bytes to uploadUrl, then POST /v1/uploads/{id}/complete',
           tags: ['images'],
-          body: Type.Optional(Type.Object({ filename: Type.Optional(Type.String({ maxLength: 255 })) })),
+          body: Type.Optional(Type.Object({ filename: Type.Optional(Text({ maxLength: 255 })) })),
           response: {
             201: Type.Object({
               id: Uuid,
@@ -176,7 +198,7 @@ export const imageRoutes =
               authorization: Type.String(),
               expiresAt: Type.String(),
             }),
-            ...errorResponses(401, 403),
+            ...errorResponses(400, 401, 403, 413),
           },
         },
       },
@@ -191,12 +213,12 @@ export const imageRoutes =
     app.post(
       '/v1/uploads/:id/complete',
       {
-        preHandler: requireRole(ctx.db, 'customer'),
+        onRequest: requireRole(ctx.db, 'customer'),
         schema: {
           summary: 'Land a direct upload: its size and content are checked now, like any upload',
           tags: ['images'],
           params: Type.Object({ id: Uuid }),
-          response: { 202: LandedBody, ...errorResponses(401, 403, 404, 409, 413, 415, 429) },
+          response: { 202: LandedBody, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429) },
         },
       },
       async (request, reply) => {
@@ -215,21 +237,19 @@ export const imageRoutes =
     app.get(
       '/v1/images',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
-          summary: "List the caller's images, newest first (admin: pass customerId)",
+          summary: "List the caller's images, newest first (admin: every customer's, or customerId's)",
           tags: ['images'],
           querystring: Type.Object({
-            limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-            cursor: Type.Optional(Type.String()),
-            status: Type.Optional(
-              Type.Union([
-                Type.Literal('received'),
-                Type.Literal('processing'),
-                Type.Literal('processed'),
-                Type.Literal('failed'),
-              ]),
+            // Optional in the document; the validator fills in the default.
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+            cursor: Type.Optional(
+              Matching(CURSOR_PATTERN, 'must be the "next" of a page this API returned', {
+                description: 'The "next" of the page before',
+              }),
             ),
+            status: Type.Optional(OneOf(['received', 'processing', 'processed', 'failed'])),
             customerId: Type.Optional(Uuid),
           }),
           response: {
@@ -242,16 +262,15 @@ export const imageRoutes =
         },
       },
       async (request) => {
+        // A customer key lists its own; an admin key every customer's, or one's with ?customerId=.
         const customerId = customerScope(request) ?? request.query.customerId;
-        if (!customerId)
-          throw new AppError('VALIDATION_FAILED', 'An admin key must say which customer: ?customerId=');
         const cursor = request.query.cursor ? decodeCursor(request.query.cursor) : undefined;
         if (request.query.cursor && !cursor)
           throw new AppError('VALIDATION_FAILED', 'The cursor is not one this API returned.');
         const page = await listImages(ctx.db, customerId, {
-          limit: request.query.limit,
+          limit: request.query.limit ?? 50,
           cursor,
-          status: request.query.status,
+          status: request.query.status as string | undefined,
         });
         return {
           images: page.rows.map((r) => toImageBody(r, ctx.config.retentionMs)),
@@ -263,12 +282,12 @@ export const imageRoutes =
     app.get(
       '/v1/images/:id',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: 'An image: status, metadata, renditions',
           tags: ['images'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: ImageBody, ...errorResponses(401, 403, 404) },
+          response: { 200: ImageBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {
@@ -280,11 +299,21 @@ export const imageRoutes =
     app.get(
       '/v1/images/:id/original',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: 'The original bytes as uploaded',
           tags: ['images'],
           params: Type.Object({ id: Uuid }),
+          produces: [
+            'image/jpeg',
+            'image/png',
+            'image/webp',
+            'image/gif',
+            'image/avif',
+            'image/tiff',
+            'image/heic',
+          ],
+          response: { 200: Binary, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request, reply) => {
@@ -297,7 +326,8 @@ export const imageRoutes =
         reply.header('content-type', MEDIA_TYPE[image.format as ImageFormat] ?? 'application/octet-stream');
         reply.header('content-length', String(image.bytes));
         reply.header('etag', `"${image.checksum}"`);
-        reply.header('cache-control', 'private, max-age=3600');
+        // Images are purged at the end of their window: no cache may keep a copy past it.
+        reply.header('cache-control', 'no-store');
         // The schema documents bytes; Fastify streams a Readable as is, without serializing it.
         return reply.send(stream as never);
       },
@@ -306,14 +336,14 @@ export const imageRoutes =
     app.get(
       '/v1/images/:id/renditions/:name',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary:
             'A rendition (thumb, preview: WebP without metadata) or an image a processor derived (PROCESSOR.NAME)',
           tags: ['images'],
           params: Type.Object({ id: Uuid, name: Type.String({ pattern: '^[a-z0-9_-]+(\\.[a-z0-9_-]+)?$' }) }),
           produces: ['image/webp', 'image/png', 'image/jpeg'],
-          response: { 200: Binary, ...errorResponses(401, 403, 404) },
+          response: { 200: Binary, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request, reply) => {
@@ -337,7 +367,8 @@ export const imageRoutes =
           MEDIA_TYPE[rendition.format as ImageFormat] ?? 'application/octet-stream',
         );
         reply.header('content-length', String(rendition.bytes));
-        reply.header('cache-control', 'private, max-age=3600');
+        // Images are purged at the end of their window: no cache may keep a copy past it.
+        reply.header('cache-control', 'no-store');
         // The schema documents bytes; Fastify streams a Readable as is, without serializing it.
         return reply.send(stream as never);
       },
@@ -346,12 +377,12 @@ export const imageRoutes =
     app.delete(
       '/v1/images/:id',
       {
-        preHandler: reader,
+        onRequest: reader,
         schema: {
           summary: 'Erase an image now, from the lake and the catalog; answers with the receipt',
           tags: ['images', 'retention'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: ReceiptBody, ...errorResponses(401, 403, 404) },
+          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {

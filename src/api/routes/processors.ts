@@ -6,7 +6,7 @@ import { formatFields } from '../../processing/processors/fields.ts';
 import { cancelRun, getRun, listRuns, type RunRow, startRun } from '../../processing/reprocess.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Uuid } from '../schemas.ts';
+import { errorResponses, Text, Uuid } from '../schemas.ts';
 
 const RunBody = Type.Object({
   id: Uuid,
@@ -48,16 +48,18 @@ export const processorRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const admin = requireRole(ctx.db, 'admin');
+    const names = ctx.config.processors.map((p) => p.name);
 
     app.get(
       '/v1/processors',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'The processors declared in the configuration',
           tags: ['processors'],
           response: {
             200: Type.Object({ processors: Type.Array(Type.Record(Type.String(), Type.Unknown())) }),
+            ...errorResponses(400, 401, 403),
           },
         },
       },
@@ -86,13 +88,18 @@ export const processorRoutes =
     app.post(
       '/v1/reprocess',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary:
             'Re-run one processor over the images in retention, as background jobs (resumes a matching run)',
           tags: ['processors'],
           body: Type.Object({
-            processor: Type.String({ minLength: 1, maxLength: 63 }),
+            // The configured names are the document's examples; another is PROCESSOR_UNKNOWN (a stable code).
+            processor: Text({
+              minLength: 1,
+              maxLength: 63,
+              ...(names.length && names.every(Boolean) ? { examples: names } : {}),
+            }),
             customerId: Type.Optional(Uuid),
             since: Type.Optional(Type.String({ format: 'date-time' })),
             force: Type.Optional(Type.Boolean()),
@@ -102,13 +109,12 @@ export const processorRoutes =
               RunBody,
               Type.Object({ resumed: Type.Boolean({ description: 'A matching run was resumed' }) }),
             ]),
-            ...errorResponses(400, 401, 403),
+            ...errorResponses(400, 401, 403, 413),
           },
         },
       },
       async (request, reply) => {
         const { processor, customerId, since, force } = request.body;
-        const names = ctx.config.processors.map((p) => p.name);
         if (names.every(Boolean) && !names.includes(processor)) {
           throw new AppError(
             'PROCESSOR_UNKNOWN',
@@ -128,11 +134,11 @@ export const processorRoutes =
     app.get(
       '/v1/reprocess',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Reprocess runs, newest first',
           tags: ['processors'],
-          response: { 200: Type.Object({ runs: Type.Array(RunBody) }), ...errorResponses(401, 403) },
+          response: { 200: Type.Object({ runs: Type.Array(RunBody) }), ...errorResponses(400, 401, 403) },
         },
       },
       async () => ({ runs: (await listRuns(ctx.db, 100)).map(toRunBody) }),
@@ -141,12 +147,12 @@ export const processorRoutes =
     app.get(
       '/v1/reprocess/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'One reprocess run and its progress',
           tags: ['processors'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: RunBody, ...errorResponses(401, 403, 404) },
+          response: { 200: RunBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {
@@ -159,12 +165,12 @@ export const processorRoutes =
     app.delete(
       '/v1/reprocess/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Cancel a running reprocess run; jobs already running finish',
           tags: ['processors'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: RunBody, ...errorResponses(401, 403, 404) },
+          response: { 200: RunBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {

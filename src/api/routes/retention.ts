@@ -7,7 +7,7 @@ import { eraseImages } from '../../retention/erase.ts';
 import { listReceipts } from '../../retention/receipts.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
+import { errorResponses, Matching, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
 
 export const retentionRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>
@@ -18,30 +18,43 @@ export const retentionRoutes =
     app.get(
       '/v1/purges',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Purge and erasure receipts, newest first',
           tags: ['retention'],
           querystring: Type.Object({
-            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+            // Optional in the document; the validator fills in the default.
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
             before: Type.Optional(
-              Type.Integer({ minimum: 1, description: 'Only receipts with a smaller seq (paging)' }),
+              // A seq is a PostgreSQL bigint, read back as a JavaScript number: past 2^53 is no seq.
+              Type.Integer({
+                minimum: 1,
+                maximum: Number.MAX_SAFE_INTEGER,
+                description: 'Only receipts with a smaller seq (paging)',
+              }),
             ),
           }),
-          response: { 200: Type.Object({ receipts: Type.Array(ReceiptBody) }), ...errorResponses(401, 403) },
+          response: {
+            200: Type.Object({ receipts: Type.Array(ReceiptBody) }),
+            ...errorResponses(400, 401, 403),
+          },
         },
       },
-      async (request) => ({ receipts: (await listReceipts(ctx.db, request.query)).map(toReceiptBody) }),
+      async (request) => ({
+        receipts: (await listReceipts(ctx.db, { ...request.query, limit: request.query.limit ?? 100 })).map(
+          toReceiptBody,
+        ),
+      }),
     );
 
     app.post(
       '/v1/purges',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Run the retention purge now; answers with its receipt',
           tags: ['retention'],
-          response: { 200: ReceiptBody, ...errorResponses(401, 403, 409) },
+          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 409) },
         },
       },
       async () => {
@@ -54,12 +67,12 @@ export const retentionRoutes =
     app.delete(
       '/v1/customers/:id/images',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary: 'Erase every image of a customer now, everywhere; answers with the receipt',
           tags: ['retention'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: ReceiptBody, ...errorResponses(401, 403, 404) },
+          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {
@@ -72,14 +85,21 @@ export const retentionRoutes =
     app.patch(
       '/v1/customers/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           summary:
             "Set a customer's retention window (shorter than the platform's), or null for the platform's",
           tags: ['customers', 'retention'],
           params: Type.Object({ id: Uuid }),
           body: Type.Object({
-            retention: Type.Union([Type.String({ description: 'e.g. 3d, 12h' }), Type.Null()]),
+            retention: Type.Union([
+              Matching(
+                '^ *([0-9]+|([0-9]+([.][0-9]+)?(ms|s|m|h|d|w))+) *$',
+                'must be a duration such as 3d, 12h or 1d12h, or null',
+                { description: 'e.g. 3d, 12h; at most the platform window' },
+              ),
+              Type.Null(),
+            ]),
           }),
           response: {
             200: Type.Object({
@@ -88,7 +108,7 @@ export const retentionRoutes =
               retention: Type.String(),
               retentionMs: Type.Integer(),
             }),
-            ...errorResponses(400, 401, 403, 404),
+            ...errorResponses(400, 401, 403, 404, 413),
           },
         },
       },

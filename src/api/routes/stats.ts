@@ -5,9 +5,9 @@ import { AppError } from '../../errors.ts';
 import { day } from '../../lake/keys.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Uuid } from '../schemas.ts';
+import { Day, errorResponses, Matching, Uuid } from '../schemas.ts';
 
-const DAY = '^\\d{4}-\\d{2}-\\d{2}$';
+const GROUP = `(${STAT_DIMENSIONS.join('|')})`;
 
 export const statsRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>
@@ -16,20 +16,20 @@ export const statsRoutes =
     app.get(
       '/v1/stats',
       {
-        preHandler: requireRole(ctx.db, 'admin', 'analyst', 'customer'),
+        onRequest: requireRole(ctx.db, 'admin', 'analyst', 'customer'),
         schema: {
           summary:
             'Images and bytes that reached an outcome, summed over days and grouped (customers see their own)',
           tags: ['statistics'],
           querystring: Type.Object({
-            from: Type.Optional(
-              Type.String({ pattern: DAY, description: 'First day, inclusive (default: 30 days ago)' }),
-            ),
-            to: Type.Optional(
-              Type.String({ pattern: DAY, description: 'Last day, inclusive (default: today)' }),
-            ),
+            from: Type.Optional(Day({ description: 'First day, inclusive (default: 30 days before "to")' })),
+            to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
             groupBy: Type.Optional(
-              Type.String({ description: `Comma-separated: ${STAT_DIMENSIONS.join(', ')}` }),
+              Matching(
+                `^ *${GROUP}? *(, *${GROUP}? *)*$`,
+                `must be a comma-separated list of ${STAT_DIMENSIONS.join(', ')}`,
+                { description: `Comma-separated: ${STAT_DIMENSIONS.join(', ')}` },
+              ),
             ),
             customerId: Type.Optional(Uuid),
           }),
@@ -56,9 +56,8 @@ export const statsRoutes =
         },
       },
       async (request) => {
-        const now = ctx.clock.now();
-        const to = request.query.to ?? day(now);
-        const from = request.query.from ?? day(new Date(now.getTime() - 30 * 86_400_000));
+        const to = request.query.to ?? day(ctx.clock.now());
+        const from = request.query.from ?? day(new Date(Date.parse(to) - 30 * 86_400_000));
         const groupBy = (request.query.groupBy ?? '')
           .split(',')
           .map((g) => g.trim())
@@ -69,7 +68,7 @@ export const statsRoutes =
             'VALIDATION_FAILED',
             `Cannot group by ${unknown.join(', ')}; use ${STAT_DIMENSIONS.join(', ')}.`,
           );
-        if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
+        // A range whose "from" is after its "to" holds no day, so no row.
         const customerId = customerScope(request) ?? request.query.customerId;
         const rows = await queryStats(ctx.db, { from, to, groupBy: groupBy as StatDimension[], customerId });
         return { from, to, groupBy, rows };
