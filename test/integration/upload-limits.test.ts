@@ -170,7 +170,7 @@ describe('direct uploads', () => {
   });
 });
 
-describe('uploads in progress per customer', () => {
+describe('uploads in progress per customer', { timeout: 120_000 }, () => {
   it("answers 429 TOO_MANY_UPLOADS with Retry-After past the limit; another customer's uploads go through", async () => {
     const hog = await createCustomer(t.url, 'Stalls');
     const polite = await createCustomer(t.url, 'Polite');
@@ -200,7 +200,8 @@ describe('uploads in progress per customer', () => {
   });
 });
 
-describe('request timeouts', () => {
+// Bounded, so a server that never times a client out fails here instead of hanging the suite.
+describe('request timeouts', { timeout: 120_000 }, () => {
   let quick: TestServer;
   before(async () => {
     quick = await startTestServer({
