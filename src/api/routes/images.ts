@@ -121,7 +121,8 @@ export const imageRoutes =
                 Type.String({
                   minLength: 1,
                   maxLength: 255,
-                  description: 'The same key again returns the first answer and lands nothing twice',
+                  description:
+                    'The same key with the same bytes returns the first answer and lands nothing twice; with other bytes, 422 IDEMPOTENCY_KEY_REUSED',
                 }),
               ),
               'x-filename': Type.Optional(Type.String({ maxLength: 255 })),
