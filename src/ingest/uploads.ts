@@ -23,11 +23,6 @@ export interface UploadSession {
   expiresAt: string;
 }
 
-/**
- * Direct uploads, for images too large to pass comfortably through an API process: the client
- * PUTs the bytes to a staging key (straight into the bucket by a presigned URL on S3), then
- * completes the upload, which lands it like any other: sniffed, size-checked, hashed, recorded.
- */
 export interface UploadLimits {
   /** The largest image (IMAGELAKE_MAX_BYTES): a PUT over it is cut off while streaming. */
   maxBytes: number;
@@ -48,6 +43,11 @@ export interface UploadsDeps {
 /** Refusals at completion that the same bytes would meet again: the staged bytes are dropped. */
 const PERMANENT = new Set(['IMAGE_TOO_LARGE', 'UNSUPPORTED_FORMAT', 'EMPTY_BODY', 'IDEMPOTENCY_KEY_REUSED']);
 
+/**
+ * Direct uploads, for images too large to pass comfortably through an API process: the client
+ * PUTs the bytes to a staging key (straight into the bucket by a presigned URL on S3), then
+ * completes the upload, which lands it like any other: sniffed, size-checked, hashed, recorded.
+ */
 export class Uploads {
   private readonly deps: UploadsDeps;
 

@@ -235,7 +235,8 @@ describe('request timeouts', { timeout: 120_000 }, () => {
     }, 200);
     const response = await answer.finally(() => clearInterval(drip));
     assert.match(response, /^HTTP\/1\.1 408 /);
-    assert.ok(sent < 100_000, 'the connection was closed before the promised body arrived');
+    const listed = await api(quick.url, c.apiKey, 'GET', '/v1/images');
+    assert.equal(listed.body.images.length, 0, 'nothing landed from the cut-off body');
   });
 
   it('closes a connection whose headers never finish', async () => {
