@@ -59,6 +59,34 @@ export const ERRORS = {
     status: 409,
     message: 'Nothing was uploaded yet: PUT the bytes to the upload URL first, then complete.',
   },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    message:
+      'This Idempotency-Key was used before for different bytes; send a new key for a new image, or the same bytes to get the first answer again.',
+  },
+  UPLOAD_LIMIT: {
+    status: 429,
+    message:
+      'Too many open upload sessions or staged bytes for this customer; complete them, or cancel them with DELETE /v1/uploads/{id}.',
+  },
+  TOO_MANY_UPLOADS: {
+    status: 429,
+    message: "This customer's uploads in progress are at the limit; retry after the Retry-After seconds.",
+  },
+  BODY_TIMEOUT: {
+    status: 408,
+    message: 'The request body stopped arriving; send it again (with the same Idempotency-Key).',
+  },
+  BODY_INCOMPLETE: {
+    status: 400,
+    message:
+      'The connection ended before the whole body arrived; send it again (with the same Idempotency-Key).',
+  },
+  LAST_ADMIN_KEY: {
+    status: 409,
+    message:
+      'This is the last active admin key and revoking it would lock every admin out. To rotate it, restart with a new IMAGELAKE_ADMIN_TOKEN, then revoke this one.',
+  },
   QUEUE_FULL: {
     status: 429,
     message: 'The processing queue is full; retry later with the same Idempotency-Key.',

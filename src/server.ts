@@ -125,7 +125,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     });
     stops.push(() => db.destroy());
     await migrate(db, log);
-    const generatedAdminToken = await ensureAdminKey(db, config.adminToken);
+    const generatedAdminToken = await ensureAdminKey(db, config.adminToken, log);
     let analyst: { pool: pg.Pool; url: string } | undefined;
     if (roles.has('api')) {
       const credentials = await ensureAnalystRole(db, log, config.analytics.sqlTimeoutMs);
@@ -271,7 +271,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     let url: string | undefined;
     let opsUrl: string | undefined;
     if (roles.has('api')) {
-      const uploads = new Uploads({ db, lake, clock, lander });
+      const uploads = new Uploads({
+        db,
+        lake,
+        clock,
+        lander,
+        limits: {
+          maxBytes: config.limits.maxBytes,
+          sessions: config.limits.uploadSessions,
+          stagedBytes: config.limits.stagedBytes,
+        },
+      });
       const app = await buildApp({
         uploads,
         config,

@@ -40,6 +40,18 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     // Requests are measured in /metrics; a log line per request would drown the ones that matter.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // No request may be unbounded: the headers, then the whole request (body included) have a time
+    // limit; an upload whose body stops arriving is cut off sooner by the routes (body-idle timeout).
+    requestTimeout: ctx.config.http.requestTimeoutMs,
+    http: {
+      headersTimeout: ctx.config.http.headersTimeoutMs,
+      requestTimeout: ctx.config.http.requestTimeoutMs,
+      // Node checks those limits on this interval; a quarter of the shorter one keeps them close to exact.
+      connectionsCheckingInterval: Math.max(
+        100,
+        Math.min(30_000, Math.floor(ctx.config.http.headersTimeoutMs / 4)),
+      ),
+    },
     // Path parameters up to a dimension's name: a processor (63) and a field (64) with a dot between.
     routerOptions: { maxParamLength: 200 },
     // Behind a load balancer the client's address is in X-Forwarded-For.

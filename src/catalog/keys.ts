@@ -1,4 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { AppError } from '../errors.ts';
 import type { Db } from './database.ts';
 import type { KeyRole } from './schema.ts';
 
@@ -58,15 +60,30 @@ export async function findPrincipal(db: Db, key: string): Promise<Principal | un
   return row ? { keyId: row.id, role: row.role, customerId: row.customer_id } : undefined;
 }
 
+/**
+ * Revokes a key at once. The last active admin key is never revoked (LAST_ADMIN_KEY): nobody could
+ * manage the platform after it. The active admin keys are locked while counting, so two admins
+ * revoking each other's keys at once cannot both succeed.
+ */
 export async function revokeKey(db: Db, id: string, customerId?: string): Promise<boolean> {
-  let query = db
-    .updateTable('api_keys')
-    .set({ revoked_at: new Date() })
-    .where('id', '=', id)
-    .where('revoked_at', 'is', null);
-  if (customerId) query = query.where('customer_id', '=', customerId);
-  const result = await query.executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0;
+  return db.transaction().execute(async (trx) => {
+    const admins = await trx
+      .selectFrom('api_keys')
+      .select('id')
+      .where('role', '=', 'admin')
+      .where('revoked_at', 'is', null)
+      .forUpdate()
+      .execute();
+    if (admins.length === 1 && admins[0]!.id === id) throw new AppError('LAST_ADMIN_KEY');
+    let query = trx
+      .updateTable('api_keys')
+      .set({ revoked_at: new Date() })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null);
+    if (customerId) query = query.where('customer_id', '=', customerId);
+    const result = await query.executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  });
 }
 
 export async function listKeys(db: Db, filter: { customerId?: string; role?: KeyRole }) {
@@ -80,11 +97,30 @@ export async function listKeys(db: Db, filter: { customerId?: string; role?: Key
 
 /**
  * The admin token. With IMAGELAKE_ADMIN_TOKEN set, that token is the admin key (its hash is stored
- * so it works like any other key). Without it, the first start generates one and returns it so it
+ * so it works like any other key), and a start restores it if it was revoked. Without it, the first start generates one and returns it so it
  * can be printed exactly once; only its hash is kept.
  */
-export async function ensureAdminKey(db: Db, configured: string | undefined): Promise<string | undefined> {
+export async function ensureAdminKey(
+  db: Db,
+  configured: string | undefined,
+  log?: Logger,
+): Promise<string | undefined> {
   if (configured) {
+    // The configured token always works after a restart: revoked, it is restored (and said so).
+    const restored = await db
+      .updateTable('api_keys')
+      .set({ revoked_at: null })
+      .where('hash', '=', hashKey(configured))
+      .where('role', '=', 'admin')
+      .where('revoked_at', 'is not', null)
+      .returning('id')
+      .executeTakeFirst();
+    if (restored) {
+      log?.warn(
+        { keyId: restored.id },
+        'the IMAGELAKE_ADMIN_TOKEN key had been revoked; it is active again because it is configured',
+      );
+    }
     // Several processes starting at once on an empty catalog all try this: the first one wins.
     await db
       .insertInto('api_keys')

@@ -189,6 +189,8 @@ export interface UploadsTable {
   created_at: Timestamp;
   expires_at: Timestamp;
   image_id: string | null;
+  /** Bytes staged by the last PUT through the API (0 before, and for presigned PUTs). */
+  bytes: BigInt;
 }
 
 export interface Database {

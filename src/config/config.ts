@@ -30,7 +30,14 @@ export interface Config {
     maxPixels: number;
     maxFrames: number;
     maxQueueDepth: number;
+    /** Uploads in progress at once per customer in each API process; more answer 429. */
+    concurrentUploads: number;
+    /** Direct-upload sessions open at once per customer, and the bytes they may hold staged. */
+    uploadSessions: number;
+    stagedBytes: number;
   };
+  /** How long a client may take to send its request; none is unbounded. */
+  http: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; requestTimeoutMs: number };
   workers: {
     threads: number;
     concurrency: number;
@@ -146,6 +153,15 @@ export function loadConfig(env: Env = process.env): Config {
       maxPixels: read('IMAGELAKE_MAX_PIXELS', '100000000', int(1), 'a whole number of pixels'),
       maxFrames: read('IMAGELAKE_MAX_FRAMES', '200', int(1), 'a whole number of frames'),
       maxQueueDepth: read('IMAGELAKE_MAX_QUEUE_DEPTH', '10000', int(1), 'a whole number of jobs'),
+      concurrentUploads: read('IMAGELAKE_UPLOADS_PER_CUSTOMER', '16', int(1), 'a whole number of uploads'),
+      uploadSessions: read('IMAGELAKE_UPLOAD_SESSIONS', '100', int(1), 'a whole number of sessions'),
+      stagedBytes: read('IMAGELAKE_UPLOAD_STAGED_BYTES', '4GiB', parseBytes, 'a size such as 4GiB'),
+    },
+    http: {
+      headersTimeoutMs: read('IMAGELAKE_HEADERS_TIMEOUT', '30s', duration, 'a duration such as 30s'),
+      bodyIdleTimeoutMs: read('IMAGELAKE_BODY_IDLE_TIMEOUT', '30s', duration, 'a duration such as 30s'),
+      // Generous: a 64 MiB image over a slow link (200 KiB/s) still fits.
+      requestTimeoutMs: read('IMAGELAKE_REQUEST_TIMEOUT', '10m', duration, 'a duration such as 10m'),
     },
     workers: {
       threads: read('IMAGELAKE_WORKER_THREADS', String(cores), int(1), 'a whole number of threads'),
@@ -167,6 +183,9 @@ export function loadConfig(env: Env = process.env): Config {
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
     },
   };
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+    problems.push('IMAGELAKE_HEADERS_TIMEOUT must not be longer than IMAGELAKE_REQUEST_TIMEOUT');
+  }
   readProcessors(env, config, problems);
   if (config.lakeUrl && !/^(s3:\/\/[^/]+|file:\/\/\/)/.test(config.lakeUrl)) {
     problems.push(

@@ -39,7 +39,8 @@ export interface Landed {
 /**
  * Lands one image, whatever its source: streams the bytes into the lake (checking the format on
  * the first bytes and the size on every chunk), then records the image and queues its processing
- * in one transaction. A retry with the same idempotency key returns the first landing.
+ * in one transaction. A retry with the same idempotency key and the same bytes returns the first
+ * landing; the same key with other bytes is refused with IDEMPOTENCY_KEY_REUSED.
  */
 export class Lander {
   private readonly deps: LandDeps;
@@ -53,10 +54,7 @@ export class Lander {
     const { db, lake, clock, metrics } = this.deps;
     if (input.idempotencyKey) {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
-      if (existing) {
-        metrics.ingested.inc({ source: input.source, outcome: 'duplicate' });
-        return { image: existing, duplicate: true };
-      }
+      if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
     await this.checkQueueDepth();
 
@@ -69,7 +67,9 @@ export class Lander {
     let headBytes = 0;
     let ended = false;
     while (headBytes < SNIFF_BYTES) {
-      const next = await chunks.next();
+      const next = await chunks.next().catch((error) => {
+        throw error instanceof AppError ? this.reject(input, error) : error;
+      });
       if (next.done) {
         ended = true;
         break;
@@ -110,6 +110,7 @@ export class Lander {
       throw new AppError('LAKE_UNAVAILABLE', undefined, { cause: error });
     }
 
+    const checksum = hash.digest('hex');
     const row = {
       id,
       customer_id: input.customerId,
@@ -117,7 +118,7 @@ export class Lander {
       status: 'received' as const,
       idempotency_key: input.idempotencyKey ?? null,
       filename: input.filename?.slice(0, 255) ?? null,
-      checksum: hash.digest('hex'),
+      checksum,
       bytes,
       format,
       raw_key: key,
@@ -138,10 +139,53 @@ export class Lander {
       if (input.idempotencyKey && (error as { code?: string }).code === '23505') {
         // Another request with the same key won the race: answer with its landing.
         const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
-        if (existing) return { image: existing, duplicate: true };
+        if (existing) return this.replay(input, existing, checksum);
       }
       throw error;
     }
+  }
+
+  /**
+   * A key seen before answers with its first landing only for the same bytes: a key reused for
+   * other bytes is refused rather than silently dropping the new image (as Stripe and the IETF
+   * Idempotency-Key draft do).
+   */
+  private replay(input: LandInput, existing: ImageRow, checksum: string): Landed {
+    if (checksum !== existing.checksum) {
+      throw this.reject(
+        input,
+        new AppError(
+          'IDEMPOTENCY_KEY_REUSED',
+          `It was first used for image ${existing.id} (sha256 ${existing.checksum}).`,
+        ),
+      );
+    }
+    this.deps.metrics.ingested.inc({ source: input.source, outcome: 'duplicate' });
+    return { image: existing, duplicate: true };
+  }
+
+  /** The SHA-256 of a body that will not be stored, read under the same limits as one that is. */
+  private async checksumOf(input: LandInput): Promise<string> {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const { maxBytes } = this.deps.limits;
+    const chunks = (Buffer.isBuffer(input.body) ? Readable.from([input.body]) : input.body)[
+      Symbol.asyncIterator
+    ]();
+    try {
+      for (;;) {
+        const next = await chunks.next();
+        if (next.done) break;
+        const chunk = asBuffer(next.value);
+        bytes += chunk.length;
+        if (bytes > maxBytes) throw new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`);
+        hash.update(chunk);
+      }
+    } catch (error) {
+      throw error instanceof AppError ? this.reject(input, error) : error;
+    }
+    if (bytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
+    return hash.digest('hex');
   }
 
   private reject(input: LandInput, error: AppError): AppError {

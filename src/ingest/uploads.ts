@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import { getImage } from '../catalog/images.ts';
 import type { ImageRow } from '../catalog/schema.ts';
@@ -22,36 +23,71 @@ export interface UploadSession {
   expiresAt: string;
 }
 
+export interface UploadLimits {
+  /** The largest image (IMAGELAKE_MAX_BYTES): a PUT over it is cut off while streaming. */
+  maxBytes: number;
+  /** Sessions open at once per customer. */
+  sessions: number;
+  /** Bytes staged at once per customer, over all its open sessions. */
+  stagedBytes: number;
+}
+
+export interface UploadsDeps {
+  db: Db;
+  lake: Lake;
+  clock: Clock;
+  lander: Lander;
+  limits: UploadLimits;
+}
+
+/** Refusals at completion that the same bytes would meet again: the staged bytes are dropped. */
+const PERMANENT = new Set(['IMAGE_TOO_LARGE', 'UNSUPPORTED_FORMAT', 'EMPTY_BODY', 'IDEMPOTENCY_KEY_REUSED']);
+
 /**
  * Direct uploads, for images too large to pass comfortably through an API process: the client
  * PUTs the bytes to a staging key (straight into the bucket by a presigned URL on S3), then
  * completes the upload, which lands it like any other: sniffed, size-checked, hashed, recorded.
  */
 export class Uploads {
-  private readonly deps: { db: Db; lake: Lake; clock: Clock; lander: Lander };
+  private readonly deps: UploadsDeps;
 
-  constructor(deps: { db: Db; lake: Lake; clock: Clock; lander: Lander }) {
+  constructor(deps: UploadsDeps) {
     this.deps = deps;
   }
 
   async start(customerId: string, filename: string | undefined, apiBase: string): Promise<UploadSession> {
-    const { db, lake, clock } = this.deps;
+    const { db, lake, clock, limits } = this.deps;
     const id = randomUUID();
     const now = clock.now();
     const expiresAt = new Date(now.getTime() + UPLOAD_TTL_MS);
     const stagingKey = `${STAGING_PREFIX}${customerId}/${id}`;
-    await db
-      .insertInto('uploads')
-      .values({
-        id,
-        customer_id: customerId,
-        staging_key: stagingKey,
-        filename: filename ?? null,
-        created_at: now,
-        expires_at: expiresAt,
-        image_id: null,
-      })
-      .execute();
+    await db.transaction().execute(async (trx) => {
+      // One customer's sessions are counted and opened one at a time, across every API process.
+      await sql`select pg_advisory_xact_lock(hashtext(${`uploads:${customerId}`}))`.execute(trx);
+      const open = await trx
+        .selectFrom('uploads')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('customer_id', '=', customerId)
+        .where('image_id', 'is', null)
+        .where('expires_at', '>', now)
+        .executeTakeFirstOrThrow();
+      if (Number(open.n) >= limits.sessions) {
+        throw new AppError('UPLOAD_LIMIT', `${open.n} sessions are open; the limit is ${limits.sessions}.`);
+      }
+      await trx
+        .insertInto('uploads')
+        .values({
+          id,
+          customer_id: customerId,
+          staging_key: stagingKey,
+          filename: filename ?? null,
+          created_at: now,
+          expires_at: expiresAt,
+          image_id: null,
+          bytes: 0,
+        })
+        .execute();
+    });
     const presigned = lake.presignPut ? await lake.presignPut(stagingKey, UPLOAD_TTL_MS / 1000) : undefined;
     return {
       id,
@@ -74,10 +110,64 @@ export class Uploads {
     return row;
   }
 
-  /** The bytes through the API, for lakes that cannot presign (the local folder). */
+  /**
+   * The bytes through the API, for lakes that cannot presign (the local folder). They are counted
+   * while they stream: past IMAGELAKE_MAX_BYTES, or past what the customer may still stage, the
+   * write stops and nothing is kept.
+   */
   async receive(customerId: string, id: string, body: Readable): Promise<number> {
+    const { db, lake, limits } = this.deps;
     const row = await this.session(customerId, id);
-    return this.deps.lake.put(row.staging_key, body);
+    if (row.image_id) throw new AppError('UPLOAD_NOT_FOUND', 'It has been completed already.');
+    const others = await db
+      .selectFrom('uploads')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<string>('bytes'), sql<string>`0`).as('n'))
+      .where('customer_id', '=', customerId)
+      .where('image_id', 'is', null)
+      .where('expires_at', '>', this.deps.clock.now())
+      .where('id', '!=', id)
+      .executeTakeFirstOrThrow();
+    const room = limits.stagedBytes - Number(others.n);
+    const tooMuch = () =>
+      room < limits.maxBytes
+        ? new AppError('UPLOAD_LIMIT', `${others.n} bytes are staged; the limit is ${limits.stagedBytes}.`)
+        : new AppError('IMAGE_TOO_LARGE', `The limit is ${limits.maxBytes} bytes.`);
+    const allowed = Math.min(room, limits.maxBytes);
+    if (allowed <= 0) throw tooMuch();
+
+    // The first bytes are awaited before anything is written, so an empty body leaves nothing behind.
+    const chunks = body[Symbol.asyncIterator]();
+    let first: Buffer | undefined;
+    while (!first) {
+      const next = await chunks.next();
+      if (next.done) throw new AppError('EMPTY_BODY');
+      if ((next.value as Buffer).length > 0) first = next.value as Buffer;
+    }
+    let bytes = 0;
+    const take = (chunk: Buffer): Buffer => {
+      bytes += chunk.length;
+      if (bytes > allowed) throw tooMuch();
+      return chunk;
+    };
+    async function* counted(): AsyncGenerator<Buffer> {
+      yield take(first!);
+      for (;;) {
+        const next = await chunks.next();
+        if (next.done) return;
+        yield take(next.value as Buffer);
+      }
+    }
+    const written = await lake.put(row.staging_key, Readable.from(counted()));
+    await db.updateTable('uploads').set({ bytes: written }).where('id', '=', id).execute();
+    return written;
+  }
+
+  /** Drops a session that will not be completed, and its staged bytes. */
+  async cancel(customerId: string, id: string): Promise<void> {
+    const row = await this.session(customerId, id);
+    if (row.image_id) throw new AppError('UPLOAD_NOT_FOUND', 'It has been completed already.');
+    await this.deps.lake.delete(row.staging_key);
+    await this.deps.db.deleteFrom('uploads').where('id', '=', id).execute();
   }
 
   /** Lands the staged bytes; completing twice answers with the same image. */
@@ -90,13 +180,22 @@ export class Uploads {
       throw new AppError('UPLOAD_NOT_FOUND', 'Its image has been deleted since.');
     }
     if (!(await lake.head(row.staging_key))) throw new AppError('UPLOAD_EMPTY');
-    const landed = await lander.land({
-      customerId,
-      source: 'http',
-      body: await lake.get(row.staging_key),
-      idempotencyKey: `upload:${id}`,
-      filename: row.filename ?? undefined,
-    });
+    const landed = await lander
+      .land({
+        customerId,
+        source: 'http',
+        body: await lake.get(row.staging_key),
+        idempotencyKey: `upload:${id}`,
+        filename: row.filename ?? undefined,
+      })
+      .catch(async (error) => {
+        // Bytes that can never land would otherwise fill the staging area until the session expires.
+        if (error instanceof AppError && PERMANENT.has(error.code)) {
+          await lake.delete(row.staging_key);
+          await db.updateTable('uploads').set({ bytes: 0 }).where('id', '=', id).execute();
+        }
+        throw error;
+      });
     await db.updateTable('uploads').set({ image_id: landed.image.id }).where('id', '=', id).execute();
     await lake.delete(row.staging_key);
     return landed;

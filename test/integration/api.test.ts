@@ -234,6 +234,25 @@ describe('upload and processing', () => {
     assert.notEqual(other.body.id, first.body.id);
   });
 
+  it('refuses an Idempotency-Key reused for other bytes with 422 IDEMPOTENCY_KEY_REUSED, naming the first image', async () => {
+    const bytes = await jpeg({ seed: 43 });
+    const otherBytes = await jpeg({ seed: 44 });
+    const first = await upload(t.url, globex.apiKey, bytes, { 'idempotency-key': 'order-19' });
+    assert.equal(first.status, 202);
+    const other = await upload(t.url, globex.apiKey, otherBytes, { 'idempotency-key': 'order-19' });
+    assert.equal(other.status, 422);
+    assert.equal(other.body.error.code, 'IDEMPOTENCY_KEY_REUSED');
+    assert.match(other.body.error.message, new RegExp(first.body.id));
+    const again = await upload(t.url, globex.apiKey, bytes, { 'idempotency-key': 'order-19' });
+    assert.equal(again.status, 202, 'the same bytes still replay the first answer');
+    assert.equal(again.body.id, first.body.id);
+    const otherSum = createHash('sha256').update(otherBytes).digest('hex');
+    const listed = await api(t.url, globex.apiKey, 'GET', '/v1/images?limit=500');
+    assert.ok(!listed.body.images.some((i: { checksum: string }) => i.checksum === otherSum));
+    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    assert.match(metrics, /imagelake_ingest_rejected_total\{source="http",code="IDEMPOTENCY_KEY_REUSED"\} 1/);
+  });
+
   it('pages through images newest first', async () => {
     const c = await createCustomer(t.url, 'Pager');
     const ids: string[] = [];
@@ -301,6 +320,22 @@ describe('bad input', () => {
     await refused(Buffer.from('%PDF-1.4 fake'), 415, 'UNSUPPORTED_FORMAT');
     const big = Buffer.concat([await jpeg(), Buffer.alloc(4 * 1024 * 1024, 1)]);
     await refused(big, 413, 'IMAGE_TOO_LARGE');
+  });
+
+  it('counts a POST without a body in imagelake_ingest_rejected_total', async () => {
+    const count = async () => {
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      const m = /imagelake_ingest_rejected_total\{source="http",code="EMPTY_BODY"\} (\d+)/.exec(metrics);
+      return Number(m?.[1] ?? 0);
+    };
+    const before = await count();
+    const response = await fetch(`${t.url}/v1/images`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${acme.apiKey}` },
+    });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as any).error.code, 'EMPTY_BODY');
+    assert.equal(await count(), before + 1);
   });
 
   it('fails corrupt, truncated and bomb images with their reason, and keeps serving', async () => {

@@ -195,6 +195,46 @@ describe('Kafka ingest against a real broker', () => {
     );
   });
 
+  it('dead-letters a message whose message-id landed before with other bytes, with IDEMPOTENCY_KEY_REUSED', async () => {
+    const first = await jpeg({ seed: 901 });
+    const other = await jpeg({ seed: 902 });
+    const headers = { 'customer-id': customer.id, 'message-id': 'reused-id' };
+    await produce(bootstrap, BAD, [{ value: first, headers }]);
+    // Messages of a partition land concurrently: the first must have landed before the others come.
+    await until('the first message landed', () =>
+      t.server.db
+        .selectFrom('images')
+        .select('id')
+        .where('idempotency_key', '=', 'kafka:reused-id')
+        .executeTakeFirst(),
+    );
+    await produce(bootstrap, BAD, [
+      // The same message again (a producer retry): dropped as a duplicate, never dead-lettered.
+      { value: first, headers },
+      { value: other, headers: { ...headers, 'x-trace': 'the-other-bytes' } },
+    ]);
+    await until('the retry of the same bytes dropped as a duplicate', async () => {
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      return metrics.includes(`imagelake_kafka_messages_total{topic="${BAD}",outcome="duplicate"} 1`);
+    });
+    const dead = await readTopic(bootstrap, `${BAD}.dlq`, (seen) =>
+      seen.some((m) => header(m, 'message-id') === 'reused-id'),
+    );
+    const reused = dead.filter((m) => header(m, 'message-id') === 'reused-id');
+    assert.equal(reused.length, 1, 'only the message with other bytes is dead-lettered');
+    assert.equal(header(reused[0]!, 'error-code'), 'IDEMPOTENCY_KEY_REUSED');
+    assert.equal(header(reused[0]!, 'x-trace'), 'the-other-bytes');
+    assert.deepEqual(reused[0]!.value, other, 'its bytes are kept in the dead letter, not lost');
+    const landed = await t.server.db
+      .selectFrom('images')
+      .select(['id', 'bytes'])
+      .where('idempotency_key', '=', 'kafka:reused-id')
+      .execute();
+    assert.equal(landed.length, 1);
+    assert.equal(Number(landed[0]!.bytes), first.length, 'the first image stays as it landed');
+    assert.match(header(reused[0]!, 'error-message')!, new RegExp(landed[0]!.id));
+  });
+
   it('shares partitions between two consumer processes; a rebalance mid-stream loses and doubles nothing', async () => {
     const url = runningEmbeddedUrl(t.dataDir)!;
     const messages = [];

@@ -30,6 +30,37 @@ describe('config', () => {
     assert.ok(config.dataDir.endsWith('/data'));
   });
 
+  it('bounds every request and upload by default, and reads the limits', () => {
+    const defaults = loadConfig({});
+    assert.deepEqual(defaults.http, {
+      headersTimeoutMs: 30_000,
+      bodyIdleTimeoutMs: 30_000,
+      requestTimeoutMs: 600_000,
+    });
+    assert.equal(defaults.limits.concurrentUploads, 16);
+    assert.equal(defaults.limits.uploadSessions, 100);
+    assert.equal(defaults.limits.stagedBytes, 4 * 1024 ** 3);
+    const set = loadConfig({
+      IMAGELAKE_REQUEST_TIMEOUT: '2m',
+      IMAGELAKE_BODY_IDLE_TIMEOUT: '5s',
+      IMAGELAKE_UPLOADS_PER_CUSTOMER: '4',
+      IMAGELAKE_UPLOAD_STAGED_BYTES: '1GiB',
+    });
+    assert.equal(set.http.requestTimeoutMs, 120_000);
+    assert.equal(set.http.bodyIdleTimeoutMs, 5_000);
+    assert.equal(set.limits.concurrentUploads, 4);
+    assert.equal(set.limits.stagedBytes, 1024 ** 3);
+    assert.throws(
+      () => loadConfig({ IMAGELAKE_HEADERS_TIMEOUT: '5m', IMAGELAKE_REQUEST_TIMEOUT: '1m' }),
+      /IMAGELAKE_HEADERS_TIMEOUT must not be longer than IMAGELAKE_REQUEST_TIMEOUT/,
+    );
+    assert.throws(() => loadConfig({ IMAGELAKE_REQUEST_TIMEOUT: '0' }), /IMAGELAKE_REQUEST_TIMEOUT="0"/);
+    assert.throws(
+      () => loadConfig({ IMAGELAKE_UPLOADS_PER_CUSTOMER: '0' }),
+      /IMAGELAKE_UPLOADS_PER_CUSTOMER/,
+    );
+  });
+
   it('reports every problem at once', () => {
     assert.throws(
       () =>

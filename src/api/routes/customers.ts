@@ -157,10 +157,10 @@ export const customerRoutes =
       {
         onRequest: admin,
         schema: {
-          summary: 'Revoke a key at once',
+          summary: 'Revoke a key at once (never the last active admin key: 409 LAST_ADMIN_KEY)',
           tags: ['keys'],
           params: Type.Object({ id: Uuid }),
-          response: { 204: Type.Null(), ...errorResponses(400, 401, 403, 404) },
+          response: { 204: Type.Null(), ...errorResponses(400, 401, 403, 404, 409) },
         },
       },
       async (request, reply) => {

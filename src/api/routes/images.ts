@@ -1,11 +1,13 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { CURSOR_PATTERN, decodeCursor, getImage, listImages } from '../../catalog/images.ts';
 import type { ImageRow } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
+import { guardedBody } from '../../ingest/body.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
+import { UploadSlots } from '../../ingest/upload-slots.ts';
 import { LakeNotFound } from '../../lake/port.ts';
 import { eraseImages } from '../../retention/erase.ts';
 import { customerWindow } from '../../retention/windows.ts';
@@ -93,6 +95,24 @@ export const imageRoutes =
       return image;
     }
 
+    // Uploads in progress per customer: a customer's stalled uploads hold its own slots only.
+    const slots = new UploadSlots(ctx.config.limits.concurrentUploads);
+    const { bodyIdleTimeoutMs } = ctx.config.http;
+    async function takeSlot(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      const release = slots.take(request.principal!.customerId!);
+      if (!release) {
+        // Slots free as soon as any of the customer's uploads ends, so a short wait is enough.
+        reply.header('retry-after', '1');
+        throw new AppError(
+          'TOO_MANY_UPLOADS',
+          `The limit is ${ctx.config.limits.concurrentUploads} at once per customer.`,
+        );
+      }
+      // 'close' comes once the answer is sent or the connection is gone, whichever happens first.
+      reply.raw.once('close', release);
+    }
+    const uploader = [requireRole(ctx.db, 'customer'), takeSlot];
+
     // Uploads get a scope of their own: whatever the Content-Type says, the body is read as raw bytes
     // (the format is decided by the bytes), except multipart/form-data, which carries a `file` field.
     await app.register(async (upload) => {
@@ -105,7 +125,7 @@ export const imageRoutes =
       upload.post(
         '/v1/images',
         {
-          onRequest: requireRole(ctx.db, 'customer'),
+          onRequest: uploader,
           schema: {
             summary: 'Upload an image: the raw bytes as the body, or multipart/form-data with a field "file"',
             tags: ['images'],
@@ -115,7 +135,8 @@ export const imageRoutes =
                 Type.String({
                   minLength: 1,
                   maxLength: 255,
-                  description: 'The same key again returns the first answer and lands nothing twice',
+                  description:
+                    'The same key with the same bytes returns the first answer and lands nothing twice; with other bytes, 422 IDEMPOTENCY_KEY_REUSED',
                 }),
               ),
               'x-filename': Type.Optional(
@@ -125,7 +146,7 @@ export const imageRoutes =
                 }),
               ),
             }),
-            response: { 202: LandedBody, ...errorResponses(400, 401, 403, 413, 415, 429) },
+            response: { 202: LandedBody, ...errorResponses(400, 401, 403, 408, 413, 415, 422, 429) },
           },
         },
         async (request, reply) => {
@@ -135,11 +156,12 @@ export const imageRoutes =
             const part = await request.file();
             if (part?.fieldname !== 'file')
               throw new AppError('VALIDATION_FAILED', 'Send the image in a multipart field named "file".');
-            body = part.file;
+            body = guardedBody(part.file, bodyIdleTimeoutMs);
             filename = checkFilename(part.filename) || filename;
           } else {
-            body = request.body as Readable;
-            if (!body) throw new AppError('EMPTY_BODY');
+            // Without a body no parser runs and there is no stream: the landing refuses (and counts) it.
+            const raw = request.body as Readable | undefined;
+            body = raw ? guardedBody(raw, bodyIdleTimeoutMs) : Readable.from([]);
           }
           const { image, duplicate } = await ctx.lander.land({
             customerId: request.principal!.customerId!,
@@ -161,7 +183,7 @@ export const imageRoutes =
       upload.put(
         '/v1/uploads/:id/content',
         {
-          onRequest: requireRole(ctx.db, 'customer'),
+          onRequest: uploader,
           schema: {
             summary:
               "The bytes of a direct upload, when the lake cannot take them itself (the session's uploadUrl says which)",
@@ -169,14 +191,21 @@ export const imageRoutes =
             params: Type.Object({ id: Uuid }),
             response: {
               200: Type.Object({ bytes: Type.Integer() }),
-              ...errorResponses(400, 401, 403, 404, 413),
+              ...errorResponses(400, 401, 403, 404, 408, 413, 429),
             },
           },
         },
         async (request) => {
           const { id } = request.params as { id: string };
+          const raw = request.body as Readable | undefined;
+          // Without a body there is no stream to write, and nothing must be opened for it.
+          if (!raw) throw new AppError('EMPTY_BODY');
           return {
-            bytes: await ctx.uploads.receive(request.principal!.customerId!, id, request.body as Readable),
+            bytes: await ctx.uploads.receive(
+              request.principal!.customerId!,
+              id,
+              guardedBody(raw, bodyIdleTimeoutMs),
+            ),
           };
         },
       );
@@ -198,7 +227,7 @@ export const imageRoutes =
               authorization: Type.String(),
               expiresAt: Type.String(),
             }),
-            ...errorResponses(400, 401, 403, 413),
+            ...errorResponses(400, 401, 403, 413, 429),
           },
         },
       },
@@ -210,6 +239,23 @@ export const imageRoutes =
       },
     );
 
+    app.delete(
+      '/v1/uploads/:id',
+      {
+        preHandler: requireRole(ctx.db, 'customer'),
+        schema: {
+          summary: 'Cancel a direct upload that will not be completed: its session and staged bytes go now',
+          tags: ['images'],
+          params: Type.Object({ id: Uuid }),
+          response: { 204: Type.Null(), ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        await ctx.uploads.cancel(request.principal!.customerId!, request.params.id);
+        return reply.status(204).send(null);
+      },
+    );
+
     app.post(
       '/v1/uploads/:id/complete',
       {
@@ -218,7 +264,7 @@ export const imageRoutes =
           summary: 'Land a direct upload: its size and content are checked now, like any upload',
           tags: ['images'],
           params: Type.Object({ id: Uuid }),
-          response: { 202: LandedBody, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429) },
+          response: { 202: LandedBody, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 422, 429) },
         },
       },
       async (request, reply) => {

@@ -23,6 +23,8 @@ const DEAD_LETTER: ReadonlySet<ErrorCode> = new Set([
   'CLAIM_CHECK_INVALID',
   'CLAIM_CHECK_FORBIDDEN',
   'CLAIM_CHECK_NOT_FOUND',
+  // The message-id landed before with other bytes: this message's image would otherwise be dropped.
+  'IDEMPOTENCY_KEY_REUSED',
 ]);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
