@@ -242,12 +242,12 @@ export const imageRoutes =
     app.delete(
       '/v1/uploads/:id',
       {
-        preHandler: requireRole(ctx.db, 'customer'),
+        onRequest: requireRole(ctx.db, 'customer'),
         schema: {
           summary: 'Cancel a direct upload that will not be completed: its session and staged bytes go now',
           tags: ['images'],
           params: Type.Object({ id: Uuid }),
-          response: { 204: Type.Null(), ...errorResponses(401, 403, 404) },
+          response: { 204: Type.Null(), ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request, reply) => {
