@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { dayRange } from '../../analytics/range.ts';
 import { queryStats, STAT_DIMENSIONS, type StatDimension } from '../../catalog/stats.ts';
 import { AppError } from '../../errors.ts';
-import { day } from '../../lake/keys.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, Uuid } from '../schemas.ts';
@@ -23,7 +23,10 @@ export const statsRoutes =
           tags: ['statistics'],
           querystring: Type.Object({
             from: Type.Optional(
-              Type.String({ pattern: DAY, description: 'First day, inclusive (default: 30 days ago)' }),
+              Type.String({
+                pattern: DAY,
+                description: 'First day, inclusive (default: 29 days before `to`: the last 30 days)',
+              }),
             ),
             to: Type.Optional(
               Type.String({ pattern: DAY, description: 'Last day, inclusive (default: today)' }),
@@ -56,9 +59,7 @@ export const statsRoutes =
         },
       },
       async (request) => {
-        const now = ctx.clock.now();
-        const to = request.query.to ?? day(now);
-        const from = request.query.from ?? day(new Date(now.getTime() - 30 * 86_400_000));
+        const { from, to } = dayRange(request.query, ctx.clock.now());
         const groupBy = (request.query.groupBy ?? '')
           .split(',')
           .map((g) => g.trim())
@@ -69,7 +70,6 @@ export const statsRoutes =
             'VALIDATION_FAILED',
             `Cannot group by ${unknown.join(', ')}; use ${STAT_DIMENSIONS.join(', ')}.`,
           );
-        if (from > to) throw new AppError('VALIDATION_FAILED', '"from" is after "to".');
         const customerId = customerScope(request) ?? request.query.customerId;
         const rows = await queryStats(ctx.db, { from, to, groupBy: groupBy as StatDimension[], customerId });
         return { from, to, groupBy, rows };
