@@ -137,6 +137,7 @@ function serialize(
     const columns = fields.map((f) => ({ name: f.name, type: f.dataTypeID }));
     add(`{"columns":${JSON.stringify(columns)},"rows":[`);
     rows.forEach((row, i) => {
+      delete row[BYTES];
       add(`${i ? ',' : ''}${JSON.stringify(row, jsonValue)}`);
     });
     add(`],"rowCount":${rows.length},"truncated":${truncated}}`);

@@ -254,6 +254,22 @@ describe('analytics', () => {
         `select sum(images)::int as images from read_parquet('${lakeDir}/analytics/rollup_daily/*/*.parquet', hive_partitioning = true)`,
       );
       assert.deepEqual(rollups, [{ images: fromDb.images }]);
+      // Every column of each exported table reaches its Parquet files (updated_at was once left out).
+      for (const [table, files] of [
+        ['facts', 'facts'],
+        ['rollup_daily', 'rollup_daily'],
+        ['rollup_hourly', 'rollup_hourly'],
+        ['rollup_processors_daily', 'rollup_processors_daily'],
+      ]) {
+        const inParquet = (
+          await read(`describe select * from read_parquet('${lakeDir}/analytics/${files}/*/*.parquet')`)
+        ).map((c) => c.column_name);
+        const inDb = (
+          await sql<{ column: string }>`select column_name as column from information_schema.columns
+            where table_schema = 'analytics' and table_name = ${table} order by ordinal_position`.execute(server.db)
+        ).rows.map((c) => c.column);
+        assert.deepEqual(inParquet, inDb, `${table}: the Parquet columns are the table's`);
+      }
       // How each processor fared, per image and summed, goes to the warehouse too.
       const runs = await read(
         `select count(*)::int as images from read_parquet('${lakeDir}/analytics/facts/*/*.parquet')
