@@ -49,10 +49,11 @@ ${text}
 
 /** PostgreSQL's error classes that mean the query itself is wrong, not the platform. */
 function isQueryError(code: string): boolean {
-  return /^(42|22|21|54|25|0A|2B|3F|44|0L|0P|2F|39|38|40P)/.test(code) && code !== '25006';
+  return /^(42|22|21|54|25|0A|2B|3F|44|0L|0P|2F|39|38)/.test(code) && code !== '25006';
 }
 
-function sqlError(error: unknown): unknown {
+/** The AppError a PostgreSQL error from an analyst query answers; anything else is returned as it is. */
+export function sqlError(error: unknown): unknown {
   if (error instanceof AppError) return error;
   const e = error as { code?: string; message: string };
   const detail = e.message;
