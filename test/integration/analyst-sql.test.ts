@@ -55,11 +55,11 @@ describe('analyst SQL cannot take the platform down or stop compliance work', ()
   });
 
   it("keeps the guard whole: a query cannot close the wrapper's parentheses, a trailing comment is only a comment", async () => {
-    const escape = await ask(
+    const breakout = await ask(
       'select 1) "imagelake analyst row") guarded where true or (select repeat(\'x\', 50000000) from (select 1',
     );
-    assert.equal(escape.status, 400);
-    assert.equal(escape.body.error.code, 'SQL_INVALID');
+    assert.equal(breakout.status, 400);
+    assert.equal(breakout.body.error.code, 'SQL_INVALID');
     const commented = await ask('select 1 as one -- the end');
     assert.equal(commented.status, 200, JSON.stringify(commented.body));
     assert.deepEqual(commented.body.rows, [{ one: 1 }]);
