@@ -279,7 +279,9 @@ describe('analytics', () => {
         ['rollup_processors_daily', 'rollup_processors_daily'],
       ]) {
         const inParquet = (
-          await read(`describe select * from read_parquet('${lakeDir}/analytics/${files}/*/*.parquet')`)
+          await read(
+            `describe select * from read_parquet('${lakeDir}/analytics/${files}/*/*.parquet', hive_partitioning = false)`,
+          )
         ).map((c) => c.column_name);
         const inDb = (
           await sql<{ column: string }>`select column_name as column from information_schema.columns
