@@ -97,7 +97,8 @@ export const ERRORS = {
   },
   SQL_BUSY: {
     status: 429,
-    message: 'This key is running as many SQL queries as it may at once; retry when one has finished.',
+    message:
+      "Too many SQL queries are running (this key's share, or every analyst connection); retry when one has finished.",
   },
   SQL_UNAVAILABLE: {
     status: 503,

@@ -76,8 +76,11 @@ export function sqlError(error: unknown): unknown {
 export async function runAnalystSql(pool: pg.Pool, query: string, options: SqlOptions): Promise<SqlAnswer> {
   const text = query.trim().replace(/;\s*$/, '');
   if (WRITE.test(firstWord(text))) throw new AppError('SQL_WRITE_REFUSED');
-  const client = await pool.connect().catch((error) => {
-    throw new AppError('SQL_UNAVAILABLE', (error as Error).message);
+  const client = await pool.connect().catch((error: Error) => {
+    // Every analyst connection stayed busy for the whole wait (pg's own message says "timeout").
+    if (/timeout/i.test(error.message))
+      throw new AppError('SQL_BUSY', 'No analyst connection came free in time.');
+    throw new AppError('SQL_UNAVAILABLE', error.message);
   });
   let broken: Error | undefined;
   try {
