@@ -11,6 +11,7 @@ import { type RunningServer, startServer } from '../../src/server.ts';
 import { ADMIN, api } from './harness.ts';
 
 const dirs: string[] = [];
+const running = new Set<RunningServer>();
 async function dataDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'imagelake-port-it-'));
   dirs.push(dir);
@@ -25,7 +26,14 @@ async function start(dir: string, env: Record<string, string> = {}): Promise<Run
     IMAGELAKE_ADMIN_TOKEN: ADMIN,
     ...env,
   });
-  return startServer(config, { roles: ['api'], log: pino({ level: 'silent' }) });
+  const server = await startServer(config, { roles: ['api'], log: pino({ level: 'silent' }) });
+  running.add(server);
+  return server;
+}
+
+async function stop(server: RunningServer): Promise<void> {
+  running.delete(server);
+  await server.stop();
 }
 
 async function connection(server: RunningServer): Promise<string> {
@@ -35,7 +43,10 @@ async function connection(server: RunningServer): Promise<string> {
 }
 
 describe('the BI connection URL of the embedded PostgreSQL', () => {
-  after(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+  after(async () => {
+    for (const server of running) await stop(server);
+    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
 
   it('stays the same across restarts; a second data dir beside it gets a port of its own', async () => {
     const dir = await dataDir();
@@ -59,11 +70,11 @@ describe('the BI connection URL of the embedded PostgreSQL', () => {
         new RegExp(`Port ${port} \\(IMAGELAKE_POSTGRES_PORT\\) for the embedded PostgreSQL is in use`),
       );
     } finally {
-      await other.stop();
+      await stop(other);
     }
 
     for (let restart = 0; restart < 2; restart++) {
-      await server.stop();
+      await stop(server);
       server = await start(dir);
       assert.equal(await connection(server), before, `after restart ${restart + 1}`);
     }
@@ -75,7 +86,7 @@ describe('the BI connection URL of the embedded PostgreSQL', () => {
       assert.deepEqual(rows, [{ n: 0 }]);
     } finally {
       await client.end();
-      await server.stop();
+      await stop(server);
     }
   });
 });
