@@ -41,7 +41,7 @@ function firstWord(query: string): string {
  * whatever a single row or the whole result weighs. The query sits on lines of its own so a
  * trailing `--` comment cannot swallow the wrapper.
  */
-function guarded(text: string, maxBytes: number): string {
+export function guarded(text: string, maxBytes: number): string {
   return `select * from (select "${ROW}".*, sum(octet_length("${ROW}"::text)) over (rows unbounded preceding) as "${BYTES}" from (
 ${text}
 ) "${ROW}") guarded where imagelake_sql.within_result_limit(guarded."${BYTES}", ${Math.floor(maxBytes)})`;
