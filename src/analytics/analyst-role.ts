@@ -71,7 +71,7 @@ export async function ensureAnalystRole(
     );
     if (rows[0]?.open)
       log.warn(
-        `${ANALYST_ROLE} can run advisory-lock and other side-effect functions: migrate once as a superuser (docs/analytics.md)`,
+        `${ANALYST_ROLE} can run advisory-lock and other side-effect functions: run the statements in docs/analytics.md ("What analyst SQL cannot do") once as a superuser`,
       );
     return { user: ANALYST_ROLE, password };
   } catch (error) {

@@ -94,6 +94,13 @@ describe('analyst SQL cannot take the platform down or stop compliance work', ()
         client.query('select pg_try_advisory_lock($1)', [SCHEDULER_LOCK]),
         /permission denied for function/,
       );
+      // Nor can it switch to read-write and fill the disk with a temporary table.
+      await client.query('begin read write');
+      await assert.rejects(
+        client.query('create temp table mine as select 1'),
+        /permission denied to create temporary tables/,
+      );
+      await client.query('rollback');
       // Its memory is bounded by the role's settings.
       assert.equal((await client.query('show work_mem')).rows[0].work_mem, '32MB');
       assert.equal((await client.query('show temp_file_limit')).rows[0].temp_file_limit, '1GB');

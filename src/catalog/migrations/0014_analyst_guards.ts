@@ -42,8 +42,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       for f in select p.oid::regprocedure as sig from pg_proc p
         where p.pronamespace = 'pg_catalog'::regnamespace and (${SIDE_EFFECTS})
       loop
+        execute format('grant execute on function %s to %I', f.sig, current_user);
         execute format('revoke execute on function %s from public', f.sig);
       end loop;
+      -- Temporary tables are outside temp_file_limit: without this, a BI session that switches
+      -- its transaction to read-write could fill the disk with one.
+      execute format('grant temporary on database %I to %I', current_database(), current_user);
+      execute format('revoke temporary on database %I from public', current_database());
     end $$`)
     .execute(db);
 }
@@ -59,6 +64,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
       loop
         execute format('grant execute on function %s to public', f.sig);
       end loop;
+      execute format('grant temporary on database %I to public', current_database());
     end $$`)
     .execute(db);
   await sql`drop schema if exists imagelake_sql cascade`.execute(db);
