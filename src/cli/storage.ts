@@ -24,7 +24,7 @@ export async function openStorage(config: Config): Promise<Storage> {
   let url = config.databaseUrl ?? runningEmbeddedUrl(config.dataDir);
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!url) {
-    const embedded = await startEmbeddedPostgres(config.dataDir, log);
+    const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
     url = embedded.url;
     stopEmbedded = embedded.stop;
   }
