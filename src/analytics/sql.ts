@@ -74,7 +74,8 @@ export function sqlError(error: unknown): unknown {
  * a setting, a prepared statement) outlives the request; a session that cannot be reset is closed.
  */
 export async function runAnalystSql(pool: pg.Pool, query: string, options: SqlOptions): Promise<SqlAnswer> {
-  const text = query.trim().replace(/;\s*$/, '');
+  // One trailing ';' may end the statement, with comments after it.
+  const text = query.trim().replace(/;(\s|--[^\n]*(\n|$))*$/, '');
   if (WRITE.test(firstWord(text))) throw new AppError('SQL_WRITE_REFUSED');
   const client = await pool.connect().catch((error: Error) => {
     // Every analyst connection stayed busy for the whole wait (pg's own message says "timeout").

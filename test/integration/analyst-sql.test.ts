@@ -60,9 +60,15 @@ describe('analyst SQL cannot take the platform down or stop compliance work', ()
     );
     assert.equal(breakout.status, 400);
     assert.equal(breakout.body.error.code, 'SQL_INVALID');
-    const commented = await ask('select 1 as one -- the end');
-    assert.equal(commented.status, 200, JSON.stringify(commented.body));
-    assert.deepEqual(commented.body.rows, [{ one: 1 }]);
+    for (const query of [
+      'select 1 as one -- the end',
+      'select 1 as one; -- the end\n',
+      'select 1 as one;\n',
+    ]) {
+      const commented = await ask(query);
+      assert.equal(commented.status, 200, `${query}: ${JSON.stringify(commented.body)}`);
+      assert.deepEqual(commented.body.rows, [{ one: 1 }]);
+    }
     const ordered = await ask('select g from generate_series(1, 5) g order by g desc');
     assert.deepEqual(
       ordered.body.rows.map((r: { g: number }) => r.g),
