@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { connect, type Db, migrate } from '../catalog/database.ts';
