@@ -126,7 +126,7 @@ export const ERRORS = {
   SQL_FORBIDDEN: {
     status: 403,
     message:
-      'Only the analytics schema can be read: analytics.facts, analytics.rollup_daily, analytics.rollup_hourly, analytics.customers.',
+      'Only the analytics schema can be read (analytics.facts, analytics.rollup_hourly, analytics.rollup_daily, analytics.rollup_daily_totals, analytics.rollup_daily_customers, analytics.rollup_monthly_customers, analytics.rollup_processors_daily, analytics.customers), and functions with effects beyond the query (advisory locks, set_config, pg_notify, large objects, ending sessions) are refused.',
   },
   SQL_TIMEOUT: {
     status: 408,
@@ -134,6 +134,21 @@ export const ERRORS = {
       'The query ran past the statement timeout; narrow it (a date range, the rollups instead of facts).',
   },
   SQL_INVALID: { status: 400, message: 'The query is not valid SQL for this database.' },
+  SQL_RESULT_TOO_LARGE: {
+    status: 400,
+    message:
+      'The result is too large to send; aggregate, select fewer columns or add a LIMIT (or read the Parquet export).',
+  },
+  SQL_RESOURCE_LIMIT: {
+    status: 400,
+    message:
+      'The query needs more memory or temporary disk than analyst SQL may use; narrow it (a date range, the rollups instead of facts).',
+  },
+  SQL_BUSY: {
+    status: 429,
+    message:
+      "Too many SQL queries are running (this key's share, or every analyst connection); retry when one has finished.",
+  },
   SQL_UNAVAILABLE: {
     status: 503,
     message: 'Analyst SQL is not available: the analyst database role could not be set up.',

@@ -113,7 +113,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (!databaseUrl) {
       const unlock = await lockDataDir(config.dataDir);
       stops.push(unlock);
-      const embedded = await startEmbeddedPostgres(config.dataDir, log);
+      const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
       stops.push(() => embedded.stop());
       databaseUrl = embedded.url;
     }
@@ -131,7 +131,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const credentials = await ensureAnalystRole(db, log, config.analytics.sqlTimeoutMs);
       if (credentials) {
         const url = analystUrl(databaseUrl, credentials);
-        analyst = { pool: analystPool(url), url };
+        analyst = { pool: analystPool(url, { max: 4, waitMs: config.analytics.sqlTimeoutMs }), url };
         const pool = analyst.pool;
         stops.push(() => pool.end());
       }

@@ -50,6 +50,7 @@ const COLUMNS = {
     dimensions: 'JSON',
     labels: 'VARCHAR[]',
     processor_runs: 'JSON',
+    updated_at: 'TIMESTAMPTZ',
   },
   rollup: {
     customer_id: 'UUID',

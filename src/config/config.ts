@@ -14,7 +14,14 @@ export interface Config {
   databaseUrl: string | undefined;
   /** s3://bucket/prefix or file:///path; undefined: a folder in the data dir. */
   lakeUrl: string | undefined;
-  database: { poolSize: number; statementTimeoutMs: number; tlsCa: string | undefined; tlsInsecure: boolean };
+  database: {
+    poolSize: number;
+    statementTimeoutMs: number;
+    tlsCa: string | undefined;
+    tlsInsecure: boolean;
+    /** The embedded PostgreSQL's port; undefined: the one saved in the data dir, else 55432 or a free one. */
+    embeddedPort: number | undefined;
+  };
   /** For an s3:// lake: a non-AWS endpoint (MinIO, GCS, R2) and whether to use path-style addressing. */
   s3: { endpoint: string | undefined; pathStyle: string | undefined };
   adminToken: string | undefined;
@@ -55,6 +62,10 @@ export interface Config {
   analytics: {
     sqlTimeoutMs: number;
     sqlMaxRows: number;
+    /** The most bytes one /v1/sql answer may have. */
+    sqlMaxBytes: number;
+    /** Queries one key may run at once on /v1/sql (per API process). */
+    sqlConcurrency: number;
     exportIntervalMs: number;
   };
 }
@@ -127,6 +138,14 @@ export function loadConfig(env: Env = process.env): Config {
       ),
       tlsCa: env.IMAGELAKE_DATABASE_TLS_CA?.trim() || undefined,
       tlsInsecure: env.IMAGELAKE_DATABASE_TLS_INSECURE === 'true',
+      embeddedPort: env.IMAGELAKE_POSTGRES_PORT?.trim()
+        ? read(
+            'IMAGELAKE_POSTGRES_PORT',
+            '0',
+            (v) => (/^\d+$/.test(v) && Number(v) < 65536 ? Number(v) : undefined),
+            'a port number (0: a free one at every start)',
+          )
+        : undefined,
     },
     s3: {
       endpoint:
@@ -180,6 +199,8 @@ export function loadConfig(env: Env = process.env): Config {
     analytics: {
       sqlTimeoutMs: read('IMAGELAKE_SQL_TIMEOUT', '10s', duration, 'a duration such as 10s'),
       sqlMaxRows: read('IMAGELAKE_SQL_MAX_ROWS', '10000', int(1), 'a whole number of rows'),
+      sqlMaxBytes: read('IMAGELAKE_SQL_MAX_BYTES', '32MiB', parseBytes, 'a size such as 32MiB'),
+      sqlConcurrency: read('IMAGELAKE_SQL_CONCURRENCY', '2', int(1), 'a whole number of queries'),
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
     },
   };

@@ -168,6 +168,23 @@ describe('analytics', () => {
     );
   });
 
+  it('reads the same default range on /v1/stats and every analytics route: the last 30 days', async () => {
+    const today = clock.now().toISOString().slice(0, 10);
+    const first = new Date(Date.parse(`${today}T00:00:00Z`) - 29 * 86_400_000).toISOString().slice(0, 10);
+    for (const path of [
+      '/v1/stats',
+      '/v1/analytics/summary',
+      '/v1/analytics/dimensions',
+      '/v1/analytics/processors',
+    ]) {
+      const { status, body } = await api(url, analystKey, 'GET', path);
+      assert.equal(status, 200, path);
+      assert.deepEqual({ from: body.from, to: body.to }, { from: first, to: today }, path);
+    }
+    const dimension = await api(url, analystKey, 'GET', '/v1/analytics/dimensions/flaky.label');
+    assert.deepEqual({ from: dimension.body.from, to: dimension.body.to }, { from: first, to: today });
+  });
+
   it('runs analyst SQL read-only on the analytics schema, and refuses the rest with codes', async () => {
     const ask = async (query: string, key = analystKey) => api(url, key, 'POST', '/v1/sql', { query });
     const grouped = await ask(
@@ -254,6 +271,26 @@ describe('analytics', () => {
         `select sum(images)::int as images from read_parquet('${lakeDir}/analytics/rollup_daily/*/*.parquet', hive_partitioning = true)`,
       );
       assert.deepEqual(rollups, [{ images: fromDb.images }]);
+      // Every column of each exported table reaches its Parquet files (updated_at was once left out).
+      for (const [table, files] of [
+        ['facts', 'facts'],
+        ['rollup_daily', 'rollup_daily'],
+        ['rollup_hourly', 'rollup_hourly'],
+        ['rollup_processors_daily', 'rollup_processors_daily'],
+      ]) {
+        const inParquet = (
+          await read(
+            `describe select * from read_parquet('${lakeDir}/analytics/${files}/*/*.parquet', hive_partitioning = false)`,
+          )
+        ).map((c) => c.column_name);
+        const inDb = (
+          await sql<{ column: string }>`select column_name as column from information_schema.columns
+            where table_schema = 'analytics' and table_name = ${table} order by ordinal_position`.execute(
+            server.db,
+          )
+        ).rows.map((c) => c.column);
+        assert.deepEqual(inParquet, inDb, `${table}: the Parquet columns are the table's`);
+      }
       // How each processor fared, per image and summed, goes to the warehouse too.
       const runs = await read(
         `select count(*)::int as images from read_parquet('${lakeDir}/analytics/facts/*/*.parquet')

@@ -76,3 +76,38 @@ describe('config', () => {
     );
   });
 });
+
+describe('analyst SQL and the embedded PostgreSQL settings', () => {
+  it('defaults to a 32 MiB answer, two queries per key, and the port saved in the data dir', () => {
+    const config = loadConfig({});
+    assert.equal(config.analytics.sqlMaxBytes, 32 * 1024 * 1024);
+    assert.equal(config.analytics.sqlConcurrency, 2);
+    assert.equal(config.database.embeddedPort, undefined);
+    const set = loadConfig({
+      IMAGELAKE_SQL_MAX_BYTES: '1MiB',
+      IMAGELAKE_SQL_CONCURRENCY: '5',
+      IMAGELAKE_POSTGRES_PORT: '0',
+    });
+    assert.deepEqual(
+      [set.analytics.sqlMaxBytes, set.analytics.sqlConcurrency, set.database.embeddedPort],
+      [1024 * 1024, 5, 0],
+    );
+  });
+
+  it('refuses values that are not sizes, counts or ports', () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          IMAGELAKE_SQL_MAX_BYTES: 'huge',
+          IMAGELAKE_SQL_CONCURRENCY: '0',
+          IMAGELAKE_POSTGRES_PORT: '70000',
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.problems.length, 3);
+        assert.match(error.message, /IMAGELAKE_POSTGRES_PORT="70000" is not a port number/);
+        return true;
+      },
+    );
+  });
+});

@@ -11,11 +11,12 @@ import {
   MAX_BINS,
   MAX_NAME_LENGTH,
 } from '../../analytics/dimensions.ts';
+import { KeyLimiter } from '../../analytics/key-limiter.ts';
 import { processorStats } from '../../analytics/processor-stats.ts';
-import { runAnalystSql, toCsv } from '../../analytics/sql.ts';
+import { dayRange } from '../../analytics/range.ts';
+import { runAnalystSql } from '../../analytics/sql.ts';
 import { filterOptions, summary } from '../../analytics/summary.ts';
 import { AppError } from '../../errors.ts';
-import { day } from '../../lake/keys.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { Day, errorResponses, OneOf, Text, Uuid } from '../schemas.ts';
@@ -79,15 +80,9 @@ export const analyticsRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const reader = requireRole(ctx.db, 'analyst', 'admin');
-    /**
-     * The range asked for; without "from", the 30 days (UTC) up to "to" (default today), like the
-     * summary. A range whose "from" is after its "to" holds no day: its answers are empty.
-     */
-    const range = (query: { from?: string; to?: string }) => {
-      const to = query.to ?? day(ctx.clock.now());
-      const from = query.from ?? day(new Date(Date.parse(to) - 29 * 86_400_000));
-      return { from, to };
-    };
+    /** The range asked for, or the last 30 days (UTC), as every statistics route; a backwards range holds no day, so its answers are empty. */
+    const range = (query: { from?: string; to?: string }) => dayRange(query, ctx.clock.now());
+    const limiter = new KeyLimiter(ctx.config.analytics.sqlConcurrency);
 
     app.get(
       '/v1/analytics/summary',
@@ -305,25 +300,28 @@ export const analyticsRoutes =
                 'text/csv': { schema: Type.String() },
               },
             },
-            ...errorResponses(400, 401, 403, 408, 413, 503),
+            ...errorResponses(400, 401, 403, 408, 413, 429, 503),
           },
         },
       },
       async (request, reply) => {
-        if (!ctx.analyst) throw new AppError('SQL_UNAVAILABLE');
-        const result = await runAnalystSql(ctx.analyst.pool, request.body.query, {
-          maxRows: ctx.config.analytics.sqlMaxRows,
-          timeoutMs: ctx.config.analytics.sqlTimeoutMs,
-        });
-        const csv = request.body.format === 'csv' || request.headers.accept === 'text/csv';
-        if (csv) {
+        const analyst = ctx.analyst;
+        if (!analyst) throw new AppError('SQL_UNAVAILABLE');
+        const format =
+          request.body.format === 'csv' || request.headers.accept === 'text/csv' ? 'csv' : 'json';
+        const answer = await limiter.run(request.principal!.keyId, () =>
+          runAnalystSql(analyst.pool, request.body.query, {
+            maxRows: ctx.config.analytics.sqlMaxRows,
+            maxBytes: ctx.config.analytics.sqlMaxBytes,
+            timeoutMs: ctx.config.analytics.sqlTimeoutMs,
+            format,
+          }),
+        );
+        if (format === 'csv') {
           reply.header('content-type', 'text/csv; charset=utf-8');
-          if (result.truncated) reply.header('x-truncated', 'true');
-          return reply.send(toCsv(result));
-        }
-        // Sent as a string (bigints become strings), which Fastify would otherwise call text/plain.
-        reply.header('content-type', 'application/json; charset=utf-8');
-        return reply.send(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+          if (answer.truncated) reply.header('x-truncated', 'true');
+        } else reply.header('content-type', 'application/json; charset=utf-8');
+        return reply.send(answer.body);
       },
     );
 

@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { dayRange } from '../../analytics/range.ts';
 import { queryStats, STAT_DIMENSIONS, type StatDimension } from '../../catalog/stats.ts';
 import { AppError } from '../../errors.ts';
-import { day } from '../../lake/keys.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { Day, errorResponses, Matching, Uuid } from '../schemas.ts';
@@ -22,7 +22,9 @@ export const statsRoutes =
             'Images and bytes that reached an outcome, summed over days and grouped (customers see their own)',
           tags: ['statistics'],
           querystring: Type.Object({
-            from: Type.Optional(Day({ description: 'First day, inclusive (default: 30 days before "to")' })),
+            from: Type.Optional(
+              Day({ description: 'First day, inclusive (default: 29 days before "to": the last 30 days)' }),
+            ),
             to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
             groupBy: Type.Optional(
               Matching(
@@ -56,8 +58,7 @@ export const statsRoutes =
         },
       },
       async (request) => {
-        const to = request.query.to ?? day(ctx.clock.now());
-        const from = request.query.from ?? day(new Date(Date.parse(to) - 30 * 86_400_000));
+        const { from, to } = dayRange(request.query, ctx.clock.now());
         const groupBy = (request.query.groupBy ?? '')
           .split(',')
           .map((g) => g.trim())
