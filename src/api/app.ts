@@ -8,6 +8,7 @@ import Fastify, {
 } from 'fastify';
 import { AppError, ERRORS } from '../errors.ts';
 import type { ApiContext } from './context.ts';
+import { catalogOutage } from './outages.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -39,9 +40,12 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     // Behind a load balancer the client's address is in X-Forwarded-For.
     trustProxy: true,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+    // While closing, requests reach the drain's hook, which refuses them in the documented shape.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorateRequest('principal', null);
+  ctx.drain?.install(app);
   app.addSchema(ErrorBody);
   app.addSchema(ReceiptBody);
 
@@ -67,7 +71,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
       appError = new AppError('VALIDATION_FAILED', error.message);
     } else {
-      appError = new AppError('INTERNAL');
+      appError = catalogOutage(error, reply) ?? new AppError('INTERNAL');
     }
     if (appError.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
     else request.log.debug({ code: appError.code, url: request.url }, 'request refused');

@@ -15,6 +15,7 @@ import * as reprocess from './migrations/0011_reprocess.ts';
 import * as processorStats from './migrations/0012_processor_stats.ts';
 import * as coveringIndexes from './migrations/0013_rollup_covering_indexes.ts';
 import type { Database } from './schema.ts';
+import { markCatalogError } from './unavailable.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
 pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
@@ -30,12 +31,17 @@ export interface ConnectOptions {
   tlsInsecure?: boolean;
 }
 
-export function connect(url: string, options: ConnectOptions = {}): { db: Db; pool: pg.Pool } {
-  const ssl = options.tlsCa
+/** TLS settings for a connection to the catalog, from the options (undefined: as the URL says). */
+export function catalogTls(options: Pick<ConnectOptions, 'tlsCa' | 'tlsInsecure'>): pg.ClientConfig['ssl'] {
+  return options.tlsCa
     ? { ca: readFileSync(options.tlsCa, 'utf8') }
     : options.tlsInsecure
       ? { rejectUnauthorized: false }
       : undefined;
+}
+
+export function connect(url: string, options: ConnectOptions = {}): { db: Db; pool: pg.Pool } {
+  const ssl = catalogTls(options);
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 20,
@@ -44,7 +50,45 @@ export function connect(url: string, options: ConnectOptions = {}): { db: Db; po
   });
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  markConnectionErrors(pool);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+}
+
+/**
+ * Errors raised while connecting or while a session dies under a query are marked as the catalog's,
+ * so the API can answer CATALOG_UNAVAILABLE for them (a bare ECONNREFUSED could be the lake's too).
+ */
+function markConnectionErrors(pool: pg.Pool): void {
+  const marked = new WeakSet<pg.PoolClient>();
+  const markClient = (client: pg.PoolClient | undefined) => {
+    if (!client || marked.has(client)) return;
+    marked.add(client);
+    const query = client.query;
+    client.query = function (this: pg.PoolClient, ...args: unknown[]) {
+      const result = (query as (...a: unknown[]) => unknown).apply(this, args);
+      if (result instanceof Promise) return result.catch((error) => Promise.reject(markCatalogError(error)));
+      return result;
+    } as typeof client.query;
+  };
+  const connectRaw = pool.connect.bind(pool) as (
+    callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: () => void) => void,
+  ) => Promise<pg.PoolClient> | undefined;
+  pool.connect = ((
+    callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: () => void) => void,
+  ) => {
+    if (callback)
+      return connectRaw((error, client, done) => {
+        markClient(client);
+        callback(markCatalogError(error) as Error | undefined, client, done);
+      });
+    return connectRaw()!.then(
+      (client) => {
+        markClient(client);
+        return client;
+      },
+      (error) => Promise.reject(markCatalogError(error)),
+    );
+  }) as typeof pool.connect;
 }
 
 /** Migrations are listed here, in order, so they ship inside the code and cannot go missing. */

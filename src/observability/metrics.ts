@@ -121,6 +121,16 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers: [registry],
     }),
+    jobListenerConnected: new Gauge({
+      name: 'imagelake_job_listener_connected',
+      help: "1 while this worker's LISTEN session for new jobs is up; 0 while it polls and reconnects",
+      registers: [registry],
+    }),
+    jobListenerReconnects: new Counter({
+      name: 'imagelake_job_listener_reconnects_total',
+      help: 'Times the LISTEN session for new jobs was lost and connected again',
+      registers: [registry],
+    }),
     purgeLagSeconds: new Gauge({
       name: 'imagelake_purge_lag_seconds',
       help: 'Age beyond the retention window of the oldest expired image still present (0 when none)',
