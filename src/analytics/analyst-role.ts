@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { Db } from '../catalog/database.ts';
+import { type Db, guardCatalogPool } from '../catalog/database.ts';
 
 export const ANALYST_ROLE = 'imagelake_analyst';
 
@@ -70,5 +70,6 @@ export function analystUrl(databaseUrl: string, credentials: { user: string; pas
 export function analystPool(url: string): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   pool.on('error', () => {});
+  guardCatalogPool(pool);
   return pool;
 }

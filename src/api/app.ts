@@ -45,7 +45,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorateRequest('principal', null);
-  ctx.drain?.install(app);
+  ctx.drain?.install(app, ctx.metrics);
   app.addSchema(ErrorBody);
   app.addSchema(ReceiptBody);
 

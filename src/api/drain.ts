@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ERRORS } from '../errors.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 export interface DrainSettings {
   /** How long readiness answers 503 while requests are still served, so load balancers stop sending. */
@@ -42,7 +43,7 @@ export class Drain {
   }
 
   /** Hooks the app: counts requests in hand, and refuses or closes connections while draining. */
-  install(app: FastifyInstance): void {
+  install(app: FastifyInstance, metrics: Pick<Metrics, 'httpInHand'>): void {
     app.addHook('onRequest', async (request, reply) => {
       if (this.state === 'refusing' && !PROBES.has(request.url.split('?')[0]!)) {
         return reply
@@ -52,9 +53,11 @@ export class Drain {
           .send({ error: { code: 'SHUTTING_DOWN', message: ERRORS.SHUTTING_DOWN.message } });
       }
       this.inHand++;
+      metrics.httpInHand.inc();
       // 'close' comes once per response, whether it was sent or its client went away.
       reply.raw.once('close', () => {
         this.inHand--;
+        metrics.httpInHand.dec();
         if (this.inHand === 0) for (const resolve of this.settled.splice(0)) resolve();
       });
     });

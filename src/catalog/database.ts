@@ -50,19 +50,25 @@ export function connect(url: string, options: ConnectOptions = {}): { db: Db; po
   });
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
-  markConnectionErrors(pool);
+  guardCatalogPool(pool);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 
 /**
- * Errors raised while connecting or while a session dies under a query are marked as the catalog's,
- * so the API can answer CATALOG_UNAVAILABLE for them (a bare ECONNREFUSED could be the lake's too).
+ * Makes a pool's sessions survive their server going away. Errors raised while connecting or while a
+ * session dies under a query are marked as the catalog's, so the API can answer CATALOG_UNAVAILABLE
+ * for them (a bare ECONNREFUSED could be the lake's too), and a session in use that loses its server
+ * no longer ends the process.
  */
-function markConnectionErrors(pool: pg.Pool): void {
+export function guardCatalogPool(pool: pg.Pool): void {
   const marked = new WeakSet<pg.PoolClient>();
   const markClient = (client: pg.PoolClient | undefined) => {
     if (!client || marked.has(client)) return;
     marked.add(client);
+    // The pool listens for errors only on idle clients. One in use that loses its server emits
+    // 'error' too, and unheard that ends the process: the query in flight already fails with the
+    // same error, and the pool drops the client when it comes back unqueryable.
+    client.on('error', () => {});
     const query = client.query;
     client.query = function (this: pg.PoolClient, ...args: unknown[]) {
       const result = (query as (...a: unknown[]) => unknown).apply(this, args);
