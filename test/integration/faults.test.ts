@@ -79,6 +79,9 @@ before(async () => {
     IMAGELAKE_DATA_DIR: join(root, 'unused'),
     IMAGELAKE_WORKER_THREADS: '1',
     IMAGELAKE_WORKER_CONCURRENCY: '2',
+    // A job in hand when PostgreSQL went away could record neither its outcome nor its retry; it
+    // is taken again when its lease runs out, so a short lease keeps these tests short.
+    IMAGELAKE_JOB_LEASE: '3s',
   };
 });
 
