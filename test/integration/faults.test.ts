@@ -143,7 +143,7 @@ describe('a PostgreSQL outage', () => {
     await stopChild(apiServer.child);
   });
 
-  it('uploads in flight across a fast restart get 202 or CATALOG_UNAVAILABLE, never 500, and each lands once', async () => {
+  it('uploads in flight across a fast restart get 202 or CATALOG_UNAVAILABLE, never 500, and each lands once', async (t) => {
     const apiServer = await spawn(['api']);
     const worker = await spawn(['worker']);
     const customer = await createCustomer(apiServer.url, 'Restart');
@@ -192,6 +192,9 @@ describe('a PostgreSQL outage', () => {
     await lanes;
 
     assert.deepEqual(others, [], 'every answer was 202 or 503 CATALOG_UNAVAILABLE');
+    t.diagnostic(
+      `${counts.accepted} accepted, ${counts.refusedAsCatalogUnavailable} CATALOG_UNAVAILABLE answers retried`,
+    );
     assert.equal(accepted.size, counts.accepted, 'each upload was accepted once, under an id of its own');
     await until('every accepted image processed', async () => {
       const rows = await query<{ n: string }>(
@@ -282,7 +285,7 @@ describe("the workers' LISTEN session", () => {
 });
 
 describe('an api process sent SIGTERM under load', () => {
-  it('drains: readiness first, requests in hand finished, new ones refused with SHUTTING_DOWN and Retry-After; no client request fails', async () => {
+  it('drains: readiness first, requests in hand finished, new ones refused with SHUTTING_DOWN and Retry-After; no client request fails', async (t) => {
     const drainEnv = { IMAGELAKE_DRAIN_DELAY: '2s', IMAGELAKE_SHUTDOWN_GRACE: '60s' };
     const apis = [
       await spawn(['api'], drainEnv),
@@ -439,6 +442,9 @@ describe('an api process sent SIGTERM under load', () => {
     await prober;
 
     assert.deepEqual(failures, [], 'no upload failed: each was accepted, or refused retryably and retried');
+    t.diagnostic(
+      `${sent} uploads sent, ${accepted.size} accepted, retried answers: ${JSON.stringify(retried)}`,
+    );
     assert.ok(sent >= 50, `${sent} uploads sent`);
     await until('every accepted image processed', async () => {
       const rows = await query<{ n: string }>(
