@@ -18,9 +18,9 @@ function isConnectionSqlState(code: string): boolean {
 // What node-postgres says when a session dies under it; these never come from the lake.
 const PG_CONNECTION_MESSAGES = [
   /^Connection terminated/,
+  // "Client has encountered a connection error and is not queryable", "Client was closed and is not queryable"
   /is not queryable/,
   /^timeout exceeded when trying to connect/,
-  /^Client was closed and is not queryable/,
 ];
 
 /** Marks an error raised while talking to PostgreSQL, so a network error can be told apart from the lake's. */
