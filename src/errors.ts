@@ -115,6 +115,16 @@ export const ERRORS = {
   PROCESSOR_SKIPPED: { status: 500, message: 'A required processor did not run: one it runs after failed.' },
   PROCESSOR_UNKNOWN: { status: 400, message: 'No processor of that name is configured.' },
   LAKE_UNAVAILABLE: { status: 503, message: 'The lake is not reachable; retry later.' },
+  CATALOG_UNAVAILABLE: {
+    status: 503,
+    message:
+      'The catalog (PostgreSQL) is not reachable; retry after Retry-After seconds, with the same Idempotency-Key.',
+  },
+  SHUTTING_DOWN: {
+    status: 503,
+    message:
+      'This API process is shutting down and takes no new requests; retry after Retry-After seconds (another process will answer).',
+  },
   PURGE_RUNNING: {
     status: 409,
     message: 'A purge is running already; its receipt will be listed at /v1/purges.',

@@ -1,13 +1,14 @@
-import pg from 'pg';
+import type pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { analystPool, analystUrl, ensureAnalystRole } from './analytics/analyst-role.ts';
 import { exportAnalytics } from './analytics/export.ts';
 import { buildApp } from './api/app.ts';
+import { Drain } from './api/drain.ts';
 import { buildOpsApp } from './api/ops.ts';
-import { connect, type Db, migrate } from './catalog/database.ts';
+import { catalogTls, connect, type Db, migrate } from './catalog/database.ts';
 import { lockDataDir, startEmbeddedPostgres } from './catalog/embedded.ts';
 import { ensureAdminKey } from './catalog/keys.ts';
-import { NOTIFY_CHANNEL } from './catalog/queue.ts';
+import { JobListener } from './catalog/listener.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
@@ -48,49 +49,15 @@ export interface StartOptions {
   clock?: Clock;
 }
 
-/** LISTEN for new jobs on a connection of its own; polling covers the gaps if it drops. */
-function listenForJobs(
-  url: string,
-  log: Logger,
-): { subscribe: (wake: () => void) => void; close: () => Promise<void> } {
-  const listeners: Array<() => void> = [];
-  let client: pg.Client | undefined;
-  let closed = false;
-  const connectListener = async () => {
-    if (closed) return;
-    const c = new pg.Client({ connectionString: url });
-    c.on('notification', () => {
-      for (const wake of listeners) wake();
-    });
-    c.on('error', (error) => {
-      log.warn({ err: error }, 'job notifications lost; polling until reconnected');
-      client = undefined;
-      setTimeout(() => void connectListener(), 5000).unref();
-    });
-    try {
-      await c.connect();
-      await c.query(`LISTEN ${NOTIFY_CHANNEL}`);
-      client = c;
-    } catch (error) {
-      log.warn({ err: error }, 'could not listen for jobs; polling instead');
-    }
-  };
-  void connectListener();
-  return {
-    subscribe: (wake) => listeners.push(wake),
-    close: async () => {
-      closed = true;
-      await client?.end().catch(() => {});
-    },
-  };
-}
-
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const roles = new Set(options.roles ?? ROLES);
   const log = options.log ?? pino({ level: config.logLevel, name: 'imagelake' });
   const clock = options.clock ?? systemClock;
   const stops: Array<() => Promise<void>> = [];
+  // Readiness answers 503 from the first moment of a shutdown, so load balancers look elsewhere.
+  const drain = new Drain();
   const stopAll = async () => {
+    drain.announce();
     for (const stop of stops.reverse())
       await stop().catch((error) => log.error({ err: error }, 'shutdown step failed'));
   };
@@ -147,8 +114,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         timeoutMs: config.workers.jobTimeoutMs,
       });
       stops.push(() => processing.close());
-      const listener = listenForJobs(databaseUrl, log);
-      stops.push(listener.close);
+      const listener = new JobListener({
+        url: databaseUrl,
+        ssl: catalogTls({ tlsCa: config.database.tlsCa, tlsInsecure: config.database.tlsInsecure }),
+        log,
+        metrics,
+      });
+      listener.start();
+      stops.push(() => listener.close());
       const runner = new Runner({
         db,
         lake,
@@ -157,7 +130,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         log,
         metrics,
         processors,
-        subscribe: listener.subscribe,
+        subscribe: (wake) => listener.subscribe(wake),
         options: {
           concurrency: config.workers.concurrency,
           leaseMs: config.workers.leaseMs,
@@ -252,6 +225,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     const consumer = ingest;
     const ready = async () => {
+      if (drain.stopping) throw new Error('shutting down: finishing the requests in hand');
       await db
         .selectFrom('imagelake_migrations' as never)
         .select((eb) => eb.fn.countAll().as('n'))
@@ -295,9 +269,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         purgeNow,
         exportNow,
         analyst,
+        drain,
       });
-      // Stop taking requests first, so nothing new lands while the rest shuts down.
-      stops.push(() => app.close());
+      // Stop taking requests first (readiness, then refusals, then close), so nothing new lands
+      // while the rest shuts down and every request in hand is answered.
+      stops.push(() => drain.stop(app, config.shutdown, log));
       const address = await app.listen({ host: config.host, port: config.port });
       url = address.replace('[::1]', '127.0.0.1');
       log.info({ url, roles: [...roles] }, 'imagelake is serving');

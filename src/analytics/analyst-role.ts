@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { Db } from '../catalog/database.ts';
+import { type Db, guardCatalogPool } from '../catalog/database.ts';
 import { analystTypes } from './sql.ts';
 
 export const ANALYST_ROLE = 'imagelake_analyst';
@@ -103,5 +103,6 @@ export function analystPool(url: string, options: { max: number; waitMs: number 
     types: analystTypes(pg.types),
   });
   pool.on('error', () => {});
+  guardCatalogPool(pool);
   return pool;
 }

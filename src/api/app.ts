@@ -12,6 +12,7 @@ import { AppError, ERRORS } from '../errors.ts';
 import type { ApiContext } from './context.ts';
 import { clientErrorHandler, frameworkErrors, RouteMethods } from './http-errors.ts';
 import { optionalBodies } from './openapi.ts';
+import { catalogOutage } from './outages.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -61,11 +62,14 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     schemaErrorFormatter: formatValidationErrors,
     clientErrorHandler: clientErrorHandler(ctx.log as FastifyBaseLogger),
     frameworkErrors,
+    // While closing, requests reach the drain's hook, which refuses them in the documented shape.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
   const routeMethods = new RouteMethods();
   app.addHook('onRoute', (route) => routeMethods.add(route.url, route.method));
 
   app.decorateRequest('principal', null);
+  ctx.drain?.install(app, ctx.metrics);
   app.addSchema(ErrorBody);
   app.addSchema(ReceiptBody);
 
@@ -111,7 +115,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
       appError = new AppError('VALIDATION_FAILED', error.message);
     } else {
-      appError = new AppError('INTERNAL');
+      appError = catalogOutage(error, reply) ?? new AppError('INTERNAL');
     }
     // A client that hangs up mid-request (a cancelled upload) breaks the read of its body: that is
     // the client's doing, not the server's, and no one is left to answer.

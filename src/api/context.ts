@@ -9,6 +9,7 @@ import type { Uploads } from '../ingest/uploads.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Receipt } from '../retention/receipts.ts';
+import type { Drain } from './drain.ts';
 
 /** What routes may call. Routes translate HTTP into calls on these and nothing more. */
 export interface ApiContext {
@@ -28,4 +29,6 @@ export interface ApiContext {
   exportNow: () => Promise<ExportSummary | undefined>;
   /** Throws when a dependency the API needs does not answer. */
   ready: () => Promise<Record<string, string>>;
+  /** Counts the requests in hand and refuses new ones while the process shuts down. */
+  drain?: Drain;
 }

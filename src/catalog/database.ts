@@ -18,6 +18,7 @@ import * as analystGuards from './migrations/0014_analyst_guards.ts';
 import * as uploadBytes from './migrations/0015_upload_bytes.ts';
 import * as uniqueCustomerNames from './migrations/0016_unique_customer_names.ts';
 import type { Database } from './schema.ts';
+import { markCatalogError } from './unavailable.ts';
 
 // DATE columns come back as 'YYYY-MM-DD' strings, not as local-midnight Dates that shift by timezone.
 pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
@@ -33,12 +34,17 @@ export interface ConnectOptions {
   tlsInsecure?: boolean;
 }
 
-export function connect(url: string, options: ConnectOptions = {}): { db: Db; pool: pg.Pool } {
-  const ssl = options.tlsCa
+/** TLS settings for a connection to the catalog, from the options (undefined: as the URL says). */
+export function catalogTls(options: Pick<ConnectOptions, 'tlsCa' | 'tlsInsecure'>): pg.ClientConfig['ssl'] {
+  return options.tlsCa
     ? { ca: readFileSync(options.tlsCa, 'utf8') }
     : options.tlsInsecure
       ? { rejectUnauthorized: false }
       : undefined;
+}
+
+export function connect(url: string, options: ConnectOptions = {}): { db: Db; pool: pg.Pool } {
+  const ssl = catalogTls(options);
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 20,
@@ -47,7 +53,51 @@ export function connect(url: string, options: ConnectOptions = {}): { db: Db; po
   });
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  guardCatalogPool(pool);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+}
+
+/**
+ * Makes a pool's sessions survive their server going away. Errors raised while connecting or while a
+ * session dies under a query are marked as the catalog's, so the API can answer CATALOG_UNAVAILABLE
+ * for them (a bare ECONNREFUSED could be the lake's too), and a session in use that loses its server
+ * no longer ends the process.
+ */
+export function guardCatalogPool(pool: pg.Pool): void {
+  const marked = new WeakSet<pg.PoolClient>();
+  const markClient = (client: pg.PoolClient | undefined) => {
+    if (!client || marked.has(client)) return;
+    marked.add(client);
+    // The pool listens for errors only on idle clients. One in use that loses its server emits
+    // 'error' too, and unheard that ends the process: the query in flight already fails with the
+    // same error, and the pool drops the client when it comes back unqueryable.
+    client.on('error', () => {});
+    const query = client.query;
+    client.query = function (this: pg.PoolClient, ...args: unknown[]) {
+      const result = (query as (...a: unknown[]) => unknown).apply(this, args);
+      if (result instanceof Promise) return result.catch((error) => Promise.reject(markCatalogError(error)));
+      return result;
+    } as typeof client.query;
+  };
+  const connectRaw = pool.connect.bind(pool) as (
+    callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: () => void) => void,
+  ) => Promise<pg.PoolClient> | undefined;
+  pool.connect = ((
+    callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: () => void) => void,
+  ) => {
+    if (callback)
+      return connectRaw((error, client, done) => {
+        markClient(client);
+        callback(markCatalogError(error) as Error | undefined, client, done);
+      });
+    return connectRaw()!.then(
+      (client) => {
+        markClient(client);
+        return client;
+      },
+      (error) => Promise.reject(markCatalogError(error)),
+    );
+  }) as typeof pool.connect;
 }
 
 /** Migrations are listed here, in order, so they ship inside the code and cannot go missing. */

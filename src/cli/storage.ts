@@ -58,7 +58,7 @@ export async function openStorage(config: Config, options: { allowEmpty?: boolea
         `No catalog in ${config.dataDir} (IMAGELAKE_DATA_DIR): imagelake serve has not run with this data dir. ${SETTINGS}`,
       );
     // serve is stopped: start its cluster for the length of this command (never a new one).
-    const embedded = await startEmbeddedPostgres(config.dataDir, log);
+    const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
     url = embedded.url;
     stopEmbedded = embedded.stop;
     where = `the embedded catalog in ${config.dataDir}`;

@@ -68,6 +68,8 @@ export interface Config {
     sqlConcurrency: number;
     exportIntervalMs: number;
   };
+  /** On SIGTERM an api process answers /readyz 503 for drainDelayMs, then finishes what it holds within graceMs. */
+  shutdown: { graceMs: number; drainDelayMs: number };
 }
 
 export interface KafkaConfig {
@@ -202,6 +204,10 @@ export function loadConfig(env: Env = process.env): Config {
       sqlMaxBytes: read('IMAGELAKE_SQL_MAX_BYTES', '32MiB', parseBytes, 'a size such as 32MiB'),
       sqlConcurrency: read('IMAGELAKE_SQL_CONCURRENCY', '2', int(1), 'a whole number of queries'),
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
+    },
+    shutdown: {
+      graceMs: read('IMAGELAKE_SHUTDOWN_GRACE', '30s', duration, 'a duration such as 30s'),
+      drainDelayMs: read('IMAGELAKE_DRAIN_DELAY', '5s', parseDuration, 'a duration such as 5s (0 for none)'),
     },
   };
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {

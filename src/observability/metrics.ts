@@ -121,6 +121,21 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers: [registry],
     }),
+    httpInHand: new Gauge({
+      name: 'imagelake_http_requests_in_hand',
+      help: 'HTTP requests received and not yet answered; a draining api process stops once it is 0',
+      registers: [registry],
+    }),
+    jobListenerConnected: new Gauge({
+      name: 'imagelake_job_listener_connected',
+      help: "1 while this worker's LISTEN session for new jobs is up; 0 while it polls and reconnects",
+      registers: [registry],
+    }),
+    jobListenerReconnects: new Counter({
+      name: 'imagelake_job_listener_reconnects_total',
+      help: 'Times the LISTEN session for new jobs was lost and connected again',
+      registers: [registry],
+    }),
     kafkaProblem: new Gauge({
       name: 'imagelake_kafka_problem',
       help: '1 while Kafka ingest or event publishing cannot work, by part (ingest, events) and reason',

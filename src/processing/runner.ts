@@ -68,6 +68,8 @@ export class Runner {
   private readonly inFlight = new Map<string, ClaimedJob>();
   private running = false;
   private wake: (() => void) | undefined;
+  /** A job notice came while the loop was busy claiming: claim again instead of waiting a poll interval. */
+  private notified = false;
   private loop: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly tasks = new Set<Promise<void>>();
@@ -79,7 +81,10 @@ export class Runner {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.deps.subscribe?.(() => this.wake?.());
+    this.deps.subscribe?.(() => {
+      this.notified = true;
+      this.wake?.();
+    });
     // Renew at a third of the lease so two missed beats still leave time before it expires.
     this.heartbeat = setInterval(() => void this.renew(), Math.max(250, this.deps.options.leaseMs / 3));
     this.loop = this.run();
@@ -121,6 +126,7 @@ export class Runner {
   private async run(): Promise<void> {
     const { concurrency, pollIntervalMs, leaseMs } = this.deps.options;
     while (this.running) {
+      this.notified = false;
       await this.feedReprocessRuns();
       const free = concurrency - this.inFlight.size;
       let claimed: ClaimedJob[] = [];
@@ -141,6 +147,7 @@ export class Runner {
         this.tasks.add(task);
       }
       if (claimed.length === free && free > 0) continue;
+      if (this.notified && free > claimed.length) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollIntervalMs);
         this.wake = () => {

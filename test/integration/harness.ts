@@ -33,6 +33,8 @@ export async function startTestServer(
     IMAGELAKE_PORT: '0',
     IMAGELAKE_ADMIN_TOKEN: ADMIN,
     IMAGELAKE_POLL_INTERVAL: '200ms',
+    // No load balancer watches readiness here: stopping need not wait for one to notice.
+    IMAGELAKE_DRAIN_DELAY: '0s',
     ...env,
   });
   const server = await startServer(config, {
@@ -69,7 +71,13 @@ export async function spawnServer(
   const port = await freePort();
   let output = '';
   const child = spawn(process.execPath, [MAIN, 'serve', ...(roles ? ['--roles', roles.join(',')] : [])], {
-    env: { ...process.env, IMAGELAKE_PORT: String(port), IMAGELAKE_LOG_LEVEL: 'warn', ...env },
+    env: {
+      ...process.env,
+      IMAGELAKE_PORT: String(port),
+      IMAGELAKE_LOG_LEVEL: 'warn',
+      IMAGELAKE_DRAIN_DELAY: '0s',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d) => {

@@ -75,6 +75,22 @@ describe('config', () => {
       },
     );
   });
+
+  it('reads the shutdown settings: a drain delay may be 0, a grace period may not', () => {
+    assert.deepEqual(loadConfig({}).shutdown, { graceMs: 30_000, drainDelayMs: 5_000 });
+    assert.deepEqual(loadConfig({ IMAGELAKE_DRAIN_DELAY: '0s', IMAGELAKE_SHUTDOWN_GRACE: '45s' }).shutdown, {
+      graceMs: 45_000,
+      drainDelayMs: 0,
+    });
+    assert.throws(
+      () => loadConfig({ IMAGELAKE_SHUTDOWN_GRACE: '0s', IMAGELAKE_DRAIN_DELAY: 'soon' }),
+      (error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.problems.length, 2);
+        return true;
+      },
+    );
+  });
 });
 
 describe('analyst SQL and the embedded PostgreSQL settings', () => {
