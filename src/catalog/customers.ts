@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../errors.ts';
+import { type IssuedKey, issueKey } from './api-keys.ts';
 import type { Db } from './database.ts';
-import { type IssuedKey, issueKey } from './keys.ts';
 import type { CustomerRow } from './schema.ts';
 
 /** A new customer and its first key. A name another customer has (ignoring case) is CUSTOMER_EXISTS. */
