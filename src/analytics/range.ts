@@ -1,4 +1,4 @@
-import { day } from '../lake/keys.ts';
+import { day } from '../lake/object-keys.ts';
 
 /** Days in the range every statistics and analytics route reads when from or to is left out. */
 export const DEFAULT_RANGE_DAYS = 30;

@@ -12,7 +12,7 @@ export interface ObjectInfo {
 }
 
 /**
- * The lake: where every image and derivative lives. Keys are '/'-separated paths (see keys.ts).
+ * The lake: where every image and derivative lives. Keys are '/'-separated paths (see object-keys.ts).
  * Adapters: fs.ts (embedded default). Every adapter passes test/lake/contract.ts.
  */
 export interface Lake {

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
-import { day, IMAGE_AREAS } from '../lake/keys.ts';
+import { day, IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import { effectiveWindow } from './windows.ts';
 

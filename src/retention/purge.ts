@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
-import { day, IMAGE_AREAS } from '../lake/keys.ts';
+import { day, IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Receipt } from './receipts.ts';
 import {
   executeRun,

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
-import { metadataKey, renditionPrefix } from '../lake/keys.ts';
+import { metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import {
