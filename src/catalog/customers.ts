@@ -37,3 +37,12 @@ export async function getCustomer(db: Db, id: string): Promise<CustomerRow | und
 export async function listCustomers(db: Db): Promise<CustomerRow[]> {
   return db.selectFrom('customers').selectAll().orderBy('created_at').execute();
 }
+
+/** Whether the catalog has any customer (offline commands refuse one without: likely the wrong catalog). */
+export async function hasCustomers(db: Db): Promise<boolean> {
+  const customers = await db
+    .selectFrom('customers')
+    .select(db.fn.countAll<string>().as('n'))
+    .executeTakeFirst();
+  return Number(customers?.n ?? 0) > 0;
+}
