@@ -7,6 +7,7 @@ import type { Config } from '../config/config.ts';
 import { catalogTls, connect, type Db, migrate } from './database.ts';
 import { lockDataDir, runningEmbeddedUrl, startEmbeddedPostgres } from './embedded.ts';
 import { JobListener, type JobListenerOptions } from './listener.ts';
+import { checkCatalog } from './ready.ts';
 
 /**
  * The one way into the catalog, for the server and every CLI command alike: the configured URL (with
@@ -109,12 +110,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
       url,
       where,
       listener: (deps) => new JobListener({ url: listenUrl, ssl: catalogTls(tls), ...deps }),
-      check: async () => {
-        await db
-          .selectFrom('imagelake_migrations' as never)
-          .select((eb) => eb.fn.countAll().as('n'))
-          .execute();
-      },
+      check: () => checkCatalog(db),
       close: stopAll,
     };
   } catch (error) {
