@@ -192,8 +192,14 @@ export function isAppError(error: unknown): error is AppError {
   return error instanceof AppError;
 }
 
-/** Errors that will fail again on retry: the bytes themselves are the problem. */
+/**
+ * The retry policy, in one place. A permanent code is caused by the input itself, so trying the same
+ * input again fails the same way: processing fails such a job at once (no backoff, no further
+ * attempts), and Kafka ingest sends such a message to its dead-letter topic instead of retrying it.
+ * Every other code (the lake, the catalog, a processor that is down, a full queue) is retried.
+ */
 export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
+  // The bytes themselves are the problem.
   'UNSUPPORTED_FORMAT',
   'IMAGE_TOO_LARGE',
   'TOO_MANY_PIXELS',
@@ -202,4 +208,13 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
   'CHECKSUM_MISMATCH',
   // A processor that answers with output not matching its declaration will answer the same again.
   'PROCESSOR_OUTPUT_INVALID',
+  // The message that carried the image is the problem.
+  'MISSING_CUSTOMER',
+  'UNKNOWN_CUSTOMER',
+  'EMPTY_BODY',
+  'CLAIM_CHECK_INVALID',
+  'CLAIM_CHECK_FORBIDDEN',
+  'CLAIM_CHECK_NOT_FOUND',
+  // The message-id landed before with other bytes: this message's image would otherwise be dropped.
+  'IDEMPOTENCY_KEY_REUSED',
 ]);

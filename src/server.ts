@@ -5,14 +5,13 @@ import { exportAnalytics } from './analytics/export.ts';
 import { buildApp } from './api/app.ts';
 import { Drain } from './api/drain.ts';
 import { buildOpsApp } from './api/ops.ts';
-import { catalogTls, connect, type Db, migrate } from './catalog/database.ts';
-import { lockDataDir, startEmbeddedPostgres } from './catalog/embedded.ts';
-import { ensureAdminKey } from './catalog/keys.ts';
-import { JobListener } from './catalog/listener.ts';
+import { ensureAdminKey } from './catalog/api-keys.ts';
+import type { Db } from './catalog/database.ts';
+import { openCatalog } from './catalog/open.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
+import { EventPublisher } from './events/kafka-publisher.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
-import { EventPublisher } from './ingest/kafka/events.ts';
 import { Lander } from './ingest/land.ts';
 import { Uploads } from './ingest/uploads.ts';
 import { openLake } from './lake/open.ts';
@@ -76,28 +75,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => started.close());
       log.info({ processors: processors.describe() }, 'processors started');
     }
-    let databaseUrl = config.databaseUrl;
-    if (!databaseUrl) {
-      const unlock = await lockDataDir(config.dataDir);
-      stops.push(unlock);
-      const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
-      stops.push(() => embedded.stop());
-      databaseUrl = embedded.url;
-    }
-    const { db, pool } = connect(databaseUrl, {
-      max: config.database.poolSize,
-      statementTimeoutMs: config.database.statementTimeoutMs,
-      tlsCa: config.database.tlsCa,
-      tlsInsecure: config.database.tlsInsecure,
-    });
-    stops.push(() => db.destroy());
-    await migrate(db, log);
+    const catalog = await openCatalog(config, { log, purpose: 'serve' });
+    stops.push(() => catalog.close());
+    const { db, pool } = catalog;
     const generatedAdminToken = await ensureAdminKey(db, config.adminToken, log);
     let analyst: { pool: pg.Pool; url: string } | undefined;
     if (roles.has('api')) {
       const credentials = await ensureAnalystRole(db, log, config.analytics.sqlTimeoutMs);
       if (credentials) {
-        const url = analystUrl(databaseUrl, credentials);
+        const url = analystUrl(catalog.url, credentials);
         analyst = { pool: analystPool(url, { max: 4, waitMs: config.analytics.sqlTimeoutMs }), url };
         const pool = analyst.pool;
         stops.push(() => pool.end());
@@ -114,12 +100,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         timeoutMs: config.workers.jobTimeoutMs,
       });
       stops.push(() => processing.close());
-      const listener = new JobListener({
-        url: databaseUrl,
-        ssl: catalogTls({ tlsCa: config.database.tlsCa, tlsInsecure: config.database.tlsInsecure }),
-        log,
-        metrics,
-      });
+      const listener = catalog.listener({ log, metrics });
       listener.start();
       stops.push(() => listener.close());
       const runner = new Runner({
@@ -226,10 +207,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     const consumer = ingest;
     const ready = async () => {
       if (drain.stopping) throw new Error('shutting down: finishing the requests in hand');
-      await db
-        .selectFrom('imagelake_migrations' as never)
-        .select((eb) => eb.fn.countAll().as('n'))
-        .execute();
+      await catalog.check();
       await lake.check();
       const kafkaProblem = consumer?.notReady();
       if (kafkaProblem) throw new Error(kafkaProblem);

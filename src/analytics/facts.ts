@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
-import { bucketOf, LATENCY_BUCKETS_MS } from './histogram.ts';
+import { utcDay } from '../clock.ts';
+import { bucketOf, LATENCY_BUCKET_COUNT } from './histogram.ts';
 
 export interface Fact {
   imageId: string;
@@ -60,8 +61,8 @@ export async function rollUpProcessorRuns(
   if (entries.length === 0) return;
   await sql`
     insert into analytics.rollup_processors_daily as r (day, customer_id, processor, version, outcome, runs, ms_sum, latency_hist)
-    select ${dayOf(receivedAt)}::date, ${customerId}::uuid, u.processor, u.version, u.outcome, 1, u.ms,
-           (select array_agg((i = u.bucket)::int order by i) from generate_series(1, ${LATENCY_BUCKETS_MS.length}) i)
+    select ${utcDay(receivedAt)}::date, ${customerId}::uuid, u.processor, u.version, u.outcome, 1, u.ms,
+           (select array_agg((i = u.bucket)::int order by i) from generate_series(1, ${LATENCY_BUCKET_COUNT}) i)
     from unnest(${entries.map(([name]) => name)}::text[], ${entries.map(([, r]) => r.version ?? '')}::text[],
                 ${entries.map(([, r]) => r.error ?? 'ok')}::text[], ${entries.map(([, r]) => r.ms ?? 0)}::float8[],
                 ${entries.map(([, r]) => bucketOf(r.ms ?? 0))}::int[]) as u(processor, version, outcome, ms, bucket)
@@ -92,7 +93,6 @@ export function dimensionsOf(outputs: Record<string, Record<string, unknown>>): 
 }
 
 const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600_000);
-const dayOf = (d: Date) => d.toISOString().slice(0, 10);
 
 /**
  * Records one outcome in the analytics schema: the fact, and its share of the hourly and daily
@@ -106,7 +106,7 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
     insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
       received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions, labels, processor_runs)
     values (${f.imageId}, ${f.customerId}, ${f.source}, ${f.format}, ${f.outcome}, ${f.errorCode}, ${f.bytes}, ${f.width}, ${f.height},
-      ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${dayOf(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
+      ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${utcDay(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
       ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)}, ${f.labels}, ${JSON.stringify(f.processorRuns)})`.execute(
     db,
   );
@@ -114,14 +114,14 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
   const bucket = bucketOf(f.processingMs);
   for (const [table, column, value] of [
     ['rollup_hourly', 'hour', hourOf(f.receivedAt)],
-    ['rollup_daily', 'day', dayOf(f.receivedAt)],
+    ['rollup_daily', 'day', utcDay(f.receivedAt)],
   ] as const) {
     await sql`
       insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, format, source, outcome, error_code,
         images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
       values (${value}, ${f.customerId}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''},
         1, ${f.bytes}, ${megapixels}, ${f.queueMs}, ${f.processingMs},
-        (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, 19) i))
+        (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
       on conflict (${sql.ref(column)}, customer_id, format, source, outcome, error_code) do update set
         images = r.images + 1,
         bytes = r.bytes + excluded.bytes,
@@ -134,8 +134,8 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
   await sql`
     insert into analytics.rollup_daily_totals as r (day, format, source, outcome, error_code, images, bytes, megapixels,
       queue_ms_sum, processing_ms_sum, latency_hist)
-    values (${dayOf(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, 1, ${f.bytes}, ${megapixels},
-      ${f.queueMs}, ${f.processingMs}, (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, 19) i))
+    values (${utcDay(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, 1, ${f.bytes}, ${megapixels},
+      ${f.queueMs}, ${f.processingMs}, (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
     on conflict (day, format, source, outcome, error_code) do update set
       images = r.images + 1,
       bytes = r.bytes + excluded.bytes,
@@ -145,8 +145,8 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
       latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
   // Each customer's totals by day and by month, for the customer rankings.
   for (const [table, column, value] of [
-    ['rollup_daily_customers', 'day', dayOf(f.receivedAt)],
-    ['rollup_monthly_customers', 'month', `${dayOf(f.receivedAt).slice(0, 7)}-01`],
+    ['rollup_daily_customers', 'day', utcDay(f.receivedAt)],
+    ['rollup_monthly_customers', 'month', `${utcDay(f.receivedAt).slice(0, 7)}-01`],
   ] as const) {
     await sql`
       insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, images, failed, bytes)

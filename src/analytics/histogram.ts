@@ -25,6 +25,12 @@ export const LATENCY_BUCKETS_MS = [
   Number.POSITIVE_INFINITY,
 ];
 
+/**
+ * The length of every latency_hist array (PostgreSQL and Parquet). The migrations that made the
+ * columns keep their own literal 19: a migration never imports application code.
+ */
+export const LATENCY_BUCKET_COUNT = LATENCY_BUCKETS_MS.length;
+
 /** 1-based, as PostgreSQL arrays are. */
 export function bucketOf(ms: number): number {
   const index = LATENCY_BUCKETS_MS.findIndex((upper) => ms <= upper);

@@ -1,6 +1,6 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
-import { LATENCY_BUCKETS_MS, percentile } from './histogram.ts';
+import { LATENCY_BUCKET_COUNT, percentile } from './histogram.ts';
 
 /**
  * How the company's processors fared over a range of landing days: runs, failures by code, time
@@ -111,7 +111,7 @@ export async function processorStats(
   const processors = [...byName.values()]
     .sort((a, b) => a.name.localeCompare(b.name))
     .map(({ msSum, errorMap, versionMap, ...p }) => {
-      const h = hist.get(p.name) ?? new Array(LATENCY_BUCKETS_MS.length).fill(0);
+      const h = hist.get(p.name) ?? new Array(LATENCY_BUCKET_COUNT).fill(0);
       return {
         ...p,
         failureRate: p.runs ? p.failed / p.runs : 0,

@@ -1,6 +1,7 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
-import { addHistograms, percentile } from './histogram.ts';
+import { utcDay } from '../clock.ts';
+import { addHistograms, LATENCY_BUCKET_COUNT, percentile } from './histogram.ts';
 
 export interface SummaryFilter {
   from: string;
@@ -68,7 +69,7 @@ export async function summary(db: Db, f: SummaryFilter) {
       select ${bucket} as bucket, format, sum(images)::bigint as images, sum(bytes)::bigint as bytes
       from ${table} r where ${where} group by 1, 2 order by 1, 2`),
       rows(sql<{ bucket: Date | string; hist: number[] }>`
-      select ${bucket} as bucket, array[${sql.join(Array.from({ length: 19 }, (_, i) => sql`sum(latency_hist[${sql.lit(i + 1)}])::int`))}] as hist
+      select ${bucket} as bucket, array[${sql.join(Array.from({ length: LATENCY_BUCKET_COUNT }, (_, i) => sql`sum(latency_hist[${sql.lit(i + 1)}])::int`))}] as hist
       from ${table} r where ${where} and outcome = 'processed' group by 1 order by 1`),
       rows(sql<{ customerId: string; name: string | null; images: string; bytes: string; failed: string }>`
       select r.customer_id as "customerId", max(c.name) as name, sum(r.images)::bigint as images, sum(r.bytes)::bigint as bytes,
@@ -143,10 +144,9 @@ export function wholeMonths(from: string, to: string): { fullFrom: string; fullT
   const end = new Date(`${to}T00:00:00Z`);
   end.setUTCDate(end.getUTCDate() + 1);
   end.setUTCDate(1);
-  const iso = (d: Date) => d.toISOString().slice(0, 10);
   return start < end
-    ? { fullFrom: iso(start), fullTo: iso(end) }
-    : { fullFrom: iso(start), fullTo: iso(start) };
+    ? { fullFrom: utcDay(start), fullTo: utcDay(end) }
+    : { fullFrom: utcDay(start), fullTo: utcDay(start) };
 }
 
 function stamp(value: Date | string): string {

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
+import { findPrincipal, type Principal } from '../catalog/api-keys.ts';
 import type { Db } from '../catalog/database.ts';
-import { findPrincipal, type Principal } from '../catalog/keys.ts';
 import type { KeyRole } from '../catalog/schema.ts';
 import { AppError } from '../errors.ts';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../errors.ts';
+import { type IssuedKey, issueKey } from './api-keys.ts';
 import type { Db } from './database.ts';
-import { type IssuedKey, issueKey } from './keys.ts';
 import type { CustomerRow } from './schema.ts';
 
 /** A new customer and its first key. A name another customer has (ignoring case) is CUSTOMER_EXISTS. */
@@ -36,4 +36,13 @@ export async function getCustomer(db: Db, id: string): Promise<CustomerRow | und
 
 export async function listCustomers(db: Db): Promise<CustomerRow[]> {
   return db.selectFrom('customers').selectAll().orderBy('created_at').execute();
+}
+
+/** Whether the catalog has any customer (offline commands refuse one without: likely the wrong catalog). */
+export async function hasCustomers(db: Db): Promise<boolean> {
+  const customers = await db
+    .selectFrom('customers')
+    .select(db.fn.countAll<string>().as('n'))
+    .executeTakeFirst();
+  return Number(customers?.n ?? 0) > 0;
 }

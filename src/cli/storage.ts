@@ -1,10 +1,8 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { sql } from 'kysely';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
-import { connect, type Db, migrate } from '../catalog/database.ts';
-import { runningEmbeddedUrl, startEmbeddedPostgres } from '../catalog/embedded.ts';
+import { hasCustomers } from '../catalog/customers.ts';
+import type { Db } from '../catalog/database.ts';
+import { type Catalog, CatalogMissing, openCatalog } from '../catalog/open.ts';
 import type { Config } from '../config/config.ts';
 import { openLake } from '../lake/open.ts';
 import type { Lake } from '../lake/port.ts';
@@ -48,44 +46,21 @@ export async function refuseEmptyLake(lake: Lake): Promise<void> {
  */
 export async function openStorage(config: Config, options: { allowEmpty?: boolean } = {}): Promise<Storage> {
   const log = pino({ level: 'warn', name: 'imagelake' }, pino.destination(2));
-  let url = config.databaseUrl ?? runningEmbeddedUrl(config.dataDir);
-  let where = config.databaseUrl ? 'IMAGELAKE_DATABASE_URL' : `the embedded catalog in ${config.dataDir}`;
-  let stopEmbedded: (() => Promise<void>) | undefined;
-  if (!url) {
-    if (!existsSync(join(config.dataDir, 'postgres', 'PG_VERSION')))
-      throw new StorageError(
-        'CATALOG_MISSING',
-        `No catalog in ${config.dataDir} (IMAGELAKE_DATA_DIR): imagelake serve has not run with this data dir. ${SETTINGS}`,
-      );
-    // serve is stopped: start its cluster for the length of this command (never a new one).
-    const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
-    url = embedded.url;
-    stopEmbedded = embedded.stop;
-    where = `the embedded catalog in ${config.dataDir}`;
-  }
-  const { db, pool } = connect(url, { max: 4 });
-  const close = async () => {
-    await db.destroy();
-    await stopEmbedded?.();
-  };
+  let catalog: Catalog;
   try {
-    const { rows } = await sql<{
-      found: string | null;
-    }>`select to_regclass('imagelake_migrations')::text as found`.execute(db);
-    if (!rows[0]?.found)
-      throw new StorageError(
-        'CATALOG_MISSING',
-        `${where} holds no imagelake catalog (imagelake serve has not run against it). ${SETTINGS}`,
-      );
-    // The catalog exists: bring it to this version's schema, as serve would.
-    await migrate(db, log);
+    // Connected as serve connects (TLS CA, insecure flag, statement timeout), with a small pool.
+    catalog = await openCatalog(config, { log, purpose: 'command', poolSize: 4 });
+  } catch (error) {
+    if (error instanceof CatalogMissing)
+      throw new StorageError('CATALOG_MISSING', `${error.message} ${SETTINGS}`);
+    throw error;
+  }
+  const { db, pool, where } = catalog;
+  const close = () => catalog.close();
+  try {
     const lake = openLake(config);
     if (!options.allowEmpty) {
-      const customers = await db
-        .selectFrom('customers')
-        .select(db.fn.countAll<string>().as('n'))
-        .executeTakeFirst();
-      if (Number(customers?.n ?? 0) === 0)
+      if (!(await hasCustomers(db)))
         throw new StorageError(
           'CATALOG_EMPTY',
           `${where} has no customers: is this the catalog serve uses? ${SETTINGS} If it really is empty, pass --allow-empty.`,

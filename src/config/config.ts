@@ -22,8 +22,11 @@ export interface Config {
     /** The embedded PostgreSQL's port; undefined: the one saved in the data dir, else 55432 or a free one. */
     embeddedPort: number | undefined;
   };
-  /** For an s3:// lake: a non-AWS endpoint (MinIO, GCS, R2) and whether to use path-style addressing. */
-  s3: { endpoint: string | undefined; pathStyle: string | undefined };
+  /**
+   * For an s3:// lake: a non-AWS endpoint (MinIO, GCS, R2), whether to use path-style addressing, and
+   * the region. Credentials are the AWS SDK's own (AWS_ACCESS_KEY_ID, profiles, instance roles).
+   */
+  s3: S3Settings;
   adminToken: string | undefined;
   host: string;
   port: number;
@@ -70,6 +73,13 @@ export interface Config {
   };
   /** On SIGTERM an api process answers /readyz 503 for drainDelayMs, then finishes what it holds within graceMs. */
   shutdown: { graceMs: number; drainDelayMs: number };
+}
+
+export interface S3Settings {
+  endpoint: string | undefined;
+  /** 'true' or 'false' as given; undefined: path-style whenever an endpoint is given. */
+  pathStyle: string | undefined;
+  region: string;
 }
 
 export interface KafkaConfig {
@@ -156,6 +166,7 @@ export function loadConfig(env: Env = process.env): Config {
         env.AWS_ENDPOINT_URL?.trim() ||
         undefined,
       pathStyle: env.IMAGELAKE_S3_PATH_STYLE?.trim() || undefined,
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
     },
     adminToken: env.IMAGELAKE_ADMIN_TOKEN?.trim() || undefined,
     host: env.IMAGELAKE_HOST?.trim() || '127.0.0.1',

@@ -7,7 +7,7 @@ import { depth, enqueue } from '../catalog/queue.ts';
 import type { ImageRow, ImageSource } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
-import { rawKey } from '../lake/keys.ts';
+import { rawKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';

@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
+import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
 
 /**
  * The lake on a local filesystem. A write goes to a temporary file beside its target, is fsynced,
@@ -23,9 +23,7 @@ export class FsLake implements Lake {
   }
 
   private path(key: string): string {
-    if (key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '')) {
-      throw new Error(`Refusing unsafe lake key ${JSON.stringify(key)}`);
-    }
+    assertSafeKey(key);
     return join(this.root, ...key.split('/'));
   }
 

@@ -12,8 +12,9 @@ export interface ObjectInfo {
 }
 
 /**
- * The lake: where every image and derivative lives. Keys are '/'-separated paths (see keys.ts).
- * Adapters: fs.ts (embedded default). Every adapter passes test/lake/contract.ts.
+ * The lake: where every image and derivative lives. Keys are '/'-separated paths (see object-keys.ts).
+ * Adapters: fs.ts (a folder, the embedded default) and s3.ts (S3, MinIO, GCS, R2). Every adapter
+ * passes test/lake/contract.ts and refuses unsafe keys with assertSafeKey.
  */
 export interface Lake {
   /**
@@ -47,5 +48,15 @@ export class LakeNotFound extends Error {
     super(`No object at ${key}`);
     this.name = 'LakeNotFound';
     this.key = key;
+  }
+}
+
+/**
+ * Throws for a key that could reach outside the lake or name no object: absolute, with '..', or with
+ * an empty part. Every adapter checks each key with this before touching storage.
+ */
+export function assertSafeKey(key: string): void {
+  if (key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '')) {
+    throw new Error(`Refusing unsafe lake key ${JSON.stringify(key)}`);
   }
 }

@@ -12,7 +12,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
+import type { S3Settings } from '../config/config.ts';
+import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
 
 export interface S3LakeOptions {
   bucket: string;
@@ -41,18 +42,25 @@ export class S3Lake implements Lake {
    * s3://bucket/prefix, with endpoint, region and credentials from the usual AWS settings
    * (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 or
    * IMAGELAKE_S3_ENDPOINT). Path-style addressing, which MinIO and most non-AWS stores want, is on
-   * whenever an endpoint is given, unless IMAGELAKE_S3_PATH_STYLE=false.
+   * whenever an endpoint is given, unless IMAGELAKE_S3_PATH_STYLE=false. The server opens its lake
+   * from the loaded configuration (fromSettings); this reads the environment, for tests and tools.
    */
   static fromUrl(url: string, env: Record<string, string | undefined> = process.env): S3Lake {
+    return S3Lake.fromSettings(url, {
+      endpoint: env.IMAGELAKE_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined,
+      pathStyle: env.IMAGELAKE_S3_PATH_STYLE || undefined,
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    });
+  }
+
+  /** s3://bucket/prefix with the given endpoint, addressing and region; credentials are the AWS SDK's own. */
+  static fromSettings(url: string, settings: S3Settings): S3Lake {
     const parsed = new URL(url);
     if (parsed.protocol !== 's3:' || !parsed.hostname) throw new Error(`${url} is not s3://bucket/prefix`);
-    const endpoint =
-      env.IMAGELAKE_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
-    const pathStyle = env.IMAGELAKE_S3_PATH_STYLE
-      ? env.IMAGELAKE_S3_PATH_STYLE === 'true'
-      : Boolean(endpoint);
+    const endpoint = settings.endpoint;
+    const pathStyle = settings.pathStyle ? settings.pathStyle === 'true' : Boolean(endpoint);
     const config: S3ClientConfig = {
-      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+      region: settings.region,
       forcePathStyle: pathStyle,
       ...(endpoint ? { endpoint } : {}),
       // GCS's XML API rejects the newer default checksums; send them only when an operation needs them.
@@ -72,9 +80,7 @@ export class S3Lake implements Lake {
   }
 
   private key(key: string): string {
-    if (key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '')) {
-      throw new Error(`Refusing unsafe lake key ${JSON.stringify(key)}`);
-    }
+    assertSafeKey(key);
     return this.prefix + key;
   }
 

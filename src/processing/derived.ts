@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import type { Rendition } from '../catalog/schema.ts';
 import { EXTENSION, type ImageFormat, MEDIA_TYPE } from '../ingest/sniff.ts';
-import { type ImageKeyParts, renditionKey } from '../lake/keys.ts';
+import { type ImageKeyParts, renditionKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 
 /**

@@ -13,7 +13,7 @@ import {
 import type { ImageRow, Rendition } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { type ErrorCode, PERMANENT_CODES } from '../errors.ts';
-import { metadataKey, renditionKey } from '../lake/keys.ts';
+import { metadataKey, renditionKey } from '../lake/object-keys.ts';
 import { type Lake, LakeNotFound } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProcessResult } from './context.ts';

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
-import { day, IMAGE_AREAS } from '../lake/keys.ts';
+import { utcDay } from '../clock.ts';
+import { IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import { effectiveWindow } from './windows.ts';
 
@@ -164,7 +165,7 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   }
 
   // The analytics store: aggregates past their own window.
-  const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
+  const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
   const stale = await db
     .selectFrom('analytics.rollup_daily')
     .select([(eb) => eb.fn.countAll<string>().as('n'), (eb) => eb.fn.min('day').as('oldest')])

@@ -1,4 +1,4 @@
-import { IMAGE_AREAS } from '../lake/keys.ts';
+import { IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Receipt } from './receipts.ts';
 import { subjectHash } from './receipts.ts';
 import {

@@ -1,4 +1,4 @@
-import { IMAGE_AREAS } from '../lake/keys.ts';
+import { IMAGE_AREAS } from '../lake/object-keys.ts';
 
 /**
  * Backstops for when the platform itself is down: storage-level rules that delete what the purge

@@ -1,8 +1,9 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
+import { utcDay } from '../clock.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
-import { day, IMAGE_AREAS } from '../lake/keys.ts';
+import { IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Receipt } from './receipts.ts';
 import {
   executeRun,
@@ -70,8 +71,8 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   // Whole day partitions past their window: image areas can then only hold orphans (objects of
   // landings that crashed before their row was committed); Parquet of facts follows the images'
   // window, Parquet of rollups the statistics window.
-  const oldestKeptDay = day(new Date(now.getTime() - retentionMs));
-  const oldestKeptStatsDay = day(new Date(now.getTime() - deps.statsRetentionMs));
+  const oldestKeptDay = utcDay(new Date(now.getTime() - retentionMs));
+  const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
   const areas: Array<[string, string, string]> = [
     ...IMAGE_AREAS.map((area): [string, string, string] => [area, 'orphan', oldestKeptDay]),
     ['analytics/facts', 'parquet', oldestKeptDay],

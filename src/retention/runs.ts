@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
-import type { Clock } from '../clock.ts';
-import { metadataKey, renditionPrefix } from '../lake/keys.ts';
+import { type Clock, utcDay } from '../clock.ts';
+import { metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import {
@@ -148,8 +148,7 @@ export async function planImages(
       items.push({ kind: 'fact', key: null, subjectHash: subjectHash(fact.image_id), bytes: 0, done: true });
     // Their day's Parquet file still holds them: it goes too, and the next export rewrites it without them.
     if (facts.length)
-      for (const image of images)
-        if (ids.includes(image.id)) factDays?.add(image.received_at.toISOString().slice(0, 10));
+      for (const image of images) if (ids.includes(image.id)) factDays?.add(utcDay(image.received_at));
     await record(trx, runId, items);
     await trx
       .deleteFrom('images')

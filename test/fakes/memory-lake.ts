@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { type Lake, LakeNotFound, type ObjectInfo } from '../../src/lake/port.ts';
+import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo } from '../../src/lake/port.ts';
 
 /** An in-memory lake for unit tests. It passes the same contract suite as the real adapters. */
 export class MemoryLake implements Lake {
@@ -10,8 +10,7 @@ export class MemoryLake implements Lake {
   }
 
   private assertSafe(key: string): void {
-    if (key.startsWith('/') || key.split('/').some((p) => p === '..' || p === ''))
-      throw new Error(`unsafe key ${key}`);
+    assertSafeKey(key);
   }
 
   async put(key: string, body: Buffer | Readable): Promise<number> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { hashKey, issueKey, revokeKey } from '../../src/catalog/keys.ts';
+import { hashKey, issueKey, revokeKey } from '../../src/catalog/api-keys.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
 import { ADMIN, api } from './harness.ts';

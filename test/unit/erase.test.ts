@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { metadataKey, rawKey, renditionKey } from '../../src/lake/keys.ts';
+import { metadataKey, rawKey, renditionKey } from '../../src/lake/object-keys.ts';
 import { subjectHash } from '../../src/retention/receipts.ts';
 import { objectsOf } from '../../src/retention/runs.ts';
 import { MemoryLake } from '../fakes/memory-lake.ts';

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { issueKey, listKeys, revokeKey } from '../../catalog/api-keys.ts';
 import { createCustomer, getCustomer, listCustomers } from '../../catalog/customers.ts';
-import { issueKey, listKeys, revokeKey } from '../../catalog/keys.ts';
 import type { KeyRole } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { requireRole } from '../auth.ts';

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { dayRange } from '../../analytics/range.ts';
-import { queryStats, STAT_DIMENSIONS, type StatDimension } from '../../catalog/stats.ts';
+import { queryStats, STAT_DIMENSIONS, type StatDimension } from '../../analytics/stats.ts';
 import { AppError } from '../../errors.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../../catalog/database.ts';
 import { depth } from '../../catalog/queue.ts';
 import type { KafkaConfig } from '../../config/config.ts';
-import { AppError, type ErrorCode } from '../../errors.ts';
+import { AppError, PERMANENT_CODES } from '../../errors.ts';
 import type { Lake } from '../../lake/port.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Lander } from '../land.ts';
@@ -12,20 +12,6 @@ import { headersOf, resolveMessage } from './contract.ts';
 import { PartitionOffsets } from './offsets.ts';
 import { explain, ProblemReporter } from './problems.ts';
 import { ensureTopics, ingestTopics, missingTopicsError } from './topics.ts';
-
-/** Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic. */
-const DEAD_LETTER: ReadonlySet<ErrorCode> = new Set([
-  'MISSING_CUSTOMER',
-  'UNKNOWN_CUSTOMER',
-  'EMPTY_BODY',
-  'UNSUPPORTED_FORMAT',
-  'IMAGE_TOO_LARGE',
-  'CLAIM_CHECK_INVALID',
-  'CLAIM_CHECK_FORBIDDEN',
-  'CLAIM_CHECK_NOT_FOUND',
-  // The message-id landed before with other bytes: this message's image would otherwise be dropped.
-  'IDEMPOTENCY_KEY_REUSED',
-]);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -217,7 +203,8 @@ export class KafkaIngest {
         }
         return;
       } catch (error) {
-        if (error instanceof AppError && DEAD_LETTER.has(error.code)) {
+        // Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic.
+        if (error instanceof AppError && PERMANENT_CODES.has(error.code)) {
           await this.deadLetter(message, error);
           return;
         }

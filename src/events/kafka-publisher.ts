@@ -1,11 +1,11 @@
 import { Producer } from '@platformatic/kafka';
 import type { Logger } from 'pino';
-import type { Db } from '../../catalog/database.ts';
-import type { KafkaConfig } from '../../config/config.ts';
-import type { Metrics } from '../../observability/metrics.ts';
-import { connectionOptions } from './client.ts';
-import { explain, ProblemReporter } from './problems.ts';
-import { ensureTopics, eventsTopics, missingTopicsError } from './topics.ts';
+import type { Db } from '../catalog/database.ts';
+import type { KafkaConfig } from '../config/config.ts';
+import { connectionOptions } from '../ingest/kafka/client.ts';
+import { explain, ProblemReporter } from '../ingest/kafka/problems.ts';
+import { ensureTopics, eventsTopics, missingTopicsError } from '../ingest/kafka/topics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 /**
  * Publishes the outbox: events written with each outcome, sent in order and deleted once Kafka has

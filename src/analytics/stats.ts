@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from './database.ts';
+import type { Db } from '../catalog/database.ts';
 
 export const STAT_DIMENSIONS = ['day', 'customer', 'format', 'source', 'status'] as const;
 export type StatDimension = (typeof STAT_DIMENSIONS)[number];

@@ -1,3 +1,4 @@
+import { utcDay } from '../clock.ts';
 /**
  * The layout of the lake. Keys are partitioned by landing day and customer so that a day can be
  * listed, exported or purged as a unit, and so Hive-style readers (DuckDB, BigQuery, Spark) see
@@ -9,12 +10,8 @@ export interface ImageKeyParts {
   receivedAt: Date;
 }
 
-export function day(date: Date): string {
-  return date.toISOString().slice(0, 10);
-}
-
 function partition(parts: ImageKeyParts): string {
-  return `dt=${day(parts.receivedAt)}/customer=${parts.customerId}`;
+  return `dt=${utcDay(parts.receivedAt)}/customer=${parts.customerId}`;
 }
 
 export function rawKey(parts: ImageKeyParts, extension: string): string {
