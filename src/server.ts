@@ -9,6 +9,7 @@ import { catalogTls, connect, type Db, migrate } from './catalog/database.ts';
 import { lockDataDir, startEmbeddedPostgres } from './catalog/embedded.ts';
 import { ensureAdminKey } from './catalog/keys.ts';
 import { JobListener } from './catalog/listener.ts';
+import { checkCatalog } from './catalog/ready.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
@@ -226,10 +227,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     const consumer = ingest;
     const ready = async () => {
       if (drain.stopping) throw new Error('shutting down: finishing the requests in hand');
-      await db
-        .selectFrom('imagelake_migrations' as never)
-        .select((eb) => eb.fn.countAll().as('n'))
-        .execute();
+      await checkCatalog(db);
       await lake.check();
       const kafkaProblem = consumer?.notReady();
       if (kafkaProblem) throw new Error(kafkaProblem);
