@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
+import { getSetting, putSetting } from '../catalog/settings.ts';
 import type { Clock } from '../clock.ts';
 import type { Lake } from '../lake/port.ts';
+import { changedDays, factDays as daysWithFacts, factsOfDay } from './facts.ts';
+import { rollupDays, rollupsOfDay } from './rollups.ts';
 
 /**
  * Parquet for external warehouses (BigQuery external tables, DuckDB, Spark), written by DuckDB into
@@ -28,6 +30,18 @@ export const PARQUET = {
   rollup_processors_daily: (day: string) => `analytics/rollup_processors_daily/dt=${day}/rollup.parquet`,
 };
 export const FACTS_PREFIX = 'analytics/facts/';
+
+/**
+ * The export's folders in the lake, for the purge: facts follow the images' window, rollups the
+ * statistics window. Each holds `dt=YYYY-MM-DD/` partitions.
+ */
+export const PARQUET_AREAS = {
+  facts: 'analytics/facts',
+  rollups: ['analytics/rollup_daily', 'analytics/rollup_hourly', 'analytics/rollup_processors_daily'],
+} as const;
+
+/** The folder of one day's facts file. */
+export const factsDayPrefix = (day: string) => `${FACTS_PREFIX}dt=${day}/`;
 
 const COLUMNS = {
   facts: {
@@ -82,37 +96,20 @@ export interface ExportSummary {
 
 const WATERMARK = 'analytics_export_watermark';
 
-async function daysOf(db: Db, table: 'facts' | 'rollup_daily', since?: Date): Promise<string[]> {
-  const rows = since
-    ? await sql<{
-        day: string;
-      }>`select distinct day::text as day from analytics.facts where coalesce(updated_at, processed_at) > ${since} order by 1`.execute(
-        db,
-      )
-    : await sql<{
-        day: string;
-      }>`select distinct day::text as day from ${sql.table(`analytics.${table}`)} order by 1`.execute(db);
-  return rows.rows.map((r) => r.day);
-}
-
 export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> {
   const { db, lake, clock, log } = deps;
   const started = clock.now();
-  const mark = await db
-    .selectFrom('settings')
-    .select('value')
-    .where('key', '=', WATERMARK)
-    .executeTakeFirst();
-  const since = mark ? new Date(mark.value) : new Date(0);
+  const mark = await getSetting(db, WATERMARK);
+  const since = mark ? new Date(mark) : new Date(0);
 
-  const changed = new Set(await daysOf(db, 'facts', since));
-  const factDays = await daysOf(db, 'facts');
-  const rollupDays = await daysOf(db, 'rollup_daily');
+  const changed = new Set(await changedDays(db, since));
+  const factDays = await daysWithFacts(db);
+  const rollupDaysToCheck = await rollupDays(db);
   const factsToWrite: string[] = [];
   for (const day of factDays)
     if (changed.has(day) || !(await lake.head(PARQUET.facts(day)))) factsToWrite.push(day);
   const rollupsToWrite: string[] = [];
-  for (const day of rollupDays)
+  for (const day of rollupDaysToCheck)
     if (changed.has(day) || !(await lake.head(PARQUET.rollup_daily(day)))) rollupsToWrite.push(day);
 
   const work = await mkdtemp(join(tmpdir(), 'imagelake-export-'));
@@ -144,25 +141,19 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
       await write(
         PARQUET.facts(day),
         COLUMNS.facts,
-        pages(db, sql`select * from analytics.facts where day = ${day} order by image_id`),
+        pages((offset, limit) => factsOfDay(db, day, offset, limit)),
       );
     }
     for (const day of rollupsToWrite) {
       await write(
         PARQUET.rollup_daily(day),
         { day: 'DATE', ...COLUMNS.rollup },
-        pages(
-          db,
-          sql`select * from analytics.rollup_daily where day = ${day} order by customer_id, format, source, outcome, error_code`,
-        ),
+        pages((offset, limit) => rollupsOfDay.daily(db, day, offset, limit)),
       );
       await write(
         PARQUET.rollup_hourly(day),
         { hour: 'TIMESTAMPTZ', ...COLUMNS.rollup },
-        pages(
-          db,
-          sql`select * from analytics.rollup_hourly where hour >= ${day}::date and hour < ${day}::date + 1 order by hour, customer_id, format, source, outcome, error_code`,
-        ),
+        pages((offset, limit) => rollupsOfDay.hourly(db, day, offset, limit)),
       );
       await write(
         PARQUET.rollup_processors_daily(day),
@@ -176,10 +167,7 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
           ms_sum: 'DOUBLE',
           latency_hist: 'INTEGER[]',
         },
-        pages(
-          db,
-          sql`select * from analytics.rollup_processors_daily where day = ${day} order by customer_id, processor, version, outcome`,
-        ),
+        pages((offset, limit) => rollupsOfDay.processors(db, day, offset, limit)),
       );
     }
   } finally {
@@ -190,11 +178,7 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
   // Outcomes are stamped by the workers' clocks and committed a little later; going back ten
   // minutes costs a day rewritten twice at worst, never a fact missed.
   const watermark = new Date(started.getTime() - 10 * 60_000).toISOString();
-  await db
-    .insertInto('settings')
-    .values({ key: WATERMARK, value: watermark })
-    .onConflict((oc) => oc.column('key').doUpdateSet({ value: watermark }))
-    .execute();
+  await putSetting(db, WATERMARK, watermark);
   if (files)
     log.info(
       { facts: factsToWrite.length, rollups: rollupsToWrite.length, files },
@@ -203,11 +187,13 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
   return { facts: factsToWrite, rollups: rollupsToWrite, files };
 }
 
-/** Reads a query's rows in pages of 5,000, so a busy day never sits in memory whole. */
-async function* pages(db: Db, query: ReturnType<typeof sql>): AsyncIterable<Record<string, unknown>> {
+/** Reads a day's rows in pages of 5,000, so a busy day never sits in memory whole. */
+async function* pages(
+  read: (offset: number, limit: number) => Promise<Record<string, unknown>[]>,
+): AsyncIterable<Record<string, unknown>> {
   for (let offset = 0; ; offset += 5000) {
-    const result = await sql<Record<string, unknown>>`${query} limit 5000 offset ${offset}`.execute(db);
-    for (const row of result.rows) {
+    const rows = await read(offset, 5000);
+    for (const row of rows) {
       yield Object.fromEntries(
         Object.entries(row).map(([k, v]) => [
           k,
@@ -215,6 +201,6 @@ async function* pages(db: Db, query: ReturnType<typeof sql>): AsyncIterable<Reco
         ]),
       );
     }
-    if (result.rows.length < 5000) return;
+    if (rows.length < 5000) return;
   }
 }

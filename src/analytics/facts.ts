@@ -157,3 +157,51 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
     );
   }
 }
+
+// ---- Retention and export: the facts of images that go, and the facts of a day ----
+
+/**
+ * Deletes the facts of these images (they follow their image; the rollups, which hold no image
+ * data, stay). Returns the image ids whose fact was deleted.
+ */
+export async function deleteForImages(trx: Db, imageIds: string[]): Promise<string[]> {
+  const rows = await trx
+    .deleteFrom('analytics.facts')
+    .where('image_id', 'in', imageIds)
+    .returning('image_id')
+    .execute();
+  return rows.map((r) => r.image_id);
+}
+
+/** The landing days ('YYYY-MM-DD') with a fact written or updated after `since`. */
+export async function changedDays(db: Db, since: Date): Promise<string[]> {
+  const rows = await sql<{
+    day: string;
+  }>`select distinct day::text as day from analytics.facts where coalesce(updated_at, processed_at) > ${since} order by 1`.execute(
+    db,
+  );
+  return rows.rows.map((r) => r.day);
+}
+
+/** Every landing day that has facts. */
+export async function factDays(db: Db): Promise<string[]> {
+  const rows = await sql<{
+    day: string;
+  }>`select distinct day::text as day from analytics.facts order by 1`.execute(db);
+  return rows.rows.map((r) => r.day);
+}
+
+/** One page of a day's facts, in a stable order. */
+export async function factsOfDay(
+  db: Db,
+  day: string,
+  offset: number,
+  limit: number,
+): Promise<Record<string, unknown>[]> {
+  const result = await sql<
+    Record<string, unknown>
+  >`select * from analytics.facts where day = ${day} order by image_id limit ${limit} offset ${offset}`.execute(
+    db,
+  );
+  return result.rows;
+}

@@ -1,5 +1,7 @@
 import { Buffer } from 'node:buffer';
+import { sql } from 'kysely';
 import type pg from 'pg';
+import type { Db } from '../catalog/database.ts';
 import { AppError } from '../errors.ts';
 
 export interface SqlOptions {
@@ -187,3 +189,20 @@ export const analystTypes = (types: typeof pg.types): pg.CustomTypesConfig => ({
     return types.getTypeParser(oid, format as 'text');
   }) as pg.CustomTypesConfig['getTypeParser'],
 });
+
+/** The tables and columns of the analytics schema, in table and column order: what analysts can query. */
+export async function analystSchema(
+  db: Db,
+): Promise<Record<string, Array<{ column: string; type: string }>>> {
+  const rows = await sql<{ table: string; column: string; type: string }>`
+          select table_name as table, column_name as column, data_type as type
+          from information_schema.columns where table_schema = 'analytics' order by table_name, ordinal_position`.execute(
+    db,
+  );
+  const tables: Record<string, Array<{ column: string; type: string }>> = {};
+  for (const r of rows.rows) {
+    tables[r.table] ??= [];
+    tables[r.table]!.push({ column: r.column, type: r.type });
+  }
+  return tables;
+}

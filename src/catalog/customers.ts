@@ -46,3 +46,47 @@ export async function hasCustomers(db: Db): Promise<boolean> {
     .executeTakeFirst();
   return Number(customers?.n ?? 0) > 0;
 }
+
+// ---- Retention windows and lookups (read by retention, the API and Kafka ingest) ----
+
+/** Sets a customer's own retention window; null falls back to the platform's. */
+export async function setRetention(db: Db, id: string, retentionMs: number | null): Promise<void> {
+  await db.updateTable('customers').set({ retention_ms: retentionMs }).where('id', '=', id).execute();
+}
+
+/** Whether a customer with this id exists (Kafka messages name theirs). */
+export async function customerExists(db: Db, id: string): Promise<boolean> {
+  const row = await db.selectFrom('customers').select('id').where('id', '=', id).executeTakeFirst();
+  return Boolean(row);
+}
+
+/** A customer's own retention window (null: the platform's); undefined when there is no such customer. */
+export async function retentionOf(db: Db, id: string): Promise<string | null | undefined> {
+  const row = await db.selectFrom('customers').select('retention_ms').where('id', '=', id).executeTakeFirst();
+  return row?.retention_ms;
+}
+
+/** The own retention windows of the given customers, by id (null: the platform's). */
+export async function retentionsOf(db: Db, ids: string[]): Promise<Map<string, string | null>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('customers')
+    .select(['id', 'retention_ms'])
+    .where('id', 'in', ids)
+    .execute();
+  return new Map(rows.map((r) => [r.id, r.retention_ms]));
+}
+
+/** Every customer's own retention window (null: the platform's). */
+export async function allRetentions(db: Db): Promise<Array<{ id: string; retention_ms: string | null }>> {
+  return db.selectFrom('customers').select(['id', 'retention_ms']).execute();
+}
+
+/** The shortest own window any customer has (null when none has one). */
+export async function shortestRetention(db: Db): Promise<string | null> {
+  const row = await db
+    .selectFrom('customers')
+    .select((eb) => eb.fn.min('retention_ms').as('min'))
+    .executeTakeFirst();
+  return (row?.min as string | null | undefined) ?? null;
+}

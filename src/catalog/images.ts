@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import type { ImageRow, Rendition } from './schema.ts';
+import type { ImageRow, NewImage, Rendition } from './schema.ts';
 
 export async function getImage(db: Db, id: string, customerId?: string): Promise<ImageRow | undefined> {
   let query = db.selectFrom('images').selectAll().where('id', '=', id);
@@ -19,6 +19,11 @@ export async function findByIdempotencyKey(
     .where('customer_id', '=', customerId)
     .where('idempotency_key', '=', key)
     .executeTakeFirst();
+}
+
+/** Records a landed image (in the caller's transaction, which also queues its processing). */
+export async function insertImage(db: Db, row: NewImage): Promise<ImageRow> {
+  return db.insertInto('images').values(row).returningAll().executeTakeFirstOrThrow();
 }
 
 interface Cursor {

@@ -1,6 +1,7 @@
 import { Producer } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
+import { countWaiting, takeBatch } from '../catalog/outbox.ts';
 import type { KafkaConfig } from '../config/config.ts';
 import { connectionOptions } from '../ingest/kafka/client.ts';
 import { explain, ProblemReporter } from '../ingest/kafka/problems.ts';
@@ -62,16 +63,7 @@ export class EventPublisher {
         this.topicChecked = true;
       }
       for (;;) {
-        const n = await this.db.transaction().execute(async (trx) => {
-          const rows = await trx
-            .selectFrom('outbox')
-            .selectAll()
-            .orderBy('id')
-            .limit(200)
-            .forUpdate()
-            .skipLocked()
-            .execute();
-          if (rows.length === 0) return 0;
+        const published = await takeBatch(this.db, 200, async (rows) => {
           await this.producer.send({
             messages: rows.map((r) => ({
               topic: r.topic,
@@ -80,17 +72,9 @@ export class EventPublisher {
               headers: new Map([[Buffer.from('type'), Buffer.from(String(r.payload.type))]]),
             })),
           });
-          await trx
-            .deleteFrom('outbox')
-            .where(
-              'id',
-              'in',
-              rows.map((r) => r.id),
-            )
-            .execute();
-          for (const r of rows) this.metrics.eventsPublished.inc({ type: String(r.payload.type) });
-          return rows.length;
         });
+        for (const r of published) this.metrics.eventsPublished.inc({ type: String(r.payload.type) });
+        const n = published.length;
         sent += n;
         if (n === 0) break;
       }
@@ -120,11 +104,7 @@ export class EventPublisher {
 
   private async waiting(): Promise<number | undefined> {
     try {
-      const row = await this.db
-        .selectFrom('outbox')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .executeTakeFirst();
-      return Number(row?.n ?? 0);
+      return await countWaiting(this.db);
     } catch {
       return undefined;
     }

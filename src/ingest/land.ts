@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
-import { findByIdempotencyKey } from '../catalog/images.ts';
+import { findByIdempotencyKey, insertImage } from '../catalog/images.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
 import type { ImageRow, ImageSource } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
@@ -126,7 +126,7 @@ export class Lander {
     };
     try {
       const image = await db.transaction().execute(async (trx) => {
-        const inserted = await trx.insertInto('images').values(row).returningAll().executeTakeFirstOrThrow();
+        const inserted = await insertImage(trx, row);
         await enqueue(trx, id, this.deps.maxAttempts);
         return inserted;
       });

@@ -1,9 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
 import { getImage } from '../catalog/images.ts';
 import type { ImageRow } from '../catalog/schema.ts';
+import {
+  deleteSession,
+  getSession,
+  markCompleted,
+  openSession,
+  setStagedBytes,
+  stagedBytesElsewhere,
+} from '../catalog/uploads.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
 import type { Lake } from '../lake/port.ts';
@@ -61,33 +68,15 @@ export class Uploads {
     const now = clock.now();
     const expiresAt = new Date(now.getTime() + UPLOAD_TTL_MS);
     const stagingKey = `${STAGING_PREFIX}${customerId}/${id}`;
-    await db.transaction().execute(async (trx) => {
-      // One customer's sessions are counted and opened one at a time, across every API process.
-      await sql`select pg_advisory_xact_lock(hashtext(${`uploads:${customerId}`}))`.execute(trx);
-      const open = await trx
-        .selectFrom('uploads')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .where('customer_id', '=', customerId)
-        .where('image_id', 'is', null)
-        .where('expires_at', '>', now)
-        .executeTakeFirstOrThrow();
-      if (Number(open.n) >= limits.sessions) {
-        throw new AppError('UPLOAD_LIMIT', `${open.n} sessions are open; the limit is ${limits.sessions}.`);
-      }
-      await trx
-        .insertInto('uploads')
-        .values({
-          id,
-          customer_id: customerId,
-          staging_key: stagingKey,
-          filename: filename ?? null,
-          created_at: now,
-          expires_at: expiresAt,
-          image_id: null,
-          bytes: 0,
-        })
-        .execute();
-    });
+    // One customer's sessions are counted and opened one at a time, across every API process.
+    const open = await openSession(
+      db,
+      { id, customerId, stagingKey, filename: filename ?? null, createdAt: now, expiresAt },
+      limits.sessions,
+    );
+    if (open !== undefined) {
+      throw new AppError('UPLOAD_LIMIT', `${open} sessions are open; the limit is ${limits.sessions}.`);
+    }
     const presigned = lake.presignPut ? await lake.presignPut(stagingKey, UPLOAD_TTL_MS / 1000) : undefined;
     return {
       id,
@@ -99,12 +88,7 @@ export class Uploads {
   }
 
   private async session(customerId: string, id: string) {
-    const row = await this.deps.db
-      .selectFrom('uploads')
-      .selectAll()
-      .where('id', '=', id)
-      .where('customer_id', '=', customerId)
-      .executeTakeFirst();
+    const row = await getSession(this.deps.db, customerId, id);
     if (!row || (row.image_id === null && row.expires_at.getTime() < this.deps.clock.now().getTime()))
       throw new AppError('UPLOAD_NOT_FOUND');
     return row;
@@ -119,14 +103,7 @@ export class Uploads {
     const { db, lake, limits } = this.deps;
     const row = await this.session(customerId, id);
     if (row.image_id) throw new AppError('UPLOAD_NOT_FOUND', 'It has been completed already.');
-    const others = await db
-      .selectFrom('uploads')
-      .select((eb) => eb.fn.coalesce(eb.fn.sum<string>('bytes'), sql<string>`0`).as('n'))
-      .where('customer_id', '=', customerId)
-      .where('image_id', 'is', null)
-      .where('expires_at', '>', this.deps.clock.now())
-      .where('id', '!=', id)
-      .executeTakeFirstOrThrow();
+    const others = { n: await stagedBytesElsewhere(db, customerId, id, this.deps.clock.now()) };
     const room = limits.stagedBytes - Number(others.n);
     const tooMuch = () =>
       room < limits.maxBytes
@@ -158,7 +135,7 @@ export class Uploads {
       }
     }
     const written = await lake.put(row.staging_key, Readable.from(counted()));
-    await db.updateTable('uploads').set({ bytes: written }).where('id', '=', id).execute();
+    await setStagedBytes(db, id, written);
     return written;
   }
 
@@ -167,7 +144,7 @@ export class Uploads {
     const row = await this.session(customerId, id);
     if (row.image_id) throw new AppError('UPLOAD_NOT_FOUND', 'It has been completed already.');
     await this.deps.lake.delete(row.staging_key);
-    await this.deps.db.deleteFrom('uploads').where('id', '=', id).execute();
+    await deleteSession(this.deps.db, id);
   }
 
   /** Lands the staged bytes; completing twice answers with the same image. */
@@ -192,11 +169,11 @@ export class Uploads {
         // Bytes that can never land would otherwise fill the staging area until the session expires.
         if (error instanceof AppError && PERMANENT.has(error.code)) {
           await lake.delete(row.staging_key);
-          await db.updateTable('uploads').set({ bytes: 0 }).where('id', '=', id).execute();
+          await setStagedBytes(db, id, 0);
         }
         throw error;
       });
-    await db.updateTable('uploads').set({ image_id: landed.image.id }).where('id', '=', id).execute();
+    await markCompleted(db, id, landed.image.id);
     await lake.delete(row.staging_key);
     return landed;
   }

@@ -1,5 +1,8 @@
-import { sql } from 'kysely';
+import { staleDaily } from '../analytics/rollups.ts';
+import { allRetentions } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
+import { auditPage, countImages } from '../catalog/images-retention.ts';
+import { unfinishedRuns } from '../catalog/purge-runs.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
@@ -57,29 +60,15 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   const grace = deps.orphanGraceMs ?? 15 * 60_000;
   const findings: Finding[] = [];
   const windows = new Map<string, number>();
-  for (const c of await db.selectFrom('customers').select(['id', 'retention_ms']).execute())
-    windows.set(c.id, effectiveWindow(retentionMs, c.retention_ms));
+  for (const c of await allRetentions(db)) windows.set(c.id, effectiveWindow(retentionMs, c.retention_ms));
   const windowOf = (customerId: string) => windows.get(customerId) ?? retentionMs;
 
   // The catalog.
-  const totalRows = Number(
-    (
-      await db
-        .selectFrom('images')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .executeTakeFirst()
-    )?.n ?? 0,
-  );
+  const totalRows = await countImages(db);
   const rows = new Map<string, { receivedAt: Date; customerId: string }>();
   let after = '00000000-0000-0000-0000-000000000000';
   for (;;) {
-    const page = await db
-      .selectFrom('images')
-      .select(['id', 'customer_id', 'received_at', 'raw_key', 'status', 'renditions'])
-      .where('id', '>', after)
-      .orderBy('id')
-      .limit(1000)
-      .execute();
+    const page = await auditPage(db, after, 1000);
     if (page.length === 0) break;
     for (const row of page) {
       rows.set(row.id, { receivedAt: row.received_at, customerId: row.customer_id });
@@ -166,11 +155,7 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
 
   // The analytics store: aggregates past their own window.
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
-  const stale = await db
-    .selectFrom('analytics.rollup_daily')
-    .select([(eb) => eb.fn.countAll<string>().as('n'), (eb) => eb.fn.min('day').as('oldest')])
-    .where('day', '<', oldestKeptStatsDay)
-    .executeTakeFirst();
+  const stale = await staleDaily(db, oldestKeptStatsDay);
   if (Number(stale?.n ?? 0) > 0) {
     findings.push({
       kind: 'expired-aggregates',
@@ -181,12 +166,7 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   }
 
   // Runs a crash left open still owe deletions.
-  const open = await db
-    .selectFrom('purge_runs')
-    .select(['id', 'kind', 'started_at'])
-    .where('sealed_at', 'is', null)
-    .where('heartbeat_at', '<', sql<Date>`now() - interval '2 minutes'`)
-    .execute();
+  const open = await unfinishedRuns(db);
   for (const run of open) {
     findings.push({
       kind: 'unfinished-run',

@@ -1,3 +1,4 @@
+import { imagesToErase } from '../catalog/images-retention.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Receipt } from './receipts.ts';
 import { subjectHash } from './receipts.ts';
@@ -27,13 +28,7 @@ export async function eraseImages(
   const runId = await openRun(db, deps.clock, 'erasure', scope, null);
   const factDays = new Set<string>();
   for (;;) {
-    let query = db
-      .selectFrom('images')
-      .select(['id', 'customer_id', 'received_at', 'raw_key'])
-      .where('customer_id', '=', target.customerId)
-      .limit(200);
-    if (target.imageId) query = query.where('id', '=', target.imageId);
-    const batch = await query.execute();
+    const batch = await imagesToErase(db, target, 200);
     if (batch.length === 0) break;
     const taken = await planImages(deps, runId, batch, factDays);
     await executeRun(deps, runId);

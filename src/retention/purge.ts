@@ -1,5 +1,8 @@
-import { sql } from 'kysely';
+import { PARQUET_AREAS } from '../analytics/export.ts';
+import { prune as pruneRollups } from '../analytics/rollups.ts';
 import type { Db } from '../catalog/database.ts';
+import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
+import { pruneSessions } from '../catalog/uploads.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
@@ -17,7 +20,7 @@ import {
   resumeOpenRuns,
   sealRun,
 } from './runs.ts';
-import { expiredCondition, shortestWindow } from './windows.ts';
+import { shortestWindow } from './windows.ts';
 
 export interface PurgeDeps extends RunDeps {
   retentionMs: number;
@@ -33,14 +36,7 @@ export async function expiredImages(
   retentionMs: number,
   limit: number,
 ): Promise<ImageToDelete[]> {
-  const shortest = await shortestWindow(db, retentionMs);
-  const result = await sql<ImageToDelete>`
-    select i.id, i.customer_id, i.received_at, i.raw_key
-    from images i join customers c on c.id = i.customer_id
-    where i.received_at < ${new Date(now.getTime() - shortest)} and ${expiredCondition(now, retentionMs)}
-    order by i.received_at
-    limit ${limit}`.execute(db);
-  return result.rows;
+  return expiredRows(db, now, retentionMs, await shortestWindow(db, retentionMs), limit);
 }
 
 /**
@@ -75,10 +71,12 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
   const areas: Array<[string, string, string]> = [
     ...IMAGE_AREAS.map((area): [string, string, string] => [area, 'orphan', oldestKeptDay]),
-    ['analytics/facts', 'parquet', oldestKeptDay],
-    ['analytics/rollup_daily', 'aggregate-parquet', oldestKeptStatsDay],
-    ['analytics/rollup_hourly', 'aggregate-parquet', oldestKeptStatsDay],
-    ['analytics/rollup_processors_daily', 'aggregate-parquet', oldestKeptStatsDay],
+    [PARQUET_AREAS.facts, 'parquet', oldestKeptDay],
+    ...PARQUET_AREAS.rollups.map((area): [string, string, string] => [
+      area,
+      'aggregate-parquet',
+      oldestKeptStatsDay,
+    ]),
   ];
   for (const [area, kind, oldestKept] of areas) {
     for (const child of await lake.children(`${area}/`)) {
@@ -105,37 +103,10 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
     if (object.modifiedAt.getTime() < now.getTime() - UPLOAD_TTL_MS) staleUploads.push(object);
   }
   await recordObjects(db, runId, 'upload', staleUploads);
-  await db.deleteFrom('uploads').where('expires_at', '<', now).where('image_id', 'is', null).execute();
-  await db
-    .deleteFrom('uploads')
-    .where('created_at', '<', new Date(now.getTime() - retentionMs))
-    .execute();
+  await pruneSessions(db, now, retentionMs);
 
   // Aggregates hold no image data and live for the (longer) statistics window.
-  const daily = await db
-    .deleteFrom('analytics.rollup_daily')
-    .where('day', '<', oldestKeptStatsDay)
-    .executeTakeFirst();
-  const hourly = await db
-    .deleteFrom('analytics.rollup_hourly')
-    .where('hour', '<', new Date(`${oldestKeptStatsDay}T00:00:00Z`))
-    .executeTakeFirst();
-  const narrow = await sql`
-    with a as (delete from analytics.rollup_daily_totals where day < ${oldestKeptStatsDay}::date returning 1),
-         b as (delete from analytics.rollup_daily_customers where day < ${oldestKeptStatsDay}::date returning 1),
-         -- A month goes once all of it is past the window.
-         c as (delete from analytics.rollup_monthly_customers where month + interval '1 month' <= ${oldestKeptStatsDay}::date returning 1),
-         d as (delete from analytics.rollup_processors_daily where day < ${oldestKeptStatsDay}::date returning 1)
-    select (select count(*) from a) + (select count(*) from b) + (select count(*) from c) + (select count(*) from d) as n`.execute(
-    db,
-  );
-  const narrowRows = Number((narrow.rows[0] as { n: string }).n);
-  await recordDone(
-    db,
-    runId,
-    'aggregate',
-    Number(daily.numDeletedRows) + Number(hourly.numDeletedRows) + narrowRows,
-  );
+  await recordDone(db, runId, 'aggregate', await pruneRollups(db, oldestKeptStatsDay));
 
   await executeRun(deps, runId);
   const receipt = await sealRun(deps, runId);
@@ -156,9 +127,5 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
 export async function purgeLagSeconds(db: Db, clock: Clock, retentionMs: number): Promise<number> {
   const now = clock.now();
   const shortest = await shortestWindow(db, retentionMs);
-  const result = await sql<{ lag: number | null }>`
-    select max(extract(epoch from (${now}::timestamptz - i.received_at)) - least(coalesce(c.retention_ms, ${retentionMs}), ${retentionMs}) / 1000.0)::float8 as lag
-    from images i join customers c on c.id = i.customer_id
-    where i.received_at < ${new Date(now.getTime() - shortest)}`.execute(db);
-  return Math.max(0, result.rows[0]?.lag ?? 0);
+  return Math.max(0, await oldestOverdueSeconds(db, now, retentionMs, shortest));
 }

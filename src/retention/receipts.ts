@@ -1,6 +1,16 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
+import { sealedRunsWithoutReceipt } from '../catalog/purge-runs.ts';
+import {
+  countReceipts,
+  insertReceipt,
+  lastHash,
+  lockChain,
+  type ReceiptRow,
+  receiptRowOfRun,
+  receiptRows,
+  receiptRowsAfter,
+} from '../catalog/receipts.ts';
 
 /**
  * Receipts: one per purge or erasure, in an append-only table (a trigger refuses UPDATE and
@@ -54,44 +64,25 @@ export function subjectHash(imageId: string): string {
   return createHash('sha256').update(imageId).digest('hex');
 }
 
-// Serializes appends, so two runs sealing at once cannot both chain onto the same receipt.
-const CHAIN_LOCK = 0x1a6e2b;
-
-/** Appends a receipt inside the caller's transaction. */
+/** Appends a receipt inside the caller's transaction (the chain's lock serializes appends). */
 export async function appendReceipt(trx: Db, body: ReceiptBody): Promise<Receipt> {
-  await sql`select pg_advisory_xact_lock(${CHAIN_LOCK})`.execute(trx);
-  const last = await trx
-    .selectFrom('purge_receipts')
-    .select('hash')
-    .orderBy('seq', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  const prevHash = last?.hash ?? GENESIS;
+  await lockChain(trx);
+  const prevHash = (await lastHash(trx)) ?? GENESIS;
   const hash = receiptHash(prevHash, body);
-  const row = await trx
-    .insertInto('purge_receipts')
-    .values({ run_id: body.runId, body: JSON.stringify(body), prev_hash: prevHash, hash })
-    .returning('seq')
-    .executeTakeFirstOrThrow();
-  return { seq: Number(row.seq), body, prevHash, hash };
+  const seq = await insertReceipt(trx, { runId: body.runId, body, prevHash, hash });
+  return { seq, body, prevHash, hash };
 }
 
-function toReceipt(row: { seq: string; body: unknown; prev_hash: string; hash: string }): Receipt {
+function toReceipt(row: ReceiptRow): Receipt {
   return { seq: Number(row.seq), body: row.body as ReceiptBody, prevHash: row.prev_hash, hash: row.hash };
 }
 
 export async function listReceipts(db: Db, options: { limit: number; before?: number }): Promise<Receipt[]> {
-  let query = db.selectFrom('purge_receipts').selectAll().orderBy('seq', 'desc').limit(options.limit);
-  if (options.before) query = query.where('seq', '<', String(options.before));
-  return (await query.execute()).map(toReceipt);
+  return (await receiptRows(db, options)).map(toReceipt);
 }
 
 export async function receiptOfRun(db: Db, runId: string): Promise<Receipt | undefined> {
-  const row = await db
-    .selectFrom('purge_receipts')
-    .selectAll()
-    .where('run_id', '=', runId)
-    .executeTakeFirst();
+  const row = await receiptRowOfRun(db, runId);
   return row ? toReceipt(row) : undefined;
 }
 
@@ -110,26 +101,13 @@ export async function verifyReceipts(
   db: Db,
   onProgress?: (done: number, total: number) => void,
 ): Promise<Verification> {
-  const total = Number(
-    (
-      await db
-        .selectFrom('purge_receipts')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .executeTakeFirst()
-    )?.n ?? 0,
-  );
+  const total = await countReceipts(db);
   const problems: Verification['problems'] = [];
   let prev = GENESIS;
   let done = 0;
   let after = '0';
   for (;;) {
-    const rows = await db
-      .selectFrom('purge_receipts')
-      .selectAll()
-      .where('seq', '>', after)
-      .orderBy('seq')
-      .limit(1000)
-      .execute();
+    const rows = await receiptRowsAfter(db, after, 1000);
     if (rows.length === 0) break;
     for (const row of rows) {
       const receipt = toReceipt(row);
@@ -153,13 +131,7 @@ export async function verifyReceipts(
     }
     onProgress?.(done, total);
   }
-  const orphanRuns = await db
-    .selectFrom('purge_runs')
-    .leftJoin('purge_receipts', 'purge_receipts.run_id', 'purge_runs.id')
-    .select(['purge_runs.id'])
-    .where('purge_runs.sealed_at', 'is not', null)
-    .where('purge_receipts.seq', 'is', null)
-    .execute();
+  const orphanRuns = await sealedRunsWithoutReceipt(db);
   for (const run of orphanRuns)
     problems.push({
       seq: null,

@@ -1,7 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
+import { factsDayPrefix } from '../analytics/export.ts';
+import { deleteForImages } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
+import { deleteImages, type ImageToDelete, lockForDeletion } from '../catalog/images-retention.ts';
+import {
+  heartbeat,
+  insertRun,
+  type LedgerItem,
+  ledgerSubjects,
+  ledgerTotals,
+  lockRun,
+  markDone,
+  pendingLines,
+  recordLedger,
+  runsToResume,
+  sealAndClearLedger,
+} from '../catalog/purge-runs.ts';
 import { type Clock, utcDay } from '../clock.ts';
 import { metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
@@ -30,20 +45,7 @@ export interface RunDeps {
   metrics: Metrics;
 }
 
-export interface ImageToDelete {
-  id: string;
-  customer_id: string;
-  received_at: Date;
-  raw_key: string;
-}
-
-export interface LedgerItem {
-  kind: string;
-  key: string | null;
-  subjectHash: string | null;
-  bytes: number;
-  done?: boolean;
-}
+export type { ImageToDelete, LedgerItem };
 
 export async function openRun(
   db: Db,
@@ -53,17 +55,7 @@ export async function openRun(
   windowMs: number | null,
 ): Promise<string> {
   const id = randomUUID();
-  await db
-    .insertInto('purge_runs')
-    .values({
-      id,
-      kind,
-      scope: JSON.stringify(scope),
-      started_at: clock.now(),
-      window_ms: windowMs,
-      sealed_at: null,
-    })
-    .execute();
+  await insertRun(db, { id, kind, scope, startedAt: clock.now(), windowMs });
   return id;
 }
 
@@ -81,24 +73,6 @@ export async function objectsOf(lake: Lake, image: ImageToDelete): Promise<Ledge
   return items;
 }
 
-async function record(db: Db, runId: string, items: LedgerItem[]): Promise<void> {
-  for (let i = 0; i < items.length; i += 500) {
-    await db
-      .insertInto('purge_ledger')
-      .values(
-        items.slice(i, i + 500).map((item) => ({
-          run_id: runId,
-          kind: item.kind,
-          key: item.key,
-          subject_hash: item.subjectHash,
-          bytes: item.bytes,
-          done: item.done ?? false,
-        })),
-      )
-      .execute();
-  }
-}
-
 /**
  * Plans a batch of images: lists their objects, then in one transaction takes the rows that are still
  * there (another run may have taken some), records their copies and deletes the rows. Returns how
@@ -114,22 +88,11 @@ export async function planImages(
   const listed = new Map<string, LedgerItem[]>();
   for (const image of images) listed.set(image.id, await objectsOf(deps.lake, image));
   return deps.db.transaction().execute(async (trx) => {
-    await trx
-      .updateTable('purge_runs')
-      .set({ heartbeat_at: sql<Date>`now()` as never })
-      .where('id', '=', runId)
-      .execute();
-    const locked = await trx
-      .selectFrom('images')
-      .select(['id', 'bytes'])
-      .where(
-        'id',
-        'in',
-        images.map((i) => i.id),
-      )
-      .forUpdate()
-      .skipLocked()
-      .execute();
+    await heartbeat(trx, runId);
+    const locked = await lockForDeletion(
+      trx,
+      images.map((i) => i.id),
+    );
     if (locked.length === 0) return 0;
     const items: LedgerItem[] = [];
     for (const row of locked) {
@@ -139,25 +102,17 @@ export async function planImages(
     }
     // The per-image analytics facts follow their image; the rollups, which hold no image data, stay.
     const ids = locked.map((r) => r.id);
-    const facts = await trx
-      .deleteFrom('analytics.facts')
-      .where('image_id', 'in', ids)
-      .returning('image_id')
-      .execute();
-    for (const fact of facts)
-      items.push({ kind: 'fact', key: null, subjectHash: subjectHash(fact.image_id), bytes: 0, done: true });
+    const facts = await deleteForImages(trx, ids);
+    for (const imageId of facts)
+      items.push({ kind: 'fact', key: null, subjectHash: subjectHash(imageId), bytes: 0, done: true });
     // Their day's Parquet file still holds them: it goes too, and the next export rewrites it without them.
     if (facts.length)
       for (const image of images) if (ids.includes(image.id)) factDays?.add(utcDay(image.received_at));
-    await record(trx, runId, items);
-    await trx
-      .deleteFrom('images')
-      .where(
-        'id',
-        'in',
-        locked.map((r) => r.id),
-      )
-      .execute();
+    await recordLedger(trx, runId, items);
+    await deleteImages(
+      trx,
+      locked.map((r) => r.id),
+    );
     return locked.length;
   });
 }
@@ -178,7 +133,7 @@ export async function recordObjects(
   kind: string,
   objects: Array<{ key: string; bytes: number }>,
 ): Promise<void> {
-  await record(
+  await recordLedger(
     db,
     runId,
     objects.map((o) => ({ kind, key: o.key, subjectHash: null, bytes: o.bytes })),
@@ -187,7 +142,7 @@ export async function recordObjects(
 
 /** Records rows deleted from an aggregate table, already gone: counted in the receipt. */
 export async function recordDone(db: Db, runId: string, kind: string, count: number): Promise<void> {
-  await record(
+  await recordLedger(
     db,
     runId,
     Array.from({ length: count }, () => ({ kind, key: null, subjectHash: null, bytes: 0, done: true })),
@@ -197,25 +152,13 @@ export async function recordDone(db: Db, runId: string, kind: string, count: num
 /** Deletes every object the ledger still lists as pending, ticking each off. Idempotent. */
 export async function executeRun(deps: RunDeps, runId: string): Promise<void> {
   for (;;) {
-    const pending = await deps.db
-      .selectFrom('purge_ledger')
-      .select(['id', 'key'])
-      .where('run_id', '=', runId)
-      .where('done', '=', false)
-      .orderBy('id')
-      .limit(200)
-      .execute();
+    const pending = await pendingLines(deps.db, runId, 200);
     if (pending.length === 0) return;
     for (const item of pending) if (item.key) await deps.lake.delete(item.key);
-    await deps.db
-      .updateTable('purge_ledger')
-      .set({ done: true })
-      .where(
-        'id',
-        'in',
-        pending.map((p) => p.id),
-      )
-      .execute();
+    await markDone(
+      deps.db,
+      pending.map((p) => p.id),
+    );
   }
 }
 
@@ -224,32 +167,11 @@ export async function sealRun(deps: RunDeps, runId: string): Promise<Receipt> {
   const existing = await receiptOfRun(deps.db, runId);
   if (existing) return existing;
   const receipt = await deps.db.transaction().execute(async (trx) => {
-    const run = await trx
-      .selectFrom('purge_runs')
-      .selectAll()
-      .where('id', '=', runId)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
+    const run = await lockRun(trx, runId);
     const again = await receiptOfRun(trx, runId);
     if (again) return again;
-    const totals = await trx
-      .selectFrom('purge_ledger')
-      .select([
-        'kind',
-        (eb) => eb.fn.countAll<string>().as('count'),
-        (eb) => eb.fn.sum<string>('bytes').as('bytes'),
-      ])
-      .where('run_id', '=', runId)
-      .groupBy('kind')
-      .execute();
-    const subjects = await trx
-      .selectFrom('purge_ledger')
-      .select('subject_hash')
-      .distinct()
-      .where('run_id', '=', runId)
-      .where('subject_hash', 'is not', null)
-      .orderBy('subject_hash')
-      .execute();
+    const totals = await ledgerTotals(trx, runId);
+    const subjects = await ledgerSubjects(trx, runId);
     const deleted: Record<string, CopyCount> = {};
     for (const t of totals) deleted[t.kind] = { count: Number(t.count), bytes: Number(t.bytes ?? 0) };
     const finishedAt = deps.clock.now();
@@ -261,12 +183,11 @@ export async function sealRun(deps: RunDeps, runId: string): Promise<Receipt> {
       finishedAt: finishedAt.toISOString(),
       windowMs: run.window_ms === null ? null : Number(run.window_ms),
       deleted,
-      subjects: subjects.map((s) => s.subject_hash!),
+      subjects,
     };
     const appended = await appendReceipt(trx, body);
-    await trx.updateTable('purge_runs').set({ sealed_at: finishedAt }).where('id', '=', runId).execute();
     // The receipt now holds the totals and the subjects; the ledger lines have done their job.
-    await trx.deleteFrom('purge_ledger').where('run_id', '=', runId).execute();
+    await sealAndClearLedger(trx, runId, finishedAt);
     return appended;
   });
   return receipt;
@@ -278,18 +199,7 @@ export async function sealRun(deps: RunDeps, runId: string): Promise<Receipt> {
  * running in an API process, so it is taken over only when its heartbeat is older than staleMs.
  */
 export async function resumeOpenRuns(deps: RunDeps, staleMs = 120_000): Promise<Receipt[]> {
-  const open = await deps.db
-    .selectFrom('purge_runs')
-    .select(['id', 'kind'])
-    .where('sealed_at', 'is', null)
-    .where((eb) =>
-      eb.or([
-        eb('kind', '=', 'retention'),
-        eb('heartbeat_at', '<', sql<Date>`now() - ${staleMs} * interval '1 millisecond'`),
-      ]),
-    )
-    .orderBy('started_at')
-    .execute();
+  const open = await runsToResume(deps.db, staleMs);
   const receipts: Receipt[] = [];
   for (const run of open) {
     deps.log.warn({ run: run.id, kind: run.kind }, 'resuming a purge run that did not finish');
@@ -303,7 +213,7 @@ export async function resumeOpenRuns(deps: RunDeps, staleMs = 120_000): Promise<
 export async function planFactFiles(deps: RunDeps, runId: string, days: Set<string>): Promise<void> {
   for (const day of days) {
     const files: Array<{ key: string; bytes: number }> = [];
-    for await (const object of deps.lake.list(`analytics/facts/dt=${day}/`)) files.push(object);
+    for await (const object of deps.lake.list(factsDayPrefix(day))) files.push(object);
     await recordObjects(deps.db, runId, 'parquet', files);
   }
 }

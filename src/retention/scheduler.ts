@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { withSessionLock } from '../catalog/locks.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 /** The advisory lock that makes the scheduler a singleton across every process sharing the catalog. */
@@ -13,20 +14,7 @@ export async function withSchedulerLock<T>(
   pool: pg.Pool,
   work: () => Promise<T>,
 ): Promise<{ ran: true; value: T } | { ran: false }> {
-  const client = await pool.connect();
-  try {
-    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [
-      SCHEDULER_LOCK,
-    ]);
-    if (!rows[0]?.locked) return { ran: false };
-    try {
-      return { ran: true, value: await work() };
-    } finally {
-      await client.query('select pg_advisory_unlock($1)', [SCHEDULER_LOCK]);
-    }
-  } finally {
-    client.release();
-  }
+  return withSessionLock(pool, SCHEDULER_LOCK, work);
 }
 
 /**
@@ -74,12 +62,7 @@ export class Scheduler {
 
   /** Runs the work now if this process gets the lock; returns whether it ran. */
   async runOnce(): Promise<boolean> {
-    const client = await this.pool.connect();
-    try {
-      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [
-        SCHEDULER_LOCK,
-      ]);
-      if (!rows[0]?.locked) return false;
+    const result = await withSchedulerLock(this.pool, async () => {
       try {
         await this.work();
       } catch (error) {
@@ -88,13 +71,9 @@ export class Scheduler {
           { err: error, work: this.name },
           'scheduled work failed; it runs again at the next interval',
         );
-      } finally {
-        await client.query('select pg_advisory_unlock($1)', [SCHEDULER_LOCK]);
       }
-      return true;
-    } finally {
-      client.release();
-    }
+    });
+    return result.ran;
   }
 
   async stop(): Promise<void> {

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { retentionOf, retentionsOf, shortestRetention } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
 
 /**
@@ -11,24 +11,20 @@ export function effectiveWindow(platformMs: number, customerMs: string | number 
 }
 
 export async function customerWindow(db: Db, customerId: string, platformMs: number): Promise<number> {
-  const row = await db
-    .selectFrom('customers')
-    .select('retention_ms')
-    .where('id', '=', customerId)
-    .executeTakeFirst();
-  return effectiveWindow(platformMs, row?.retention_ms);
+  return effectiveWindow(platformMs, await retentionOf(db, customerId));
+}
+
+/** The windows of several customers at once (a page of images), by customer id. */
+export async function customerWindows(
+  db: Db,
+  customerIds: string[],
+  platformMs: number,
+): Promise<Map<string, number>> {
+  const own = await retentionsOf(db, [...new Set(customerIds)]);
+  return new Map(customerIds.map((id) => [id, effectiveWindow(platformMs, own.get(id))]));
 }
 
 /** The shortest window in force: nothing younger than this can have expired. */
 export async function shortestWindow(db: Db, platformMs: number): Promise<number> {
-  const row = await db
-    .selectFrom('customers')
-    .select((eb) => eb.fn.min('retention_ms').as('min'))
-    .executeTakeFirst();
-  return effectiveWindow(platformMs, row?.min as string | null);
-}
-
-/** SQL for "this image's window has passed at `now`", for a query joining images i and customers c. */
-export function expiredCondition(now: Date, platformMs: number) {
-  return sql<boolean>`i.received_at < ${now}::timestamptz - least(coalesce(c.retention_ms, ${platformMs}), ${platformMs}) * interval '1 millisecond'`;
+  return effectiveWindow(platformMs, await shortestRetention(db));
 }

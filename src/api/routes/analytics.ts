@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { sql } from 'kysely';
 import {
   breakdown,
   DEFAULT_BINS,
@@ -14,7 +13,7 @@ import {
 import { KeyLimiter } from '../../analytics/key-limiter.ts';
 import { processorStats } from '../../analytics/processor-stats.ts';
 import { dayRange } from '../../analytics/range.ts';
-import { runAnalystSql } from '../../analytics/sql.ts';
+import { analystSchema, runAnalystSql } from '../../analytics/sql.ts';
 import { filterOptions, summary } from '../../analytics/summary.ts';
 import { AppError } from '../../errors.ts';
 import { requireRole } from '../auth.ts';
@@ -256,16 +255,7 @@ export const analyticsRoutes =
         },
       },
       async () => {
-        const rows = await sql<{ table: string; column: string; type: string }>`
-          select table_name as table, column_name as column, data_type as type
-          from information_schema.columns where table_schema = 'analytics' order by table_name, ordinal_position`.execute(
-          ctx.db,
-        );
-        const tables: Record<string, Array<{ column: string; type: string }>> = {};
-        for (const r of rows.rows) {
-          tables[r.table] ??= [];
-          tables[r.table]!.push({ column: r.column, type: r.type });
-        }
+        const tables = await analystSchema(ctx.db);
         return { schema: 'analytics', tables };
       },
     );

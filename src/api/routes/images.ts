@@ -10,7 +10,7 @@ import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
 import { UploadSlots } from '../../ingest/upload-slots.ts';
 import { LakeNotFound } from '../../lake/port.ts';
 import { eraseImages } from '../../retention/erase.ts';
-import { customerWindow } from '../../retention/windows.ts';
+import { customerWindow, customerWindows } from '../../retention/windows.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import {
@@ -318,8 +318,14 @@ export const imageRoutes =
           cursor,
           status: request.query.status as string | undefined,
         });
+        // Each image expires by its own customer's window, as GET /v1/images/{id} says.
+        const windows = await customerWindows(
+          ctx.db,
+          page.rows.map((r) => r.customer_id),
+          ctx.config.retentionMs,
+        );
         return {
-          images: page.rows.map((r) => toImageBody(r, ctx.config.retentionMs)),
+          images: page.rows.map((r) => toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs)),
           next: page.next ?? null,
         };
       },

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { getCustomer } from '../../catalog/customers.ts';
+import { getCustomer, setRetention } from '../../catalog/customers.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { AppError } from '../../errors.ts';
 import { eraseImages } from '../../retention/erase.ts';
@@ -130,11 +130,7 @@ export const retentionRoutes =
             );
           }
         }
-        await ctx.db
-          .updateTable('customers')
-          .set({ retention_ms: retentionMs })
-          .where('id', '=', customer.id)
-          .execute();
+        await setRetention(ctx.db, customer.id, retentionMs);
         const effective = retentionMs ?? ctx.config.retentionMs;
         return {
           id: customer.id,

@@ -1,5 +1,6 @@
 import { Consumer, type Message, type MessagesStream, Producer } from '@platformatic/kafka';
 import type { Logger } from 'pino';
+import { customerExists } from '../../catalog/customers.ts';
 import type { Db } from '../../catalog/database.ts';
 import { depth } from '../../catalog/queue.ts';
 import type { KafkaConfig } from '../../config/config.ts';
@@ -259,13 +260,9 @@ export class KafkaIngest {
     if (!UUID.test(id)) return false;
     const seen = this.knownCustomers.get(id);
     if (seen && Date.now() - seen < 60_000) return true;
-    const row = await this.deps.db
-      .selectFrom('customers')
-      .select('id')
-      .where('id', '=', id)
-      .executeTakeFirst();
-    if (row) this.knownCustomers.set(id, Date.now());
-    return Boolean(row);
+    const exists = await customerExists(this.deps.db, id);
+    if (exists) this.knownCustomers.set(id, Date.now());
+    return exists;
   }
 
   private async commit(): Promise<void> {

@@ -1,0 +1,31 @@
+import type pg from 'pg';
+
+/**
+ * Session advisory locks: held by a connection of their own (a session lock lives as long as its
+ * connection, so a process that dies releases it). The keys are their users' (the scheduler's).
+ */
+
+/**
+ * Runs work while holding the lock `key`, on a connection taken from the pool for it; { ran: false }
+ * when another session holds it.
+ */
+export async function withSessionLock<T>(
+  pool: pg.Pool,
+  key: number,
+  work: () => Promise<T>,
+): Promise<{ ran: true; value: T } | { ran: false }> {
+  const client = await pool.connect();
+  try {
+    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [
+      key,
+    ]);
+    if (!rows[0]?.locked) return { ran: false };
+    try {
+      return { ran: true, value: await work() };
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [key]);
+    }
+  } finally {
+    client.release();
+  }
+}
