@@ -1,5 +1,4 @@
-import type { ClaimedJob } from '../catalog/queue.ts';
-import { claim, renewLeases, retryLater } from '../catalog/queue.ts';
+import { type ClaimedJob, claim, renewLeases, retryLater } from '../catalog/queue.ts';
 import type { JobContext, JobHandler } from './jobs/context.ts';
 import { jobRegistry } from './jobs/registry.ts';
 
