@@ -92,6 +92,30 @@ export function dimensionsOf(outputs: Record<string, Record<string, unknown>>): 
   return dims;
 }
 
+/** After a reprocess the fact follows the image, so the statistics group by the new output. */
+export async function updateFactOutputs(
+  db: Db,
+  imageId: string,
+  after: { processors: Record<string, string>; dimensions: Fact['dimensions']; labels: string[] },
+): Promise<void> {
+  await sql`
+    update analytics.facts set processors = ${JSON.stringify(after.processors)}, dimensions = ${JSON.stringify(after.dimensions)},
+      labels = ${after.labels}
+    where image_id = ${imageId}`.execute(db);
+}
+
+/** A reprocess's run of its processor, failed or not: on the image's fact, and in the processor rollup. */
+export async function addProcessorRuns(
+  db: Db,
+  image: { id: string; customer_id: string; received_at: Date },
+  runs: ProcessorRuns,
+): Promise<void> {
+  await sql`
+    update analytics.facts set processor_runs = processor_runs || ${JSON.stringify(runs)}::jsonb, updated_at = now()
+    where image_id = ${image.id}`.execute(db);
+  await rollUpProcessorRuns(db, image.received_at, image.customer_id, runs);
+}
+
 const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600_000);
 
 /**

@@ -1,6 +1,11 @@
-import { sql } from 'kysely';
+import { sql, type Updateable } from 'kysely';
 import type { Db } from './database.ts';
-import type { ImageRow, NewImage, Rendition } from './schema.ts';
+import type { ImageRow, ImagesTable, NewImage, Rendition } from './schema.ts';
+
+/**
+ * The images table's owner: every query on it lives here (landing, processing outcomes,
+ * reprocessing, listing), named for what it does.
+ */
 
 export async function getImage(db: Db, id: string, customerId?: string): Promise<ImageRow | undefined> {
   let query = db.selectFrom('images').selectAll().where('id', '=', id);
@@ -76,4 +81,114 @@ export async function listImages(
 
 export function renditionsOf(row: ImageRow): Rendition[] {
   return row.renditions ?? [];
+}
+
+export async function imageExists(db: Db, id: string): Promise<boolean> {
+  const row = await db.selectFrom('images').select('id').where('id', '=', id).executeTakeFirst();
+  return row !== undefined;
+}
+
+/** A worker took the image: received → processing (a retry of an image already processing stays). */
+export async function markProcessing(db: Db, id: string): Promise<void> {
+  await db
+    .updateTable('images')
+    .set({ status: 'processing' })
+    .where('id', '=', id)
+    .where('status', '=', 'received')
+    .execute();
+}
+
+/** The attempt failed and will be retried: processing → received. */
+export async function markReceived(db: Db, id: string): Promise<void> {
+  await db
+    .updateTable('images')
+    .set({ status: 'received' })
+    .where('id', '=', id)
+    .where('status', '=', 'processing')
+    .execute();
+}
+
+/**
+ * Records an outcome (processed or failed) if none was recorded yet; false when the image already
+ * had one, or is gone.
+ */
+export async function markOutcome(db: Db, id: string, outcome: Updateable<ImagesTable>): Promise<boolean> {
+  const updated = await db
+    .updateTable('images')
+    .set(outcome)
+    .where('id', '=', id)
+    .where('status', 'in', ['received', 'processing'])
+    .executeTakeFirst();
+  return Number(updated.numUpdatedRows) === 1;
+}
+
+/** A reprocess failed: the error is noted beside the earlier outputs, which stay. */
+export async function setMetadata(db: Db, id: string, metadata: Record<string, unknown>): Promise<void> {
+  await db
+    .updateTable('images')
+    .set({ metadata: JSON.stringify(metadata) })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** A reprocess succeeded: the image's processor outputs, versions and renditions after it. */
+export async function setReprocessed(
+  db: Db,
+  id: string,
+  next: { metadata: Record<string, unknown>; processors: Record<string, string>; renditions: Rendition[] },
+): Promise<void> {
+  await db
+    .updateTable('images')
+    .set({
+      metadata: JSON.stringify(next.metadata),
+      processors: JSON.stringify(next.processors),
+      renditions: JSON.stringify(next.renditions),
+    })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** Which processed images a reprocess run covers: its customer, landed since `since`. */
+export interface ReprocessScope {
+  customerId?: string;
+  since?: Date;
+}
+
+/** Processed images a run covers: within retention, its customer, landed since `since`. */
+function inScope(db: Db, scope: ReprocessScope, now: Date, retentionMs: number) {
+  let query = db
+    .selectFrom('images')
+    .where('status', '=', 'processed')
+    .where('received_at', '>', new Date(now.getTime() - retentionMs));
+  if (scope.customerId) query = query.where('customer_id', '=', scope.customerId);
+  if (scope.since) query = query.where('received_at', '>=', scope.since);
+  return query;
+}
+
+export async function countReprocessable(
+  db: Db,
+  scope: ReprocessScope,
+  now: Date,
+  retentionMs: number,
+): Promise<number> {
+  const total = await inScope(db, scope, now, retentionMs)
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(total.n);
+}
+
+/** The next images a run covers after its cursor, in landing order. */
+export async function nextReprocessable(
+  db: Db,
+  scope: ReprocessScope,
+  now: Date,
+  retentionMs: number,
+  cursor: { receivedAt: Date | null; id: string | null },
+  limit: number,
+): Promise<{ id: string; received_at: Date }[]> {
+  let next = inScope(db, scope, now, retentionMs).select(['id', 'received_at']);
+  if (cursor.receivedAt && cursor.id) {
+    next = next.where(sql<boolean>`(received_at, id) > (${cursor.receivedAt}, ${cursor.id})`);
+  }
+  return next.orderBy('received_at').orderBy('id').limit(limit).execute();
 }

@@ -2,7 +2,7 @@ import type { Selectable } from 'kysely';
 import type { Db } from './database.ts';
 import type { OutboxTable } from './schema.ts';
 
-/** The `outbox` table: events waiting to be published to Kafka (ingest/kafka/events.ts publishes them). */
+/** The `outbox` table: events waiting to be published to Kafka (events/kafka-publisher.ts publishes them). */
 export type OutboxRow = Selectable<OutboxTable>;
 
 // ---- Publishing ----
@@ -47,4 +47,22 @@ export async function countWaiting(db: Db): Promise<number> {
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .executeTakeFirst();
   return Number(row?.n ?? 0);
+}
+
+// ---- Writing, in the outcome's transaction ----
+
+/** Adds an event to the outbox, in the caller's transaction; events/kafka-publisher.ts publishes it. */
+export async function addOutboxEvent(
+  db: Db,
+  event: { topic: string; key: string; payload: unknown; createdAt: Date },
+): Promise<void> {
+  await db
+    .insertInto('outbox')
+    .values({
+      topic: event.topic,
+      key: event.key,
+      payload: JSON.stringify(event.payload),
+      created_at: event.createdAt,
+    })
+    .execute();
 }

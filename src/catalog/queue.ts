@@ -7,6 +7,8 @@ import type { Db } from './database.ts';
  * them under a lease they renew while working; a worker that dies stops renewing, and its jobs are
  * claimed again once the lease runs out. Finishing a job checks the lease token, so a worker that
  * lost its lease cannot write a second outcome.
+ *
+ * This module owns the jobs table: every query on it lives here.
  */
 export interface ClaimedJob {
   id: string;
@@ -23,6 +25,9 @@ export interface ClaimedJob {
 
 export const PROCESS_IMAGE = 'process-image';
 export const REPROCESS_IMAGE = 'reprocess-image';
+/** Every kind of job the queue holds; each has one handler (processing/jobs/registry.ts). */
+export const JOB_KINDS = [PROCESS_IMAGE, REPROCESS_IMAGE] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
 export const NOTIFY_CHANNEL = 'imagelake_jobs';
 
 export async function enqueue(
@@ -48,6 +53,48 @@ export async function enqueue(
     .execute();
   // Wakes idle workers at once instead of at their next poll; delivered only if the transaction commits.
   await sql`select pg_notify(${NOTIFY_CHANNEL}, ${kind})`.execute(db);
+}
+
+/** Queues one reprocess run's jobs, one per image, and wakes the workers once the transaction commits. */
+export async function enqueueReprocess(
+  db: Db,
+  run: { id: string; processor: string },
+  imageIds: string[],
+  maxAttempts: number,
+): Promise<void> {
+  await db
+    .insertInto('jobs')
+    .values(
+      imageIds.map((imageId) => ({
+        kind: REPROCESS_IMAGE,
+        image_id: imageId,
+        state: 'queued' as const,
+        max_attempts: maxAttempts,
+        run_at: sql<Date>`now()` as never,
+        lease_token: null,
+        lease_until: null,
+        last_error: null,
+        processor: run.processor,
+        run_id: run.id,
+      })),
+    )
+    .execute();
+  await sql`select pg_notify(${NOTIFY_CHANNEL}, ${REPROCESS_IMAGE})`.execute(db);
+}
+
+/** A run's jobs still queued or running. */
+export async function countRunJobs(db: Db, runId: string): Promise<number> {
+  const outstanding = await db
+    .selectFrom('jobs')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('run_id', '=', runId)
+    .executeTakeFirstOrThrow();
+  return Number(outstanding.n);
+}
+
+/** Drops a cancelled run's jobs that no worker took yet. */
+export async function dropQueuedRunJobs(db: Db, runId: string): Promise<void> {
+  await db.deleteFrom('jobs').where('run_id', '=', runId).where('state', '=', 'queued').execute();
 }
 
 export async function claim(db: Db, limit: number, leaseMs: number): Promise<ClaimedJob[]> {

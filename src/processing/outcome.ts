@@ -1,9 +1,12 @@
 import type { Updateable } from 'kysely';
 import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
+import { imageExists, markOutcome } from '../catalog/images.ts';
+import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
 import type { ProcessResult } from './context.ts';
+import { failedRecord, flatLabels, processedRecord } from './image-record.ts';
 import type { ChainOutcome } from './processors/chain.ts';
 
 export type OutcomeWrite = 'recorded' | 'lease-lost' | 'already-recorded' | 'image-gone';
@@ -27,8 +30,7 @@ function factBase(image: ImageRow, timing: { processedAt: Date; queueMs: number;
 }
 
 async function whyNotUpdated(db: Db, id: string): Promise<OutcomeWrite> {
-  const row = await db.selectFrom('images').select('id').where('id', '=', id).executeTakeFirst();
-  return row ? 'already-recorded' : 'image-gone';
+  return (await imageExists(db, id)) ? 'already-recorded' : 'image-gone';
 }
 
 /** What downstream systems are told about an outcome (the image.processed / image.failed event). */
@@ -67,10 +69,7 @@ async function announce(
   at: Date,
 ): Promise<void> {
   if (!topic) return;
-  await db
-    .insertInto('outbox')
-    .values({ topic, key: event.id, payload: JSON.stringify(event), created_at: at })
-    .execute();
+  await addOutboxEvent(db, { topic, key: event.id, payload: event, createdAt: at });
 }
 
 type Timing = { processedAt: Date; queueMs: number; processingMs: number };
@@ -89,13 +88,7 @@ async function recordOutcome(
 ): Promise<OutcomeWrite> {
   return db.transaction().execute(async (trx) => {
     if (!(await finish(trx, job))) return 'lease-lost';
-    const updated = await trx
-      .updateTable('images')
-      .set(update)
-      .where('id', '=', image.id)
-      .where('status', 'in', ['received', 'processing'])
-      .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) !== 1) return whyNotUpdated(trx, image.id);
+    if (!(await markOutcome(trx, image.id, update))) return whyNotUpdated(trx, image.id);
     await after(trx);
     return 'recorded';
   });
@@ -112,51 +105,27 @@ export async function recordProcessed(
   eventsTopic?: string,
 ): Promise<OutcomeWrite> {
   const { width, height } = result.metadata;
-  const labels = [...new Set(Object.values(steps.labels).flat())];
-  return recordOutcome(
-    db,
-    job,
-    image,
-    {
-      status: 'processed',
-      processed_at: timing.processedAt,
+  const labels = flatLabels(steps.labels);
+  return recordOutcome(db, job, image, processedRecord(result, steps, renditions, timing), async (trx) => {
+    const processors = steps.versions;
+    await recordFact(trx, {
+      ...factBase(image, timing),
+      outcome: 'processed',
+      errorCode: null,
       width,
       height,
-      metadata: JSON.stringify({
-        ...result.metadata,
-        processors: steps.outputs,
-        labels: steps.labels,
-        processorErrors: steps.errors,
-      }),
-      renditions: JSON.stringify(renditions),
-      phash: result.fingerprints.phash,
-      processors: JSON.stringify(steps.versions),
-      error_code: null,
-      error_message: null,
-      queue_ms: timing.queueMs,
-      processing_ms: timing.processingMs,
-    },
-    async (trx) => {
-      const processors = steps.versions;
-      await recordFact(trx, {
-        ...factBase(image, timing),
-        outcome: 'processed',
-        errorCode: null,
-        width,
-        height,
-        processors,
-        dimensions: dimensionsOf(steps.outputs),
-        labels,
-        processorRuns: runsOf(steps),
-      });
-      await announce(
-        trx,
-        eventsTopic,
-        outcomeEvent(image, timing, { width, height, processors }),
-        timing.processedAt,
-      );
-    },
-  );
+      processors,
+      dimensions: dimensionsOf(steps.outputs),
+      labels,
+      processorRuns: runsOf(steps),
+    });
+    await announce(
+      trx,
+      eventsTopic,
+      outcomeEvent(image, timing, { width, height, processors }),
+      timing.processedAt,
+    );
+  });
 }
 
 export async function recordFailed(
@@ -169,31 +138,18 @@ export async function recordFailed(
   /** The processors' runs, when a required one failed the image. */
   processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
-  return recordOutcome(
-    db,
-    job,
-    image,
-    {
-      status: 'failed',
-      processed_at: timing.processedAt,
-      error_code: error.code,
-      error_message: error.message.slice(0, 2000),
-      queue_ms: timing.queueMs,
-      processing_ms: timing.processingMs,
-    },
-    async (trx) => {
-      await recordFact(trx, {
-        ...factBase(image, timing),
-        outcome: 'failed',
-        errorCode: error.code,
-        width: null,
-        height: null,
-        processors: {},
-        dimensions: {},
-        labels: [],
-        processorRuns,
-      });
-      await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
-    },
-  );
+  return recordOutcome(db, job, image, failedRecord(error, timing), async (trx) => {
+    await recordFact(trx, {
+      ...factBase(image, timing),
+      outcome: 'failed',
+      errorCode: error.code,
+      width: null,
+      height: null,
+      processors: {},
+      dimensions: {},
+      labels: [],
+      processorRuns,
+    });
+    await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
+  });
 }

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ImageRow } from '../../src/catalog/schema.ts';
 import { FsLake } from '../../src/lake/fs.ts';
+import { storedInput } from '../../src/processing/jobs/reprocess-image.ts';
 import { parseSpecs } from '../../src/processing/processors/spec.ts';
-import { storedInput } from '../../src/processing/reprocess.ts';
 
 let root: string;
 let lake: FsLake;

@@ -9,6 +9,7 @@ import { guardedBody } from '../../ingest/body.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
 import { UploadSlots } from '../../ingest/upload-slots.ts';
 import { LakeNotFound } from '../../lake/port.ts';
+import { labelsOf } from '../../processing/image-record.ts';
 import { eraseImages } from '../../retention/erase.ts';
 import { customerWindow, customerWindows } from '../../retention/windows.ts';
 import { customerScope, requireRole } from '../auth.ts';
@@ -67,7 +68,7 @@ export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
     expiresAt: new Date(row.received_at.getTime() + retentionMs).toISOString(),
     metadata: row.metadata,
     processors: row.processors ?? {},
-    labels: [...new Set(Object.values((row.metadata?.labels ?? {}) as Record<string, string[]>).flat())],
+    labels: labelsOf(row),
     renditions: (row.renditions ?? []).map((r) => ({
       name: r.name,
       format: r.format,

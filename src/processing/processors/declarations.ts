@@ -1,4 +1,5 @@
 import type { Db } from '../../catalog/database.ts';
+import { getSetting, putSetting } from '../../catalog/settings.ts';
 import type { Processors } from './chain.ts';
 import type { ProcessorSpec } from './spec.ts';
 
@@ -36,18 +37,14 @@ export async function recordDeclarations(db: Db, processors: Processors, now: Da
     declaredAt: now.toISOString(),
   }));
   const value = JSON.stringify(declarations);
-  await db
-    .insertInto('settings')
-    .values({ key: KEY, value })
-    .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
-    .execute();
+  await putSetting(db, KEY, value);
 }
 
 export async function readDeclarations(db: Db): Promise<Declaration[]> {
-  const row = await db.selectFrom('settings').select('value').where('key', '=', KEY).executeTakeFirst();
-  if (!row) return [];
+  const value = await getSetting(db, KEY);
+  if (value === undefined) return [];
   try {
-    return JSON.parse(row.value) as Declaration[];
+    return JSON.parse(value) as Declaration[];
   } catch {
     return [];
   }
