@@ -1,3 +1,5 @@
+// Every IMAGELAKE_* setting in one file on purpose (over 350 lines): the Config type, its defaults and
+// the checks that report every problem at once belong together, and nothing else reads process.env.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import {
