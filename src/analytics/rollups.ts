@@ -1,12 +1,100 @@
 import { sql } from 'kysely';
 import type { Db } from '../catalog/database.ts';
+import { utcDay } from '../clock.ts';
+import type { Fact, ProcessorRuns } from './facts.ts';
+import { bucketOf, LATENCY_BUCKET_COUNT } from './histogram.ts';
 
 /**
  * The rollup tables of the analytics schema (rollup_daily, rollup_hourly, rollup_daily_totals,
  * rollup_daily_customers, rollup_monthly_customers, rollup_processors_daily). The dashboard's
- * readers (summary.ts, dimensions.ts, processor-stats.ts) read them for answers; what else touches
- * them is here.
+ * readers (summary.ts, dimensions.ts, processor-stats.ts) read them for answers; every statement
+ * that writes them is here.
  */
+
+// ---- Adding an outcome, in the transaction that records it ----
+
+const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600_000);
+
+/**
+ * Adds one fact's share to the hourly, daily, totals and per-customer rollups and its processors'
+ * runs to the processor rollup. Buckets are by landing time, like the lake's partitions.
+ */
+export async function addToRollups(db: Db, f: Fact, megapixels: number): Promise<void> {
+  await rollUpProcessorRuns(db, f.receivedAt, f.customerId, f.processorRuns);
+  const bucket = bucketOf(f.processingMs);
+  for (const [table, column, value] of [
+    ['rollup_hourly', 'hour', hourOf(f.receivedAt)],
+    ['rollup_daily', 'day', utcDay(f.receivedAt)],
+  ] as const) {
+    await sql`
+      insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, format, source, outcome, error_code,
+        images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
+      values (${value}, ${f.customerId}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''},
+        1, ${f.bytes}, ${megapixels}, ${f.queueMs}, ${f.processingMs},
+        (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
+      on conflict (${sql.ref(column)}, customer_id, format, source, outcome, error_code) do update set
+        images = r.images + 1,
+        bytes = r.bytes + excluded.bytes,
+        megapixels = r.megapixels + excluded.megapixels,
+        queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
+        processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
+        latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
+  }
+  // The narrow rollups the dashboard reads most: everyone's totals, and each customer's totals.
+  await sql`
+    insert into analytics.rollup_daily_totals as r (day, format, source, outcome, error_code, images, bytes, megapixels,
+      queue_ms_sum, processing_ms_sum, latency_hist)
+    values (${utcDay(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, 1, ${f.bytes}, ${megapixels},
+      ${f.queueMs}, ${f.processingMs}, (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
+    on conflict (day, format, source, outcome, error_code) do update set
+      images = r.images + 1,
+      bytes = r.bytes + excluded.bytes,
+      megapixels = r.megapixels + excluded.megapixels,
+      queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
+      processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
+      latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
+  // Each customer's totals by day and by month, for the customer rankings.
+  for (const [table, column, value] of [
+    ['rollup_daily_customers', 'day', utcDay(f.receivedAt)],
+    ['rollup_monthly_customers', 'month', `${utcDay(f.receivedAt).slice(0, 7)}-01`],
+  ] as const) {
+    await sql`
+      insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, images, failed, bytes)
+      values (${value}, ${f.customerId}, 1, ${f.outcome === 'failed' ? 1 : 0}, ${f.bytes})
+      on conflict (${sql.ref(column)}, customer_id) do update set
+        images = r.images + 1, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
+      db,
+    );
+  }
+}
+
+/**
+ * Adds runs to the processor rollup (by landing day, customer, processor, version and outcome),
+ * in one statement whatever the number of processors. Called in the transaction that records them.
+ */
+export async function rollUpProcessorRuns(
+  db: Db,
+  receivedAt: Date,
+  customerId: string,
+  runs: ProcessorRuns,
+): Promise<void> {
+  const entries = Object.entries(runs);
+  if (entries.length === 0) return;
+  await sql`
+    insert into analytics.rollup_processors_daily as r (day, customer_id, processor, version, outcome, runs, ms_sum, latency_hist)
+    select ${utcDay(receivedAt)}::date, ${customerId}::uuid, u.processor, u.version, u.outcome, 1, u.ms,
+           (select array_agg((i = u.bucket)::int order by i) from generate_series(1, ${LATENCY_BUCKET_COUNT}) i)
+    from unnest(${entries.map(([name]) => name)}::text[], ${entries.map(([, r]) => r.version ?? '')}::text[],
+                ${entries.map(([, r]) => r.error ?? 'ok')}::text[], ${entries.map(([, r]) => r.ms ?? 0)}::float8[],
+                ${entries.map(([, r]) => bucketOf(r.ms ?? 0))}::int[]) as u(processor, version, outcome, ms, bucket)
+    on conflict (day, customer_id, processor, version, outcome) do update set
+      runs = r.runs + 1,
+      ms_sum = r.ms_sum + excluded.ms_sum,
+      latency_hist = (select array_agg(a + b order by n)
+                      from unnest(r.latency_hist, excluded.latency_hist) with ordinality as h(a, b, n))`.execute(
+    db,
+  );
+}
 
 // ---- Retention, audit and export ----
 
