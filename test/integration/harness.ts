@@ -35,6 +35,10 @@ export async function startTestServer(
     IMAGELAKE_POLL_INTERVAL: '200ms',
     // No load balancer watches readiness here: stopping need not wait for one to notice.
     IMAGELAKE_DRAIN_DELAY: '0s',
+    // A free port at every start: test files run side by side, and a saved port may be taken by
+    // another file's server when this one restarts (test/integration/embedded-port.test.ts pins the
+    // stable default).
+    IMAGELAKE_POSTGRES_PORT: '0',
     ...env,
   });
   const server = await startServer(config, {
@@ -76,6 +80,7 @@ export async function spawnServer(
       IMAGELAKE_PORT: String(port),
       IMAGELAKE_LOG_LEVEL: 'warn',
       IMAGELAKE_DRAIN_DELAY: '0s',
+      IMAGELAKE_POSTGRES_PORT: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
