@@ -24,19 +24,10 @@ function openssl(cwd: string, ...args: string[]): void {
   execFileSync('openssl', args, { cwd, stdio: 'ignore' });
 }
 
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'imagelake-tls-'));
-  const certs = join(root, 'certs');
-  await mkdir(certs);
-  const subject = (cn: string) => ['-subj', `/CN=${cn}`, '-days', '2'];
-  const caExtensions = [
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=keyCertSign,cRLSign',
-  ];
+/** A self-signed CA (ca.key, ca.crt) in dir, valid for two days. */
+async function makeCa(dir: string, name: string): Promise<void> {
   openssl(
-    certs,
+    dir,
     'req',
     '-x509',
     '-newkey',
@@ -46,9 +37,22 @@ before(async () => {
     'ca.key',
     '-out',
     'ca.crt',
-    ...subject('imagelake test CA'),
-    ...caExtensions,
+    '-subj',
+    `/CN=${name}`,
+    '-days',
+    '2',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=keyCertSign,cRLSign',
   );
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'imagelake-tls-'));
+  const certs = join(root, 'certs');
+  await mkdir(certs);
+  await makeCa(certs, 'imagelake test CA');
   openssl(
     certs,
     'req',
@@ -84,20 +88,7 @@ before(async () => {
   ca = join(certs, 'ca.crt');
   const other = join(root, 'other');
   await mkdir(other);
-  openssl(
-    other,
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    ...subject('another CA'),
-    ...caExtensions,
-  );
+  await makeCa(other, 'another CA');
   otherCa = join(other, 'ca.crt');
 
   // Made plain first (the database and its password), then switched to TLS only.
