@@ -133,7 +133,7 @@ export const usageRoutes =
                 }),
               ),
             }),
-            ...errorResponses(401, 403),
+            ...errorResponses(400, 401, 403),
           },
         },
       },
