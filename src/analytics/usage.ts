@@ -67,6 +67,21 @@ export async function addOutcome(
         from (select jsonb_object_keys(u.processor_ms || excluded.processor_ms) as k) keys)`.execute(db);
 }
 
+/** A reprocess's run of a processor: its time on the customer's usage (no image is counted again). */
+export async function addProcessorTime(
+  db: Db,
+  u: { customerId: string; at: Date; processorMs: Record<string, number> },
+): Promise<void> {
+  if (Object.keys(u.processorMs).length === 0) return;
+  await sql`
+    insert into analytics.usage_daily as u (day, customer_id, processor_ms)
+    values (${utcDay(u.at)}, ${u.customerId}, ${JSON.stringify(u.processorMs)}::jsonb)
+    on conflict (day, customer_id) do update set
+      processor_ms = (
+        select coalesce(jsonb_object_agg(k, coalesce((u.processor_ms ->> k)::float8, 0) + coalesce((excluded.processor_ms ->> k)::float8, 0)), '{}')
+        from (select jsonb_object_keys(u.processor_ms || excluded.processor_ms) as k) keys)`.execute(db);
+}
+
 /**
  * The end-of-day snapshot of bytes held, per customer. Idempotent: a day already snapshotted keeps
  * its first value (later purges must not rewrite what was held at the time).

@@ -13,6 +13,7 @@ import {
   startTestServer,
   TestClock,
   type TestServer,
+  until,
   upload,
 } from './harness.ts';
 
@@ -131,6 +132,27 @@ describe('usage for billing', () => {
     usage = await api(t.url, ADMIN, 'GET', `/v1/usage?from=${day}&to=${day}&customerId=${b.id}`);
     assert.equal(usage.body.rows[0].bytesHeld, sent.bBytes);
     assert.equal(usage.body.rows[0].imagesReceived, 2, 'the new image counts on its own day');
+  });
+
+  it("counts a reprocess run's processor time on the day it ran, and no image again", async () => {
+    const day = today();
+    const before = (await api(t.url, ADMIN, 'GET', `/v1/usage?from=${day}&to=${day}&customerId=${a.id}`)).body
+      .rows[0];
+    const started = await api(t.url, ADMIN, 'POST', '/v1/reprocess', {
+      processor: 'mean-color',
+      customerId: a.id,
+      force: true,
+    });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    await until('the reprocess run to finish', async () => {
+      const { body } = await api(t.url, ADMIN, 'GET', `/v1/reprocess/${started.body.id}`);
+      return body.status === 'done' && body;
+    });
+    const usage = (await api(t.url, ADMIN, 'GET', `/v1/usage?from=${day}&to=${day}&customerId=${a.id}`)).body
+      .rows[0];
+    assert.ok(usage.processorMs['mean-color'] > (before?.processorMs['mean-color'] ?? 0));
+    assert.equal(usage.imagesReceived, before?.imagesReceived ?? 0);
+    assert.equal(usage.imagesProcessed, before?.imagesProcessed ?? 0);
   });
 
   it('exports usage to Parquet that DuckDB reads back', async () => {
