@@ -29,7 +29,11 @@ const corrupt = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.all
 
 before(async () => {
   // No scheduler role: the end-of-day snapshot is taken when the test asks for a purge.
-  t = await startTestServer({ IMAGELAKE_PROCESSORS: meanColor }, ['api', 'worker'], clock);
+  t = await startTestServer(
+    { IMAGELAKE_PROCESSORS: meanColor, IMAGELAKE_STATS_RETENTION: '30d' },
+    ['api', 'worker'],
+    clock,
+  );
   a = await createCustomer(t.url, 'Usage A');
   b = await createCustomer(t.url, 'Usage B');
   analystKey = (await api(t.url, ADMIN, 'POST', '/v1/analyst-keys', { name: 'billing' })).body.apiKey;
@@ -178,6 +182,14 @@ describe('usage for billing', () => {
       db.closeSync();
       duck.closeSync();
     }
+  });
+
+  it('is kept for the statistics window, then pruned with the rollups', async () => {
+    const firstDay = (await api(t.url, ADMIN, 'GET', `/v1/usage?customerId=${a.id}`)).body.rows[0].day;
+    clock.advance(31 * DAY);
+    assert.equal((await api(t.url, ADMIN, 'POST', '/v1/purges')).status, 200);
+    const { body } = await api(t.url, ADMIN, 'GET', `/v1/usage?from=${firstDay}&to=${firstDay}`);
+    assert.deepEqual(body.rows, []);
   });
 });
 
