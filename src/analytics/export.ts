@@ -7,10 +7,11 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
 import { getSetting, putSetting } from '../catalog/settings.ts';
-import type { Clock } from '../clock.ts';
+import { type Clock, utcDay } from '../clock.ts';
 import type { Lake } from '../lake/port.ts';
 import { changedDays, factDays as daysWithFacts, factsOfDay } from './facts.ts';
 import { rollupDays, rollupsOfDay } from './rollups.ts';
+import { usageDays, usageOfDay } from './usage.ts';
 
 /**
  * Parquet for external warehouses (BigQuery external tables, DuckDB, Spark), written by DuckDB into
@@ -19,6 +20,7 @@ import { rollupDays, rollupsOfDay } from './rollups.ts';
  *   analytics/rollup_daily/dt=YYYY-MM-DD/rollup.parquet  aggregates (follow the statistics window)
  *   analytics/rollup_hourly/dt=YYYY-MM-DD/rollup.parquet
  *   analytics/rollup_processors_daily/dt=YYYY-MM-DD/rollup.parquet
+ *   analytics/usage_daily/dt=YYYY-MM-DD/usage.parquet    usage for billing (statistics window)
  * A day is rewritten whole when it changed since the last export, or when its file is missing (the
  * purge deletes a day's facts file when it deletes facts of that day; the next export rewrites it
  * without them).
@@ -28,6 +30,7 @@ export const PARQUET = {
   rollup_daily: (day: string) => `analytics/rollup_daily/dt=${day}/rollup.parquet`,
   rollup_hourly: (day: string) => `analytics/rollup_hourly/dt=${day}/rollup.parquet`,
   rollup_processors_daily: (day: string) => `analytics/rollup_processors_daily/dt=${day}/rollup.parquet`,
+  usage_daily: (day: string) => `analytics/usage_daily/dt=${day}/usage.parquet`,
 };
 export const FACTS_PREFIX = 'analytics/facts/';
 
@@ -37,7 +40,12 @@ export const FACTS_PREFIX = 'analytics/facts/';
  */
 export const PARQUET_AREAS = {
   facts: 'analytics/facts',
-  rollups: ['analytics/rollup_daily', 'analytics/rollup_hourly', 'analytics/rollup_processors_daily'],
+  rollups: [
+    'analytics/rollup_daily',
+    'analytics/rollup_hourly',
+    'analytics/rollup_processors_daily',
+    'analytics/usage_daily',
+  ],
 } as const;
 
 /** The folder of one day's facts file. */
@@ -91,6 +99,7 @@ export interface ExportDeps {
 export interface ExportSummary {
   facts: string[];
   rollups: string[];
+  usage: string[];
   files: number;
 }
 
@@ -108,6 +117,12 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
   const factsToWrite: string[] = [];
   for (const day of factDays)
     if (changed.has(day) || !(await lake.head(PARQUET.facts(day)))) factsToWrite.push(day);
+  // Usage has no change stamp: a day is rewritten while it may still change (the watermark's day and
+  // the day before it, which gets its bytes-held snapshot after it ends), or when its file is missing.
+  const usageSince = utcDay(new Date(since.getTime() - 86_400_000));
+  const usageToWrite: string[] = [];
+  for (const day of await usageDays(db))
+    if (day >= usageSince || !(await lake.head(PARQUET.usage_daily(day)))) usageToWrite.push(day);
   const rollupsToWrite: string[] = [];
   for (const day of rollupDaysToCheck)
     if (changed.has(day) || !(await lake.head(PARQUET.rollup_daily(day)))) rollupsToWrite.push(day);
@@ -170,6 +185,24 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
         pages((offset, limit) => rollupsOfDay.processors(db, day, offset, limit)),
       );
     }
+    for (const day of usageToWrite) {
+      await write(
+        PARQUET.usage_daily(day),
+        {
+          day: 'DATE',
+          customer_id: 'UUID',
+          images_received: 'BIGINT',
+          bytes_received: 'BIGINT',
+          images_processed: 'BIGINT',
+          images_failed: 'BIGINT',
+          processing_ms: 'BIGINT',
+          cpu_ms: 'DOUBLE',
+          processor_ms: 'JSON',
+          bytes_held: 'BIGINT',
+        },
+        pages((offset, limit) => usageOfDay(db, day, offset, limit)),
+      );
+    }
   } finally {
     connection.closeSync();
     duck.closeSync();
@@ -181,10 +214,10 @@ export async function exportAnalytics(deps: ExportDeps): Promise<ExportSummary> 
   await putSetting(db, WATERMARK, watermark);
   if (files)
     log.info(
-      { facts: factsToWrite.length, rollups: rollupsToWrite.length, files },
+      { facts: factsToWrite.length, rollups: rollupsToWrite.length, usage: usageToWrite.length, files },
       'analytics exported to Parquet',
     );
-  return { facts: factsToWrite, rollups: rollupsToWrite, files };
+  return { facts: factsToWrite, rollups: rollupsToWrite, usage: usageToWrite, files };
 }
 
 /** Reads a day's rows in pages of 5,000, so a busy day never sits in memory whole. */

@@ -22,6 +22,7 @@ import { retentionRoutes } from './routes/retention.ts';
 import { sqlRoutes } from './routes/sql.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { uploadRoutes } from './routes/uploads.ts';
+import { usageRoutes } from './routes/usage.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
 import { securityHeaders } from './security.ts';
 import { buildValidator, formatValidationErrors } from './validation.ts';
@@ -173,6 +174,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(analyticsRoutes(ctx));
   await app.register(sqlRoutes(ctx));
   await app.register(processorRoutes(ctx));
+  await app.register(usageRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -192,3 +192,17 @@ export async function nextReprocessable(
   }
   return next.orderBy('received_at').orderBy('id').limit(limit).execute();
 }
+
+/** Bytes of originals held per customer, of images landed before `before` and not yet purged (usage). */
+export async function heldBytesByCustomer(
+  db: Db,
+  before: Date,
+): Promise<Array<{ customerId: string; bytes: number }>> {
+  const rows = await db
+    .selectFrom('images')
+    .select(['customer_id', (eb) => eb.fn.sum<string>('bytes').as('bytes')])
+    .where('received_at', '<', before)
+    .groupBy('customer_id')
+    .execute();
+  return rows.map((r) => ({ customerId: r.customer_id, bytes: Number(r.bytes) }));
+}

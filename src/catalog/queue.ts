@@ -186,3 +186,56 @@ export async function depth(db: Db): Promise<{ queued: number; running: number }
   const of = (state: string) => Number(rows.find((r) => r.state === state)?.n ?? 0);
   return { queued: of('queued'), running: of('running') };
 }
+
+// ---- The queue's view (GET /v1/queue, /metrics) ----
+// Until jobs carry their own customer_id and priority columns, the customer comes from the image
+// and the priority from the kind: a reprocess job is bulk, every other job interactive. Once the
+// columns exist, read j.customer_id and j.priority here instead and drop the join.
+
+const PRIORITY = sql<string>`case when j.kind = ${REPROCESS_IMAGE} then 'bulk' else 'interactive' end`;
+
+export interface QueueByPriority {
+  priority: string;
+  waiting: number;
+  inFlight: number;
+  /** Seconds the oldest waiting job has waited (by the catalog's clock); null when none waits. */
+  oldestWaitSeconds: number | null;
+}
+
+/** Waiting (queued) and in-flight (running) jobs by priority, and the oldest waiting job's age. */
+export async function queueByPriority(db: Db): Promise<QueueByPriority[]> {
+  const rows = await sql<{ priority: string; waiting: string; in_flight: string; oldest: number | null }>`
+    select ${PRIORITY} as priority,
+      count(*) filter (where j.state = 'queued') as waiting,
+      count(*) filter (where j.state = 'running') as in_flight,
+      extract(epoch from now() - min(j.created_at) filter (where j.state = 'queued'))::float8 as oldest
+    from jobs j group by 1`.execute(db);
+  return ['interactive', 'bulk'].map((priority) => {
+    const r = rows.rows.find((x) => x.priority === priority);
+    return {
+      priority,
+      waiting: Number(r?.waiting ?? 0),
+      inFlight: Number(r?.in_flight ?? 0),
+      oldestWaitSeconds: r?.oldest === null || r?.oldest === undefined ? null : Math.max(0, r.oldest),
+    };
+  });
+}
+
+/** The customers with the most waiting jobs, with when their oldest waiting job was queued. */
+export async function topWaitingCustomers(
+  db: Db,
+  limit: number,
+): Promise<Array<{ customerId: string; waiting: number; oldestWaitSeconds: number }>> {
+  const rows = await sql<{ customer_id: string; waiting: string; oldest: number }>`
+    select i.customer_id, count(*) as waiting, extract(epoch from now() - min(j.created_at))::float8 as oldest
+    from jobs j join images i on i.id = j.image_id
+    where j.state = 'queued'
+    group by i.customer_id
+    order by count(*) desc, min(j.created_at)
+    limit ${limit}`.execute(db);
+  return rows.rows.map((r) => ({
+    customerId: r.customer_id,
+    waiting: Number(r.waiting),
+    oldestWaitSeconds: Math.max(0, r.oldest),
+  }));
+}

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { addReceived } from '../analytics/usage.ts';
 import type { Db } from '../catalog/database.ts';
 import { findByIdempotencyKey, insertImage } from '../catalog/images.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
@@ -128,6 +129,7 @@ export class Lander {
       const image = await db.transaction().execute(async (trx) => {
         const inserted = await insertImage(trx, row);
         await enqueue(trx, id, this.deps.maxAttempts);
+        await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });

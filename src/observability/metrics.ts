@@ -65,8 +65,14 @@ export function createMetrics() {
     }),
     queueDepth: new Gauge({
       name: 'imagelake_queue_depth',
-      help: 'Jobs in the processing queue, by state (queued, running)',
-      labelNames: ['state'] as const,
+      help: 'Jobs in the processing queue, by state (queued, running) and priority (interactive, bulk)',
+      labelNames: ['state', 'priority'] as const,
+      registers: [registry],
+    }),
+    queueOldestWait: new Gauge({
+      name: 'imagelake_queue_oldest_wait_seconds',
+      help: 'How long the oldest waiting job has waited, by priority (interactive, bulk); 0 when none waits',
+      labelNames: ['priority'] as const,
       registers: [registry],
     }),
     purgedImages: new Counter({

@@ -58,6 +58,8 @@ export interface ProcessResult {
   fingerprints: { sha256: string; phash: string };
   timings: Record<string, number>;
   decoded?: Decoded;
+  /** CPU milliseconds the worker thread spent on the image (for usage). */
+  cpuMs?: number;
 }
 
 /** The decoded image every step after `decode` reuses: upright, sRGB, 8-bit, at most PREVIEW_EDGE on its long edge. */

@@ -1,5 +1,6 @@
 import type { Updateable } from 'kysely';
 import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analytics/facts.ts';
+import { addOutcome } from '../analytics/usage.ts';
 import type { Db } from '../catalog/database.ts';
 import { imageExists, markOutcome } from '../catalog/images.ts';
 import { addOutboxEvent } from '../catalog/outbox.ts';
@@ -62,6 +63,27 @@ export function outcomeEvent(
   };
 }
 
+/** The outcome's share of the customer's usage (usage.ts), in the outcome's transaction. */
+async function countUsage(
+  db: Db,
+  image: ImageRow,
+  timing: Timing,
+  outcome: 'processed' | 'failed',
+  cpuMs: number,
+  runs: ProcessorRuns,
+): Promise<void> {
+  const processorMs: Record<string, number> = {};
+  for (const [name, run] of Object.entries(runs)) if (run.ms !== undefined) processorMs[name] = run.ms;
+  await addOutcome(db, {
+    customerId: image.customer_id,
+    processedAt: timing.processedAt,
+    outcome,
+    processingMs: timing.processingMs,
+    cpuMs,
+    processorMs,
+  });
+}
+
 async function announce(
   db: Db,
   topic: string | undefined,
@@ -108,6 +130,8 @@ export async function recordProcessed(
   const labels = flatLabels(steps.labels);
   return recordOutcome(db, job, image, processedRecord(result, steps, renditions, timing), async (trx) => {
     const processors = steps.versions;
+    const processorRuns = runsOf(steps);
+    await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
     await recordFact(trx, {
       ...factBase(image, timing),
       outcome: 'processed',
@@ -117,7 +141,7 @@ export async function recordProcessed(
       processors,
       dimensions: dimensionsOf(steps.outputs),
       labels,
-      processorRuns: runsOf(steps),
+      processorRuns,
     });
     await announce(
       trx,
@@ -139,6 +163,7 @@ export async function recordFailed(
   processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
   return recordOutcome(db, job, image, failedRecord(error, timing), async (trx) => {
+    await countUsage(trx, image, timing, 'failed', 0, processorRuns);
     await recordFact(trx, {
       ...factBase(image, timing),
       outcome: 'failed',

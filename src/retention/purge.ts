@@ -1,5 +1,7 @@
 import { PARQUET_AREAS } from '../analytics/export.ts';
 import { prune as pruneRollups } from '../analytics/rollups.ts';
+import { pruneUsage } from '../analytics/usage.ts';
+import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
 import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
@@ -49,6 +51,8 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   const { db, lake, clock, log, metrics, retentionMs } = deps;
   const batchSize = deps.batchSize ?? 200;
   await resumeOpenRuns(deps);
+  // Usage's bytes held at the end of yesterday, before this tick's purge deletes anything.
+  await snapshotHeldBytes(deps);
   const now = clock.now();
   const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs);
 
@@ -106,7 +110,12 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   await pruneSessions(db, now, retentionMs);
 
   // Aggregates hold no image data and live for the (longer) statistics window.
-  await recordDone(db, runId, 'aggregate', await pruneRollups(db, oldestKeptStatsDay));
+  await recordDone(
+    db,
+    runId,
+    'aggregate',
+    (await pruneRollups(db, oldestKeptStatsDay)) + (await pruneUsage(db, oldestKeptStatsDay)),
+  );
 
   await executeRun(deps, runId);
   const receipt = await sealRun(deps, runId);

@@ -79,6 +79,7 @@ describe('bad input is 400 with a code', () => {
     '/v1/analytics/dimensions',
     '/v1/analytics/processors',
     '/v1/analytics/dimensions/quality.sharpness',
+    '/v1/usage',
   ];
 
   it('refuses days of the right shape that do not exist, on /v1/stats and every ranged analytics route', async () => {

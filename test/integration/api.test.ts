@@ -22,7 +22,7 @@ describe('health and contract', () => {
     const ready = await (await fetch(`${t.url}/readyz`)).json();
     assert.deepEqual(ready, { status: 'ready', checks: { catalog: 'ok', lake: 'ok' } });
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
-    assert.match(metrics, /imagelake_queue_depth\{state="queued"\}/);
+    assert.match(metrics, /imagelake_queue_depth\{state="queued",priority="interactive"\}/);
     assert.match(metrics, /# TYPE imagelake_processing_seconds histogram/);
     assert.match(metrics, /imagelake_purge_lag_seconds/);
   });

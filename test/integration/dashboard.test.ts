@@ -262,6 +262,41 @@ describe('dashboard', () => {
     assert.equal(await text('total-images'), String(ALL_IMAGES));
   });
 
+  it('tables usage per customer per day, narrowed by the customer filter', async () => {
+    await page.getByTestId('panel-usage').and(page.locator('[data-state="ready"]')).waitFor();
+    const usage = await rows('table-usage', 'data-value');
+    const expected = (name: string) => {
+      const images = imagesOf(name);
+      const failed = name === 'Initech' ? 1 : 0;
+      return [
+        today,
+        name,
+        String(images),
+        String(images - failed),
+        String(failed),
+        String(customers.get(name)!.bytes),
+      ];
+    };
+    assert.deepEqual(
+      usage.map((r) => r.slice(0, 6)).sort(),
+      ['Acme', 'Globex', 'Initech'].map(expected).sort(),
+    );
+    const globex = customers.get('Globex')!;
+    await page.getByTestId('filter-customer').selectOption({ label: 'Globex' });
+    await drawn({ customerId: globex.id });
+    await page.waitForFunction(
+      (id) => document.querySelector<HTMLElement>('[data-testid="panel-usage"]')?.dataset.query?.includes(id),
+      globex.id,
+    );
+    await page.getByTestId('panel-usage').and(page.locator('[data-state="ready"]')).waitFor();
+    assert.deepEqual(
+      (await rows('table-usage', 'data-value')).map((r) => r.slice(0, 6)),
+      [expected('Globex')],
+    );
+    await page.getByTestId('filter-customer').selectOption('');
+    await drawn({});
+  });
+
   it('draws today by the hour, and an empty range as empty', async () => {
     await page.getByTestId('range-today').click();
     await drawn({}, { from: today, to: today });

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { depth } from '../../catalog/queue.ts';
+import { queueByPriority } from '../../catalog/queue.ts';
 import { purgeLagSeconds } from '../../retention/purge.ts';
 import type { ApiContext } from '../context.ts';
 
@@ -24,9 +24,12 @@ export const healthRoutes =
     app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
       // Gauges that live in the catalog are read at scrape time, so every process reports the same truth.
       try {
-        const d = await depth(ctx.db);
-        ctx.metrics.queueDepth.set({ state: 'queued' }, d.queued);
-        ctx.metrics.queueDepth.set({ state: 'running' }, d.running);
+        // By priority only, never by customer: ten thousand customers must not become ten thousand series.
+        for (const p of await queueByPriority(ctx.db)) {
+          ctx.metrics.queueDepth.set({ state: 'queued', priority: p.priority }, p.waiting);
+          ctx.metrics.queueDepth.set({ state: 'running', priority: p.priority }, p.inFlight);
+          ctx.metrics.queueOldestWait.set({ priority: p.priority }, p.oldestWaitSeconds ?? 0);
+        }
         ctx.metrics.purgeLagSeconds.set(await purgeLagSeconds(ctx.db, ctx.clock, ctx.config.retentionMs));
       } catch (error) {
         ctx.log.warn({ err: error }, 'catalog gauges unavailable for this scrape');

@@ -1,4 +1,11 @@
-import { addProcessorRuns, dimensionsOf, runsOf, updateFactOutputs } from '../../analytics/facts.ts';
+import {
+  addProcessorRuns,
+  dimensionsOf,
+  type ProcessorRuns,
+  runsOf,
+  updateFactOutputs,
+} from '../../analytics/facts.ts';
+import { addProcessorTime } from '../../analytics/usage.ts';
 import type { Db } from '../../catalog/database.ts';
 import { getImage, setMetadata, setReprocessed } from '../../catalog/images.ts';
 import { type ClaimedJob, finish, REPROCESS_IMAGE, retryLater } from '../../catalog/queue.ts';
@@ -65,7 +72,7 @@ async function reprocessImage(
   job: ClaimedJob,
   payload: ReprocessImagePayload,
 ): Promise<void> {
-  const { db, lake, pool, processors, log, options } = ctx;
+  const { db, lake, pool, processors, log, options, clock } = ctx;
   const image = await getImage(db, payload.imageId);
   const name = payload.processor;
   const processor = processors.get(name);
@@ -115,6 +122,7 @@ async function reprocessImage(
     await finishReprocess(db, job, 'failed', async (trx) => {
       await setMetadata(trx, image.id, withProcessorError(image, name, error));
       await addProcessorRuns(trx, image, runsOf(steps));
+      await addProcessorUsage(trx, image, runsOf(steps), clock.now());
     });
     return;
   }
@@ -130,11 +138,19 @@ async function reprocessImage(
       labels: labelsOf(next),
     });
     await addProcessorRuns(trx, image, runsOf(steps));
+    await addProcessorUsage(trx, image, runsOf(steps), clock.now());
   });
   if (!recorded) return;
   const stale = staleRenditions(image, next);
   if (stale.length) await lake.deleteMany(stale);
   await patchSidecar(lake, parts, next);
+}
+
+/** The run's processor time on the customer's usage, on the day it ran. */
+async function addProcessorUsage(db: Db, image: ImageRow, runs: ProcessorRuns, at: Date): Promise<void> {
+  const processorMs: Record<string, number> = {};
+  for (const [name, run] of Object.entries(runs)) if (run.ms !== undefined) processorMs[name] = run.ms;
+  await addProcessorTime(db, { customerId: image.customer_id, at, processorMs });
 }
 
 /** Finishes a reprocess job and counts it on its run; false when the lease was lost. */

@@ -1,0 +1,147 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { dayRange } from '../../analytics/range.ts';
+import { type UsageRow, usageBetween } from '../../analytics/usage.ts';
+import { queueByPriority, topWaitingCustomers } from '../../catalog/queue.ts';
+import { customerScope, requireRole } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { Day, errorResponses, OneOf, Uuid } from '../schemas.ts';
+
+const UsageBody = Type.Object({
+  day: Type.String(),
+  customerId: Type.String(),
+  imagesReceived: Type.Integer(),
+  bytesReceived: Type.Integer(),
+  imagesProcessed: Type.Integer(),
+  imagesFailed: Type.Integer(),
+  processingMs: Type.Integer(),
+  cpuSeconds: Type.Number(),
+  processorMs: Type.Record(Type.String(), Type.Number()),
+  bytesHeld: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+const CSV_COLUMNS = [
+  'day',
+  'customerId',
+  'imagesReceived',
+  'bytesReceived',
+  'imagesProcessed',
+  'imagesFailed',
+  'processingMs',
+  'cpuSeconds',
+  'bytesHeld',
+  'processorMs',
+] as const;
+
+function csvCell(value: unknown): string {
+  const text =
+    value === null || value === undefined
+      ? ''
+      : typeof value === 'object'
+        ? JSON.stringify(value)
+        : String(value);
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** Usage as CSV, one row per customer per day; processorMs is a JSON object in its cell. */
+export function usageCsv(rows: UsageRow[]): string {
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const row of rows) lines.push(CSV_COLUMNS.map((c) => csvCell(row[c])).join(','));
+  return `${lines.join('\n')}\n`;
+}
+
+export const usageRoutes =
+  (ctx: ApiContext): FastifyPluginAsync =>
+  async (base) => {
+    const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+    app.get(
+      '/v1/usage',
+      {
+        onRequest: requireRole(ctx.db, 'admin', 'analyst', 'customer'),
+        schema: {
+          summary:
+            'Usage for billing per customer per day: images received, processed, failed; bytes received and held; processing time (customers see their own)',
+          tags: ['statistics'],
+          querystring: Type.Object({
+            from: Type.Optional(
+              Day({ description: 'First day, inclusive (default: 29 days before "to": the last 30 days)' }),
+            ),
+            to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
+            customerId: Type.Optional(Uuid),
+            format: Type.Optional(OneOf(['json', 'csv'])),
+          }),
+          response: {
+            200: {
+              description: 'The rows as JSON, or as CSV with format=csv or Accept: text/csv',
+              content: {
+                'application/json': {
+                  schema: Type.Object({
+                    from: Type.String(),
+                    to: Type.String(),
+                    rows: Type.Array(UsageBody),
+                  }),
+                },
+                'text/csv': { schema: Type.String() },
+              },
+            },
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request, reply) => {
+        const { from, to } = dayRange(request.query, ctx.clock.now());
+        // A customer's key sees its own usage, whatever customerId it asks for.
+        const customerId = customerScope(request) ?? request.query.customerId;
+        const rows = await usageBetween(ctx.db, { from, to, customerId });
+        if (request.query.format === 'csv' || request.headers.accept === 'text/csv') {
+          reply.header('content-type', 'text/csv; charset=utf-8');
+          return reply.send(usageCsv(rows));
+        }
+        reply.header('content-type', 'application/json; charset=utf-8');
+        return reply.send({ from, to, rows });
+      },
+    );
+
+    app.get(
+      '/v1/queue',
+      {
+        onRequest: requireRole(ctx.db, 'admin'),
+        schema: {
+          summary:
+            'The processing queue: waiting and in-flight jobs by priority, and the customers with the most waiting',
+          tags: ['operations'],
+          querystring: Type.Object({
+            top: Type.Optional(
+              Type.Integer({ minimum: 1, maximum: 100, description: 'Customers listed (default 10)' }),
+            ),
+          }),
+          response: {
+            200: Type.Object({
+              priorities: Type.Array(
+                Type.Object({
+                  priority: Type.String(),
+                  waiting: Type.Integer(),
+                  inFlight: Type.Integer(),
+                  oldestWaitSeconds: Type.Union([Type.Number(), Type.Null()]),
+                }),
+              ),
+              customers: Type.Array(
+                Type.Object({
+                  customerId: Type.String(),
+                  waiting: Type.Integer(),
+                  oldestWaitSeconds: Type.Number(),
+                }),
+              ),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request) => {
+        return {
+          priorities: await queueByPriority(ctx.db),
+          customers: await topWaitingCustomers(ctx.db, request.query.top ?? 10),
+        };
+      },
+    );
+  };
