@@ -2,14 +2,16 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
-import { findByIdempotencyKey, insertImage } from '../catalog/images.ts';
+import { countWaiting, findByIdempotencyKey, insertImage } from '../catalog/images.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
+import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { EffectiveLimits } from './customer-limits.ts';
 import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
 
 export interface LandDeps {
@@ -20,6 +22,8 @@ export interface LandDeps {
   metrics: Metrics;
   limits: { maxBytes: number; maxQueueDepth: number };
   maxAttempts: number;
+  /** A customer's limits in force (queue share, monthly quotas); without it only the global limits hold. */
+  customerLimits?: { of(customerId: string): Promise<EffectiveLimits> };
 }
 
 export interface LandInput {
@@ -45,6 +49,7 @@ export interface Landed {
 export class Lander {
   private readonly deps: LandDeps;
   private depthCache = { at: 0, value: 0 };
+  private readonly waitingCache = new Map<string, { at: number; value: number }>();
 
   constructor(deps: LandDeps) {
     this.deps = deps;
@@ -57,6 +62,11 @@ export class Lander {
       if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
     await this.checkQueueDepth();
+    const limits = await this.deps.customerLimits?.of(input.customerId);
+    if (limits) {
+      await this.checkQueueShare(input, limits);
+      await this.checkQuota(input, limits);
+    }
 
     const id = randomUUID();
     const receivedAt = clock.now();
@@ -127,11 +137,19 @@ export class Lander {
     try {
       const image = await db.transaction().execute(async (trx) => {
         const inserted = await insertImage(trx, row);
+        // Counted in the landing's transaction: the month's usage and the image commit together.
+        const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
+          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
+          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
+        });
+        if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
         await enqueue(trx, id, this.deps.maxAttempts);
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
       metrics.ingestedBytes.inc({ source: input.source }, bytes);
+      const waiting = this.waitingCache.get(input.customerId);
+      if (waiting) waiting.value += 1;
       return { image, duplicate: false };
     } catch (error) {
       // Nothing was recorded, so the object must not stay behind as an orphan.
@@ -194,6 +212,48 @@ export class Lander {
     return error;
   }
 
+  /**
+   * A customer's own share of the queue: past it, its uploads are refused and other customers' are
+   * not. Its waiting images are counted at most once a second per process (an index holds only the
+   * waiting ones) and counted up locally on each landing in between.
+   */
+  private async checkQueueShare(input: LandInput, limits: EffectiveLimits): Promise<void> {
+    const now = Date.now();
+    let waiting = this.waitingCache.get(input.customerId);
+    if (!waiting || now - waiting.at > 1000) {
+      waiting = { at: now, value: await countWaiting(this.deps.db, input.customerId) };
+      if (this.waitingCache.size > 10_000) this.waitingCache.clear();
+      this.waitingCache.set(input.customerId, waiting);
+    }
+    if (waiting.value >= limits.queueShare) {
+      throw this.reject(
+        input,
+        new AppError(
+          'QUEUE_FULL',
+          `This customer's own share of the queue is full: ${waiting.value} of its images are waiting, and its share is ${limits.queueShare}. Other customers are not affected.`,
+        ),
+      );
+    }
+  }
+
+  /** Refuses early, before any byte is stored, a customer whose month is used up already. */
+  private async checkQuota(input: LandInput, limits: EffectiveLimits): Promise<void> {
+    if (!limits.monthlyImages && !limits.monthlyBytes) return;
+    const usage = await usageOf(this.deps.db, input.customerId, this.deps.clock.now());
+    if (
+      (limits.monthlyImages && usage.images >= limits.monthlyImages) ||
+      (limits.monthlyBytes && usage.bytes >= limits.monthlyBytes)
+    ) {
+      throw this.reject(
+        input,
+        quotaExceeded(
+          limits,
+          `${usage.images} images (${usage.bytes} bytes) landed in ${usage.month.slice(0, 7)}, so another`,
+        ),
+      );
+    }
+  }
+
   // Counting the queue on every upload would cost a query each; a one-second-old count is enough to push back.
   private async checkQueueDepth(): Promise<void> {
     const now = Date.now();
@@ -205,6 +265,17 @@ export class Lander {
       throw new AppError('QUEUE_FULL', `${this.depthCache.value} images are waiting.`);
     }
   }
+}
+
+function quotaExceeded(limits: EffectiveLimits, what: string): AppError {
+  const parts = [
+    limits.monthlyImages ? `${limits.monthlyImages} images` : undefined,
+    limits.monthlyBytes ? `${limits.monthlyBytes} bytes` : undefined,
+  ].filter(Boolean);
+  return new AppError(
+    'QUOTA_EXCEEDED',
+    `This customer's monthly quota is ${parts.join(' and ')} (UTC month); ${what} would go over it.`,
+  );
 }
 
 // Buffer.from(buffer) would copy every chunk of every upload; a view over the same memory is enough.
