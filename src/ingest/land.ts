@@ -49,7 +49,6 @@ export interface Landed {
 export class Lander {
   private readonly deps: LandDeps;
   private depthCache = { at: 0, value: 0 };
-  private readonly waitingCache = new Map<string, { at: number; value: number }>();
 
   constructor(deps: LandDeps) {
     this.deps = deps;
@@ -148,8 +147,6 @@ export class Lander {
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
       metrics.ingestedBytes.inc({ source: input.source }, bytes);
-      const waiting = this.waitingCache.get(input.customerId);
-      if (waiting) waiting.value += 1;
       return { image, duplicate: false };
     } catch (error) {
       // Nothing was recorded, so the object must not stay behind as an orphan.
@@ -214,23 +211,18 @@ export class Lander {
 
   /**
    * A customer's own share of the queue: past it, its uploads are refused and other customers' are
-   * not. Its waiting images are counted at most once a second per process (an index holds only the
-   * waiting ones) and counted up locally on each landing in between.
+   * not. Counted on every landing, so every api process sees the others' landings at once: the
+   * partial index images_waiting_by_customer holds only waiting images, so the count reads that
+   * customer's waiting ones (at most its share) and nothing else.
    */
   private async checkQueueShare(input: LandInput, limits: EffectiveLimits): Promise<void> {
-    const now = Date.now();
-    let waiting = this.waitingCache.get(input.customerId);
-    if (!waiting || now - waiting.at > 1000) {
-      waiting = { at: now, value: await countWaiting(this.deps.db, input.customerId) };
-      if (this.waitingCache.size > 10_000) this.waitingCache.clear();
-      this.waitingCache.set(input.customerId, waiting);
-    }
-    if (waiting.value >= limits.queueShare) {
+    const waiting = await countWaiting(this.deps.db, input.customerId);
+    if (waiting >= limits.queueShare) {
       throw this.reject(
         input,
         new AppError(
           'QUEUE_FULL',
-          `This customer's own share of the queue is full: ${waiting.value} of its images are waiting, and its share is ${limits.queueShare}. Other customers are not affected.`,
+          `This customer's own share of the queue is full: ${waiting} of its images are waiting, and its share is ${limits.queueShare}. Other customers are not affected.`,
         ),
       );
     }

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { issueKey, listKeys, revokeKey } from '../../catalog/api-keys.ts';
-import { createCustomer, getCustomer, listCustomers, setLimits } from '../../catalog/customers.ts';
+import { createCustomer, getCustomer, listCustomers } from '../../catalog/customers.ts';
 import { usageOf } from '../../catalog/quota-usage.ts';
 import type { CustomerRow, KeyRole } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
@@ -36,18 +36,28 @@ const EffectiveLimits = Type.Object({
   monthlyBytes: Type.Integer(),
   queueShare: Type.Integer(),
 });
-const CustomerDetail = Type.Composite([
-  Customer,
-  Type.Object({
-    limits: Limits,
-    effectiveLimits: EffectiveLimits,
-    usage: Type.Object({
-      month: Type.String({ description: 'YYYY-MM, UTC' }),
-      images: Type.Integer(),
-      bytes: Type.Integer(),
-    }),
+/** What a customer's answers show of its limits: its own, those in force, and this month's usage. */
+export const LimitsView = Type.Object({
+  limits: Limits,
+  effectiveLimits: EffectiveLimits,
+  usage: Type.Object({
+    month: Type.String({ description: 'YYYY-MM, UTC' }),
+    images: Type.Integer(),
+    bytes: Type.Integer(),
   }),
-]);
+});
+/** The limits an admin may set (PATCH /v1/customers/{id}): a key left out is unchanged. */
+export const LimitsPatch = Type.Partial(Type.Object(limitFields), { additionalProperties: false });
+const CustomerDetail = Type.Composite([Customer, LimitsView]);
+
+export async function limitsView(ctx: ApiContext, c: CustomerRow) {
+  const usage = await usageOf(ctx.db, c.id, ctx.clock.now());
+  return {
+    limits: ownLimits(c),
+    effectiveLimits: effectiveLimits(c, ctx.config.limits),
+    usage: { month: usage.month.slice(0, 7), images: usage.images, bytes: usage.bytes },
+  };
+}
 const num = (v: number | string | null) => (v === null ? null : Number(v));
 function ownLimits(c: CustomerRow) {
   return {
@@ -79,17 +89,12 @@ export const customerRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const admin = requireRole(ctx.db, 'admin');
-    const detail = async (c: CustomerRow) => {
-      const usage = await usageOf(ctx.db, c.id, ctx.clock.now());
-      return {
-        id: c.id,
-        name: c.name,
-        createdAt: c.created_at.toISOString(),
-        limits: ownLimits(c),
-        effectiveLimits: effectiveLimits(c, ctx.config.limits),
-        usage: { month: usage.month.slice(0, 7), images: usage.images, bytes: usage.bytes },
-      };
-    };
+    const detail = async (c: CustomerRow) => ({
+      id: c.id,
+      name: c.name,
+      createdAt: c.created_at.toISOString(),
+      ...(await limitsView(ctx, c)),
+    });
 
     app.get(
       '/v1/customers/:id',
@@ -106,30 +111,6 @@ export const customerRoutes =
       async (request) => {
         const customer = await getCustomer(ctx.db, request.params.id);
         if (!customer) throw new AppError('NOT_FOUND', 'No such customer.');
-        return detail(customer);
-      },
-    );
-
-    app.patch(
-      '/v1/customers/:id',
-      {
-        onRequest: admin,
-        schema: {
-          summary:
-            "Set a customer's limits: rates, monthly quotas, queue share (a key left out is unchanged; null: the default)",
-          tags: ['customers'],
-          params: Type.Object({ id: Uuid }),
-          body: Type.Object(
-            { limits: Type.Partial(Type.Object(limitFields), { additionalProperties: false }) },
-            { additionalProperties: false },
-          ),
-          response: { 200: CustomerDetail, ...errorResponses(400, 401, 403, 404, 413) },
-        },
-      },
-      async (request) => {
-        const customer = await setLimits(ctx.db, request.params.id, request.body.limits);
-        if (!customer) throw new AppError('NOT_FOUND', 'No such customer.');
-        ctx.customerLimits.forget(customer.id);
         return detail(customer);
       },
     );
