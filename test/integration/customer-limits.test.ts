@@ -11,6 +11,7 @@ import { jpeg } from '../fixtures/images.ts';
 import {
   ADMIN,
   api,
+  cli,
   createCustomer,
   spawnServer,
   startTestServer,
@@ -188,6 +189,62 @@ describe('per-customer limits across two api processes', () => {
     assert.equal(over.status, 403);
     assert.equal(over.body.error.code, 'QUOTA_EXCEEDED');
     assert.match(over.body.error.message, /bytes/);
+  });
+
+  it("the CLI sets and shows a customer's limits", async () => {
+    const c = await createCustomer(a, 'Set from the CLI');
+    const set = await cli([
+      'customers',
+      'limits',
+      c.id,
+      '--uploads-per-second',
+      '5',
+      '--monthly-bytes',
+      '2GiB',
+      '--queue-share',
+      '12',
+      '--url',
+      b,
+      '--token',
+      ADMIN,
+    ]);
+    assert.equal(set.code, 0, set.out);
+    assert.match(set.out, /uploadsPerSecond\s+5\s+\(own\)/);
+    assert.match(set.out, /monthlyImages\s+no limit\s+\(default\)/);
+    const shown = await api(a, ADMIN, 'GET', `/v1/customers/${c.id}`);
+    assert.deepEqual(shown.body.limits, {
+      uploadsPerSecond: 5,
+      bytesPerSecond: null,
+      monthlyImages: null,
+      monthlyBytes: 2 * 1024 ** 3,
+      queueShare: 12,
+    });
+    const reset = await cli([
+      'customers',
+      'limits',
+      c.id,
+      '--queue-share',
+      'default',
+      '--url',
+      a,
+      '--token',
+      ADMIN,
+    ]);
+    assert.equal(reset.code, 0, reset.out);
+    assert.match(reset.out, /queueShare\s+10\s+\(default\)/);
+    const bad = await cli([
+      'customers',
+      'limits',
+      c.id,
+      '--queue-share',
+      'lots',
+      '--url',
+      a,
+      '--token',
+      ADMIN,
+    ]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.out, /--queue-share "lots" is not a number/);
   });
 
   it('a customer over its queue share gets 429 QUEUE_FULL for itself only; another customer still lands', async () => {
