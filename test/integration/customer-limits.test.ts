@@ -134,6 +134,8 @@ describe('per-customer limits across two api processes', () => {
       assert.ok(retryAfter >= 1 && retryAfter <= 20, `Retry-After ${retryAfter}`);
       assert.match(r.headers.get('ratelimit') ?? '', /^"uploads";r=0;t=\d+$/);
     }
+    const metrics = await (await fetch(`${b}/metrics`)).text();
+    assert.match(metrics, /imagelake_ingest_rejected_total\{source="http",code="RATE_LIMITED"\} [1-9]/);
     // Another customer is not limited, and carries no RateLimit fields (no limit is in force for it).
     const other = await createCustomer(a, 'Not rate limited');
     const free = await upload(b, other.apiKey, photos[0]!);

@@ -61,6 +61,9 @@ export const uploadRoutes =
       const headers: Record<string, string> = {};
       try {
         await ctx.customerLimits.admit(request.principal!.customerId!, headers);
+      } catch (error) {
+        if (error instanceof AppError) ctx.metrics.rejected.inc({ source: 'http', code: error.code });
+        throw error;
       } finally {
         reply.headers(headers);
       }
