@@ -116,7 +116,9 @@ export class CustomerLimits {
     if (uploads) {
       policies.unshift(policyItem('uploads', uploads, seconds, false));
       if (refusal) {
-        states.unshift(stateItem('uploads', uploads, 0));
+        // Refused for its bytes: the uploads bucket is read (refilled, nothing taken) for the header.
+        const left = await takeTokens(this.db, customerId, 'uploads', uploads, 0, 0);
+        states.unshift(stateItem('uploads', uploads, left.tokens));
       } else {
         const taken = await takeTokens(this.db, customerId, 'uploads', uploads, 1, 1);
         states.unshift(stateItem('uploads', uploads, taken.tokens));

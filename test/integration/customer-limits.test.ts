@@ -158,8 +158,19 @@ describe('per-customer limits across two api processes', () => {
     const second = await upload(b, c.apiKey, photos[7]!);
     assert.equal(second.status, 429);
     assert.equal(second.body.error.code, 'RATE_LIMITED');
+    assert.match(second.body.error.message, /bytes a second/);
     assert.ok(Number(second.headers.get('retry-after')) >= 1);
     assert.match(second.headers.get('ratelimit') ?? '', /^"bytes";r=0;t=\d+$/);
+
+    // With an uploads limit too: a refusal for bytes takes no upload token, and both buckets show.
+    await limits(c.id, { uploadsPerSecond: 0.05 });
+    const both = await upload(a, c.apiKey, photos[7]!);
+    assert.equal(both.status, 429);
+    assert.equal(
+      both.headers.get('ratelimit-policy'),
+      `"uploads";q=3;w=60, "bytes";q=${perSecond * 60};w=60;qu="content-bytes"`,
+    );
+    assert.match(both.headers.get('ratelimit') ?? '', /^"uploads";r=3;t=0, "bytes";r=0;t=\d+$/);
   });
 
   it('a monthly images quota: 403 QUOTA_EXCEEDED past it, counted once across both processes', async () => {
