@@ -91,6 +91,17 @@ export const ERRORS = {
     status: 429,
     message: 'The processing queue is full; retry later with the same Idempotency-Key.',
   },
+  RATE_LIMITED: {
+    status: 429,
+    message:
+      "This customer's upload rate limit (uploads or bytes a second) is reached; retry after the Retry-After seconds. The RateLimit and RateLimit-Policy headers show the limit and what is left.",
+  },
+  // 403, not 429: waiting a few seconds does not help; the quota frees at the next UTC month or when raised.
+  QUOTA_EXCEEDED: {
+    status: 403,
+    message:
+      "This customer's monthly quota (images or bytes, per UTC month) is used up; nothing more lands until the next month, unless an admin raises it (PATCH /v1/customers/{id} with limits).",
+  },
   CHECKSUM_MISMATCH: {
     status: 500,
     message: 'The stored original no longer matches the checksum taken at landing.',
@@ -217,4 +228,6 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
   'CLAIM_CHECK_NOT_FOUND',
   // The message-id landed before with other bytes: this message's image would otherwise be dropped.
   'IDEMPOTENCY_KEY_REUSED',
+  // The customer's month is used up: retrying the message within the month fails the same way.
+  'QUOTA_EXCEEDED',
 ]);

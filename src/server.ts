@@ -11,6 +11,7 @@ import { openCatalog } from './catalog/open.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { EventPublisher } from './events/kafka-publisher.ts';
+import { CustomerLimits } from './ingest/customer-limits.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
 import { Lander } from './ingest/land.ts';
 import { Uploads } from './ingest/uploads.ts';
@@ -170,7 +171,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => scheduler.stop());
     }
 
+    const customerLimits = new CustomerLimits(db, config.limits);
     const lander = new Lander({
+      customerLimits,
       db,
       lake,
       clock,
@@ -235,6 +238,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         },
       });
       const app = await buildApp({
+        customerLimits,
         uploads,
         config,
         db,

@@ -4,6 +4,7 @@ import type { ExportSummary } from '../analytics/export.ts';
 import type { Db } from '../catalog/database.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
+import type { CustomerLimits } from '../ingest/customer-limits.ts';
 import type { Lander } from '../ingest/land.ts';
 import type { Uploads } from '../ingest/uploads.ts';
 import type { Lake } from '../lake/port.ts';
@@ -17,6 +18,8 @@ export interface ApiContext {
   db: Db;
   lake: Lake;
   lander: Lander;
+  /** Per-customer limits: the settings in force and the rate limits' buckets. */
+  customerLimits: CustomerLimits;
   uploads: Uploads;
   clock: Clock;
   log: Logger;

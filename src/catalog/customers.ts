@@ -38,6 +38,31 @@ export async function listCustomers(db: Db): Promise<CustomerRow[]> {
   return db.selectFrom('customers').selectAll().orderBy('created_at').execute();
 }
 
+/** A customer's own limits; a key left out is unchanged, null returns it to the platform's default. */
+export interface CustomerLimitSettings {
+  uploadsPerSecond?: number | null;
+  bytesPerSecond?: number | null;
+  monthlyImages?: number | null;
+  monthlyBytes?: number | null;
+  queueShare?: number | null;
+}
+
+/** Sets a customer's own limits; the customer after the change, or undefined when there is none. */
+export async function setLimits(
+  db: Db,
+  id: string,
+  limits: CustomerLimitSettings,
+): Promise<CustomerRow | undefined> {
+  const set: Record<string, number | null> = {};
+  if (limits.uploadsPerSecond !== undefined) set.uploads_per_second = limits.uploadsPerSecond;
+  if (limits.bytesPerSecond !== undefined) set.bytes_per_second = limits.bytesPerSecond;
+  if (limits.monthlyImages !== undefined) set.monthly_images = limits.monthlyImages;
+  if (limits.monthlyBytes !== undefined) set.monthly_bytes = limits.monthlyBytes;
+  if (limits.queueShare !== undefined) set.queue_share = limits.queueShare;
+  if (Object.keys(set).length === 0) return getCustomer(db, id);
+  return db.updateTable('customers').set(set).where('id', '=', id).returningAll().executeTakeFirst();
+}
+
 /** Whether the catalog has any customer (offline commands refuse one without: likely the wrong catalog). */
 export async function hasCustomers(db: Db): Promise<boolean> {
   const customers = await db

@@ -27,6 +27,20 @@ export async function findByIdempotencyKey(
 }
 
 /** Records a landed image (in the caller's transaction, which also queues its processing). */
+/**
+ * A customer's images waiting to be processed (status received), for its queue share. The partial
+ * index images_waiting_by_customer holds only waiting images, so this reads that customer's few.
+ */
+export async function countWaiting(db: Db, customerId: string): Promise<number> {
+  const row = await db
+    .selectFrom('images')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('customer_id', '=', customerId)
+    .where('status', '=', 'received')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 export async function insertImage(db: Db, row: NewImage): Promise<ImageRow> {
   return db.insertInto('images').values(row).returningAll().executeTakeFirstOrThrow();
 }

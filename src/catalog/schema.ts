@@ -24,6 +24,30 @@ export interface CustomersTable {
   created_at: Generated<Date>;
   /** A shorter retention window than the platform's, or null for the platform's. */
   retention_ms: ColumnType<string | null, number | null | undefined, number | null>;
+  /** Per-customer limits (0021): null is the platform's default from the config; 0 is no limit. */
+  uploads_per_second: ColumnType<number | null, number | null | undefined, number | null>;
+  bytes_per_second: ColumnType<string | null, number | null | undefined, number | null>;
+  monthly_images: ColumnType<string | null, number | null | undefined, number | null>;
+  monthly_bytes: ColumnType<string | null, number | null | undefined, number | null>;
+  queue_share: ColumnType<number | null, number | null | undefined, number | null>;
+}
+
+/** One token bucket of a customer's rate limits (owner: catalog/rate-limits.ts). */
+export interface RateBucketsTable {
+  customer_id: string;
+  name: string;
+  tokens: number;
+  updated_at: Timestamp;
+  granted: boolean;
+}
+
+/** A customer's landings in one UTC month, for its quotas (owner: catalog/quota-usage.ts). */
+export interface QuotaUsageTable {
+  customer_id: string;
+  /** The first day of the month, 'YYYY-MM-01'. */
+  month: ColumnType<string, string, string>;
+  images: BigInt;
+  bytes: BigInt;
 }
 
 export interface ApiKeysTable {
@@ -208,6 +232,8 @@ export interface Database {
   outbox: OutboxTable;
   settings: SettingsTable;
   uploads: UploadsTable;
+  rate_buckets: RateBucketsTable;
+  quota_usage: QuotaUsageTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

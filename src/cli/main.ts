@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
+import { parseBytes } from '../config/duration.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { produce } from './commands/kafka.ts';
@@ -17,6 +18,12 @@ Usage: imagelake <command> [options]
                                          IMAGELAKE_* environment variables; see the README.
   customers create NAME                  Create a customer; prints its id and API key (shown once).
   customers list                         List customers.
+  customers limits ID                    Show a customer's limits (own, in force) and this month's
+        [--uploads-per-second N]         usage; with options, set them first. N: a number, 0 for no
+        [--bytes-per-second SIZE]        limit, or "default" for the platform's (IMAGELAKE_RATE_*,
+        [--monthly-images N]             IMAGELAKE_QUOTA_*, IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER).
+        [--monthly-bytes SIZE]           SIZE: bytes, or 10MiB, 5GiB.
+        [--queue-share N]
   keys analyst [--name NAME]             Issue an analyst key (statistics only, no images).
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
@@ -71,6 +78,30 @@ function commandHelp(command: string): string {
   if (picked.length === 0) return HELP;
   const footer = lines.slice(lines.findIndex((l) => l.startsWith('Client options')));
   return `Usage: imagelake ${command} ...\n\n${picked.join('\n')}\n\n${footer.join('\n')}`;
+}
+
+/** The limits options given, as PATCH /v1/customers/{id} takes them ("default": null). */
+function limitOptions(values: Record<string, unknown>): Record<string, number | null> {
+  const settings: Record<string, number | null> = {};
+  const options: Array<[string, string, (v: string) => number | undefined]> = [
+    ['uploads-per-second', 'uploadsPerSecond', (v) => (/^\d+(\.\d+)?$/.test(v) ? Number(v) : undefined)],
+    ['bytes-per-second', 'bytesPerSecond', parseBytes],
+    ['monthly-images', 'monthlyImages', (v) => (/^\d+$/.test(v) ? Number(v) : undefined)],
+    ['monthly-bytes', 'monthlyBytes', parseBytes],
+    ['queue-share', 'queueShare', (v) => (/^\d+$/.test(v) ? Number(v) : undefined)],
+  ];
+  for (const [option, key, parse] of options) {
+    const raw = values[option];
+    if (typeof raw !== 'string') continue;
+    if (raw.trim() === 'default') {
+      settings[key] = null;
+      continue;
+    }
+    const value = parse(raw.trim());
+    if (value === undefined) fail(`--${option} ${JSON.stringify(raw)} is not a number (or "default")`);
+    settings[key] = value;
+  }
+  return settings;
 }
 
 function fail(message: string): never {
@@ -246,6 +277,11 @@ async function main(): Promise<void> {
       'group-by': { type: 'string' },
       json: { type: 'boolean' },
       csv: { type: 'boolean' },
+      'uploads-per-second': { type: 'string' },
+      'bytes-per-second': { type: 'string' },
+      'monthly-images': { type: 'string' },
+      'monthly-bytes': { type: 'string' },
+      'queue-share': { type: 'string' },
     },
   });
   const url = serverUrl(values);
@@ -270,7 +306,30 @@ async function main(): Promise<void> {
         for (const c of customers) console.log(`${c.id}  ${c.createdAt}  ${c.name}`);
         return;
       }
-      return fail('usage: imagelake customers create NAME | customers list');
+      if (sub === 'limits') {
+        const id = args[0];
+        if (!id) fail('usage: imagelake customers limits ID [--uploads-per-second N] [--queue-share N] ...');
+        const settings = limitOptions(values);
+        type Shown = {
+          name: string;
+          limits: Record<string, number | null>;
+          effectiveLimits: Record<string, number>;
+          usage: { month: string; images: number; bytes: number };
+        };
+        const c = Object.keys(settings).length
+          ? await admin().json<Shown>('PATCH', `/v1/customers/${id}`, { limits: settings })
+          : await admin().json<Shown>('GET', `/v1/customers/${id}`);
+        console.log(`customer ${c.name}`);
+        for (const [key, value] of Object.entries(c.effectiveLimits)) {
+          const own = c.limits[key];
+          console.log(
+            `  ${key.padEnd(17)} ${String(value === 0 && key !== 'queueShare' ? 'no limit' : value).padEnd(12)} ${own === null ? '(default)' : '(own)'}`,
+          );
+        }
+        console.log(`  usage ${c.usage.month}: ${c.usage.images} images, ${c.usage.bytes} bytes`);
+        return;
+      }
+      return fail('usage: imagelake customers create NAME | customers list | customers limits ID');
     }
     case 'keys': {
       if (sub === 'analyst') {

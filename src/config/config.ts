@@ -42,6 +42,15 @@ export interface Config {
     maxPixels: number;
     maxFrames: number;
     maxQueueDepth: number;
+    /** A customer's own share of the queue (waiting images); past it only that customer is refused. */
+    maxQueueDepthPerCustomer: number;
+    /** Default rate limits per customer (0: none) and their burst, in seconds of the rate. */
+    rateUploads: number;
+    rateBytes: number;
+    rateBurstSeconds: number;
+    /** Default quotas per customer per UTC month (0: none). */
+    monthlyImages: number;
+    monthlyBytes: number;
     /** Uploads in progress at once per customer in each API process; more answer 429. */
     concurrentUploads: number;
     /** Direct-upload sessions open at once per customer, and the bytes they may hold staged. */
@@ -136,7 +145,9 @@ export function loadConfig(env: Env = process.env): Config {
     const ms = parseDuration(v);
     return ms !== undefined && ms > 0 ? ms : undefined;
   };
+  const rate = (v: string) => (/^\d+(\.\d+)?$/.test(v) ? Number(v) : undefined);
   const cores = availableParallelism();
+  const maxQueueDepth = read('IMAGELAKE_MAX_QUEUE_DEPTH', '10000', int(1), 'a whole number of jobs');
 
   const config: Config = {
     dataDir: resolve(env.IMAGELAKE_DATA_DIR?.trim() || './data'),
@@ -186,7 +197,29 @@ export function loadConfig(env: Env = process.env): Config {
       maxBytes: read('IMAGELAKE_MAX_BYTES', '64MiB', parseBytes, 'a size such as 64MiB'),
       maxPixels: read('IMAGELAKE_MAX_PIXELS', '100000000', int(1), 'a whole number of pixels'),
       maxFrames: read('IMAGELAKE_MAX_FRAMES', '200', int(1), 'a whole number of frames'),
-      maxQueueDepth: read('IMAGELAKE_MAX_QUEUE_DEPTH', '10000', int(1), 'a whole number of jobs'),
+      maxQueueDepth,
+      // A quarter of the global limit by default: one customer's backlog leaves room for the others.
+      maxQueueDepthPerCustomer: read(
+        'IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER',
+        String(Math.max(1, Math.ceil(maxQueueDepth / 4))),
+        int(1),
+        'a whole number of jobs',
+      ),
+      rateUploads: read('IMAGELAKE_RATE_UPLOADS', '0', rate, 'a number of uploads a second (0: no limit)'),
+      rateBytes: read('IMAGELAKE_RATE_BYTES', '0', parseBytes, 'a size a second such as 10MiB (0: no limit)'),
+      rateBurstSeconds: read('IMAGELAKE_RATE_BURST_SECONDS', '2', int(1), 'a whole number of seconds'),
+      monthlyImages: read(
+        'IMAGELAKE_QUOTA_MONTHLY_IMAGES',
+        '0',
+        int(0),
+        'a whole number of images (0: no quota)',
+      ),
+      monthlyBytes: read(
+        'IMAGELAKE_QUOTA_MONTHLY_BYTES',
+        '0',
+        parseBytes,
+        'a size such as 100GiB (0: no quota)',
+      ),
       concurrentUploads: read('IMAGELAKE_UPLOADS_PER_CUSTOMER', '16', int(1), 'a whole number of uploads'),
       uploadSessions: read('IMAGELAKE_UPLOAD_SESSIONS', '100', int(1), 'a whole number of sessions'),
       stagedBytes: read('IMAGELAKE_UPLOAD_STAGED_BYTES', '4GiB', parseBytes, 'a size such as 4GiB'),

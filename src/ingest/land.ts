@@ -3,14 +3,16 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addReceived } from '../analytics/usage.ts';
 import type { Db } from '../catalog/database.ts';
-import { findByIdempotencyKey, insertImage } from '../catalog/images.ts';
+import { countWaiting, findByIdempotencyKey, insertImage } from '../catalog/images.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
+import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { EffectiveLimits } from './customer-limits.ts';
 import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
 
 export interface LandDeps {
@@ -21,6 +23,8 @@ export interface LandDeps {
   metrics: Metrics;
   limits: { maxBytes: number; maxQueueDepth: number };
   maxAttempts: number;
+  /** A customer's limits in force (queue share, monthly quotas); without it only the global limits hold. */
+  customerLimits?: { of(customerId: string): Promise<EffectiveLimits> };
 }
 
 export interface LandInput {
@@ -58,6 +62,13 @@ export class Lander {
       if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
     await this.checkQueueDepth();
+    const limits = await this.deps.customerLimits?.of(input.customerId);
+    if (limits) {
+      // Kafka is held back by its consumer's pause on the whole queue instead: refusing one customer's
+      // message would stall its partition, and every other customer's messages behind it.
+      if (input.source !== 'kafka') await this.checkQueueShare(input, limits);
+      await this.checkQuota(input, limits);
+    }
 
     const id = randomUUID();
     const receivedAt = clock.now();
@@ -128,6 +139,12 @@ export class Lander {
     try {
       const image = await db.transaction().execute(async (trx) => {
         const inserted = await insertImage(trx, row);
+        // Counted in the landing's transaction: the month's usage and the image commit together.
+        const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
+          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
+          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
+        });
+        if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
         await enqueue(trx, id, this.deps.maxAttempts);
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
         return inserted;
@@ -196,6 +213,43 @@ export class Lander {
     return error;
   }
 
+  /**
+   * A customer's own share of the queue: past it, its uploads are refused and other customers' are
+   * not. Counted on every landing, so every api process sees the others' landings at once: the
+   * partial index images_waiting_by_customer holds only waiting images, so the count reads that
+   * customer's waiting ones (at most its share) and nothing else.
+   */
+  private async checkQueueShare(input: LandInput, limits: EffectiveLimits): Promise<void> {
+    const waiting = await countWaiting(this.deps.db, input.customerId);
+    if (waiting >= limits.queueShare) {
+      throw this.reject(
+        input,
+        new AppError(
+          'QUEUE_FULL',
+          `This customer's own share of the queue is full: ${waiting} of its images are waiting, and its share is ${limits.queueShare}. Other customers are not affected.`,
+        ),
+      );
+    }
+  }
+
+  /** Refuses early, before any byte is stored, a customer whose month is used up already. */
+  private async checkQuota(input: LandInput, limits: EffectiveLimits): Promise<void> {
+    if (!limits.monthlyImages && !limits.monthlyBytes) return;
+    const usage = await usageOf(this.deps.db, input.customerId, this.deps.clock.now());
+    if (
+      (limits.monthlyImages && usage.images >= limits.monthlyImages) ||
+      (limits.monthlyBytes && usage.bytes >= limits.monthlyBytes)
+    ) {
+      throw this.reject(
+        input,
+        quotaExceeded(
+          limits,
+          `${usage.images} images (${usage.bytes} bytes) landed in ${usage.month.slice(0, 7)}, so another`,
+        ),
+      );
+    }
+  }
+
   // Counting the queue on every upload would cost a query each; a one-second-old count is enough to push back.
   private async checkQueueDepth(): Promise<void> {
     const now = Date.now();
@@ -207,6 +261,17 @@ export class Lander {
       throw new AppError('QUEUE_FULL', `${this.depthCache.value} images are waiting.`);
     }
   }
+}
+
+function quotaExceeded(limits: EffectiveLimits, what: string): AppError {
+  const parts = [
+    limits.monthlyImages ? `${limits.monthlyImages} images` : undefined,
+    limits.monthlyBytes ? `${limits.monthlyBytes} bytes` : undefined,
+  ].filter(Boolean);
+  return new AppError(
+    'QUOTA_EXCEEDED',
+    `This customer's monthly quota is ${parts.join(' and ')} (UTC month); ${what} would go over it.`,
+  );
 }
 
 // Buffer.from(buffer) would copy every chunk of every upload; a view over the same memory is enough.

@@ -175,7 +175,12 @@ describe('retention', () => {
 
 describe('backpressure', () => {
   it('answers 429 QUEUE_FULL when the queue is deeper than its limit', async () => {
-    const t = await startTestServer({ IMAGELAKE_MAX_QUEUE_DEPTH: '2' }, ['api']);
+    // The customer's own share as large as the whole queue: this is the global limit (the share's
+    // own refusal is pinned in customer-limits.test.ts).
+    const t = await startTestServer(
+      { IMAGELAKE_MAX_QUEUE_DEPTH: '2', IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER: '2' },
+      ['api'],
+    );
     try {
       const customer = await createCustomer(t.url, 'Busy');
       assert.equal((await upload(t.url, customer.apiKey, await jpeg({ seed: 1 }))).status, 202);

@@ -2,8 +2,10 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { issueKey, listKeys, revokeKey } from '../../catalog/api-keys.ts';
 import { createCustomer, getCustomer, listCustomers } from '../../catalog/customers.ts';
-import type { KeyRole } from '../../catalog/schema.ts';
+import { usageOf } from '../../catalog/quota-usage.ts';
+import type { CustomerRow, KeyRole } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
+import { effectiveLimits } from '../../ingest/customer-limits.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, Name, OneOf, Uuid } from '../schemas.ts';
@@ -13,6 +15,60 @@ const Customer = Type.Object({
   name: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
 });
+const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const limitFields = {
+  uploadsPerSecond: Nullable(
+    Type.Number({ minimum: 0, description: 'Uploads a second (token bucket); 0: no limit' }),
+  ),
+  bytesPerSecond: Nullable(
+    Type.Integer({ minimum: 0, description: 'Bytes a second (token bucket); 0: no limit' }),
+  ),
+  monthlyImages: Nullable(Type.Integer({ minimum: 0, description: 'Images per UTC month; 0: no quota' })),
+  monthlyBytes: Nullable(Type.Integer({ minimum: 0, description: 'Bytes per UTC month; 0: no quota' })),
+  queueShare: Nullable(Type.Integer({ minimum: 1, description: "The customer's waiting images at most" })),
+};
+/** The customer's own settings: null is the platform's default (from the config). */
+const Limits = Type.Object(limitFields);
+const EffectiveLimits = Type.Object({
+  uploadsPerSecond: Type.Number(),
+  bytesPerSecond: Type.Integer(),
+  monthlyImages: Type.Integer(),
+  monthlyBytes: Type.Integer(),
+  queueShare: Type.Integer(),
+});
+/** What a customer's answers show of its limits: its own, those in force, and this month's usage. */
+export const LimitsView = Type.Object({
+  limits: Limits,
+  effectiveLimits: EffectiveLimits,
+  usage: Type.Object({
+    month: Type.String({ description: 'YYYY-MM, UTC' }),
+    images: Type.Integer(),
+    bytes: Type.Integer(),
+  }),
+});
+/** The limits an admin may set (PATCH /v1/customers/{id}): a key left out is unchanged. */
+export const LimitsPatch = Type.Partial(Type.Object(limitFields), { additionalProperties: false });
+const CustomerDetail = Type.Composite([Customer, LimitsView]);
+
+export async function limitsView(ctx: ApiContext, c: CustomerRow) {
+  const usage = await usageOf(ctx.db, c.id, ctx.clock.now());
+  return {
+    limits: ownLimits(c),
+    effectiveLimits: effectiveLimits(c, ctx.config.limits),
+    usage: { month: usage.month.slice(0, 7), images: usage.images, bytes: usage.bytes },
+  };
+}
+const num = (v: number | string | null) => (v === null ? null : Number(v));
+function ownLimits(c: CustomerRow) {
+  return {
+    uploadsPerSecond: num(c.uploads_per_second),
+    bytesPerSecond: num(c.bytes_per_second),
+    monthlyImages: num(c.monthly_images),
+    monthlyBytes: num(c.monthly_bytes),
+    queueShare: num(c.queue_share),
+  };
+}
+
 const Key = Type.Object({
   id: Uuid,
   role: Type.String(),
@@ -33,6 +89,31 @@ export const customerRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
     const admin = requireRole(ctx.db, 'admin');
+    const detail = async (c: CustomerRow) => ({
+      id: c.id,
+      name: c.name,
+      createdAt: c.created_at.toISOString(),
+      ...(await limitsView(ctx, c)),
+    });
+
+    app.get(
+      '/v1/customers/:id',
+      {
+        onRequest: admin,
+        schema: {
+          summary:
+            "A customer, its own limits (null: the default), the limits in force and this month's usage",
+          tags: ['customers'],
+          params: Type.Object({ id: Uuid }),
+          response: { 200: CustomerDetail, ...errorResponses(400, 401, 403, 404) },
+        },
+      },
+      async (request) => {
+        const customer = await getCustomer(ctx.db, request.params.id);
+        if (!customer) throw new AppError('NOT_FOUND', 'No such customer.');
+        return detail(customer);
+      },
+    );
 
     app.post(
       '/v1/customers',
@@ -71,7 +152,9 @@ export const customerRoutes =
           summary: 'List customers',
           tags: ['customers'],
           response: {
-            200: Type.Object({ customers: Type.Array(Customer) }),
+            200: Type.Object({
+              customers: Type.Array(Type.Composite([Customer, Type.Object({ limits: Limits })])),
+            }),
             ...errorResponses(400, 401, 403),
           },
         },
@@ -81,6 +164,7 @@ export const customerRoutes =
           id: c.id,
           name: c.name,
           createdAt: c.created_at.toISOString(),
+          limits: ownLimits(c),
         })),
       }),
     );

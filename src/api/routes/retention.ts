@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { getCustomer, setRetention } from '../../catalog/customers.ts';
+import { getCustomer, setLimits, setRetention } from '../../catalog/customers.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { AppError } from '../../errors.ts';
 import { eraseImages } from '../../retention/erase.ts';
@@ -8,6 +8,7 @@ import { listReceipts } from '../../retention/receipts.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, Matching, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
+import { LimitsPatch, LimitsView, limitsView } from './customers.ts';
 
 export const retentionRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>
@@ -88,26 +89,35 @@ export const retentionRoutes =
         onRequest: admin,
         schema: {
           summary:
-            "Set a customer's retention window (shorter than the platform's), or null for the platform's",
+            "Set a customer's retention window (shorter than the platform's, or null for the platform's) and its limits (rates, monthly quotas, queue share; null: the default)",
           tags: ['customers', 'retention'],
           params: Type.Object({ id: Uuid }),
-          body: Type.Object({
-            retention: Type.Union([
-              Matching(
-                '^ *([0-9]+|([0-9]+([.][0-9]+)?(ms|s|m|h|d|w))+) *$',
-                'must be a duration such as 3d, 12h or 1d12h, or null',
-                { description: 'e.g. 3d, 12h; at most the platform window' },
+          body: Type.Object(
+            {
+              retention: Type.Optional(
+                Type.Union([
+                  Matching(
+                    '^ *([0-9]+|([0-9]+([.][0-9]+)?(ms|s|m|h|d|w))+) *$',
+                    'must be a duration such as 3d, 12h or 1d12h, or null',
+                    { description: 'e.g. 3d, 12h; at most the platform window' },
+                  ),
+                  Type.Null(),
+                ]),
               ),
-              Type.Null(),
-            ]),
-          }),
+              limits: Type.Optional(LimitsPatch),
+            },
+            { minProperties: 1 },
+          ),
           response: {
-            200: Type.Object({
-              id: Uuid,
-              name: Type.String(),
-              retention: Type.String(),
-              retentionMs: Type.Integer(),
-            }),
+            200: Type.Composite([
+              Type.Object({
+                id: Uuid,
+                name: Type.String(),
+                retention: Type.String(),
+                retentionMs: Type.Integer(),
+              }),
+              LimitsView,
+            ]),
             ...errorResponses(400, 401, 403, 404, 413),
           },
         },
@@ -115,8 +125,10 @@ export const retentionRoutes =
       async (request) => {
         const customer = await getCustomer(ctx.db, request.params.id);
         if (!customer) throw new AppError('NOT_FOUND', 'No such customer.');
-        let retentionMs: number | null = null;
-        if (request.body.retention !== null) {
+        let retentionMs: number | null =
+          customer.retention_ms === null ? null : Number(customer.retention_ms);
+        if (request.body.retention === null) retentionMs = null;
+        else if (request.body.retention !== undefined) {
           retentionMs = parseDuration(request.body.retention) ?? null;
           if (!retentionMs)
             throw new AppError(
@@ -130,13 +142,18 @@ export const retentionRoutes =
             );
           }
         }
-        await setRetention(ctx.db, customer.id, retentionMs);
+        if (request.body.retention !== undefined) await setRetention(ctx.db, customer.id, retentionMs);
+        const updated = request.body.limits
+          ? await setLimits(ctx.db, customer.id, request.body.limits)
+          : customer;
+        ctx.customerLimits.forget(customer.id);
         const effective = retentionMs ?? ctx.config.retentionMs;
         return {
           id: customer.id,
           name: customer.name,
           retention: formatDuration(effective),
           retentionMs: effective,
+          ...(await limitsView(ctx, updated ?? customer)),
         };
       },
     );

@@ -56,6 +56,19 @@ export const uploadRoutes =
       reply.raw.once('close', release);
     }
     const uploader = [requireRole(ctx.db, 'customer'), takeSlot];
+    // The customer's rate limits, shared by every api process; the answer carries their state either way.
+    async function rateLimit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      const headers: Record<string, string> = {};
+      try {
+        await ctx.customerLimits.admit(request.principal!.customerId!, headers);
+      } catch (error) {
+        if (error instanceof AppError) ctx.metrics.rejected.inc({ source: 'http', code: error.code });
+        throw error;
+      } finally {
+        reply.headers(headers);
+      }
+    }
+    const limitedUploader = [requireRole(ctx.db, 'customer'), rateLimit, takeSlot];
 
     // Uploads get a scope of their own: whatever the Content-Type says, the body is read as raw bytes
     // (the format is decided by the bytes), except multipart/form-data, which carries a `file` field.
@@ -69,7 +82,7 @@ export const uploadRoutes =
       upload.post(
         '/v1/images',
         {
-          onRequest: uploader,
+          onRequest: limitedUploader,
           schema: {
             summary: 'Upload an image: the raw bytes as the body, or multipart/form-data with a field "file"',
             tags: ['images'],
@@ -114,6 +127,7 @@ export const uploadRoutes =
             idempotencyKey: request.headers['idempotency-key'] as string | undefined,
             filename,
           });
+          if (!duplicate) await ctx.customerLimits.chargeBytes(image.customer_id, Number(image.bytes));
           if (duplicate) reply.header('idempotent-replayed', 'true');
           reply.header('location', `/v1/images/${image.id}`);
           return reply.status(202).send({
@@ -203,7 +217,7 @@ export const uploadRoutes =
     app.post(
       '/v1/uploads/:id/complete',
       {
-        onRequest: requireRole(ctx.db, 'customer'),
+        onRequest: [requireRole(ctx.db, 'customer'), rateLimit],
         schema: {
           summary: 'Land a direct upload: its size and content are checked now, like any upload',
           tags: ['images'],
@@ -216,6 +230,7 @@ export const uploadRoutes =
           request.principal!.customerId!,
           request.params.id,
         );
+        if (!duplicate) await ctx.customerLimits.chargeBytes(image.customer_id, Number(image.bytes));
         if (duplicate) reply.header('idempotent-replayed', 'true');
         reply.header('location', `/v1/images/${image.id}`);
         return reply
