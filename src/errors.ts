@@ -147,7 +147,7 @@ export const ERRORS = {
   SQL_FORBIDDEN: {
     status: 403,
     message:
-      'Only the analytics schema can be read (analytics.facts, analytics.rollup_hourly, analytics.rollup_daily, analytics.rollup_daily_totals, analytics.rollup_daily_customers, analytics.rollup_monthly_customers, analytics.rollup_processors_daily, analytics.customers), and functions with effects beyond the query (advisory locks, set_config, pg_notify, large objects, ending sessions) are refused.',
+      'Only the analytics schema can be read (analytics.facts, analytics.rollup_hourly, analytics.rollup_daily, analytics.rollup_daily_totals, analytics.rollup_daily_customers, analytics.rollup_monthly_customers, analytics.rollup_processors_daily, analytics.usage_daily, analytics.customers), and functions with effects beyond the query (advisory locks, set_config, pg_notify, large objects, ending sessions) are refused.',
   },
   SQL_TIMEOUT: {
     status: 408,

@@ -18,14 +18,36 @@ const Customer = Type.Object({
 const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const limitFields = {
   uploadsPerSecond: Nullable(
-    Type.Number({ minimum: 0, description: 'Uploads a second (token bucket); 0: no limit' }),
+    Type.Number({ minimum: 0, maximum: 1e9, description: 'Uploads a second (token bucket); 0: no limit' }),
   ),
   bytesPerSecond: Nullable(
-    Type.Integer({ minimum: 0, description: 'Bytes a second (token bucket); 0: no limit' }),
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'Bytes a second (token bucket); 0: no limit',
+    }),
   ),
-  monthlyImages: Nullable(Type.Integer({ minimum: 0, description: 'Images per UTC month; 0: no quota' })),
-  monthlyBytes: Nullable(Type.Integer({ minimum: 0, description: 'Bytes per UTC month; 0: no quota' })),
-  queueShare: Nullable(Type.Integer({ minimum: 1, description: "The customer's waiting images at most" })),
+  monthlyImages: Nullable(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'Images per UTC month; 0: no quota',
+    }),
+  ),
+  monthlyBytes: Nullable(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'Bytes per UTC month; 0: no quota',
+    }),
+  ),
+  queueShare: Nullable(
+    Type.Integer({
+      minimum: 1,
+      maximum: 2_147_483_647,
+      description: "The customer's waiting images at most",
+    }),
+  ),
 };
 /** The customer's own settings: null is the platform's default (from the config). */
 const Limits = Type.Object(limitFields);
