@@ -24,6 +24,8 @@ export interface CustomersTable {
   created_at: Generated<Date>;
   /** A shorter retention window than the platform's, or null for the platform's. */
   retention_ms: ColumnType<string | null, number | null | undefined, number | null>;
+  /** The customer's share of the workers against other customers' (1 to 1000; default 1). */
+  weight: Generated<number>;
 }
 
 export interface ApiKeysTable {
@@ -77,6 +79,21 @@ export interface JobsTable {
   /** Set for a reprocess job: the one processor to run. */
   processor: string | null;
   run_id: string | null;
+  /** The image's customer: the claim takes customers in turn. */
+  customer_id: string;
+  /** Interactive jobs are claimed before any bulk job (backfills, Kafka bulk topics, reprocess runs). */
+  priority: JobPriority;
+  /** Virtual time: within a priority, jobs are claimed in vt order (catalog/queue.ts says how it is stamped). */
+  vt: number;
+}
+
+export type JobPriority = 'interactive' | 'bulk';
+
+/** Each customer's last virtual time per priority (catalog/queue.ts). */
+export interface QueueSharesTable {
+  customer_id: string;
+  priority: JobPriority;
+  last_vt: number;
 }
 
 export interface ReprocessRunsTable {
@@ -198,6 +215,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   images: ImagesTable;
   jobs: JobsTable;
+  queue_shares: QueueSharesTable;
   reprocess_runs: ReprocessRunsTable;
   'analytics.facts': FactsTable;
   'analytics.rollup_daily': RollupDailyTable;

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
 import { findByIdempotencyKey, insertImage } from '../catalog/images.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
-import type { ImageRow, ImageSource } from '../catalog/schema.ts';
+import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
@@ -28,6 +28,8 @@ export interface LandInput {
   body: Readable | Buffer;
   idempotencyKey?: string | undefined;
   filename?: string | undefined;
+  /** 'bulk' for a backfill: processed only when no interactive work waits. Default 'interactive'. */
+  priority?: JobPriority | undefined;
 }
 
 export interface Landed {
@@ -127,7 +129,11 @@ export class Lander {
     try {
       const image = await db.transaction().execute(async (trx) => {
         const inserted = await insertImage(trx, row);
-        await enqueue(trx, id, this.deps.maxAttempts);
+        await enqueue(
+          trx,
+          { imageId: id, customerId: input.customerId, priority: input.priority },
+          this.deps.maxAttempts,
+        );
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
