@@ -21,6 +21,8 @@ Usage: imagelake <command> [options]
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
          [--concurrency N] [--wait]      --wait also waits until every image is processed.
+         [--bulk]                        --bulk marks a backfill: processed when no interactive
+                                         work waits, so other uploads go first.
   stats [--from DAY] [--to DAY]          Image counts and bytes as a table (bytes in decimal MB), or
         [--group-by day,customer,...]    --json / --csv for a program. Groups: day, customer,
         [--json | --csv]                 format, source, status.
@@ -240,6 +242,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string' },
       wait: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      bulk: { type: 'boolean' },
       name: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
@@ -301,6 +304,7 @@ async function main(): Promise<void> {
         concurrency,
         wait: Boolean(values.wait),
         quiet: Boolean(values.quiet),
+        bulk: Boolean(values.bulk),
       });
       return;
     }

@@ -12,6 +12,7 @@ const Customer = Type.Object({
   id: Uuid,
   name: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
+  weight: Type.Integer({ description: "Its share of the workers against other customers' (default 1)" }),
 });
 const Key = Type.Object({
   id: Uuid,
@@ -58,6 +59,7 @@ export const customerRoutes =
           id: customer.id,
           name: customer.name,
           createdAt: customer.created_at.toISOString(),
+          weight: customer.weight,
           apiKey: key.key,
         });
       },
@@ -81,6 +83,7 @@ export const customerRoutes =
           id: c.id,
           name: c.name,
           createdAt: c.created_at.toISOString(),
+          weight: c.weight,
         })),
       }),
     );

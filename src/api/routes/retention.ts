@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { getCustomer, setRetention } from '../../catalog/customers.ts';
+import { getCustomer, setRetention, setWeight } from '../../catalog/customers.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { AppError } from '../../errors.ts';
 import { eraseImages } from '../../retention/erase.ts';
@@ -88,18 +88,27 @@ export const retentionRoutes =
         onRequest: admin,
         schema: {
           summary:
-            "Set a customer's retention window (shorter than the platform's), or null for the platform's",
+            "Set a customer's retention window (shorter than the platform's, or null for the platform's) and its weight in the workers' fair share",
           tags: ['customers', 'retention'],
           params: Type.Object({ id: Uuid }),
           body: Type.Object({
-            retention: Type.Union([
-              Matching(
-                '^ *([0-9]+|([0-9]+([.][0-9]+)?(ms|s|m|h|d|w))+) *$',
-                'must be a duration such as 3d, 12h or 1d12h, or null',
-                { description: 'e.g. 3d, 12h; at most the platform window' },
-              ),
-              Type.Null(),
-            ]),
+            weight: Type.Optional(
+              Type.Integer({
+                minimum: 1,
+                maximum: 1000,
+                description: "The customer's share of the workers against other customers' (default 1)",
+              }),
+            ),
+            retention: Type.Optional(
+              Type.Union([
+                Matching(
+                  '^ *([0-9]+|([0-9]+([.][0-9]+)?(ms|s|m|h|d|w))+) *$',
+                  'must be a duration such as 3d, 12h or 1d12h, or null',
+                  { description: 'e.g. 3d, 12h; at most the platform window' },
+                ),
+                Type.Null(),
+              ]),
+            ),
           }),
           response: {
             200: Type.Object({
@@ -107,6 +116,7 @@ export const retentionRoutes =
               name: Type.String(),
               retention: Type.String(),
               retentionMs: Type.Integer(),
+              weight: Type.Integer(),
             }),
             ...errorResponses(400, 401, 403, 404, 413),
           },
@@ -115,8 +125,9 @@ export const retentionRoutes =
       async (request) => {
         const customer = await getCustomer(ctx.db, request.params.id);
         if (!customer) throw new AppError('NOT_FOUND', 'No such customer.');
-        let retentionMs: number | null = null;
-        if (request.body.retention !== null) {
+        let retentionMs = customer.retention_ms === null ? null : Number(customer.retention_ms);
+        if (request.body.retention === null) retentionMs = null;
+        else if (request.body.retention !== undefined) {
           retentionMs = parseDuration(request.body.retention) ?? null;
           if (!retentionMs)
             throw new AppError(
@@ -130,13 +141,16 @@ export const retentionRoutes =
             );
           }
         }
-        await setRetention(ctx.db, customer.id, retentionMs);
+        if (request.body.retention !== undefined) await setRetention(ctx.db, customer.id, retentionMs);
+        const weight = request.body.weight ?? customer.weight;
+        if (request.body.weight !== undefined) await setWeight(ctx.db, customer.id, weight);
         const effective = retentionMs ?? ctx.config.retentionMs;
         return {
           id: customer.id,
           name: customer.name,
           retention: formatDuration(effective),
           retentionMs: effective,
+          weight,
         };
       },
     );
