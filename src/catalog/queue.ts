@@ -165,8 +165,8 @@ export async function dropQueuedRunJobs(db: Db, runId: string): Promise<void> {
  * oldest first within a customer. The order is decided here, in one statement, so it holds with
  * any number of worker processes.
  */
-export async function claim(db: Db, limit: number, leaseMs: number): Promise<ClaimedJob[]> {
-  const result = await sql<{
+function claimStatement(limit: number, leaseMs: number) {
+  return sql<{
     id: string;
     kind: string;
     image_id: string;
@@ -196,9 +196,17 @@ export async function claim(db: Db, limit: number, leaseMs: number): Promise<Cla
     set state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
         lease_until = now() + ${leaseMs} * interval '1 millisecond'
     from due where j.id = due.id
-    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id`.execute(
-    db,
-  );
+    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id`;
+}
+
+/** The claim's query plan (EXPLAIN, not run): bench/claim.ts shows it walks indexes, not the table. */
+export async function explainClaim(db: Db, limit: number, leaseMs: number): Promise<string> {
+  const result = await sql<{ 'QUERY PLAN': string }>`explain ${claimStatement(limit, leaseMs)}`.execute(db);
+  return result.rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
+export async function claim(db: Db, limit: number, leaseMs: number): Promise<ClaimedJob[]> {
+  const result = await claimStatement(limit, leaseMs).execute(db);
   return result.rows.map((r) => ({
     id: String(r.id),
     kind: r.kind,

@@ -11,7 +11,7 @@ import { type Kysely, sql } from 'kysely';
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     alter table jobs
-      add column customer_id text,
+      add column customer_id uuid,
       add column priority text not null default 'interactive' check (priority in ('interactive', 'bulk')),
       add column vt double precision not null default 0`.execute(db);
   await sql`update jobs j set customer_id = i.customer_id from images i where i.id = j.image_id`.execute(db);
@@ -28,7 +28,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       add column weight integer not null default 1 check (weight between 1 and 1000)`.execute(db);
   await sql`
     create table queue_shares (
-      customer_id text not null,
+      customer_id uuid not null,
       priority text not null check (priority in ('interactive', 'bulk')),
       last_vt double precision not null,
       primary key (customer_id, priority)
