@@ -17,6 +17,7 @@ Usage: imagelake <command> [options]
                                          IMAGELAKE_* environment variables; see the README.
   customers create NAME                  Create a customer; prints its id and API key (shown once).
   customers list                         List customers.
+  customers weight ID N                  A customer's share of the workers (1 to 1000; default 1).
   keys analyst [--name NAME]             Issue an analyst key (statistics only, no images).
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
@@ -273,7 +274,16 @@ async function main(): Promise<void> {
         for (const c of customers) console.log(`${c.id}  ${c.createdAt}  ${c.name}`);
         return;
       }
-      return fail('usage: imagelake customers create NAME | customers list');
+      if (sub === 'weight') {
+        const [id, weight] = args;
+        if (!id || !weight || !/^[0-9]+$/.test(weight)) fail('usage: imagelake customers weight ID N');
+        const c = await admin().json<{ id: string; weight: number }>('PATCH', `/v1/customers/${id}`, {
+          weight: Number(weight),
+        });
+        console.log(`customer ${c.id}: weight ${c.weight}`);
+        return;
+      }
+      return fail('usage: imagelake customers create NAME | customers list | customers weight ID N');
     }
     case 'keys': {
       if (sub === 'analyst') {

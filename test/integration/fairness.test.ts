@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import pino from 'pino';
 import { connect, type Db } from '../../src/catalog/database.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
 import { jpeg } from '../fixtures/images.ts';
-import { ADMIN, api, createCustomer, spawnServer, until, upload } from './harness.ts';
+import { ADMIN, api, cli, createCustomer, spawnServer, until, upload } from './harness.ts';
 
 /**
  * Fair processing across customers, checked on the order in which images were processed (never on
@@ -131,7 +131,22 @@ describe('fair processing across customers', () => {
   it('interactive jobs are claimed before waiting bulk jobs', async () => {
     const bulk = await createCustomer(apiUrl, 'Bulk');
     const interactive = await createCustomer(apiUrl, 'Interactive');
-    await landMany(bulk.apiKey, 60, { 'imagelake-priority': 'bulk' });
+    // The backfill is sent as a user would: `imagelake upload --bulk` on a folder.
+    const folder = join(root, 'backfill');
+    await mkdir(folder);
+    for (let i = 0; i < 60; i++)
+      await writeFile(join(folder, `${i}.jpg`), await jpeg({ width: 32, height: 24, seed: 900 + i }));
+    const sent = await cli([
+      'upload',
+      '--bulk',
+      '--quiet',
+      '--customer',
+      bulk.apiKey,
+      '--url',
+      apiUrl,
+      folder,
+    ]);
+    assert.equal(sent.code, 0, sent.out);
     await landMany(interactive.apiKey, 5);
     const priorities = await sql<{ priority: string; customer_id: string; n: string }>`
       select priority, customer_id, count(*) as n from jobs group by priority, customer_id order by priority`.execute(
@@ -167,9 +182,12 @@ describe('fair processing across customers', () => {
   it('a customer of weight 3 gets about three times the claims of a customer of weight 1', async () => {
     const heavy = await createCustomer(apiUrl, 'Heavy');
     const light = await createCustomer(apiUrl, 'Light');
-    const patched = await api(apiUrl, ADMIN, 'PATCH', `/v1/customers/${heavy.id}`, { weight: 3 });
+    const set = await cli(['customers', 'weight', heavy.id, '3', '--url', apiUrl, '--token', ADMIN]);
+    assert.equal(set.code, 0, set.out);
+    assert.match(set.out, /weight 3/);
+    const patched = await api(apiUrl, ADMIN, 'PATCH', `/v1/customers/${light.id}`, { weight: 1 });
     assert.equal(patched.status, 200, JSON.stringify(patched.body));
-    assert.equal(patched.body.weight, 3);
+    assert.equal(patched.body.weight, 1);
     const listed = await api(apiUrl, ADMIN, 'GET', '/v1/customers');
     assert.equal(listed.body.customers.find((c: { id: string }) => c.id === heavy.id).weight, 3);
     assert.equal(listed.body.customers.find((c: { id: string }) => c.id === light.id).weight, 1);
@@ -189,5 +207,26 @@ describe('fair processing across customers', () => {
       heavyShare >= 54 && heavyShare <= 66,
       `heavy had ${heavyShare} of the first 80 claims, light ${80 - heavyShare} (expected about 60:20)`,
     );
+  });
+
+  // Last: no worker runs after it, so its job stays queued to be looked at.
+  it('a direct upload completed with Imagelake-Priority: bulk is queued as bulk', async () => {
+    const customer = await createCustomer(apiUrl, 'Direct');
+    const session = (await api(apiUrl, customer.apiKey, 'POST', '/v1/uploads', { filename: 'd.jpg' })).body;
+    const put = await fetch(session.uploadUrl, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${customer.apiKey}`, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(images[0]!),
+    });
+    assert.equal(put.status, 200);
+    const done = await fetch(`${apiUrl}/v1/uploads/${session.id}/complete`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${customer.apiKey}`, 'imagelake-priority': 'bulk' },
+    });
+    assert.equal(done.status, 202);
+    const image = (await done.json()) as { id: string };
+    const job = await sql<{ priority: string; customer_id: string }>`
+      select priority, customer_id from jobs where image_id = ${image.id}`.execute(db);
+    assert.deepEqual(job.rows, [{ priority: 'bulk', customer_id: customer.id }]);
   });
 });
