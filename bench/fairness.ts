@@ -1,7 +1,7 @@
 // Fair processing: a small customer's time from upload to processed, on an idle server and while
 // another customer's backfill of real photos waits in the queue, in one run on embedded defaults.
 //
-//   node bench/fairness.ts [FOLDER] [--limit 2000] [--small 5]
+//   node bench/fairness.ts [FOLDER] [--limit 2000] [--small 5] [--smallest]
 //
 // FOLDER defaults to the corpus from ../shared/corpus/fetch.sh (drawn images when there is none).
 // Three phases on one server (api and worker in one process, the defaults a newcomer gets):
@@ -26,7 +26,11 @@ import { startServer } from '../src/server.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { limit: { type: 'string', default: '2000' }, small: { type: 'string', default: '5' } },
+  options: {
+    limit: { type: 'string', default: '2000' },
+    small: { type: 'string', default: '5' },
+    smallest: { type: 'boolean' },
+  },
 });
 const LIMIT = Number(values.limit);
 const SMALL = Number(values.small);
@@ -78,8 +82,11 @@ async function photos(): Promise<{ from: string; images: Buffer[] }> {
 }
 
 const { from, images } = await photos();
-// The small customer's photos: the corpus's smallest ones, the same in every phase.
-const smallPhotos = [...images].sort((a, b) => a.length - b.length).slice(0, SMALL);
+// The small customer's photos: typical ones (around the corpus's median size, or its smallest with
+// --smallest), the same in every phase.
+const bySize = [...images].sort((a, b) => a.length - b.length);
+const middle = values.smallest ? 0 : Math.max(0, Math.floor(bySize.length / 2) - Math.floor(SMALL / 2));
+const smallPhotos = bySize.slice(middle, middle + SMALL);
 
 const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-fairness-'));
 const server = await startServer(
@@ -163,7 +170,10 @@ try {
   const small = await call(ADMIN, 'POST', '/v1/customers', { name: 'Small' });
   const bulk = await call(ADMIN, 'POST', '/v1/customers', { name: 'Bulk' });
   const big = await call(ADMIN, 'POST', '/v1/customers', { name: 'Backfill' });
-  console.log(`backfills of ${LIMIT} from ${from}; the small customer sends ${SMALL}, one at a time`);
+  const kb = smallPhotos.map((p) => Math.round(p.length / 1024)).join(', ');
+  console.log(
+    `backfills of ${LIMIT} from ${from}; the small customer sends ${SMALL} (${kb} KiB), one at a time`,
+  );
 
   const idle = await smallCustomerLatency(small.apiKey);
   console.log(`idle: small customer's median time to processed ${(idle / 1000).toFixed(2)} s`);
