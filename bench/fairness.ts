@@ -90,7 +90,13 @@ const smallPhotos = bySize.slice(middle, middle + SMALL);
 
 const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-fairness-'));
 const server = await startServer(
-  loadConfig({ IMAGELAKE_DATA_DIR: dataDir, IMAGELAKE_PORT: '0', IMAGELAKE_ADMIN_TOKEN: ADMIN }),
+  loadConfig({
+    // The worker settings may be tried from the environment (IMAGELAKE_WORKER_CONCURRENCY: images in flight).
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('IMAGELAKE_WORKER_'))),
+    IMAGELAKE_DATA_DIR: dataDir,
+    IMAGELAKE_PORT: '0',
+    IMAGELAKE_ADMIN_TOKEN: ADMIN,
+  }),
   { log: pino({ level: 'warn' }) },
 );
 const url = server.url!;
