@@ -79,6 +79,11 @@ export async function setRetention(db: Db, id: string, retentionMs: number | nul
   await db.updateTable('customers').set({ retention_ms: retentionMs }).where('id', '=', id).execute();
 }
 
+/** Sets a customer's weight in the workers' fair share (catalog/queue.ts stamps its next jobs with it). */
+export async function setWeight(db: Db, id: string, weight: number): Promise<void> {
+  await db.updateTable('customers').set({ weight }).where('id', '=', id).execute();
+}
+
 /** Whether a customer with this id exists (Kafka messages name theirs). */
 export async function customerExists(db: Db, id: string): Promise<boolean> {
   const row = await db.selectFrom('customers').select('id').where('id', '=', id).executeTakeFirst();

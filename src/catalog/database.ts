@@ -17,6 +17,7 @@ import * as coveringIndexes from './migrations/0013_rollup_covering_indexes.ts';
 import * as analystGuards from './migrations/0014_analyst_guards.ts';
 import * as uploadBytes from './migrations/0015_upload_bytes.ts';
 import * as uniqueCustomerNames from './migrations/0016_unique_customer_names.ts';
+import * as fairQueue from './migrations/0020_fair_queue.ts';
 import * as customerLimits from './migrations/0021_customer_limits.ts';
 import * as usage from './migrations/0022_usage.ts';
 import type { Database } from './schema.ts';
@@ -119,6 +120,7 @@ const MIGRATIONS = {
   '0014_analyst_guards': analystGuards,
   '0015_upload_bytes': uploadBytes,
   '0016_unique_customer_names': uniqueCustomerNames,
+  '0020_fair_queue': fairQueue,
   '0021_customer_limits': customerLimits,
   '0022_usage': usage,
 };

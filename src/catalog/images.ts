@@ -199,8 +199,8 @@ export async function nextReprocessable(
   retentionMs: number,
   cursor: { receivedAt: Date | null; id: string | null },
   limit: number,
-): Promise<{ id: string; received_at: Date }[]> {
-  let next = inScope(db, scope, now, retentionMs).select(['id', 'received_at']);
+): Promise<{ id: string; received_at: Date; customer_id: string }[]> {
+  let next = inScope(db, scope, now, retentionMs).select(['id', 'received_at', 'customer_id']);
   if (cursor.receivedAt && cursor.id) {
     next = next.where(sql<boolean>`(received_at, id) > (${cursor.receivedAt}, ${cursor.id})`);
   }

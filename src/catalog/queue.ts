@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
+import type { JobPriority } from './schema.ts';
 
 /**
  * The job queue lives in PostgreSQL beside the catalog, so landing an image and queueing its
@@ -8,7 +9,10 @@ import type { Db } from './database.ts';
  * claimed again once the lease runs out. Finishing a job checks the lease token, so a worker that
  * lost its lease cannot write a second outcome.
  *
- * This module owns the jobs table: every query on it lives here.
+ * Fair order across customers: see `stamp` and `claim`.
+ *
+ * This module owns the jobs and queue_shares tables: every query on them lives here (the stamp also
+ * reads a customer's weight).
  */
 export interface ClaimedJob {
   id: string;
@@ -30,17 +34,59 @@ export const JOB_KINDS = [PROCESS_IMAGE, REPROCESS_IMAGE] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 export const NOTIFY_CHANNEL = 'imagelake_jobs';
 
+/**
+ * Stamps `count` new jobs of one customer and priority with their virtual times, and returns them
+ * in order. A customer with due jobs already waiting continues from its last stamp; one without
+ * starts at the head of the queue (the smallest vt waiting), so an idle customer's first job is
+ * next in line however long another's backlog is. Each job is 1/weight after the one before, so a
+ * customer of weight 3 gets three claims for every one of a customer of weight 1 while both wait.
+ * The row in queue_shares is locked until the caller's transaction commits: one customer's
+ * landings are stamped one after another, in any number of processes.
+ */
+async function stamp(db: Db, customerId: string, priority: JobPriority, count: number): Promise<number[]> {
+  const result = await sql<{ last_vt: number; weight: number }>`
+    with head as (
+      select coalesce((
+        select vt from jobs
+        where state = 'queued' and priority = ${priority} and run_at <= now()
+        order by priority desc, vt, id limit 1), 0) as vt
+    ), w as (
+      select coalesce((select weight from customers where id = ${customerId}), 1)::float8 as weight
+    ), waiting as (
+      select exists (
+        select 1 from jobs
+        where customer_id = ${customerId} and priority = ${priority} and state = 'queued' and run_at <= now()
+      ) as found
+    )
+    insert into queue_shares as s (customer_id, priority, last_vt)
+    select ${customerId}, ${priority}, head.vt + ${count} / w.weight from head, w
+    on conflict (customer_id, priority) do update
+      set last_vt = greatest(
+        case when (select found from waiting) then s.last_vt else 0 end,
+        (select vt from head)
+      ) + ${count} / (select weight from w)
+    returning last_vt, (select weight from w) as weight`.execute(db);
+  const { last_vt: last, weight } = result.rows[0]!;
+  return Array.from({ length: count }, (_, k) => last - (count - 1 - k) / weight);
+}
+
+/** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
 export async function enqueue(
   db: Db,
-  imageId: string,
+  job: { imageId: string; customerId: string; priority?: JobPriority },
   maxAttempts: number,
   kind = PROCESS_IMAGE,
 ): Promise<void> {
+  const priority = job.priority ?? 'interactive';
+  const [vt] = await stamp(db, job.customerId, priority, 1);
   await db
     .insertInto('jobs')
     .values({
       kind,
-      image_id: imageId,
+      image_id: job.imageId,
+      customer_id: job.customerId,
+      priority,
+      vt: vt!,
       state: 'queued',
       max_attempts: maxAttempts,
       run_at: sql<Date>`now()` as never,
@@ -55,19 +101,33 @@ export async function enqueue(
   await sql`select pg_notify(${NOTIFY_CHANNEL}, ${kind})`.execute(db);
 }
 
-/** Queues one reprocess run's jobs, one per image, and wakes the workers once the transaction commits. */
+/**
+ * Queues one reprocess run's jobs, one per image, and wakes the workers once the transaction
+ * commits. Reprocess work is always bulk: it takes only what interactive work leaves idle.
+ */
 export async function enqueueReprocess(
   db: Db,
   run: { id: string; processor: string },
-  imageIds: string[],
+  images: { id: string; customerId: string }[],
   maxAttempts: number,
 ): Promise<void> {
-  await db
-    .insertInto('jobs')
-    .values(
-      imageIds.map((imageId) => ({
+  if (images.length === 0) return;
+  const byCustomer = new Map<string, string[]>();
+  for (const image of images) {
+    const ids = byCustomer.get(image.customerId) ?? [];
+    ids.push(image.id);
+    byCustomer.set(image.customerId, ids);
+  }
+  const rows = [];
+  for (const [customerId, ids] of [...byCustomer].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const vts = await stamp(db, customerId, 'bulk', ids.length);
+    for (const [k, imageId] of ids.entries()) {
+      rows.push({
         kind: REPROCESS_IMAGE,
         image_id: imageId,
+        customer_id: customerId,
+        priority: 'bulk' as const,
+        vt: vts[k]!,
         state: 'queued' as const,
         max_attempts: maxAttempts,
         run_at: sql<Date>`now()` as never,
@@ -76,9 +136,10 @@ export async function enqueueReprocess(
         last_error: null,
         processor: run.processor,
         run_id: run.id,
-      })),
-    )
-    .execute();
+      });
+    }
+  }
+  await db.insertInto('jobs').values(rows).execute();
   await sql`select pg_notify(${NOTIFY_CHANNEL}, ${REPROCESS_IMAGE})`.execute(db);
 }
 
@@ -97,8 +158,15 @@ export async function dropQueuedRunJobs(db: Db, runId: string): Promise<void> {
   await db.deleteFrom('jobs').where('run_id', '=', runId).where('state', '=', 'queued').execute();
 }
 
-export async function claim(db: Db, limit: number, leaseMs: number): Promise<ClaimedJob[]> {
-  const result = await sql<{
+/**
+ * Claims up to `limit` due jobs: first those whose lease ran out (their worker died), then waiting
+ * jobs in (priority, vt) order, walking the jobs_fair index from its head: every interactive job
+ * before any bulk one, and within a priority the customers in weighted round robin (see `stamp`),
+ * oldest first within a customer. The order is decided here, in one statement, so it holds with
+ * any number of worker processes.
+ */
+function claimStatement(limit: number, leaseMs: number) {
+  return sql<{
     id: string;
     kind: string;
     image_id: string;
@@ -109,20 +177,36 @@ export async function claim(db: Db, limit: number, leaseMs: number): Promise<Cla
     processor: string | null;
     run_id: string | null;
   }>`
-    with due as (
+    with expired as (
       select id from jobs
-      where (state = 'queued' and run_at <= now()) or (state = 'running' and lease_until < now())
-      order by run_at
+      where state = 'running' and lease_until < now()
+      order by lease_until
       for update skip locked
       limit ${limit}
+    ), waiting as (
+      select id from jobs
+      where state = 'queued' and run_at <= now()
+      order by priority desc, vt, id
+      for update skip locked
+      limit ${limit}
+    ), due as (
+      (select id from expired) union all (select id from waiting) limit ${limit}
     )
     update jobs j
     set state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
         lease_until = now() + ${leaseMs} * interval '1 millisecond'
     from due where j.id = due.id
-    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id`.execute(
-    db,
-  );
+    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id`;
+}
+
+/** The claim's query plan (EXPLAIN, not run): bench/claim.ts shows it walks indexes, not the table. */
+export async function explainClaim(db: Db, limit: number, leaseMs: number): Promise<string> {
+  const result = await sql<{ 'QUERY PLAN': string }>`explain ${claimStatement(limit, leaseMs)}`.execute(db);
+  return result.rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
+export async function claim(db: Db, limit: number, leaseMs: number): Promise<ClaimedJob[]> {
+  const result = await claimStatement(limit, leaseMs).execute(db);
   return result.rows.map((r) => ({
     id: String(r.id),
     kind: r.kind,
@@ -188,11 +272,6 @@ export async function depth(db: Db): Promise<{ queued: number; running: number }
 }
 
 // ---- The queue's view (GET /v1/queue, /metrics) ----
-// Until jobs carry their own customer_id and priority columns, the customer comes from the image
-// and the priority from the kind: a reprocess job is bulk, every other job interactive. Once the
-// columns exist, read j.customer_id and j.priority here instead and drop the join.
-
-const PRIORITY = sql<string>`case when j.kind = ${REPROCESS_IMAGE} then 'bulk' else 'interactive' end`;
 
 export interface QueueByPriority {
   priority: string;
@@ -205,7 +284,7 @@ export interface QueueByPriority {
 /** Waiting (queued) and in-flight (running) jobs by priority, and the oldest waiting job's age. */
 export async function queueByPriority(db: Db): Promise<QueueByPriority[]> {
   const rows = await sql<{ priority: string; waiting: string; in_flight: string; oldest: number | null }>`
-    select ${PRIORITY} as priority,
+    select j.priority,
       count(*) filter (where j.state = 'queued') as waiting,
       count(*) filter (where j.state = 'running') as in_flight,
       extract(epoch from now() - min(j.created_at) filter (where j.state = 'queued'))::float8 as oldest
@@ -227,10 +306,10 @@ export async function topWaitingCustomers(
   limit: number,
 ): Promise<Array<{ customerId: string; waiting: number; oldestWaitSeconds: number }>> {
   const rows = await sql<{ customer_id: string; waiting: string; oldest: number }>`
-    select i.customer_id, count(*) as waiting, extract(epoch from now() - min(j.created_at))::float8 as oldest
-    from jobs j join images i on i.id = j.image_id
+    select j.customer_id, count(*) as waiting, extract(epoch from now() - min(j.created_at))::float8 as oldest
+    from jobs j
     where j.state = 'queued'
-    group by i.customer_id
+    group by j.customer_id
     order by count(*) desc, min(j.created_at)
     limit ${limit}`.execute(db);
   return rows.rows.map((r) => ({

@@ -30,6 +30,8 @@ export interface CustomersTable {
   monthly_images: ColumnType<string | null, number | null | undefined, number | null>;
   monthly_bytes: ColumnType<string | null, number | null | undefined, number | null>;
   queue_share: ColumnType<number | null, number | null | undefined, number | null>;
+  /** The customer's share of the workers against other customers' (1 to 1000; default 1). */
+  weight: Generated<number>;
 }
 
 /** One token bucket of a customer's rate limits (owner: catalog/rate-limits.ts). */
@@ -101,6 +103,21 @@ export interface JobsTable {
   /** Set for a reprocess job: the one processor to run. */
   processor: string | null;
   run_id: string | null;
+  /** The image's customer: the claim takes customers in turn. */
+  customer_id: string;
+  /** Interactive jobs are claimed before any bulk job (backfills, Kafka bulk topics, reprocess runs). */
+  priority: JobPriority;
+  /** Virtual time: within a priority, jobs are claimed in vt order (catalog/queue.ts says how it is stamped). */
+  vt: number;
+}
+
+export type JobPriority = 'interactive' | 'bulk';
+
+/** Each customer's last virtual time per priority (catalog/queue.ts). */
+export interface QueueSharesTable {
+  customer_id: string;
+  priority: JobPriority;
+  last_vt: number;
 }
 
 export interface ReprocessRunsTable {
@@ -222,6 +239,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   images: ImagesTable;
   jobs: JobsTable;
+  queue_shares: QueueSharesTable;
   reprocess_runs: ReprocessRunsTable;
   'analytics.facts': FactsTable;
   'analytics.rollup_daily': RollupDailyTable;

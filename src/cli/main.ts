@@ -24,10 +24,13 @@ Usage: imagelake <command> [options]
         [--monthly-images N]             IMAGELAKE_QUOTA_*, IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER).
         [--monthly-bytes SIZE]           SIZE: bytes, or 10MiB, 5GiB.
         [--queue-share N]
+  customers weight ID N                  A customer's share of the workers (1 to 1000; default 1).
   keys analyst [--name NAME]             Issue an analyst key (statistics only, no images).
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
          [--concurrency N] [--wait]      --wait also waits until every image is processed.
+         [--bulk]                        --bulk marks a backfill: processed when no interactive
+                                         work waits, so other uploads go first.
   stats [--from DAY] [--to DAY]          Image counts and bytes as a table (bytes in decimal MB), or
         [--group-by day,customer,...]    --json / --csv for a program. Groups: day, customer,
         [--json | --csv]                 format, source, status.
@@ -271,6 +274,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string' },
       wait: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      bulk: { type: 'boolean' },
       name: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
@@ -306,6 +310,15 @@ async function main(): Promise<void> {
         for (const c of customers) console.log(`${c.id}  ${c.createdAt}  ${c.name}`);
         return;
       }
+      if (sub === 'weight') {
+        const [id, weight] = args;
+        if (!id || !weight || !/^[0-9]+$/.test(weight)) fail('usage: imagelake customers weight ID N');
+        const c = await admin().json<{ id: string; weight: number }>('PATCH', `/v1/customers/${id}`, {
+          weight: Number(weight),
+        });
+        console.log(`customer ${c.id}: weight ${c.weight}`);
+        return;
+      }
       if (sub === 'limits') {
         const id = args[0];
         if (!id) fail('usage: imagelake customers limits ID [--uploads-per-second N] [--queue-share N] ...');
@@ -329,7 +342,9 @@ async function main(): Promise<void> {
         console.log(`  usage ${c.usage.month}: ${c.usage.images} images, ${c.usage.bytes} bytes`);
         return;
       }
-      return fail('usage: imagelake customers create NAME | customers list | customers limits ID');
+      return fail(
+        'usage: imagelake customers create NAME | customers list | customers limits ID | customers weight ID N',
+      );
     }
     case 'keys': {
       if (sub === 'analyst') {
@@ -360,6 +375,7 @@ async function main(): Promise<void> {
         concurrency,
         wait: Boolean(values.wait),
         quiet: Boolean(values.quiet),
+        bulk: Boolean(values.bulk),
       });
       return;
     }

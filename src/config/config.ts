@@ -96,7 +96,10 @@ export interface S3Settings {
 export interface KafkaConfig {
   /** Empty: Kafka is off and the `kafka` role does nothing. */
   brokers: string[];
+  /** Every topic consumed, the bulk ones included. */
   topics: string[];
+  /** Topics whose images are bulk work (IMAGELAKE_KAFKA_BULK_TOPICS): processed only when no interactive work waits. */
+  bulkTopics: string[];
   groupId: string;
   clientId: string;
   /** Suffix of each topic's dead-letter topic. */
@@ -296,7 +299,13 @@ function readKafka(
     Boolean(env.IMAGELAKE_KAFKA_TLS_CA);
   const kafka: KafkaConfig = {
     brokers: list(env.IMAGELAKE_KAFKA_BROKERS, ''),
-    topics: list(env.IMAGELAKE_KAFKA_TOPICS, 'images'),
+    topics: [
+      ...new Set([
+        ...list(env.IMAGELAKE_KAFKA_TOPICS, 'images'),
+        ...list(env.IMAGELAKE_KAFKA_BULK_TOPICS, ''),
+      ]),
+    ],
+    bulkTopics: list(env.IMAGELAKE_KAFKA_BULK_TOPICS, ''),
     groupId: env.IMAGELAKE_KAFKA_GROUP?.trim() || 'imagelake',
     clientId: env.IMAGELAKE_KAFKA_CLIENT_ID?.trim() || 'imagelake',
     dlqSuffix: env.IMAGELAKE_KAFKA_DLQ_SUFFIX?.trim() || '.dlq',

@@ -6,7 +6,7 @@ import type { Db } from '../catalog/database.ts';
 import { countWaiting, findByIdempotencyKey, insertImage } from '../catalog/images.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
 import { countLanding, usageOf } from '../catalog/quota-usage.ts';
-import type { ImageRow, ImageSource } from '../catalog/schema.ts';
+import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
@@ -33,6 +33,8 @@ export interface LandInput {
   body: Readable | Buffer;
   idempotencyKey?: string | undefined;
   filename?: string | undefined;
+  /** 'bulk' for a backfill: processed only when no interactive work waits. Default 'interactive'. */
+  priority?: JobPriority | undefined;
 }
 
 export interface Landed {
@@ -145,7 +147,11 @@ export class Lander {
           bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
         });
         if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
-        await enqueue(trx, id, this.deps.maxAttempts);
+        await enqueue(
+          trx,
+          { imageId: id, customerId: input.customerId, priority: input.priority },
+          this.deps.maxAttempts,
+        );
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
         return inserted;
       });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Db } from '../catalog/database.ts';
 import { getImage } from '../catalog/images.ts';
-import type { ImageRow } from '../catalog/schema.ts';
+import type { ImageRow, JobPriority } from '../catalog/schema.ts';
 import {
   deleteSession,
   getSession,
@@ -148,7 +148,11 @@ export class Uploads {
   }
 
   /** Lands the staged bytes; completing twice answers with the same image. */
-  async complete(customerId: string, id: string): Promise<{ image: ImageRow; duplicate: boolean }> {
+  async complete(
+    customerId: string,
+    id: string,
+    priority?: JobPriority,
+  ): Promise<{ image: ImageRow; duplicate: boolean }> {
     const { db, lake, lander } = this.deps;
     const row = await this.session(customerId, id);
     if (row.image_id) {
@@ -164,6 +168,7 @@ export class Uploads {
         body: await lake.get(row.staging_key),
         idempotencyKey: `upload:${id}`,
         filename: row.filename ?? undefined,
+        priority,
       })
       .catch(async (error) => {
         // Bytes that can never land would otherwise fill the staging area until the session expires.

@@ -79,7 +79,7 @@ export async function topUp(
       await enqueueReprocess(
         trx,
         { id, processor: run.processor },
-        batch.map((image) => image.id),
+        batch.map((image) => ({ id: image.id, customerId: image.customer_id })),
         options.maxAttempts,
       );
       await advanceRunCursor(trx, id, batch.at(-1)!, batch.length);

@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { connect } from '../../src/catalog/database.ts';
+import { runningEmbeddedUrl } from '../../src/catalog/embedded.ts';
 import { jpeg } from '../fixtures/images.ts';
 import { ADMIN, api, cli, createCustomer, settled, spawnServer, until, upload } from './harness.ts';
 
@@ -54,6 +57,18 @@ describe('a reprocess run', () => {
         const { body } = await api(server.url, ADMIN, 'GET', `/v1/reprocess/${runId}`);
         return body.updated >= 3 && body.updated < 12;
       });
+      // A reprocess run is bulk work: it takes only what interactive work leaves idle.
+      const catalog = connect(runningEmbeddedUrl(env.IMAGELAKE_DATA_DIR)!);
+      const queued = await until('the run has jobs queued', async () => {
+        const rows = (
+          await sql<{ kind: string; priority: string }>`select distinct kind, priority from jobs`.execute(
+            catalog.db,
+          )
+        ).rows;
+        return rows.length > 0 ? rows : undefined;
+      });
+      await catalog.db.destroy();
+      assert.deepEqual(queued, [{ kind: 'reprocess-image', priority: 'bulk' }]);
       server.child.kill('SIGKILL');
       await new Promise((r) => server.child.once('exit', r));
 

@@ -22,6 +22,16 @@ describe('durations and sizes', () => {
 });
 
 describe('config', () => {
+  it('consumes the Kafka bulk topics too, and knows them as bulk', () => {
+    const config = loadConfig({
+      IMAGELAKE_KAFKA_TOPICS: 'images',
+      IMAGELAKE_KAFKA_BULK_TOPICS: 'backfill, images',
+    });
+    assert.deepEqual(config.kafka.topics, ['images', 'backfill']);
+    assert.deepEqual(config.kafka.bulkTopics, ['backfill', 'images']);
+    assert.deepEqual(loadConfig({}).kafka.bulkTopics, []);
+  });
+
   it('has defaults that need nothing set', () => {
     const config = loadConfig({});
     assert.equal(config.retentionMs, 7 * 86_400_000);

@@ -86,6 +86,7 @@ describe('limits in force', () => {
       monthly_images: '0',
       monthly_bytes: null,
       queue_share: 7,
+      weight: 1,
     };
     assert.deepEqual(effectiveLimits(row, set.limits), {
       uploadsPerSecond: 2.5,

@@ -14,6 +14,7 @@ const Customer = Type.Object({
   id: Uuid,
   name: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
+  weight: Type.Integer({ description: "Its share of the workers against other customers' (default 1)" }),
 });
 const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const limitFields = {
@@ -115,6 +116,7 @@ export const customerRoutes =
       id: c.id,
       name: c.name,
       createdAt: c.created_at.toISOString(),
+      weight: c.weight,
       ...(await limitsView(ctx, c)),
     });
 
@@ -161,6 +163,7 @@ export const customerRoutes =
           id: customer.id,
           name: customer.name,
           createdAt: customer.created_at.toISOString(),
+          weight: customer.weight,
           apiKey: key.key,
         });
       },
@@ -187,6 +190,7 @@ export const customerRoutes =
           name: c.name,
           createdAt: c.created_at.toISOString(),
           limits: ownLimits(c),
+          weight: c.weight,
         })),
       }),
     );

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { getCustomer, setLimits, setRetention } from '../../catalog/customers.ts';
+import { getCustomer, setLimits, setRetention, setWeight } from '../../catalog/customers.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { AppError } from '../../errors.ts';
 import { eraseImages } from '../../retention/erase.ts';
@@ -89,11 +89,18 @@ export const retentionRoutes =
         onRequest: admin,
         schema: {
           summary:
-            "Set a customer's retention window (shorter than the platform's, or null for the platform's) and its limits (rates, monthly quotas, queue share; null: the default)",
+            "Set a customer's retention window (shorter than the platform's, or null for the platform's) its weight in the workers' fair share, and its limits (rates, monthly quotas, queue share; null: the default)",
           tags: ['customers', 'retention'],
           params: Type.Object({ id: Uuid }),
           body: Type.Object(
             {
+              weight: Type.Optional(
+                Type.Integer({
+                  minimum: 1,
+                  maximum: 1000,
+                  description: "The customer's share of the workers against other customers' (default 1)",
+                }),
+              ),
               retention: Type.Optional(
                 Type.Union([
                   Matching(
@@ -115,6 +122,7 @@ export const retentionRoutes =
                 name: Type.String(),
                 retention: Type.String(),
                 retentionMs: Type.Integer(),
+                weight: Type.Integer(),
               }),
               LimitsView,
             ]),
@@ -143,6 +151,8 @@ export const retentionRoutes =
           }
         }
         if (request.body.retention !== undefined) await setRetention(ctx.db, customer.id, retentionMs);
+        const weight = request.body.weight ?? customer.weight;
+        if (request.body.weight !== undefined) await setWeight(ctx.db, customer.id, weight);
         const updated = request.body.limits
           ? await setLimits(ctx.db, customer.id, request.body.limits)
           : customer;
@@ -153,6 +163,7 @@ export const retentionRoutes =
           name: customer.name,
           retention: formatDuration(effective),
           retentionMs: effective,
+          weight,
           ...(await limitsView(ctx, updated ?? customer)),
         };
       },

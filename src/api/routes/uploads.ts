@@ -2,12 +2,19 @@ import { Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { JobPriority } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { guardedBody } from '../../ingest/body.ts';
 import { UploadSlots } from '../../ingest/upload-slots.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, LandedBody, TEXT_PATTERN, Text, Uuid } from '../schemas.ts';
+import { errorResponses, LandedBody, OneOf, TEXT_PATTERN, Text, Uuid } from '../schemas.ts';
+
+/** `Imagelake-Priority: bulk` marks a backfill: processed only when no interactive work waits. */
+const PriorityHeader = OneOf(['interactive', 'bulk'], {
+  description:
+    'bulk for a backfill: its images are processed only when no interactive work waits (default interactive)',
+});
 
 /** X-Filename is percent-encoded by clients that send non-ASCII names (headers are Latin-1). */
 function decodeFilename(value: string | undefined): string | undefined {
@@ -102,6 +109,7 @@ export const uploadRoutes =
                   description: 'Percent-encoded when not ASCII; no control characters',
                 }),
               ),
+              'imagelake-priority': Type.Optional(PriorityHeader),
             }),
             response: { 202: LandedBody, ...errorResponses(400, 401, 403, 408, 413, 415, 422, 429) },
           },
@@ -126,6 +134,7 @@ export const uploadRoutes =
             body,
             idempotencyKey: request.headers['idempotency-key'] as string | undefined,
             filename,
+            priority: request.headers['imagelake-priority'] as JobPriority | undefined,
           });
           if (!duplicate) await ctx.customerLimits.chargeBytes(image.customer_id, Number(image.bytes));
           if (duplicate) reply.header('idempotent-replayed', 'true');
@@ -222,6 +231,7 @@ export const uploadRoutes =
           summary: 'Land a direct upload: its size and content are checked now, like any upload',
           tags: ['images'],
           params: Type.Object({ id: Uuid }),
+          headers: Type.Object({ 'imagelake-priority': Type.Optional(PriorityHeader) }),
           response: { 202: LandedBody, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 422, 429) },
         },
       },
@@ -229,6 +239,7 @@ export const uploadRoutes =
         const { image, duplicate } = await ctx.uploads.complete(
           request.principal!.customerId!,
           request.params.id,
+          request.headers['imagelake-priority'] as JobPriority | undefined,
         );
         if (!duplicate) await ctx.customerLimits.chargeBytes(image.customer_id, Number(image.bytes));
         if (duplicate) reply.header('idempotent-replayed', 'true');

@@ -9,6 +9,8 @@ export interface UploadOptions {
   concurrency: number;
   wait: boolean;
   quiet: boolean;
+  /** A backfill: sent with `Imagelake-Priority: bulk`, processed when no interactive work waits. */
+  bulk?: boolean;
 }
 
 type Outcome =
@@ -38,7 +40,11 @@ async function sha256File(path: string): Promise<string> {
 }
 
 // The content hash is the idempotency key, so running the same upload twice lands nothing twice.
-async function uploadOne(client: ApiClient, file: { path: string; bytes: number }): Promise<Outcome> {
+async function uploadOne(
+  client: ApiClient,
+  file: { path: string; bytes: number },
+  bulk: boolean,
+): Promise<Outcome> {
   const key = await sha256File(file.path);
   for (let attempt = 1; ; attempt++) {
     let response: Response;
@@ -49,6 +55,7 @@ async function uploadOne(client: ApiClient, file: { path: string; bytes: number 
           'content-type': 'application/octet-stream',
           'idempotency-key': key,
           'x-filename': encodeURIComponent(basename(file.path)),
+          ...(bulk ? { 'imagelake-priority': 'bulk' } : {}),
         },
       });
     } catch (error) {
@@ -120,7 +127,7 @@ export async function upload(client: ApiClient, paths: string[], options: Upload
     Array.from({ length: Math.min(options.concurrency, files.length) }, async () => {
       while (next < files.length) {
         const file = files[next++]!;
-        const outcome = await uploadOne(client, file);
+        const outcome = await uploadOne(client, file, Boolean(options.bulk));
         outcomes.push(outcome);
         doneBytes += file.bytes;
         const seconds = (performance.now() - started) / 1000;

@@ -194,6 +194,7 @@ export class KafkaIngest {
           body: resolved.body,
           idempotencyKey: resolved.idempotencyKey,
           filename: resolved.filename,
+          priority: config.bulkTopics.includes(topic) ? 'bulk' : 'interactive',
         });
         // The claim is consumed: the image now lives in the lake's raw area under its own key.
         if (resolved.claimKey) await lake.delete(resolved.claimKey);
