@@ -32,8 +32,9 @@ export class FsLake implements Lake {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
     const temp = join(dirname(target), `.tmp-${randomBytes(6).toString('hex')}`);
+    let file: ReturnType<typeof createWriteStream> | undefined;
     try {
-      const file = createWriteStream(temp, { flags: 'wx' });
+      file = createWriteStream(temp, { flags: 'wx' });
       await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, file);
       const handle = await open(temp, 'r');
       let bytes: number;
@@ -47,6 +48,9 @@ export class FsLake implements Lake {
       if (durable) await this.syncDir(dirname(target));
       return bytes;
     } catch (error) {
+      // pipeline closes the file when a stream fails, but not when it refuses its arguments before
+      // starting: without this the descriptor would stay open (one per refused upload).
+      file?.destroy();
       await rm(temp, { force: true });
       throw error;
     }
