@@ -156,7 +156,8 @@ function jsonValue(_key: string, value: unknown): unknown {
   return typeof value === 'bigint' ? value.toString() : value;
 }
 
-function csvCell(value: unknown): string {
+/** One CSV field (RFC 4180 quoting); objects as JSON, dates as ISO 8601, null as empty. */
+export function csvCell(value: unknown): string {
   if (value === null || value === undefined) return '';
   const text =
     value instanceof Date

@@ -1,4 +1,4 @@
-import { type Static, type StringOptions, Type } from '@sinclair/typebox';
+import { type Static, type StringOptions, type TSchema, Type } from '@sinclair/typebox';
 import type { Receipt } from '../retention/receipts.ts';
 
 export const ErrorBody = Type.Object(
@@ -107,6 +107,16 @@ export const errorResponses = (...statuses: number[]) =>
       { description: 'An error', content: { 'application/json': { schema: Type.Ref('Error') } } },
     ]),
   ) as unknown as Record<number, ReturnType<typeof Type.Ref>>;
+
+/** A 200 answered as JSON (this schema) or as CSV, whichever `wantsCsv` says the request asked for. */
+export const jsonOrCsv = <T extends TSchema>(schema: T) => ({
+  description: 'The rows as JSON, or as CSV with format=csv or Accept: text/csv',
+  content: { 'application/json': { schema }, 'text/csv': { schema: Type.String() } },
+});
+
+/** Whether a request asks for CSV: `format=csv`, or `Accept: text/csv`. */
+export const wantsCsv = (format: unknown, accept: unknown): boolean =>
+  format === 'csv' || accept === 'text/csv';
 
 export const ReceiptBody = Type.Object(
   {

@@ -5,7 +5,7 @@ import { analystSchema, runAnalystSql } from '../../analytics/sql.ts';
 import { AppError } from '../../errors.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, OneOf } from '../schemas.ts';
+import { errorResponses, jsonOrCsv, OneOf, wantsCsv } from '../schemas.ts';
 
 /**
  * Analysts' own SQL: the analytics schema's tables, read-only queries (bounded in rows, bytes, time
@@ -59,20 +59,14 @@ export const sqlRoutes =
             format: Type.Optional(OneOf(['json', 'csv'])),
           }),
           response: {
-            200: {
-              description: 'The rows as JSON, or as CSV with format=csv or Accept: text/csv',
-              content: {
-                'application/json': {
-                  schema: Type.Object({
-                    columns: Type.Array(Type.Object({ name: Type.String(), type: Type.Integer() })),
-                    rows: Type.Array(Type.Record(Type.String(), Type.Unknown())),
-                    rowCount: Type.Integer(),
-                    truncated: Type.Boolean(),
-                  }),
-                },
-                'text/csv': { schema: Type.String() },
-              },
-            },
+            200: jsonOrCsv(
+              Type.Object({
+                columns: Type.Array(Type.Object({ name: Type.String(), type: Type.Integer() })),
+                rows: Type.Array(Type.Record(Type.String(), Type.Unknown())),
+                rowCount: Type.Integer(),
+                truncated: Type.Boolean(),
+              }),
+            ),
             ...errorResponses(400, 401, 403, 408, 413, 429, 503),
           },
         },
@@ -80,8 +74,7 @@ export const sqlRoutes =
       async (request, reply) => {
         const analyst = ctx.analyst;
         if (!analyst) throw new AppError('SQL_UNAVAILABLE');
-        const format =
-          request.body.format === 'csv' || request.headers.accept === 'text/csv' ? 'csv' : 'json';
+        const format = wantsCsv(request.body.format, request.headers.accept) ? 'csv' : 'json';
         const answer = await limiter.run(request.principal!.keyId, () =>
           runAnalystSql(analyst.pool, request.body.query, {
             maxRows: ctx.config.analytics.sqlMaxRows,

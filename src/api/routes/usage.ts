@@ -1,11 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { dayRange } from '../../analytics/range.ts';
+import { csvCell } from '../../analytics/sql.ts';
 import { type UsageRow, usageBetween } from '../../analytics/usage.ts';
 import { queueByPriority, topWaitingCustomers } from '../../catalog/queue.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { Day, errorResponses, OneOf, Uuid } from '../schemas.ts';
+import { Day, errorResponses, jsonOrCsv, OneOf, Uuid, wantsCsv } from '../schemas.ts';
 
 const UsageBody = Type.Object({
   day: Type.String(),
@@ -32,16 +33,6 @@ const CSV_COLUMNS = [
   'bytesHeld',
   'processorMs',
 ] as const;
-
-function csvCell(value: unknown): string {
-  const text =
-    value === null || value === undefined
-      ? ''
-      : typeof value === 'object'
-        ? JSON.stringify(value)
-        : String(value);
-  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
 
 /** Usage as CSV, one row per customer per day; processorMs is a JSON object in its cell. */
 export function usageCsv(rows: UsageRow[]): string {
@@ -71,19 +62,13 @@ export const usageRoutes =
             format: Type.Optional(OneOf(['json', 'csv'])),
           }),
           response: {
-            200: {
-              description: 'The rows as JSON, or as CSV with format=csv or Accept: text/csv',
-              content: {
-                'application/json': {
-                  schema: Type.Object({
-                    from: Type.String(),
-                    to: Type.String(),
-                    rows: Type.Array(UsageBody),
-                  }),
-                },
-                'text/csv': { schema: Type.String() },
-              },
-            },
+            200: jsonOrCsv(
+              Type.Object({
+                from: Type.String(),
+                to: Type.String(),
+                rows: Type.Array(UsageBody),
+              }),
+            ),
             ...errorResponses(400, 401, 403),
           },
         },
@@ -93,7 +78,7 @@ export const usageRoutes =
         // A customer's key sees its own usage, whatever customerId it asks for.
         const customerId = customerScope(request) ?? request.query.customerId;
         const rows = await usageBetween(ctx.db, { from, to, customerId });
-        if (request.query.format === 'csv' || request.headers.accept === 'text/csv') {
+        if (wantsCsv(request.query.format, request.headers.accept)) {
           reply.header('content-type', 'text/csv; charset=utf-8');
           return reply.send(usageCsv(rows));
         }
