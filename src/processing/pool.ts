@@ -1,21 +1,41 @@
 import { Piscina } from 'piscina';
+import type { JobPriority } from '../catalog/schema.ts';
 import type { ProcessTask } from './context.ts';
 import type { WorkerAnswer } from './worker.ts';
+
+/** Which lane a task runs in: its job's priority, and whether it came through the express claim. */
+export interface Lane {
+  priority: JobPriority;
+  express: boolean;
+}
+
+const ANY: Lane = { priority: 'interactive', express: false };
 
 /**
  * Worker threads that run the pipeline. A task that passes its time limit is aborted, which
  * terminates its thread (the only way to stop a runaway decode) and starts a fresh one.
+ *
+ * The runner holds more jobs than there are threads (their lake reads and writes overlap the image
+ * work), so tasks can wait here for a thread. They wait in lane order, not arrival order:
+ * interactive before bulk, so a bulk job claimed a moment earlier does not take the thread an
+ * upload was waiting for. Express tasks (a customer with nothing else running) do not wait: they
+ * have threads of their own, idle unless such a customer shows up during a backlog.
  */
 export class ProcessingPool {
   private readonly piscina: Piscina;
   private readonly timeoutMs: number;
+  private readonly threads: number;
+  private running = 0;
+  private readonly waiting: Array<{ rank: number; go: () => void }> = [];
 
-  constructor(options: { threads: number; timeoutMs: number }) {
+  constructor(options: { threads: number; expressThreads?: number; timeoutMs: number }) {
     this.timeoutMs = options.timeoutMs;
+    this.threads = options.threads;
+    const all = options.threads + (options.expressThreads ?? 0);
     this.piscina = new Piscina({
       filename: new URL('./worker.ts', import.meta.url).href,
-      minThreads: options.threads,
-      maxThreads: options.threads,
+      minThreads: all,
+      maxThreads: all,
       idleTimeout: 60_000,
     });
   }
@@ -25,11 +45,44 @@ export class ProcessingPool {
    * the caller owns outright (read from the lake): memory allocated by native code, like sharp's
    * output buffers, cannot be transferred.
    */
-  async run(task: ProcessTask, options: { transferInput?: boolean } = {}): Promise<WorkerAnswer> {
+  async run(
+    task: ProcessTask,
+    options: { transferInput?: boolean; lane?: Lane } = {},
+  ): Promise<WorkerAnswer> {
+    const lane = options.lane ?? ANY;
+    if (lane.express) return this.execute(task, options.transferInput);
+    await this.admit(lane.priority === 'interactive' ? 0 : 1);
+    try {
+      return await this.execute(task, options.transferInput);
+    } finally {
+      this.release();
+    }
+  }
+
+  private admit(rank: number): Promise<void> {
+    if (this.running < this.threads) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((go) => {
+      const entry = { rank, go };
+      // Few waiters (the runner's concurrency): an insertion keeps them in (rank, arrival) order.
+      const at = this.waiting.findIndex((w) => w.rank > rank);
+      this.waiting.splice(at === -1 ? this.waiting.length : at, 0, entry);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next.go();
+    else this.running--;
+  }
+
+  private async execute(task: ProcessTask, transferInput?: boolean): Promise<WorkerAnswer> {
     try {
       const { buffer, byteOffset, byteLength } = task.input;
       const whole = byteOffset === 0 && byteLength === buffer.byteLength && buffer instanceof ArrayBuffer;
-      const transferList = options.transferInput && whole ? [buffer] : [];
+      const transferList = transferInput && whole ? [buffer] : [];
       return (await this.piscina.run(task, {
         signal: AbortSignal.timeout(this.timeoutMs),
         transferList,
