@@ -1,6 +1,7 @@
 import { Piscina } from 'piscina';
 import type { JobPriority } from '../catalog/schema.ts';
 import type { ProcessTask } from './context.ts';
+import { CpuShares } from './cpu-shares.ts';
 import type { WorkerAnswer } from './worker.ts';
 
 /** Which lane a task runs in: its job's priority, and whether it came through the express claim. */
@@ -19,13 +20,18 @@ const ANY: Lane = { priority: 'interactive', express: false };
  * work), so tasks can wait here for a thread. They wait in lane order, not arrival order:
  * interactive before bulk, so a bulk job claimed a moment earlier does not take the thread an
  * upload was waiting for. Express tasks (a customer with nothing else running) do not wait: they
- * have threads of their own, idle unless such a customer shows up during a backlog.
+ * have threads of their own, idle unless such a customer shows up during a backlog. While one
+ * runs, a regular task that finishes leaves its thread empty instead of refilling it, so the
+ * express image gets the cores it would have had on an idle server, soon after it started.
  */
 export class ProcessingPool {
   private readonly piscina: Piscina;
   private readonly timeoutMs: number;
   private readonly threads: number;
+  /** Regular tasks on a thread, and express ones. */
   private running = 0;
+  private express = 0;
+  private readonly cpu = new CpuShares();
   private readonly waiting: Array<{ rank: number; go: () => void }> = [];
 
   constructor(options: { threads: number; expressThreads?: number; timeoutMs: number }) {
@@ -50,32 +56,43 @@ export class ProcessingPool {
     options: { transferInput?: boolean; lane?: Lane } = {},
   ): Promise<WorkerAnswer> {
     const lane = options.lane ?? ANY;
-    if (lane.express) return this.execute(task, options.transferInput);
-    await this.admit(lane.priority === 'interactive' ? 0 : 1);
+    if (lane.express) this.express++;
+    else await this.admit(lane.priority === 'interactive' ? 0 : 1);
+    const ticket = this.cpu.start();
     try {
-      return await this.execute(task, options.transferInput);
+      const answer = await this.execute(task, options.transferInput);
+      const cpuMs = this.cpu.stop(ticket);
+      return answer.ok ? { ok: true, result: { ...answer.result, cpuMs } } : answer;
     } finally {
-      this.release();
+      this.cpu.forget(ticket);
+      if (lane.express) this.express--;
+      else this.running--;
+      this.admitWaiting();
     }
   }
 
+  /** Regular tasks share `threads` with the express ones running, so an express task is not slowed by a refill. */
+  private get full(): boolean {
+    return this.running + this.express >= this.threads;
+  }
+
   private admit(rank: number): Promise<void> {
-    if (this.running < this.threads) {
+    if (!this.full && this.waiting.length === 0) {
       this.running++;
       return Promise.resolve();
     }
     return new Promise((go) => {
-      const entry = { rank, go };
       // Few waiters (the runner's concurrency): an insertion keeps them in (rank, arrival) order.
       const at = this.waiting.findIndex((w) => w.rank > rank);
-      this.waiting.splice(at === -1 ? this.waiting.length : at, 0, entry);
+      this.waiting.splice(at === -1 ? this.waiting.length : at, 0, { rank, go });
     });
   }
 
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next.go();
-    else this.running--;
+  private admitWaiting(): void {
+    while (!this.full && this.waiting.length > 0) {
+      this.running++;
+      this.waiting.shift()!.go();
+    }
   }
 
   private async execute(task: ProcessTask, transferInput?: boolean): Promise<WorkerAnswer> {

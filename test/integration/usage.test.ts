@@ -71,7 +71,7 @@ describe('usage for billing', () => {
     assert.equal(rowA.imagesProcessed, 3);
     assert.equal(rowA.imagesFailed, 1);
     assert.ok(rowA.processingMs > 0, 'wall time of processing is counted');
-    assert.ok(rowA.cpuSeconds > 0, "the worker thread's CPU is counted");
+    assert.ok(rowA.cpuSeconds > 0, "the pipeline's CPU is counted");
     assert.ok(rowA.processorMs['mean-color'] > 0, 'time per company processor');
     assert.equal(rowA.bytesHeld, null, 'the day is not over: no snapshot yet');
     assert.equal(rowB.imagesReceived, 2);

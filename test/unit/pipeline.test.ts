@@ -207,6 +207,20 @@ describe('the pool', () => {
     }
   });
 
+  it("counts the pipeline's CPU, libvips's threads included", async () => {
+    const pool = new ProcessingPool({ threads: 1, timeoutMs: 30_000 });
+    try {
+      const input = await jpeg({ width: 4000, height: 3000 });
+      const answer = await pool.run(task(input));
+      assert.ok(answer.ok);
+      // Decoding 12 megapixels and making the renditions takes well over 50 ms of CPU anywhere; the
+      // pipeline thread's own counter saw a few milliseconds of it.
+      assert.ok((answer.result.cpuMs ?? 0) > 50, `cpuMs ${answer.result.cpuMs}`);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('returns the decoded pixels only when asked for', async () => {
     assert.equal((await runPipeline(task(await jpeg()))).decoded, undefined);
     const kept = await runPipeline(task(await jpeg(), { keepDecoded: true }));
