@@ -26,7 +26,12 @@ export interface ClaimedJob {
   processor: string | null;
   runId: string | null;
   priority: JobPriority;
-  /** Claimed through the express lane (`claimExpress`): it runs beside the worker's full slots. */
+  /**
+   * Its customer had no other job running when it was claimed (no interactive one, for an
+   * interactive job): the worker may run it in the express lane.
+   */
+  alone: boolean;
+  /** Runs in the express lane, beside the worker's full slots (set by the runner, or by `claimExpress`). */
   express: boolean;
 }
 
@@ -204,10 +209,13 @@ interface ClaimRow {
   processor: string | null;
   run_id: string | null;
   priority: JobPriority;
+  alone: boolean;
 }
 
+// `alone` reads the jobs as they were before this claim: one index probe (jobs_running_customer).
 const RETURNING = sql.raw(
-  'j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id, j.priority',
+  `j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id, j.priority,
+   not exists (select 1 from jobs r where r.customer_id = j.customer_id and r.state = 'running' and r.id <> j.id) as alone`,
 );
 
 /** How far down the interactive queue the express claim looks for a customer with nothing running. */
@@ -279,6 +287,7 @@ function claimed(r: ClaimRow, express: boolean): ClaimedJob {
     processor: r.processor,
     runId: r.run_id,
     priority: r.priority,
+    alone: r.alone,
     express,
   };
 }

@@ -27,7 +27,7 @@ const ANY: Lane = { priority: 'interactive', express: false };
 export class ProcessingPool {
   private readonly piscina: Piscina;
   private readonly timeoutMs: number;
-  private readonly threads: number;
+  private readonly regularThreads: number;
   /** Regular tasks on a thread, and express ones. */
   private running = 0;
   private express = 0;
@@ -36,7 +36,7 @@ export class ProcessingPool {
 
   constructor(options: { threads: number; expressThreads?: number; timeoutMs: number }) {
     this.timeoutMs = options.timeoutMs;
-    this.threads = options.threads;
+    this.regularThreads = options.threads;
     const all = options.threads + (options.expressThreads ?? 0);
     this.piscina = new Piscina({
       filename: new URL('./worker.ts', import.meta.url).href,
@@ -73,7 +73,7 @@ export class ProcessingPool {
 
   /** Regular tasks share `threads` with the express ones running, so an express task is not slowed by a refill. */
   private get full(): boolean {
-    return this.running + this.express >= this.threads;
+    return this.running + this.express >= this.regularThreads;
   }
 
   private admit(rank: number): Promise<void> {
@@ -116,6 +116,11 @@ export class ProcessingPool {
       // The thread died (out of memory, a native crash): the pool replaces it; the image may be retried.
       return { ok: false, code: 'INTERNAL', message: `The worker thread failed: ${err.message}` };
     }
+  }
+
+  /** Threads for regular tasks (the express ones come on top). */
+  get threads(): number {
+    return this.regularThreads;
   }
 
   get size(): number {

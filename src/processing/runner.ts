@@ -119,6 +119,13 @@ export class Runner {
   }
 
   private dispatch(job: ClaimedJob): void {
+    // A customer with nothing else running takes a free express lane even when a slot took it, if
+    // the threads are all taken: it starts at once instead of queueing behind the images this
+    // worker already holds. (On threads to spare it needs no lane, and a backlog's first image,
+    // claimed before its others, does not take the lane newcomers need.)
+    const regular = this.inFlight.size - this.expressInFlight;
+    if (!job.express && job.alone && job.priority === 'interactive' && regular >= this.deps.pool.threads)
+      job.express = this.expressInFlight < this.deps.options.express;
     this.inFlight.set(job.leaseToken, job);
     if (job.express) this.expressInFlight++;
     const task = this.handle(job).finally(() => {
