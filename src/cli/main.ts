@@ -7,9 +7,10 @@ import { produce } from './commands/kafka.ts';
 import { reprocessCommand, testProcessor } from './commands/processors.ts';
 import { retentionCommand } from './commands/retention.ts';
 import { upload } from './commands/upload.ts';
+import { queueCommand, usageCommand } from './commands/usage.ts';
 import { fail } from './fail.ts';
 import { StorageError } from './storage.ts';
-import { formatTable, toCsv } from './table.ts';
+import { printRows } from './table.ts';
 
 const HELP = `imagelake: an image data platform
 
@@ -35,6 +36,11 @@ Usage: imagelake <command> [options]
   stats [--from DAY] [--to DAY]          Image counts and bytes as a table (bytes in decimal MB), or
         [--group-by day,customer,...]    --json / --csv for a program. Groups: day, customer,
         [--json | --csv]                 format, source, status.
+  usage [--from DAY] [--to DAY]          Usage for billing per customer per day: images received,
+        [--customer ID] [--json | --csv] processed and failed, bytes received and held, processing
+                                         and CPU time, time per processor (default: last 30 days).
+  queue [--json]                         Waiting and in-flight jobs by priority, and the customers
+                                         with the most images waiting (and for how long).
   kafka produce --customer ID PATH...    Stream files and folders into the image topic (message-id =
         [--topic T] [--brokers B]        SHA-256, so twice lands once); larger than --claim-check-over
         [--claim-check-over BYTES]       (default 900000) go as claim checks through serve's lake
@@ -61,8 +67,8 @@ Usage: imagelake <command> [options]
   reprocess --status | --cancel RUN_ID   Follow or stop reprocess runs.
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
-                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats and
-                reprocess.
+                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats, usage,
+                queue and reprocess.
 Offline commands (retention, processors, kafka) read serve's own settings: IMAGELAKE_DATABASE_URL
                 or IMAGELAKE_DATA_DIR (default ./data), IMAGELAKE_LAKE_URL, IMAGELAKE_PROCESSORS_FILE.
                 They never create a catalog; only serve does.
@@ -315,11 +321,14 @@ async function main(): Promise<void> {
         'GET',
         `/v1/stats?${query}`,
       );
-      if (values.json) console.log(JSON.stringify(rows, null, 2));
-      else if (values.csv) process.stdout.write(toCsv(rows, leading));
-      else console.log(rows.length ? formatTable(rows, leading) : 'No images in that range.');
+      printRows(rows, leading, values, 'No images in that range.');
       return;
     }
+    case 'usage':
+      if (values.json && values.csv) fail('usage prints --json or --csv, not both');
+      return usageCommand(values, admin);
+    case 'queue':
+      return queueCommand(values, admin);
     default:
       fail(`unknown command "${command}"; run imagelake help`);
   }
