@@ -140,6 +140,15 @@ export const ERRORS = {
     status: 409,
     message: 'A purge is running already; its receipt will be listed at /v1/purges.',
   },
+  LEGAL_HOLD: {
+    status: 409,
+    message:
+      'Images in scope are under a legal hold and were not erased (nothing was). Release the hold (DELETE /v1/holds/{id}), or erase anyway as an admin with force=true; the receipt then records the holds overridden.',
+  },
+  HOLD_RELEASED: {
+    status: 409,
+    message: 'This hold was released already; GET /v1/holds/{id} shows when and why.',
+  },
   SQL_WRITE_REFUSED: {
     status: 400,
     message: 'Only read queries run here (SELECT, WITH, VALUES, TABLE); writes and DDL are refused.',

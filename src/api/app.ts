@@ -16,6 +16,7 @@ import { catalogOutage } from './outages.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
+import { holdRoutes } from './routes/holds.ts';
 import { imageRoutes } from './routes/images.ts';
 import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
@@ -171,6 +172,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(uploadRoutes(ctx));
   await app.register(statsRoutes(ctx));
   await app.register(retentionRoutes(ctx));
+  await app.register(holdRoutes(ctx));
   await app.register(analyticsRoutes(ctx));
   await app.register(sqlRoutes(ctx));
   await app.register(processorRoutes(ctx));

@@ -3,12 +3,18 @@ import { prune as pruneRollups } from '../analytics/rollups.ts';
 import { pruneUsage } from '../analytics/usage.ts';
 import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
-import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
+import {
+  expiredAfterRelease,
+  expiredHeld,
+  expiredImages as expiredRows,
+  oldestOverdueSeconds,
+} from '../catalog/images-retention.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
+import { lockAllHeldObjects } from './holds.ts';
 import type { Receipt } from './receipts.ts';
 import {
   executeRun,
@@ -54,7 +60,15 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   // Usage's bytes held at the end of yesterday, before this tick's purge deletes anything.
   await snapshotHeldBytes(deps);
   const now = clock.now();
-  const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs);
+  // Held images stay (and on a lake with Object Lock, their objects carry S3 legal holds first);
+  // the receipt counts them by hold, and what only a released hold had kept.
+  await lockAllHeldObjects(deps);
+  const shortest = await shortestWindow(db, retentionMs);
+  const holds = {
+    kept: await expiredHeld(db, now, retentionMs, shortest),
+    released: await expiredAfterRelease(db, now, retentionMs, shortest),
+  };
+  const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs, holds);
 
   const factDays = new Set<string>();
   for (;;) {
