@@ -1,6 +1,6 @@
-import { heldOf, imagesAmong, imagesToErase } from '../catalog/images-retention.ts';
+import { heldOf, imagesToErase } from '../catalog/images-retention.ts';
 import { AppError } from '../errors.ts';
-import { IMAGE_AREAS, imageIdOfKey } from '../lake/object-keys.ts';
+import { IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Receipt } from './receipts.ts';
 import { subjectHash } from './receipts.ts';
 import {
@@ -11,6 +11,7 @@ import {
   planOrphans,
   type RunDeps,
   sealRun,
+  withoutLiveImages,
 } from './runs.ts';
 
 /**
@@ -55,15 +56,8 @@ export async function eraseImages(
         const left: Array<{ key: string; bytes: number }> = [];
         for await (const object of lake.list(`${area}/${partition}/customer=${target.customerId}/`))
           left.push(object);
-        // Objects of images still in the catalog are not orphans: held ones (a hold placed while
-        // this ran), or images landing meanwhile.
-        const ids = [...new Set(left.map((o) => imageIdOfKey(o.key)).filter((id) => id !== undefined))];
-        const kept = new Set((await imagesAmong(db, ids)).map((i) => i.id));
-        await planOrphans(
-          db,
-          runId,
-          left.filter((o) => !kept.has(imageIdOfKey(o.key) ?? '')),
-        );
+        // Not the objects of images still in the catalog: held (a hold placed while this ran) or new.
+        await planOrphans(db, runId, await withoutLiveImages(db, left));
       }
     }
     await executeRun(deps, runId);

@@ -27,6 +27,7 @@ import {
   recordObjects,
   resumeOpenRuns,
   sealRun,
+  withoutLiveImages,
 } from './runs.ts';
 import { shortestWindow } from './windows.ts';
 
@@ -82,8 +83,8 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
 
   await planFactFiles(deps, runId, factDays);
 
-  // Whole day partitions past their window: image areas can then only hold orphans (objects of
-  // landings that crashed before their row was committed); Parquet of facts follows the images'
+  // Whole day partitions past their window: image areas can then only hold held images and orphans
+  // (objects of landings that crashed before their row was committed); Parquet of facts follows the images'
   // window, Parquet of rollups the statistics window.
   const oldestKeptDay = utcDay(new Date(now.getTime() - retentionMs));
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
@@ -102,7 +103,13 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
       if (!partitionDay || partitionDay >= oldestKept) continue;
       const objects: Array<{ key: string; bytes: number }> = [];
       for await (const object of lake.list(`${area}/${child}/`)) objects.push(object);
-      await recordObjects(db, runId, kind, objects);
+      // Held images outlive their partition's window: their objects are not orphans.
+      await recordObjects(
+        db,
+        runId,
+        kind,
+        kind === 'orphan' ? await withoutLiveImages(db, objects) : objects,
+      );
     }
   }
 

@@ -4,7 +4,13 @@ import { factsDayPrefix } from '../analytics/export.ts';
 import { deleteForImages } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { lockHoldsShared } from '../catalog/holds.ts';
-import { deleteImages, heldAmong, type ImageToDelete, lockForDeletion } from '../catalog/images-retention.ts';
+import {
+  deleteImages,
+  heldAmong,
+  type ImageToDelete,
+  imagesAmong,
+  lockForDeletion,
+} from '../catalog/images-retention.ts';
 import {
   heartbeat,
   insertRun,
@@ -19,7 +25,7 @@ import {
   sealAndClearLedger,
 } from '../catalog/purge-runs.ts';
 import { type Clock, utcDay } from '../clock.ts';
-import { metadataKey, renditionPrefix } from '../lake/object-keys.ts';
+import { imageIdOfKey, metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import {
@@ -58,14 +64,17 @@ export async function openRun(
   holds?: ReceiptHolds,
 ): Promise<string> {
   const id = randomUUID();
-  const involved = holds && Object.values(holds).some((byHold) => Object.keys(byHold ?? {}).length > 0);
+  // Only what holds were involved in: a receipt without holds has no `holds` at all.
+  const involved = Object.fromEntries(
+    Object.entries(holds ?? {}).filter(([, byHold]) => Object.keys(byHold ?? {}).length > 0),
+  );
   await insertRun(db, {
     id,
     kind,
     scope,
     startedAt: clock.now(),
     windowMs,
-    holds: involved ? holds : undefined,
+    holds: Object.keys(involved).length ? involved : undefined,
   });
   return id;
 }
@@ -136,6 +145,16 @@ export async function planImages(
     );
     return locked.length;
   });
+}
+
+/**
+ * The objects of images no catalog row owns any more. Listing a partition finds the objects of held
+ * images (kept past the window) and of images landing meanwhile too: those are not orphans.
+ */
+export async function withoutLiveImages<T extends { key: string }>(db: Db, objects: T[]): Promise<T[]> {
+  const ids = [...new Set(objects.map((o) => imageIdOfKey(o.key)).filter((id) => id !== undefined))];
+  const live = new Set((await imagesAmong(db, ids)).map((i) => i.id));
+  return objects.filter((o) => !live.has(imageIdOfKey(o.key) ?? ''));
 }
 
 /** Records objects found without an image (orphans), to be deleted by the run. */
