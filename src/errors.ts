@@ -140,6 +140,11 @@ export const ERRORS = {
     status: 409,
     message: 'A purge is running already; its receipt will be listed at /v1/purges.',
   },
+  NOT_FAILED: {
+    status: 409,
+    message:
+      'Only a failed image can be retried; this one is not failed (it is processed, or already queued again).',
+  },
   LEGAL_HOLD: {
     status: 409,
     message:

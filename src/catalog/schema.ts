@@ -193,6 +193,23 @@ export interface PurgeRunsTable {
   holds: ColumnType<unknown | null, string | null | undefined, string | null>;
 }
 
+/** A Kafka message sent to a dead-letter topic (0029; owner: catalog/dead-letters.ts). */
+export interface DeadLettersTable {
+  id: Generated<string>;
+  /** The original message's topic, partition and offset (unique). */
+  topic: string;
+  partition: number;
+  offset: BigInt;
+  /** The customer-id header as sent (it may name no customer). */
+  customer_id: string | null;
+  message_id: string | null;
+  code: string;
+  message: string;
+  dead_lettered_at: Timestamp;
+  /** When `imagelake kafka replay-dlq` produced it again onto its topic. */
+  replayed_at: Timestamp | null;
+}
+
 /** A legal hold (0028; owner: catalog/holds.ts). Never deleted: released holds keep their record. */
 export interface HoldsTable {
   id: Generated<string>;
@@ -267,6 +284,7 @@ export interface Database {
   purge_ledger: PurgeLedgerTable;
   purge_receipts: PurgeReceiptsTable;
   holds: HoldsTable;
+  dead_letters: DeadLettersTable;
   outbox: OutboxTable;
   settings: SettingsTable;
   uploads: UploadsTable;

@@ -3,6 +3,7 @@ import { prune as pruneRollups } from '../analytics/rollups.ts';
 import { pruneUsage } from '../analytics/usage.ts';
 import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
+import { pruneDeadLetters } from '../catalog/dead-letters.ts';
 import {
   expiredAfterRelease,
   expiredHeld,
@@ -129,6 +130,14 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
   await recordObjects(db, runId, 'upload', staleUploads);
   await pruneSessions(db, now, retentionMs);
+
+  // The catalog's records of dead letters follow their messages, which the topic keeps for the window.
+  await recordDone(
+    db,
+    runId,
+    'dead-letter',
+    await pruneDeadLetters(db, new Date(now.getTime() - retentionMs)),
+  );
 
   // Aggregates hold no image data and live for the (longer) statistics window.
   await recordDone(

@@ -180,7 +180,7 @@ function describeRun(run: Run): string {
 }
 
 /** Reads "--since 2026-11-20", "--since 2026-11-20T10:00:00Z" or "--since 3d" (that long ago). */
-function parseSince(text: string): Date | undefined {
+export function parseSince(text: string): Date | undefined {
   const ago = parseDuration(text);
   if (ago !== undefined && !/^\d+$/.test(text)) return new Date(Date.now() - ago);
   const date = new Date(text);
