@@ -1,4 +1,5 @@
 import type { Metadata } from 'sharp';
+import type { TiffLayout } from './variants.ts';
 
 /** What the main thread sends a worker thread for one image. */
 export interface ProcessTask {
@@ -79,6 +80,8 @@ export interface StepContext {
   input: Buffer;
   /** sharp's reading of the header (no pixels decoded). Set by probe. */
   probe?: Metadata;
+  /** A TIFF libvips refused, as the fallback decoder read its header (processing/variants.ts). */
+  tiff?: TiffLayout;
   decoded?: Decoded;
   result: Partial<ProcessResult> & { renditions: RenditionOutput[] };
 }
