@@ -197,3 +197,12 @@ export function isAvifSequence(input: Buffer): boolean {
   const brands = input.subarray(8, Math.min(size, 64)).toString('latin1');
   return brands.startsWith('avis') || (brands.includes('avis') && !brands.startsWith('avif'));
 }
+
+/**
+ * Floating-point samples (TIFF SampleFormat 3) conventionally run from 0 to 1; cast to 8 bits as
+ * they are, every pixel would be 0 or 1, a black picture. Scaled to 0..255 when no sample is above 1.
+ */
+export async function scaleUnitFloat(image: Sharp): Promise<Sharp> {
+  const { channels } = await image.clone().stats();
+  return channels.every((c) => c.max <= 1) ? image.linear(255, 0) : image;
+}

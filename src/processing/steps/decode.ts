@@ -2,7 +2,7 @@ import sharp, { type Sharp } from 'sharp';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
 import { decodeHeic } from '../heic.ts';
-import { decodeTiffVariant, readTiff } from '../variants.ts';
+import { decodeTiffVariant, readTiff, scaleUnitFloat } from '../variants.ts';
 
 /** The long edge of the largest rendition; nothing downstream needs more pixels than this. */
 export const PREVIEW_EDGE = 1280;
@@ -32,7 +32,8 @@ export const decode: Step = {
         : needsOwnDecoder
           ? await decodeHeic(ctx.input, maxPixels)
           : sharp(ctx.input, { limitInputPixels: maxPixels, failOn: 'error' }).autoOrient();
-      await toDecoded(source);
+      const float = meta.depth === 'float' || meta.depth === 'double';
+      await toDecoded(float ? await scaleUnitFloat(source) : source);
     } catch (error) {
       if (error instanceof AppError) throw error;
       // A TIFF whose header libvips read but whose pixels it cannot (a compression it was built
