@@ -82,6 +82,8 @@ export interface StepContext {
   probe?: Metadata;
   /** A TIFF libvips refused, as the fallback decoder read its header (processing/variants.ts). */
   tiff?: TiffLayout;
+  /** A GIF whose frames reach outside its canvas: the canvas to cut the picture to. */
+  canvas?: { width: number; height: number };
   decoded?: Decoded;
   result: Partial<ProcessResult> & { renditions: RenditionOutput[] };
 }

@@ -206,3 +206,14 @@ export async function scaleUnitFloat(image: Sharp): Promise<Sharp> {
   const { channels } = await image.clone().stats();
   return channels.every((c) => c.max <= 1) ? image.linear(255, 0) : image;
 }
+
+/**
+ * A GIF's canvas (its logical screen) from its header. A frame may reach outside it; libvips then
+ * grows the picture to hold the frame, where viewers show the canvas: the canvas is the image.
+ */
+export function gifCanvas(input: Buffer): { width: number; height: number } | undefined {
+  if (input.length < 10 || input.subarray(0, 4).toString('latin1') !== 'GIF8') return undefined;
+  const width = input.readUInt16LE(6);
+  const height = input.readUInt16LE(8);
+  return width && height ? { width, height } : undefined;
+}

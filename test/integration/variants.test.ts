@@ -74,6 +74,8 @@ describe('every variant of a claimed format', () => {
     'tiff-cielab',
     'tiff-12bit',
     'tiff-float32',
+    'tiff-old-jpeg',
+    'gif-frame-outside',
   ];
   // Grey variants are compared with the grey reference, colour ones with the RGB one.
   const grey = new Set(['tiff-tiled-16bit-raw', 'tiff-12bit', 'tiff-float32']);
@@ -83,7 +85,7 @@ describe('every variant of a claimed format', () => {
       const m = made.get(name)!;
       const image = images.get(name);
       assert.equal(image.status, 'processed', `${name}: ${JSON.stringify(image.error)}`);
-      assert.equal(image.format, 'tiff');
+      assert.equal(image.format, name.split('-')[0]);
       assert.deepEqual([image.width, image.height], [m.width, m.height]);
       assert.deepEqual(
         image.renditions.map((r: any) => [r.name, r.width, r.height]),
@@ -92,6 +94,8 @@ describe('every variant of a claimed format', () => {
           ['preview', m.width, m.height],
         ],
       );
+      // The GIF is the picture moved inside its canvas: its colours are not the reference's.
+      if (name.startsWith('gif')) return;
       const reference = images.get(grey.has(name) ? 'grey16' : 'rgb8');
       const want = await meanOf(t, customer.apiKey, reference.renditions[1].url);
       const got = await meanOf(t, customer.apiKey, image.renditions[1].url);

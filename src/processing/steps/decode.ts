@@ -18,6 +18,7 @@ export const decode: Step = {
     const meta = ctx.probe!;
     const { maxPixels } = ctx.task.limits;
     const toDecoded = async (source: Sharp) => {
+      if (ctx.canvas) source.extract({ left: 0, top: 0, ...ctx.canvas });
       const { data, info } = await source
         .resize({ width: PREVIEW_EDGE, height: PREVIEW_EDGE, fit: 'inside', withoutEnlargement: true })
         .toColourspace('srgb')

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
-import { isAvifSequence, readTiff } from '../variants.ts';
+import { gifCanvas, isAvifSequence, readTiff } from '../variants.ts';
 
 /**
  * Reads the header only (no pixels), so limits can be checked before anything large is decoded. A
@@ -28,6 +28,21 @@ export const probe: Step = {
           `The header could not be read: ${(error as Error).message.split('\n')[0]}`,
         );
       }
+    }
+    const canvas = ctx.probe?.format === 'gif' ? gifCanvas(ctx.input) : undefined;
+    if (
+      canvas &&
+      ctx.probe &&
+      (ctx.probe.width! > canvas.width || (ctx.probe.pageHeight ?? ctx.probe.height!) > canvas.height)
+    ) {
+      ctx.canvas = canvas;
+      ctx.probe = {
+        ...ctx.probe,
+        width: canvas.width,
+        height: canvas.height,
+        pageHeight: canvas.height,
+        autoOrient: { width: canvas.width, height: canvas.height },
+      };
     }
     if (!ctx.probe?.width || !ctx.probe.height)
       throw new AppError('CORRUPT_IMAGE', 'The image declares no dimensions.');
