@@ -82,6 +82,8 @@ export interface StepContext {
   probe?: Metadata;
   /** A TIFF libvips refused, as the fallback decoder read its header (processing/variants.ts). */
   tiff?: TiffLayout;
+  /** What to decode when it is not the input itself (the still image of an animated AVIF). */
+  decodeInput?: Buffer;
   /** A GIF whose frames reach outside its canvas: the canvas to cut the picture to. */
   canvas?: { width: number; height: number };
   decoded?: Decoded;

@@ -190,12 +190,31 @@ export function decodeTiffVariant(input: Buffer, t: TiffLayout, maxPixels: numbe
   });
 }
 
-/** An AVIF whose brand says it is an image sequence (animated), which sharp's libheif does not open. */
+/** The brands of an ISO BMFF file (major first), or undefined when it has no ftyp box. */
+function brandsOf(input: Buffer): string[] | undefined {
+  if (input.length < 16 || input.subarray(4, 8).toString('latin1') !== 'ftyp') return undefined;
+  const end = Math.min(input.readUInt32BE(0), input.length, 256);
+  const brands = [input.subarray(8, 12).toString('latin1')];
+  for (let at = 16; at + 4 <= end; at += 4) brands.push(input.subarray(at, at + 4).toString('latin1'));
+  return brands;
+}
+
+/** An AVIF image sequence (animated AVIF: major brand avis), which sharp's libvips does not open. */
 export function isAvifSequence(input: Buffer): boolean {
-  if (input.subarray(4, 8).toString('latin1') !== 'ftyp') return false;
-  const size = input.readUInt32BE(0);
-  const brands = input.subarray(8, Math.min(size, 64)).toString('latin1');
-  return brands.startsWith('avis') || (brands.includes('avis') && !brands.startsWith('avif'));
+  return brandsOf(input)?.[0] === 'avis';
+}
+
+/**
+ * An animated AVIF that also carries a still image (the first frame as the primary item, which the
+ * "avif" brand among its brands promises, as libavif writes them) can be read as that still image:
+ * a copy whose major brand is "avif", which libvips opens. undefined when it carries none.
+ */
+export function stillOfAvifSequence(input: Buffer): Buffer | undefined {
+  const brands = brandsOf(input);
+  if (brands?.[0] !== 'avis' || !brands.slice(1).includes('avif')) return undefined;
+  const copy = Buffer.from(input);
+  copy.write('avif', 8, 'latin1');
+  return copy;
 }
 
 /**

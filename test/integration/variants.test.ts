@@ -76,6 +76,7 @@ describe('every variant of a claimed format', () => {
     'tiff-float32',
     'tiff-old-jpeg',
     'gif-frame-outside',
+    'avif-sequence',
   ];
   // Grey variants are compared with the grey reference, colour ones with the RGB one.
   const grey = new Set(['tiff-tiled-16bit-raw', 'tiff-12bit', 'tiff-float32']);
@@ -107,10 +108,7 @@ describe('every variant of a claimed format', () => {
     });
   }
 
-  for (const [name, variant] of [
-    ['tiff-lzma', /TIFF, RGB, 3 × 8-bit samples, LZMA compression/],
-    ['avif-sequence', /AVIF image sequence/],
-  ] as const) {
+  for (const [name, variant] of [['tiff-lzma', /TIFF, RGB, 3 × 8-bit samples, LZMA compression/]] as const) {
     it(`${name}: a valid container whose variant nothing here decodes ends UNSUPPORTED_VARIANT, naming it`, async () => {
       const image = images.get(name);
       assert.equal(image.status, 'failed');
@@ -129,7 +127,7 @@ describe('every variant of a claimed format', () => {
     const failures = (await api(t.url, customer.apiKey, 'GET', '/v1/failures')).body;
     assert.deepEqual(failures.codes.map((g: any) => [g.code, g.images]).sort(), [
       ['CORRUPT_IMAGE', 1],
-      ['UNSUPPORTED_VARIANT', 2],
+      ['UNSUPPORTED_VARIANT', 1],
     ]);
   });
 });

@@ -32,7 +32,10 @@ export const decode: Step = {
         ? decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
         : needsOwnDecoder
           ? await decodeHeic(ctx.input, maxPixels)
-          : sharp(ctx.input, { limitInputPixels: maxPixels, failOn: 'error' }).autoOrient();
+          : sharp(ctx.decodeInput ?? ctx.input, {
+              limitInputPixels: maxPixels,
+              failOn: 'error',
+            }).autoOrient();
       const float = meta.depth === 'float' || meta.depth === 'double';
       await toDecoded(float ? await scaleUnitFloat(source) : source);
     } catch (error) {

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
-import { gifCanvas, isAvifSequence, readTiff } from '../variants.ts';
+import { gifCanvas, isAvifSequence, readTiff, stillOfAvifSequence } from '../variants.ts';
 
 /**
  * Reads the header only (no pixels), so limits can be checked before anything large is decoded. A
@@ -18,10 +18,15 @@ export const probe: Step = {
         ctx.tiff = tiff;
         ctx.probe = { format: 'tiff', width: tiff.width, height: tiff.height, pages: 1 } as typeof ctx.probe;
       } else if (isAvifSequence(ctx.input)) {
-        throw new AppError(
-          'UNSUPPORTED_VARIANT',
-          'AVIF image sequence (animated AVIF): no decoder here reads it.',
-        );
+        // Its first frame, as the still image the file carries for still decoders; or none.
+        const still = stillOfAvifSequence(ctx.input);
+        if (!still)
+          throw new AppError(
+            'UNSUPPORTED_VARIANT',
+            'AVIF image sequence (animated AVIF) without a still image: no decoder here reads its frames.',
+          );
+        ctx.decodeInput = still;
+        ctx.probe = await sharp(still, { limitInputPixels: false }).metadata();
       } else {
         throw new AppError(
           'CORRUPT_IMAGE',
