@@ -13,7 +13,7 @@ function ftyp(major: string, ...compatible: string[]): Buffer {
   const box = Buffer.alloc(16 + 4 * compatible.length);
   box.writeUInt32BE(box.length, 0);
   box.write(`ftyp${major}`, 4, 'latin1');
-  compatible.forEach((b, i) => box.write(b, 16 + 4 * i, 'latin1'));
+  for (const [i, b] of compatible.entries()) box.write(b, 16 + 4 * i, 'latin1');
   return Buffer.concat([box, Buffer.alloc(16)]);
 }
 
