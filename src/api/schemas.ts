@@ -168,3 +168,11 @@ export const Force = Type.Object({
     }),
   ),
 });
+
+/** The optional day range of the statistics routes; analytics/range.ts fills in what is left out. */
+export const DayRange = {
+  from: Type.Optional(
+    Day({ description: 'First day, inclusive (default: 29 days before "to": the last 30 days)' }),
+  ),
+  to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
+};

@@ -48,57 +48,47 @@ export async function expiredImages(
 /** Per hold: how many images (and bytes) past their window at `now` it keeps. */
 export type HoldCounts = Record<string, { images: number; bytes: number }>;
 
-function holdCounts(rows: Array<{ hold_id: string; images: string; bytes: string | null }>): HoldCounts {
+/** Images (and bytes) by hold h, of the images i (of customers c) matching `where`. */
+async function countByHold(db: Db, where: RawBuilder<boolean>): Promise<HoldCounts> {
+  const result = await sql<{ hold_id: string; images: string; bytes: string | null }>`
+    select h.id as hold_id, count(*) as images, sum(i.bytes) as bytes
+    from images i join customers c on c.id = i.customer_id join holds h on ${coveredBy()}
+    where ${where}
+    group by h.id`.execute(db);
   return Object.fromEntries(
-    rows.map((r) => [r.hold_id, { images: Number(r.images), bytes: Number(r.bytes ?? 0) }]),
+    result.rows.map((r) => [r.hold_id, { images: Number(r.images), bytes: Number(r.bytes ?? 0) }]),
   );
 }
 
-/** What active holds keep past the window at `now`, by hold (an image under two holds counts for each). */
-export async function expiredHeld(
-  db: Db,
-  now: Date,
-  retentionMs: number,
-  shortestMs: number,
-): Promise<HoldCounts> {
-  const result = await sql<{ hold_id: string; images: string; bytes: string | null }>`
-    select h.id as hold_id, count(*) as images, sum(i.bytes) as bytes
-    from images i join customers c on c.id = i.customer_id join holds h on ${coveredBy()}
-    where h.released_at is null
-      and i.received_at < ${new Date(now.getTime() - shortestMs)} and ${expiredCondition(now, retentionMs)}
-    group by h.id`.execute(db);
-  return holdCounts(result.rows);
-}
-
 /**
- * Images a purge at `now` may take only because a hold was released: past their window, under no
- * active hold, and covered by a hold released after their window had passed. By released hold.
+ * What holds mean to a purge at `now`, by hold: `kept`, the images past their window that active
+ * holds keep (an image under two holds counts for each); `released`, those it may take only because
+ * a hold was released after their window had passed (and no active hold keeps them).
  */
-export async function expiredAfterRelease(
+export async function expiredByHold(
   db: Db,
   now: Date,
   retentionMs: number,
   shortestMs: number,
-): Promise<HoldCounts> {
-  const result = await sql<{ hold_id: string; images: string; bytes: string | null }>`
-    select h.id as hold_id, count(*) as images, sum(i.bytes) as bytes
-    from images i join customers c on c.id = i.customer_id join holds h on ${coveredBy()}
-    where h.released_at is not null and ${expiredCondition(sql<Date>`h.released_at`, retentionMs)}
-      and i.received_at < ${new Date(now.getTime() - shortestMs)} and ${expiredCondition(now, retentionMs)}
-      and not ${underActiveHold()}
-    group by h.id`.execute(db);
-  return holdCounts(result.rows);
+): Promise<{ kept: HoldCounts; released: HoldCounts }> {
+  const expired = sql<boolean>`i.received_at < ${new Date(now.getTime() - shortestMs)} and ${expiredCondition(now, retentionMs)}`;
+  return {
+    kept: await countByHold(db, sql<boolean>`h.released_at is null and ${expired}`),
+    released: await countByHold(
+      db,
+      sql<boolean>`h.released_at is not null and ${expiredCondition(sql<Date>`h.released_at`, retentionMs)}
+        and ${expired} and not ${underActiveHold()}`,
+    ),
+  };
 }
 
 /** What active holds keep of a customer's images (or the one image), by hold: what an erasure would break. */
 export async function heldOf(db: Db, target: { customerId: string; imageId?: string }): Promise<HoldCounts> {
-  const result = await sql<{ hold_id: string; images: string; bytes: string | null }>`
-    select h.id as hold_id, count(*) as images, sum(i.bytes) as bytes
-    from images i join holds h on ${coveredBy()}
-    where h.released_at is null and i.customer_id = ${target.customerId}
-      ${target.imageId ? sql`and i.id = ${target.imageId}` : sql``}
-    group by h.id`.execute(db);
-  return holdCounts(result.rows);
+  return countByHold(
+    db,
+    sql<boolean>`h.released_at is null and i.customer_id = ${target.customerId}
+      ${target.imageId ? sql`and i.id = ${target.imageId}` : sql``}`,
+  );
 }
 
 /** Which of these images are under an active hold. */

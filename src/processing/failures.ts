@@ -32,18 +32,14 @@ export async function failuresByCode(
   examples = 5,
 ): Promise<{ groups: FailureGroup[]; totals: { images: number; deadLetters: number } }> {
   const groups = new Map<string, FailureGroup>();
-  const groupOf = (code: string) => {
-    let group = groups.get(code);
-    if (!group) {
-      group = { code, images: 0, deadLetters: 0, examples: [] };
-      groups.set(code, group);
-    }
-    return group;
+  const add = (code: string, total: string, count: 'images' | 'deadLetters', example: FailureExample) => {
+    const group = groups.get(code) ?? { code, images: 0, deadLetters: 0, examples: [] };
+    groups.set(code, group);
+    group[count] = Number(total);
+    group.examples.push(example);
   };
-  for (const row of await failedByCode(db, filter, examples)) {
-    const group = groupOf(row.code);
-    group.images = Number(row.total);
-    group.examples.push({
+  for (const row of await failedByCode(db, filter, examples))
+    add(row.code, row.total, 'images', {
       kind: 'image',
       at: row.processed_at.toISOString(),
       customerId: row.customer_id,
@@ -51,11 +47,8 @@ export async function failuresByCode(
       imageId: row.id,
       format: row.format,
     });
-  }
-  for (const row of await deadLettersByCode(db, filter, examples)) {
-    const group = groupOf(row.code);
-    group.deadLetters = Number(row.total);
-    group.examples.push({
+  for (const row of await deadLettersByCode(db, filter, examples))
+    add(row.code, row.total, 'deadLetters', {
       kind: 'dead-letter',
       at: row.dead_lettered_at.toISOString(),
       customerId: row.customer_id,
@@ -65,7 +58,6 @@ export async function failuresByCode(
       offset: String(row.offset),
       replayedAt: row.replayed_at?.toISOString() ?? null,
     });
-  }
   const sorted = [...groups.values()].sort(
     (a, b) => b.images + b.deadLetters - (a.images + a.deadLetters) || (a.code < b.code ? -1 : 1),
   );

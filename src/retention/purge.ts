@@ -5,8 +5,7 @@ import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
 import { pruneDeadLetters } from '../catalog/dead-letters.ts';
 import {
-  expiredAfterRelease,
-  expiredHeld,
+  expiredByHold,
   expiredImages as expiredRows,
   oldestOverdueSeconds,
 } from '../catalog/images-retention.ts';
@@ -66,10 +65,7 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   // the receipt counts them by hold, and what only a released hold had kept.
   await lockAllHeldObjects(deps);
   const shortest = await shortestWindow(db, retentionMs);
-  const holds = {
-    kept: await expiredHeld(db, now, retentionMs, shortest),
-    released: await expiredAfterRelease(db, now, retentionMs, shortest),
-  };
+  const holds = await expiredByHold(db, now, retentionMs, shortest);
   const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs, holds);
 
   const factDays = new Set<string>();

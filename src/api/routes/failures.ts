@@ -7,7 +7,7 @@ import { retryImage, retryStep } from '../../processing/retry.ts';
 import { customerWindow } from '../../retention/windows.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { Day, errorResponses, ImageBody, Matching, Text, Uuid } from '../schemas.ts';
+import { DayRange, errorResponses, ImageBody, Matching, Text, Uuid } from '../schemas.ts';
 import { toImageBody } from './images.ts';
 
 /** An error code as the catalogue or a processor spells it. */
@@ -44,10 +44,7 @@ export const failureRoutes =
             'Failed images and dead-lettered Kafka messages in a range, grouped by code with the newest examples (a customer sees its own)',
           tags: ['operations'],
           querystring: Type.Object({
-            from: Type.Optional(
-              Day({ description: 'First day, inclusive (default: 29 days before "to": the last 30 days)' }),
-            ),
-            to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
+            ...DayRange,
             customerId: Type.Optional(Uuid),
             code: Type.Optional(Code),
             examples: Type.Optional(Type.Integer({ minimum: 0, maximum: 50, default: 5 })),

@@ -8,6 +8,7 @@ import { connectionOptions } from '../../ingest/kafka/client.ts';
 import { createTopicCommand, explain } from '../../ingest/kafka/problems.ts';
 import { replayDeadLetters } from '../../ingest/kafka/replay.ts';
 import { openLake } from '../../lake/open.ts';
+import { progressBar } from '../progress.ts';
 import { openStorage, refuseEmptyLake } from '../storage.ts';
 import { collectFiles } from './upload.ts';
 
@@ -116,12 +117,7 @@ export async function replayDlq(
     return 2;
   }
   const storage = await openStorage(config, { allowEmpty: flags.allowEmpty });
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar(
-        { format: 'dead letters [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
+  const bar = progressBar('dead letters [{bar}] {value}/{total}');
   let started = false;
   try {
     const summary = await replayDeadLetters(config.kafka, storage.db, {

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import cliProgress from 'cli-progress';
 import type { ApiClient } from '../client.ts';
+import { progressBar } from '../progress.ts';
 
 export interface RetryFlags {
   status?: string;
@@ -50,16 +50,7 @@ export async function retryCommand(client: ApiClient, flags: RetryFlags): Promis
     ...(flags.customer ? { customerId: flags.customer } : {}),
     ...(flags.since ? { since: flags.since.toISOString() } : {}),
   };
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar(
-        {
-          format: 'retry [{bar}] {value}/{total}  queued {outstanding}',
-          hideCursor: true,
-          stream: process.stderr,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
+  const bar = progressBar('retry [{bar}] {value}/{total}  queued {outstanding}');
   let stop = false;
   process.once('SIGINT', () => {
     stop = true;
