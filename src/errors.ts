@@ -40,6 +40,11 @@ export const ERRORS = {
   },
   TOO_MANY_FRAMES: { status: 422, message: 'The image has more frames than the limit.' },
   CORRUPT_IMAGE: { status: 422, message: 'The image could not be decoded; it is corrupt or truncated.' },
+  UNSUPPORTED_VARIANT: {
+    status: 422,
+    message:
+      'The image is a valid container of a supported format, but this variant of it cannot be decoded here (the message names the variant); convert it, e.g. to 8-bit RGB.',
+  },
   MISSING_CUSTOMER: { status: 400, message: 'The message has no customer-id header.' },
   UNKNOWN_CUSTOMER: { status: 400, message: 'The customer-id names no customer.' },
   CLAIM_CHECK_INVALID: {
@@ -140,6 +145,20 @@ export const ERRORS = {
     status: 409,
     message: 'A purge is running already; its receipt will be listed at /v1/purges.',
   },
+  NOT_FAILED: {
+    status: 409,
+    message:
+      'Only a failed image can be retried; this one is not failed (it is processed, or already queued again).',
+  },
+  LEGAL_HOLD: {
+    status: 409,
+    message:
+      'Images in scope are under a legal hold and were not erased (nothing was). Release the hold (DELETE /v1/holds/{id}), or erase anyway as an admin with force=true; the receipt then records the holds overridden.',
+  },
+  HOLD_RELEASED: {
+    status: 409,
+    message: 'This hold was released already; GET /v1/holds/{id} shows when and why.',
+  },
   SQL_WRITE_REFUSED: {
     status: 400,
     message: 'Only read queries run here (SELECT, WITH, VALUES, TABLE); writes and DDL are refused.',
@@ -216,6 +235,7 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
   'TOO_MANY_PIXELS',
   'TOO_MANY_FRAMES',
   'CORRUPT_IMAGE',
+  'UNSUPPORTED_VARIANT',
   'CHECKSUM_MISMATCH',
   // A processor that answers with output not matching its declaration will answer the same again.
   'PROCESSOR_OUTPUT_INVALID',

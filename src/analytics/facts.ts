@@ -95,6 +95,8 @@ export async function addProcessorRuns(
  * partitions.
  */
 export async function recordFact(db: Db, f: Fact): Promise<void> {
+  // An image has one fact: a retried image's earlier outcome (failed) is taken back first.
+  await retractFact(db, f.imageId);
   const megapixels = f.width && f.height ? (f.width * f.height) / 1e6 : 0;
   await sql`
     insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
@@ -106,6 +108,48 @@ export async function recordFact(db: Db, f: Fact): Promise<void> {
   );
   // Its share of every rollup, in the same transaction.
   await addToRollups(db, f, megapixels);
+}
+
+/** Deletes an image's fact, if it has one, and takes its share back out of the rollups. */
+async function retractFact(db: Db, imageId: string): Promise<void> {
+  const old = await sql<{
+    customer_id: string;
+    source: string;
+    format: string;
+    outcome: 'processed' | 'failed';
+    error_code: string | null;
+    bytes: string;
+    megapixels: number | null;
+    received_at: Date;
+    processed_at: Date;
+    queue_ms: number;
+    processing_ms: number;
+  }>`delete from analytics.facts where image_id = ${imageId}
+     returning customer_id, source, format, outcome, error_code, bytes, megapixels, received_at, processed_at, queue_ms, processing_ms`.execute(
+    db,
+  );
+  const row = old.rows[0];
+  if (!row) return;
+  const fact: Fact = {
+    imageId,
+    customerId: row.customer_id,
+    source: row.source,
+    format: row.format,
+    outcome: row.outcome,
+    errorCode: row.error_code,
+    bytes: Number(row.bytes),
+    width: null,
+    height: null,
+    receivedAt: row.received_at,
+    processedAt: row.processed_at,
+    queueMs: row.queue_ms,
+    processingMs: row.processing_ms,
+    processors: {},
+    dimensions: {},
+    labels: [],
+    processorRuns: {},
+  };
+  await addToRollups(db, fact, row.megapixels ?? 0, -1);
 }
 
 // ---- Retention and export: the facts of images that go, and the facts of a day ----

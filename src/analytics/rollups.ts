@@ -17,10 +17,12 @@ const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600
 
 /**
  * Adds one fact's share to the hourly, daily, totals and per-customer rollups and its processors'
- * runs to the processor rollup. Buckets are by landing time, like the lake's partitions.
+ * runs to the processor rollup. Buckets are by landing time, like the lake's partitions. With sign
+ * -1 it takes an earlier outcome's share back out (a retried image is counted once, by its latest
+ * outcome); the processor runs it had stay counted, since they did run.
  */
-export async function addToRollups(db: Db, f: Fact, megapixels: number): Promise<void> {
-  await rollUpProcessorRuns(db, f.receivedAt, f.customerId, f.processorRuns);
+export async function addToRollups(db: Db, f: Fact, megapixels: number, sign: 1 | -1 = 1): Promise<void> {
+  if (sign === 1) await rollUpProcessorRuns(db, f.receivedAt, f.customerId, f.processorRuns);
   const bucket = bucketOf(f.processingMs);
   for (const [table, column, value] of [
     ['rollup_hourly', 'hour', hourOf(f.receivedAt)],
@@ -30,29 +32,29 @@ export async function addToRollups(db: Db, f: Fact, megapixels: number): Promise
       insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, format, source, outcome, error_code,
         images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
       values (${value}, ${f.customerId}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''},
-        1, ${f.bytes}, ${megapixels}, ${f.queueMs}, ${f.processingMs},
-        (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
+        ${sign}, ${sign * f.bytes}, ${sign * megapixels}, ${sign * f.queueMs}, ${sign * f.processingMs},
+        (select array_agg(case when i = ${bucket} then ${sign} else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
       on conflict (${sql.ref(column)}, customer_id, format, source, outcome, error_code) do update set
-        images = r.images + 1,
+        images = r.images + excluded.images,
         bytes = r.bytes + excluded.bytes,
         megapixels = r.megapixels + excluded.megapixels,
         queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
         processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
-        latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
+        latency_hist[${bucket}] = r.latency_hist[${bucket}] + ${sign}`.execute(db);
   }
   // The narrow rollups the dashboard reads most: everyone's totals, and each customer's totals.
   await sql`
     insert into analytics.rollup_daily_totals as r (day, format, source, outcome, error_code, images, bytes, megapixels,
       queue_ms_sum, processing_ms_sum, latency_hist)
-    values (${utcDay(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, 1, ${f.bytes}, ${megapixels},
-      ${f.queueMs}, ${f.processingMs}, (select array_agg(case when i = ${bucket} then 1 else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
+    values (${utcDay(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, ${sign}, ${sign * f.bytes}, ${sign * megapixels},
+      ${sign * f.queueMs}, ${sign * f.processingMs}, (select array_agg(case when i = ${bucket} then ${sign} else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
     on conflict (day, format, source, outcome, error_code) do update set
-      images = r.images + 1,
+      images = r.images + excluded.images,
       bytes = r.bytes + excluded.bytes,
       megapixels = r.megapixels + excluded.megapixels,
       queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
       processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
-      latency_hist[${bucket}] = r.latency_hist[${bucket}] + 1`.execute(db);
+      latency_hist[${bucket}] = r.latency_hist[${bucket}] + ${sign}`.execute(db);
   // Each customer's totals by day and by month, for the customer rankings.
   for (const [table, column, value] of [
     ['rollup_daily_customers', 'day', utcDay(f.receivedAt)],
@@ -60,9 +62,9 @@ export async function addToRollups(db: Db, f: Fact, megapixels: number): Promise
   ] as const) {
     await sql`
       insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, images, failed, bytes)
-      values (${value}, ${f.customerId}, 1, ${f.outcome === 'failed' ? 1 : 0}, ${f.bytes})
+      values (${value}, ${f.customerId}, ${sign}, ${f.outcome === 'failed' ? sign : 0}, ${sign * f.bytes})
       on conflict (${sql.ref(column)}, customer_id) do update set
-        images = r.images + 1, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
+        images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
       db,
     );
   }

@@ -25,7 +25,10 @@ export type StatsRow = Partial<Record<StatDimension, string>> & {
   bytes: number;
 };
 
-/** Sums the daily rollup over [from, to] (inclusive days), grouped by the requested dimensions. */
+/**
+ * Sums the daily rollup over [from, to] (inclusive days), grouped by the requested dimensions. A
+ * group that sums to no image (a failure taken back when its image was retried) is left out.
+ */
 export async function queryStats(db: Db, q: StatsQuery): Promise<StatsRow[]> {
   const dims = [...new Set(q.groupBy)];
   const select = dims.map((d) => sql`s.${sql.ref(COLUMN[d])}::text as ${sql.ref(d)}`);
@@ -36,6 +39,7 @@ export async function queryStats(db: Db, q: StatsQuery): Promise<StatsRow[]> {
     where s.day between ${q.from}::date and ${q.to}::date
     ${q.customerId ? sql`and s.customer_id = ${q.customerId}` : sql``}
     ${dims.length ? sql`group by ${sql.join(dims.map((d) => sql`s.${sql.ref(COLUMN[d])}`))}` : sql``}
+    ${dims.length ? sql`having sum(s.images) <> 0` : sql``}
     ${dims.length ? sql`order by ${sql.join(dims.map((d) => sql`s.${sql.ref(COLUMN[d])}`))}` : sql``}`.execute(
     db,
   );

@@ -15,7 +15,9 @@ import { optionalBodies } from './openapi.ts';
 import { catalogOutage } from './outages.ts';
 import { analyticsRoutes } from './routes/analytics.ts';
 import { customerRoutes } from './routes/customers.ts';
+import { failureRoutes } from './routes/failures.ts';
 import { healthRoutes } from './routes/health.ts';
+import { holdRoutes } from './routes/holds.ts';
 import { imageRoutes } from './routes/images.ts';
 import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
@@ -171,6 +173,8 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(uploadRoutes(ctx));
   await app.register(statsRoutes(ctx));
   await app.register(retentionRoutes(ctx));
+  await app.register(holdRoutes(ctx));
+  await app.register(failureRoutes(ctx));
   await app.register(analyticsRoutes(ctx));
   await app.register(sqlRoutes(ctx));
   await app.register(processorRoutes(ctx));

@@ -118,13 +118,17 @@ export const jsonOrCsv = <T extends TSchema>(schema: T) => ({
 export const wantsCsv = (format: unknown, accept: unknown): boolean =>
   format === 'csv' || accept === 'text/csv';
 
+const HoldCounts = Type.Record(Type.String(), Type.Object({ images: Type.Integer(), bytes: Type.Integer() }));
+
 export const ReceiptBody = Type.Object(
   {
     seq: Type.Integer({ description: 'Position in the append-only chain' }),
     hash: Type.String({ description: 'SHA-256 of prevHash and the canonical JSON of the receipt' }),
     prevHash: Type.String(),
     runId: Type.String(),
-    kind: Type.Union([Type.Literal('retention'), Type.Literal('erasure')]),
+    kind: OneOf(['retention', 'erasure', 'hold', 'release'], {
+      description: 'retention and erasure delete; hold and release record a legal hold placed or released',
+    }),
     scope: Type.Record(Type.String(), Type.Unknown()),
     startedAt: Type.String({ format: 'date-time' }),
     finishedAt: Type.String({ format: 'date-time' }),
@@ -132,7 +136,20 @@ export const ReceiptBody = Type.Object(
     deleted: Type.Record(Type.String(), Type.Object({ count: Type.Integer(), bytes: Type.Integer() }), {
       description: 'Per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate',
     }),
-    subjects: Type.Array(Type.String(), { description: 'SHA-256 of every image id deleted' }),
+    subjects: Type.Array(Type.String(), { description: 'SHA-256 of every image id deleted (or held)' }),
+    holds: Type.Optional(
+      Type.Object(
+        {
+          kept: Type.Optional(HoldCounts),
+          released: Type.Optional(HoldCounts),
+          overridden: Type.Optional(HoldCounts),
+        },
+        {
+          description:
+            'When legal holds were involved, by hold id: images kept past their window (kept), taken only because their hold was released (released), or erased despite a hold with force (overridden)',
+        },
+      ),
+    ),
   },
   { $id: 'Receipt' },
 );
@@ -140,3 +157,22 @@ export const ReceiptBody = Type.Object(
 export function toReceiptBody(receipt: Receipt): Static<typeof ReceiptBody> {
   return { seq: receipt.seq, hash: receipt.hash, prevHash: receipt.prevHash, ...receipt.body };
 }
+
+/** `force=true` on an erasure: erase images under a legal hold too (admin only; the receipt names the holds). */
+export const Force = Type.Object({
+  force: Type.Optional(
+    Type.Boolean({
+      default: false,
+      description:
+        'Erase images under a legal hold too (admin keys only); the receipt records the holds overridden',
+    }),
+  ),
+});
+
+/** The optional day range of the statistics routes; analytics/range.ts fills in what is left out. */
+export const DayRange = {
+  from: Type.Optional(
+    Day({ description: 'First day, inclusive (default: 29 days before "to": the last 30 days)' }),
+  ),
+  to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
+};

@@ -220,3 +220,87 @@ export async function heldBytesByCustomer(
     .execute();
   return rows.map((r) => ({ customerId: r.customer_id, bytes: Number(r.bytes) }));
 }
+
+// ---- Failed images: GET /v1/failures and retries ----
+
+/** Failed images whose outcome falls in a range, by code: how many, and the newest few of each. */
+export async function failedByCode(
+  db: Db,
+  filter: { from: Date; to: Date; customerId?: string; code?: string },
+  examples: number,
+) {
+  const result = await sql<{
+    code: string;
+    total: string;
+    id: string;
+    customer_id: string;
+    format: string;
+    error_message: string | null;
+    processed_at: Date;
+  }>`
+    select * from (
+      select error_code as code, count(*) over (partition by error_code) as total,
+        row_number() over (partition by error_code order by processed_at desc, id) as n,
+        id, customer_id, format, error_message, processed_at
+      from images
+      where status = 'failed' and processed_at >= ${filter.from} and processed_at < ${filter.to}
+        ${filter.customerId ? sql`and customer_id = ${filter.customerId}` : sql``}
+        ${filter.code ? sql`and error_code = ${filter.code}` : sql``}
+    ) ranked where n <= ${examples}
+    order by code, processed_at desc`.execute(db);
+  return result.rows;
+}
+
+export interface RetryScope {
+  code?: string;
+  customerId?: string;
+  /** Only images that failed at or after this moment. */
+  since?: Date;
+}
+
+function inRetryScope(scope: RetryScope) {
+  return sql<boolean>`status = 'failed'
+    ${scope.code ? sql`and error_code = ${scope.code}` : sql``}
+    ${scope.customerId ? sql`and customer_id = ${scope.customerId}` : sql``}
+    ${scope.since ? sql`and processed_at >= ${scope.since}` : sql``}`;
+}
+
+/** Failed images in scope after the cursor, in landing order, for a bulk retry. */
+export async function failedAfter(
+  db: Db,
+  scope: RetryScope,
+  after: { receivedAt: Date; id: string } | null,
+  limit: number,
+): Promise<Array<{ id: string; customer_id: string; received_at: Date }>> {
+  const result = await sql<{ id: string; customer_id: string; received_at: Date }>`
+    select id, customer_id, received_at from images
+    where ${inRetryScope(scope)}
+      ${after ? sql`and (received_at, id) > (${after.receivedAt}, ${after.id}::uuid)` : sql``}
+    order by received_at, id
+    limit ${limit}`.execute(db);
+  return result.rows;
+}
+
+/** Failed images in scope (after the cursor, when given). */
+export async function countFailed(
+  db: Db,
+  scope: RetryScope,
+  after: { receivedAt: Date; id: string } | null = null,
+): Promise<number> {
+  const result = await sql<{ n: string }>`
+    select count(*) as n from images
+    where ${inRetryScope(scope)}
+      ${after ? sql`and (received_at, id) > (${after.receivedAt}, ${after.id}::uuid)` : sql``}`.execute(db);
+  return Number(result.rows[0]?.n ?? 0);
+}
+
+/** A failed image goes back to received, its error cleared, to be processed again; false if it is not failed. */
+export async function markForRetry(db: Db, id: string): Promise<boolean> {
+  const updated = await db
+    .updateTable('images')
+    .set({ status: 'received', error_code: null, error_message: null, processed_at: null })
+    .where('id', '=', id)
+    .where('status', '=', 'failed')
+    .executeTakeFirst();
+  return Number(updated.numUpdatedRows) === 1;
+}

@@ -21,6 +21,8 @@ export async function insertRun(
     scope: Record<string, unknown>;
     startedAt: Date;
     windowMs: number | null;
+    /** What holds kept back, let go or were overridden, for the receipt (undefined: none involved). */
+    holds?: unknown;
   },
 ): Promise<void> {
   await db
@@ -32,6 +34,7 @@ export async function insertRun(
       started_at: run.startedAt,
       window_ms: run.windowMs,
       sealed_at: null,
+      holds: run.holds === undefined ? null : JSON.stringify(run.holds),
     })
     .execute();
 }

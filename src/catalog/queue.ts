@@ -151,6 +151,17 @@ export async function enqueueReprocess(
   await sql`select pg_notify(${NOTIFY_CHANNEL}, ${REPROCESS_IMAGE})`.execute(db);
 }
 
+/** Jobs of a priority (one customer's, or everyone's) still queued or running: a bulk retry's window. */
+export async function countOutstanding(db: Db, priority: JobPriority, customerId?: string): Promise<number> {
+  let query = db
+    .selectFrom('jobs')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('priority', '=', priority)
+    .where('kind', '=', PROCESS_IMAGE);
+  if (customerId) query = query.where('customer_id', '=', customerId);
+  return Number((await query.executeTakeFirstOrThrow()).n);
+}
+
 /** A run's jobs still queued or running. */
 export async function countRunJobs(db: Db, runId: string): Promise<number> {
   const outstanding = await db

@@ -189,6 +189,42 @@ export interface PurgeRunsTable {
   window_ms: BigInt | null;
   heartbeat_at: Generated<Date>;
   sealed_at: Timestamp | null;
+  /** What holds kept back and what their release let go (0028), for the receipt. */
+  holds: ColumnType<unknown | null, string | null | undefined, string | null>;
+}
+
+/** A Kafka message sent to a dead-letter topic (0029; owner: catalog/dead-letters.ts). */
+export interface DeadLettersTable {
+  id: Generated<string>;
+  /** The original message's topic, partition and offset (unique). */
+  topic: string;
+  partition: number;
+  offset: BigInt;
+  /** The customer-id header as sent (it may name no customer). */
+  customer_id: string | null;
+  message_id: string | null;
+  code: string;
+  message: string;
+  dead_lettered_at: Timestamp;
+  /** When `imagelake kafka replay-dlq` produced it again onto its topic. */
+  replayed_at: Timestamp | null;
+}
+
+/** A legal hold (0028; owner: catalog/holds.ts). Never deleted: released holds keep their record. */
+export interface HoldsTable {
+  id: Generated<string>;
+  /** Every image of this customer (when image_ids is null), also those landing while it is active. */
+  customer_id: string | null;
+  /** Exactly these images. */
+  image_ids: string[] | null;
+  reason: string;
+  /** When the hold is expected to end; an active hold past it is flagged by the audit, not ended. */
+  until: Timestamp | null;
+  created_at: Timestamp;
+  released_at: Timestamp | null;
+  release_reason: string | null;
+  /** On a lake with S3 Object Lock: the newest landing whose objects carry an S3 legal hold. */
+  objects_locked_through: Timestamp | null;
 }
 
 export interface PurgeLedgerTable {
@@ -247,6 +283,8 @@ export interface Database {
   purge_runs: PurgeRunsTable;
   purge_ledger: PurgeLedgerTable;
   purge_receipts: PurgeReceiptsTable;
+  holds: HoldsTable;
+  dead_letters: DeadLettersTable;
   outbox: OutboxTable;
   settings: SettingsTable;
   uploads: UploadsTable;

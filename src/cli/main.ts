@@ -3,9 +3,10 @@ import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { customersCommand } from './commands/customers.ts';
-import { produce } from './commands/kafka.ts';
-import { reprocessCommand, testProcessor } from './commands/processors.ts';
+import { produce, replayDlq } from './commands/kafka.ts';
+import { parseSince, reprocessCommand, testProcessor } from './commands/processors.ts';
 import { retentionCommand } from './commands/retention.ts';
+import { retryCommand } from './commands/retry.ts';
 import { upload } from './commands/upload.ts';
 import { queueCommand, usageCommand } from './commands/usage.ts';
 import { fail } from './fail.ts';
@@ -46,6 +47,12 @@ Usage: imagelake <command> [options]
         [--claim-check-over BYTES]       (default 900000) go as claim checks through serve's lake
         [--allow-empty]                  (IMAGELAKE_LAKE_URL or IMAGELAKE_DATA_DIR); an empty lake is
                                          refused unless --allow-empty.
+  kafka replay-dlq [--code CODE]         Produce dead letters again onto their original topics, with
+        [--since DAY|3d] [--dry-run]     their message-id (what landed lands nothing twice); each once
+        [--again] [--allow-empty]        (--again: also those replayed before). Prints a summary.
+  retry --status failed [--code CODE]    Ask the running server to process failed images again from
+        [--customer ID] [--since DAY|3d] their originals, as bulk work, with progress; the cursor is
+        [--cursor-file FILE]             saved, so running it again goes on where it stopped.
   retention purge                        Run the retention purge now and print its receipt.
   retention audit [--json]               Scan lake, catalog and aggregates for anything past its
                                          window or orphaned; exits 1 if anything is found.
@@ -68,7 +75,7 @@ Usage: imagelake <command> [options]
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
                 --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats, usage,
-                queue and reprocess.
+                queue, reprocess and retry (retry also takes a customer's key: its own images).
 Offline commands (retention, processors, kafka) read serve's own settings: IMAGELAKE_DATABASE_URL
                 or IMAGELAKE_DATA_DIR (default ./data), IMAGELAKE_LAKE_URL, IMAGELAKE_PROCESSORS_FILE.
                 They never create a catalog; only serve does.
@@ -159,12 +166,31 @@ async function main(): Promise<void> {
         'claim-check-over': { type: 'string' },
         quiet: { type: 'boolean' },
         'allow-empty': { type: 'boolean' },
+        code: { type: 'string' },
+        since: { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        again: { type: 'boolean' },
       },
     });
     const [sub, ...paths] = positionals;
-    if (sub !== 'produce' || !values.customer || paths.length === 0)
-      fail('usage: imagelake kafka produce --customer ID [--topic T] [--brokers HOST:PORT] PATH...');
     if (values.brokers) process.env.IMAGELAKE_KAFKA_BROKERS = values.brokers;
+    if (sub === 'replay-dlq') {
+      const since = values.since === undefined ? undefined : parseSince(values.since);
+      if (values.since !== undefined && !since)
+        fail(`--since ${values.since} is neither a date (2026-11-20) nor a duration (3d)`);
+      process.exitCode = await replayDlq(readConfig(), {
+        code: values.code,
+        since,
+        dryRun: Boolean(values['dry-run']),
+        again: Boolean(values.again),
+        allowEmpty: Boolean(values['allow-empty']),
+      });
+      return;
+    }
+    if (sub !== 'produce' || !values.customer || paths.length === 0)
+      fail(
+        'usage: imagelake kafka produce --customer ID [--topic T] [--brokers HOST:PORT] PATH... | imagelake kafka replay-dlq [--code CODE] [--since DAY|3d] [--dry-run]',
+      );
     const config = readConfig();
     const claimCheckOver = Number(values['claim-check-over'] ?? 900_000);
     if (!Number.isFinite(claimCheckOver) || claimCheckOver < 0)
@@ -229,6 +255,26 @@ async function main(): Promise<void> {
       },
     });
     process.exitCode = await reprocessCommand(adminClient(values), values);
+    return;
+  }
+
+  if (command === 'retry') {
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        status: { type: 'string' },
+        code: { type: 'string' },
+        customer: { type: 'string' },
+        since: { type: 'string' },
+        'cursor-file': { type: 'string' },
+        url: { type: 'string' },
+        token: { type: 'string' },
+      },
+    });
+    const since = values.since === undefined ? undefined : parseSince(values.since);
+    if (values.since !== undefined && !since)
+      fail(`--since ${values.since} is neither a date (2026-11-20) nor a duration (3d)`);
+    process.exitCode = await retryCommand(adminClient(values), { ...values, since });
     return;
   }
 

@@ -37,3 +37,8 @@ export const IMAGE_AREAS = ['raw', 'renditions', 'metadata'] as const;
 export function dayOfKey(key: string): string | undefined {
   return /(?:^|\/)dt=(\d{4}-\d{2}-\d{2})\//.exec(key)?.[1];
 }
+
+/** The image id of an image copy's key (raw, rendition or sidecar), e.g. 'raw/dt=…/customer=…/<id>.jpg'. */
+export function imageIdOfKey(key: string): string | undefined {
+  return /^(?:raw|renditions|metadata)\/dt=[^/]+\/customer=[^/]+\/([0-9a-f-]{36})(?:[./]|$)/.exec(key)?.[1];
+}

@@ -37,6 +37,12 @@ export interface Lake {
   children(prefix: string): Promise<string[]>;
   /** A URL a client can PUT an object's bytes to directly, where the store supports it (S3). */
   presignPut?(key: string, expiresInSeconds: number): Promise<string>;
+  /**
+   * Where the store has object locking (S3 Object Lock): sets (on) or clears the object's legal hold,
+   * so no lifecycle rule or other client can delete it meanwhile. Absent objects are skipped. Answers
+   * false, having done nothing, when this lake's bucket has no Object Lock.
+   */
+  legalHold?(key: string, on: boolean): Promise<boolean>;
   /** Answers when the lake can be written; throws otherwise. */
   check(): Promise<void>;
   describe(): string;

@@ -3,10 +3,13 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  ListObjectVersionsCommand,
   PutObjectCommand,
+  PutObjectLegalHoldCommand,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
@@ -31,6 +34,8 @@ export class S3Lake implements Lake {
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;
+  /** Whether the bucket has Object Lock (and so versioning), asked once. */
+  private locking: Promise<boolean> | undefined;
 
   constructor(options: S3LakeOptions) {
     this.bucket = options.bucket;
@@ -156,10 +161,15 @@ export class S3Lake implements Lake {
   }
 
   async delete(key: string): Promise<void> {
+    if (await this.objectLock()) return this.deleteVersions(key);
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
   }
 
   async deleteMany(keys: string[]): Promise<void> {
+    if (await this.objectLock()) {
+      for (const key of keys) await this.deleteVersions(key);
+      return;
+    }
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
       const result = await this.client.send(
@@ -222,12 +232,83 @@ export class S3Lake implements Lake {
     await this.put('.health/check', Buffer.from(new Date().toISOString()));
   }
 
+  /** Whether the bucket has Object Lock enabled; asked once (a 403 on the question counts as no). */
+  objectLock(): Promise<boolean> {
+    this.locking ??= this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket })).then(
+      (result) => result.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled',
+      (error: { $metadata?: { httpStatusCode?: number } }) => {
+        // No configuration (404), or a store without the API (GCS, R2: 400, 501): no locking.
+        if (error?.$metadata?.httpStatusCode) return false;
+        this.locking = undefined; // a store that did not answer: ask again next time
+        throw error;
+      },
+    );
+    return this.locking;
+  }
+
+  async legalHold(key: string, on: boolean): Promise<boolean> {
+    if (!(await this.objectLock())) return false;
+    try {
+      await this.client.send(
+        new PutObjectLegalHoldCommand({
+          Bucket: this.bucket,
+          Key: this.key(key),
+          LegalHold: { Status: on ? 'ON' : 'OFF' },
+        }),
+      );
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+    return true;
+  }
+
+  /**
+   * A bucket with Object Lock is versioned: a plain DELETE only hides the object behind a delete
+   * marker and keeps its bytes. Erasing it means deleting every version. The catalog has already
+   * decided the object may go (the purge and erasure skip images under a hold), so a version still
+   * carrying a legal hold (a release whose clearing was interrupted) is cleared, then deleted.
+   */
+  private async deleteVersions(key: string): Promise<void> {
+    const Key = this.key(key);
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectVersionsCommand({
+          Bucket: this.bucket,
+          Prefix: Key,
+          KeyMarker: keyMarker,
+          VersionIdMarker: versionMarker,
+        }),
+      );
+      for (const version of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
+        if (version.Key !== Key) continue; // another object whose key starts with this one
+        const target = { Bucket: this.bucket, Key, VersionId: version.VersionId };
+        try {
+          await this.client.send(new DeleteObjectCommand(target));
+        } catch (error) {
+          if (!isWormRefusal(error)) throw error;
+          await this.client.send(new PutObjectLegalHoldCommand({ ...target, LegalHold: { Status: 'OFF' } }));
+          await this.client.send(new DeleteObjectCommand(target));
+        }
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+    } while (keyMarker);
+  }
+
   /** A URL a client can PUT the bytes to directly, for large uploads that should not pass through the API. */
   async presignPut(key: string, expiresInSeconds: number): Promise<string> {
     return getSignedUrl(this.client, new PutObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), {
       expiresIn: expiresInSeconds,
     });
   }
+}
+
+/** The store refused to delete a version because of a retention or legal hold (AWS: AccessDenied; MinIO: InvalidRequest, "WORM protected"). */
+function isWormRefusal(error: unknown): boolean {
+  const e = error as { name?: string; message?: string };
+  return e?.name === 'AccessDenied' || /WORM|object lock|legal hold/i.test(e?.message ?? '');
 }
 
 function isMissing(error: unknown): boolean {

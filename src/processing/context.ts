@@ -1,4 +1,5 @@
 import type { Metadata } from 'sharp';
+import type { TiffLayout } from './variants.ts';
 
 /** What the main thread sends a worker thread for one image. */
 export interface ProcessTask {
@@ -79,6 +80,12 @@ export interface StepContext {
   input: Buffer;
   /** sharp's reading of the header (no pixels decoded). Set by probe. */
   probe?: Metadata;
+  /** A TIFF libvips refused, as the fallback decoder read its header (processing/variants.ts). */
+  tiff?: TiffLayout;
+  /** What to decode when it is not the input itself (the still image of an animated AVIF). */
+  decodeInput?: Buffer;
+  /** A GIF whose frames reach outside its canvas: the canvas to cut the picture to. */
+  canvas?: { width: number; height: number };
   decoded?: Decoded;
   result: Partial<ProcessResult> & { renditions: RenditionOutput[] };
 }

@@ -1,7 +1,8 @@
 import { staleDaily } from '../analytics/rollups.ts';
 import { allRetentions } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { auditPage, countImages } from '../catalog/images-retention.ts';
+import { activeHolds } from '../catalog/holds.ts';
+import { auditPage, countImages, holdsOver } from '../catalog/images-retention.ts';
 import { unfinishedRuns } from '../catalog/purge-runs.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
@@ -15,7 +16,8 @@ export type FindingKind =
   | 'expired-object'
   | 'orphan-object'
   | 'expired-aggregates'
-  | 'unfinished-run';
+  | 'unfinished-run'
+  | 'hold-past-until';
 
 export interface Finding {
   kind: FindingKind;
@@ -29,6 +31,11 @@ export interface AuditReport {
   at: string;
   scanned: { catalogRows: number; lakeObjects: number };
   findings: Finding[];
+  /**
+   * Images under an active legal hold, apart from the findings: kept on purpose, not violations.
+   * By hold: how many images it covers and how many of them are past their window.
+   */
+  held: Record<string, { images: number; pastWindow: number }>;
 }
 
 export interface AuditDeps {
@@ -59,6 +66,7 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   const now = clock.now();
   const grace = deps.orphanGraceMs ?? 15 * 60_000;
   const findings: Finding[] = [];
+  const held: AuditReport['held'] = {};
   const windows = new Map<string, number>();
   for (const c of await allRetentions(db)) windows.set(c.id, effectiveWindow(retentionMs, c.retention_ms));
   const windowOf = (customerId: string) => windows.get(customerId) ?? retentionMs;
@@ -70,10 +78,21 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   for (;;) {
     const page = await auditPage(db, after, 1000);
     if (page.length === 0) break;
+    const holdsOf = await holdsOver(
+      db,
+      page.map((r) => r.id),
+    );
     for (const row of page) {
       rows.set(row.id, { receivedAt: row.received_at, customerId: row.customer_id });
       const expiresAt = row.received_at.getTime() + windowOf(row.customer_id);
-      if (expiresAt < now.getTime()) {
+      const holdIds = holdsOf.get(row.id) ?? [];
+      for (const holdId of holdIds) {
+        const count = held[holdId] ?? { images: 0, pastWindow: 0 };
+        held[holdId] = count;
+        count.images++;
+        if (expiresAt < now.getTime()) count.pastWindow++;
+      }
+      if (expiresAt < now.getTime() && holdIds.length === 0) {
         findings.push({
           kind: 'expired-row',
           where: 'catalog',
@@ -176,5 +195,21 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
     });
   }
 
-  return { at: now.toISOString(), scanned: { catalogRows: rows.size, lakeObjects: objects }, findings };
+  // A hold is ended by an admin, never by its date; one past its expected end needs a decision.
+  for (const hold of await activeHolds(db)) {
+    if (hold.until && hold.until.getTime() < now.getTime())
+      findings.push({
+        kind: 'hold-past-until',
+        where: 'catalog',
+        subject: hold.id,
+        detail: `hold "${hold.reason}" was expected to end ${hold.until.toISOString()} and is still active; release it (DELETE /v1/holds/${hold.id}) or extend it`,
+      });
+  }
+
+  return {
+    at: now.toISOString(),
+    scanned: { catalogRows: rows.size, lakeObjects: objects },
+    findings,
+    held,
+  };
 }

@@ -3,13 +3,19 @@ import { prune as pruneRollups } from '../analytics/rollups.ts';
 import { pruneUsage } from '../analytics/usage.ts';
 import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
-import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
+import { pruneDeadLetters } from '../catalog/dead-letters.ts';
+import {
+  expiredByHold,
+  expiredImages as expiredRows,
+  oldestOverdueSeconds,
+} from '../catalog/images-retention.ts';
 import { pruneMonths } from '../catalog/quota-usage.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
+import { lockAllHeldObjects } from './holds.ts';
 import type { Receipt } from './receipts.ts';
 import {
   executeRun,
@@ -22,6 +28,7 @@ import {
   recordObjects,
   resumeOpenRuns,
   sealRun,
+  withoutLiveImages,
 } from './runs.ts';
 import { shortestWindow } from './windows.ts';
 
@@ -55,7 +62,12 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   // Usage's bytes held at the end of yesterday, before this tick's purge deletes anything.
   await snapshotHeldBytes(deps);
   const now = clock.now();
-  const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs);
+  // Held images stay (and on a lake with Object Lock, their objects carry S3 legal holds first);
+  // the receipt counts them by hold, and what only a released hold had kept.
+  await lockAllHeldObjects(deps);
+  const shortest = await shortestWindow(db, retentionMs);
+  const holds = await expiredByHold(db, now, retentionMs, shortest);
+  const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs, holds);
 
   const factDays = new Set<string>();
   for (;;) {
@@ -69,8 +81,8 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
 
   await planFactFiles(deps, runId, factDays);
 
-  // Whole day partitions past their window: image areas can then only hold orphans (objects of
-  // landings that crashed before their row was committed); Parquet of facts follows the images'
+  // Whole day partitions past their window: image areas can then only hold held images and orphans
+  // (objects of landings that crashed before their row was committed); Parquet of facts follows the images'
   // window, Parquet of rollups the statistics window.
   const oldestKeptDay = utcDay(new Date(now.getTime() - retentionMs));
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
@@ -89,7 +101,13 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
       if (!partitionDay || partitionDay >= oldestKept) continue;
       const objects: Array<{ key: string; bytes: number }> = [];
       for await (const object of lake.list(`${area}/${child}/`)) objects.push(object);
-      await recordObjects(db, runId, kind, objects);
+      // Held images outlive their partition's window: their objects are not orphans.
+      await recordObjects(
+        db,
+        runId,
+        kind,
+        kind === 'orphan' ? await withoutLiveImages(db, objects) : objects,
+      );
     }
   }
 
@@ -109,6 +127,14 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
   await recordObjects(db, runId, 'upload', staleUploads);
   await pruneSessions(db, now, retentionMs);
+
+  // The catalog's records of dead letters follow their messages, which the topic keeps for the window.
+  await recordDone(
+    db,
+    runId,
+    'dead-letter',
+    await pruneDeadLetters(db, new Date(now.getTime() - retentionMs)),
+  );
 
   // Aggregates hold no image data and live for the (longer) statistics window; quota counts for
   // the current and the previous month.

@@ -26,15 +26,30 @@ export interface CopyCount {
 
 export interface ReceiptBody {
   runId: string;
-  kind: 'retention' | 'erasure';
+  /** retention and erasure delete; hold and release record a legal hold placed or released. */
+  kind: 'retention' | 'erasure' | 'hold' | 'release';
   scope: Record<string, unknown>;
   startedAt: string;
   finishedAt: string;
   windowMs: number | null;
   /** What was deleted, per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate. */
   deleted: Record<string, CopyCount>;
-  /** SHA-256 of each image id deleted, sorted: proof of which images, without naming them. */
+  /** SHA-256 of each image id deleted (or held), sorted: proof of which images, without naming them. */
   subjects: string[];
+  /**
+   * Purges and erasures, when holds were involved: what active holds kept back (`kept`), what was
+   * taken only because a hold was released (`released`), and what a forced erasure took despite
+   * a hold (`overridden`), each by hold id. Absent when no hold was involved, so receipts from
+   * before holds hash as they did.
+   */
+  holds?: ReceiptHolds;
+}
+
+export type HoldCount = { images: number; bytes: number };
+export interface ReceiptHolds {
+  kept?: Record<string, HoldCount>;
+  released?: Record<string, HoldCount>;
+  overridden?: Record<string, HoldCount>;
 }
 
 export interface Receipt {

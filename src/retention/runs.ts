@@ -3,7 +3,14 @@ import type { Logger } from 'pino';
 import { factsDayPrefix } from '../analytics/export.ts';
 import { deleteForImages } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
-import { deleteImages, type ImageToDelete, lockForDeletion } from '../catalog/images-retention.ts';
+import { lockHoldsShared } from '../catalog/holds.ts';
+import {
+  deleteImages,
+  heldAmong,
+  type ImageToDelete,
+  imagesAmong,
+  lockForDeletion,
+} from '../catalog/images-retention.ts';
 import {
   heartbeat,
   insertRun,
@@ -18,7 +25,7 @@ import {
   sealAndClearLedger,
 } from '../catalog/purge-runs.ts';
 import { type Clock, utcDay } from '../clock.ts';
-import { metadataKey, renditionPrefix } from '../lake/object-keys.ts';
+import { imageIdOfKey, metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import {
@@ -26,6 +33,7 @@ import {
   type CopyCount,
   type Receipt,
   type ReceiptBody,
+  type ReceiptHolds,
   receiptOfRun,
   subjectHash,
 } from './receipts.ts';
@@ -53,9 +61,21 @@ export async function openRun(
   kind: 'retention' | 'erasure',
   scope: Record<string, unknown>,
   windowMs: number | null,
+  holds?: ReceiptHolds,
 ): Promise<string> {
   const id = randomUUID();
-  await insertRun(db, { id, kind, scope, startedAt: clock.now(), windowMs });
+  // Only what holds were involved in: a receipt without holds has no `holds` at all.
+  const involved = Object.fromEntries(
+    Object.entries(holds ?? {}).filter(([, byHold]) => Object.keys(byHold ?? {}).length > 0),
+  );
+  await insertRun(db, {
+    id,
+    kind,
+    scope,
+    startedAt: clock.now(),
+    windowMs,
+    holds: Object.keys(involved).length ? involved : undefined,
+  });
   return id;
 }
 
@@ -75,24 +95,34 @@ export async function objectsOf(lake: Lake, image: ImageToDelete): Promise<Ledge
 
 /**
  * Plans a batch of images: lists their objects, then in one transaction takes the rows that are still
- * there (another run may have taken some), records their copies and deletes the rows. Returns how
- * many images this run took.
+ * there (another run may have taken some) and under no legal hold (unless `force`), records their
+ * copies and deletes the rows. Returns how many images this run took.
  */
 export async function planImages(
   deps: RunDeps,
   runId: string,
   images: ImageToDelete[],
   factDays?: Set<string>,
+  options: { force?: boolean } = {},
 ): Promise<number> {
   if (images.length === 0) return 0;
   const listed = new Map<string, LedgerItem[]>();
   for (const image of images) listed.set(image.id, await objectsOf(deps.lake, image));
   return deps.db.transaction().execute(async (trx) => {
     await heartbeat(trx, runId);
-    const locked = await lockForDeletion(
+    // Holds placed before this point are seen below; one placed later waits for this transaction.
+    await lockHoldsShared(trx);
+    const lockedRows = await lockForDeletion(
       trx,
       images.map((i) => i.id),
     );
+    const held = options.force
+      ? new Set<string>()
+      : await heldAmong(
+          trx,
+          lockedRows.map((r) => r.id),
+        );
+    const locked = lockedRows.filter((r) => !held.has(r.id));
     if (locked.length === 0) return 0;
     const items: LedgerItem[] = [];
     for (const row of locked) {
@@ -115,6 +145,16 @@ export async function planImages(
     );
     return locked.length;
   });
+}
+
+/**
+ * The objects of images no catalog row owns any more. Listing a partition finds the objects of held
+ * images (kept past the window) and of images landing meanwhile too: those are not orphans.
+ */
+export async function withoutLiveImages<T extends { key: string }>(db: Db, objects: T[]): Promise<T[]> {
+  const ids = [...new Set(objects.map((o) => imageIdOfKey(o.key)).filter((id) => id !== undefined))];
+  const live = new Set((await imagesAmong(db, ids)).map((i) => i.id));
+  return objects.filter((o) => !live.has(imageIdOfKey(o.key) ?? ''));
 }
 
 /** Records objects found without an image (orphans), to be deleted by the run. */
@@ -184,6 +224,7 @@ export async function sealRun(deps: RunDeps, runId: string): Promise<Receipt> {
       windowMs: run.window_ms === null ? null : Number(run.window_ms),
       deleted,
       subjects,
+      ...(run.holds ? { holds: run.holds as ReceiptHolds } : {}),
     };
     const appended = await appendReceipt(trx, body);
     // The receipt now holds the totals and the subjects; the ledger lines have done their job.

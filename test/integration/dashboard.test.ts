@@ -372,6 +372,33 @@ describe('dashboard', () => {
     assert.equal(count.body.rows[0].n, ALL_IMAGES, 'the refused delete deleted nothing');
   });
 
+  it('shows operators the failures by code with an admin key; an analyst key does not get the panel', async () => {
+    await page.getByTestId('tab-dashboard').click();
+    await page
+      .locator('[data-testid="panel-ops-failures"][data-state="forbidden"]')
+      .waitFor({ state: 'attached' });
+    assert.ok(await page.getByTestId('panel-ops-failures').isHidden());
+    assert.ok(await page.getByTestId('tab-sql').isVisible(), 'the refusal keeps the analyst signed in');
+
+    await page.getByTestId('sign-out').click();
+    await page.getByTestId('key-input').fill(ADMIN);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="panel-ops-failures"][data-state="ready"]').waitFor();
+    const [row, ...others] = await rows('table-ops-failures', 'data-value');
+    assert.deepEqual(others, []);
+    assert.deepEqual(row!.slice(0, 3), ['CORRUPT_IMAGE', '1', '0']);
+    assert.match(row![3]!, /could not be decoded/);
+
+    await page.getByTestId('filter-customer').selectOption({ label: 'Acme' });
+    await page
+      .locator(
+        `[data-testid="panel-ops-failures"][data-state="empty"][data-query*="${customers.get('Acme')!.id}"]`,
+      )
+      .waitFor();
+    assert.ok(await page.getByTestId('empty-ops-failures').isVisible());
+    await page.getByTestId('filter-customer').selectOption('');
+  });
+
   it('signs out', async () => {
     await page.getByTestId('sign-out').click();
     await page.getByTestId('login-form').waitFor();

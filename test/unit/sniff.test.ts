@@ -14,6 +14,11 @@ describe('sniff identifies images by their bytes', () => {
     assert.equal(sniff(heic()), 'heic');
   });
 
+  it('knows BigTIFF, in either byte order', () => {
+    assert.equal(sniff(Buffer.from('II+\x00\x08\x00\x00\x00', 'latin1')), 'tiff');
+    assert.equal(sniff(Buffer.from('MM\x00+\x00\x08\x00\x00', 'latin1')), 'tiff');
+  });
+
   it('refuses everything else', () => {
     assert.equal(sniff(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"></svg>')), undefined);
     assert.equal(sniff(Buffer.from('%PDF-1.7\n')), undefined);

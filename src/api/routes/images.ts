@@ -12,6 +12,7 @@ import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import {
   errorResponses,
+  Force,
   ImageBody,
   type ImageBodyT,
   Matching,
@@ -220,15 +221,25 @@ export const imageRoutes =
       {
         onRequest: reader,
         schema: {
-          summary: 'Erase an image now, from the lake and the catalog; answers with the receipt',
+          summary:
+            'Erase an image now, from the lake and the catalog; answers with the receipt (409 LEGAL_HOLD when it is under a legal hold, unless an admin gives force=true)',
           tags: ['images', 'retention'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 404) },
+          querystring: Force,
+          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 404, 409) },
         },
       },
       async (request) => {
         const image = await visibleImage(request, request.params.id);
-        return toReceiptBody(await eraseImages(ctx, { customerId: image.customer_id, imageId: image.id }));
+        if (request.query.force && request.principal?.role !== 'admin')
+          throw new AppError('FORBIDDEN', 'Only an admin key may erase an image under a legal hold (force).');
+        return toReceiptBody(
+          await eraseImages(
+            ctx,
+            { customerId: image.customer_id, imageId: image.id },
+            { force: request.query.force },
+          ),
+        );
       },
     );
   };

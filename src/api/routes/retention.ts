@@ -7,7 +7,7 @@ import { eraseImages } from '../../retention/erase.ts';
 import { listReceipts } from '../../retention/receipts.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { errorResponses, Matching, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
+import { errorResponses, Force, Matching, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
 import { LimitsPatch, LimitsView, limitsView } from './customers.ts';
 
 export const retentionRoutes =
@@ -70,16 +70,20 @@ export const retentionRoutes =
       {
         onRequest: admin,
         schema: {
-          summary: 'Erase every image of a customer now, everywhere; answers with the receipt',
+          summary:
+            'Erase every image of a customer now, everywhere; answers with the receipt (409 LEGAL_HOLD, nothing erased, when images are under a legal hold, unless force=true)',
           tags: ['retention'],
           params: Type.Object({ id: Uuid }),
-          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 404) },
+          querystring: Force,
+          response: { 200: ReceiptBody, ...errorResponses(400, 401, 403, 404, 409) },
         },
       },
       async (request) => {
         if (!(await getCustomer(ctx.db, request.params.id)))
           throw new AppError('NOT_FOUND', 'No such customer.');
-        return toReceiptBody(await eraseImages(ctx, { customerId: request.params.id }));
+        return toReceiptBody(
+          await eraseImages(ctx, { customerId: request.params.id }, { force: request.query.force }),
+        );
       },
     );
 

@@ -6,7 +6,7 @@ import { type UsageRow, usageBetween } from '../../analytics/usage.ts';
 import { queueByPriority, topWaitingCustomers } from '../../catalog/queue.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
-import { Day, errorResponses, jsonOrCsv, OneOf, Uuid, wantsCsv } from '../schemas.ts';
+import { DayRange, errorResponses, jsonOrCsv, OneOf, Uuid, wantsCsv } from '../schemas.ts';
 
 const UsageBody = Type.Object({
   day: Type.String(),
@@ -54,10 +54,7 @@ export const usageRoutes =
             'Usage for billing per customer per day: images received, processed, failed; bytes received and held; processing time (customers see their own)',
           tags: ['statistics'],
           querystring: Type.Object({
-            from: Type.Optional(
-              Day({ description: 'First day, inclusive (default: 29 days before "to": the last 30 days)' }),
-            ),
-            to: Type.Optional(Day({ description: 'Last day, inclusive (default: today)' })),
+            ...DayRange,
             customerId: Type.Optional(Uuid),
             format: Type.Optional(OneOf(['json', 'csv'])),
           }),

@@ -6,8 +6,10 @@ import cliProgress from 'cli-progress';
 import type { Config } from '../../config/config.ts';
 import { connectionOptions } from '../../ingest/kafka/client.ts';
 import { createTopicCommand, explain } from '../../ingest/kafka/problems.ts';
+import { replayDeadLetters } from '../../ingest/kafka/replay.ts';
 import { openLake } from '../../lake/open.ts';
-import { refuseEmptyLake } from '../storage.ts';
+import { progressBar } from '../progress.ts';
+import { openStorage, refuseEmptyLake } from '../storage.ts';
 import { collectFiles } from './upload.ts';
 
 export interface ProduceOptions {
@@ -99,4 +101,51 @@ export async function produce(config: Config, paths: string[], options: ProduceO
     `${sent} messages to ${options.topic} (${claims} claim checks), ${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(1)} s`,
   );
   return 0;
+}
+
+/**
+ * `imagelake kafka replay-dlq`: every dead letter (of a code, since a moment) back onto its original
+ * topic, with its message-id, so what landed meanwhile lands nothing twice. Reads the catalog with
+ * serve's settings to mark what it replayed; --dry-run counts only.
+ */
+export async function replayDlq(
+  config: Config,
+  flags: { code?: string; since?: Date; dryRun: boolean; again: boolean; allowEmpty: boolean },
+): Promise<number> {
+  if (!config.kafka.brokers.length) {
+    console.error('imagelake: set IMAGELAKE_KAFKA_BROKERS (or --brokers) to the Kafka bootstrap servers.');
+    return 2;
+  }
+  const storage = await openStorage(config, { allowEmpty: flags.allowEmpty });
+  const bar = progressBar('dead letters [{bar}] {value}/{total}');
+  let started = false;
+  try {
+    const summary = await replayDeadLetters(config.kafka, storage.db, {
+      code: flags.code,
+      since: flags.since,
+      dryRun: flags.dryRun,
+      again: flags.again,
+      onProgress: (read, total) => {
+        if (!started) bar?.start(total, read);
+        started = true;
+        bar?.update(read);
+      },
+    });
+    bar?.stop();
+    const verb = flags.dryRun ? 'would replay' : 'replayed';
+    console.log(`${summary.read} dead letters read; ${verb} ${summary.replayed}`);
+    for (const [code, n] of Object.entries(summary.byCode))
+      console.log(`  ${verb} ${String(n).padStart(6)}  ${code}`);
+    const s = summary.skipped;
+    console.log(
+      `skipped: ${s.otherCode} of another code, ${s.before} before --since, ${s.replayedBefore} replayed before (--again replays them), ${s.notADeadLetter} without dead-letter headers`,
+    );
+    return 0;
+  } catch (error) {
+    bar?.stop();
+    console.error(`imagelake: ${explain(error, config.kafka).message}`);
+    return 1;
+  } finally {
+    await storage.close();
+  }
 }

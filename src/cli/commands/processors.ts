@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import pino from 'pino';
 import type { Config } from '../../config/config.ts';
 import { parseDuration } from '../../config/duration.ts';
@@ -11,6 +10,7 @@ import { runPipeline } from '../../processing/pipeline.ts';
 import { Processors } from '../../processing/processors/chain.ts';
 import { ProcessorConfigError, type ProcessorSpec, parseSpecs } from '../../processing/processors/spec.ts';
 import type { ApiClient } from '../client.ts';
+import { progressBar } from '../progress.ts';
 
 /**
  * The python a `.py` processor runs with: the interpreter the processors file runs that same file
@@ -180,7 +180,7 @@ function describeRun(run: Run): string {
 }
 
 /** Reads "--since 2026-11-20", "--since 2026-11-20T10:00:00Z" or "--since 3d" (that long ago). */
-function parseSince(text: string): Date | undefined {
+export function parseSince(text: string): Date | undefined {
   const ago = parseDuration(text);
   if (ago !== undefined && !/^\d+$/.test(text)) return new Date(Date.now() - ago);
   const date = new Date(text);
@@ -240,16 +240,9 @@ export async function reprocessCommand(client: ApiClient, flags: ReprocessFlags)
 async function follow(client: ApiClient, id: string): Promise<number> {
   const get = () => client.json<Run>('GET', `/v1/reprocess/${id}`);
   const tty = process.stderr.isTTY;
-  const bar = tty
-    ? new cliProgress.SingleBar(
-        {
-          format: 'reprocess [{bar}] {value}/{total}  updated {updated}  skipped {skipped}  failed {failed}',
-          hideCursor: true,
-          stream: process.stderr,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
+  const bar = progressBar(
+    'reprocess [{bar}] {value}/{total}  updated {updated}  skipped {skipped}  failed {failed}',
+  );
   let stop = false;
   process.once('SIGINT', () => {
     stop = true;

@@ -23,7 +23,16 @@ function printReceipt(receipt: Receipt): void {
     console.log(
       `  ${kind.padEnd(10)} ${String(c.count).padStart(8)} deleted  ${(c.bytes / 1e6).toFixed(1).padStart(10)} MB`,
     );
-  if (Object.keys(b.deleted).length === 0) console.log('  nothing had expired');
+  if (Object.keys(b.deleted).length === 0 && (b.kind === 'retention' || b.kind === 'erasure'))
+    console.log('  nothing had expired');
+  const words = {
+    kept: 'kept by hold',
+    released: 'taken after release of hold',
+    overridden: 'erased despite hold',
+  };
+  for (const [what, byHold] of Object.entries(b.holds ?? {}))
+    for (const [holdId, c] of Object.entries(byHold as Record<string, { images: number }>))
+      console.log(`  ${String(c.images).padStart(8)} images ${words[what as keyof typeof words]} ${holdId}`);
 }
 
 function bar(label: string) {
@@ -135,6 +144,10 @@ export async function retentionCommand(
         );
         for (const f of report.findings)
           console.log(`  ${f.kind.padEnd(20)} ${f.where.padEnd(9)} ${f.subject}  ${f.detail}`);
+        for (const [holdId, h] of Object.entries(report.held))
+          console.log(
+            `  held by ${holdId}: ${h.images} images, ${h.pastWindow} past their window (kept by the hold, not a violation)`,
+          );
         console.log(
           report.findings.length === 0
             ? 'clean: nothing is older than its window, and nothing is orphaned'

@@ -2,6 +2,7 @@ import { Consumer, type Message, type MessagesStream, Producer } from '@platform
 import type { Logger } from 'pino';
 import { customerExists } from '../../catalog/customers.ts';
 import type { Db } from '../../catalog/database.ts';
+import { recordDeadLetter } from '../../catalog/dead-letters.ts';
 import { depth } from '../../catalog/queue.ts';
 import type { KafkaConfig } from '../../config/config.ts';
 import { AppError, PERMANENT_CODES } from '../../errors.ts';
@@ -244,6 +245,7 @@ export class KafkaIngest {
         await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
       }
     }
+    await this.recordDeadLetter(message, error);
     metrics.kafkaMessages.inc({ topic: message.topic, outcome: 'dead_lettered' });
     metrics.kafkaDeadLetters.inc({ topic: message.topic, code: error.code });
     log.info(
@@ -255,6 +257,39 @@ export class KafkaIngest {
       },
       'message sent to the dead-letter topic',
     );
+  }
+
+  /**
+   * The catalog's record of the dead letter, for GET /v1/failures and replay-dlq. The message itself
+   * is safe in the dead-letter topic already, so a catalog that stays down past a few tries costs
+   * only the record (logged), never the message or the partition's progress.
+   */
+  private async recordDeadLetter(message: Msg, error: AppError): Promise<void> {
+    const headers = headersOf(message.headers);
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      try {
+        await recordDeadLetter(this.deps.db, {
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset,
+          customerId: headers.get('customer-id')?.trim() || null,
+          messageId: headers.get('message-id') || null,
+          code: error.code,
+          message: error.message,
+          at: new Date(),
+        });
+        return;
+      } catch (recordError) {
+        if (!this.running || attempt === 5) {
+          this.deps.log.error(
+            { err: recordError, topic: message.topic, offset: String(message.offset) },
+            'the dead letter is in its topic but could not be recorded in the catalog',
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      }
+    }
   }
 
   private async customerExists(id: string): Promise<boolean> {

@@ -1,7 +1,8 @@
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
 import { decodeHeic } from '../heic.ts';
+import { decodeTiffVariant, readTiff, scaleUnitFloat } from '../variants.ts';
 
 /** The long edge of the largest rendition; nothing downstream needs more pixels than this. */
 export const PREVIEW_EDGE = 1280;
@@ -16,19 +17,37 @@ export const decode: Step = {
   async run(ctx) {
     const meta = ctx.probe!;
     const { maxPixels } = ctx.task.limits;
-    try {
-      const needsOwnDecoder = meta.format === 'heif' && meta.compression === 'hevc';
-      const source = needsOwnDecoder
-        ? await decodeHeic(ctx.input, maxPixels)
-        : sharp(ctx.input, { limitInputPixels: maxPixels, failOn: 'error' }).autoOrient();
+    const toDecoded = async (source: Sharp) => {
+      if (ctx.canvas) source.extract({ left: 0, top: 0, ...ctx.canvas });
       const { data, info } = await source
         .resize({ width: PREVIEW_EDGE, height: PREVIEW_EDGE, fit: 'inside', withoutEnlargement: true })
         .toColourspace('srgb')
         .raw({ depth: 'uchar' })
         .toBuffer({ resolveWithObject: true });
       ctx.decoded = { data, width: info.width, height: info.height, channels: info.channels };
+    };
+    try {
+      const needsOwnDecoder = meta.format === 'heif' && meta.compression === 'hevc';
+      const source = ctx.tiff
+        ? decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
+        : needsOwnDecoder
+          ? await decodeHeic(ctx.input, maxPixels)
+          : sharp(ctx.decodeInput ?? ctx.input, {
+              limitInputPixels: maxPixels,
+              failOn: 'error',
+            }).autoOrient();
+      const float = meta.depth === 'float' || meta.depth === 'double';
+      await toDecoded(float ? await scaleUnitFloat(source) : source);
     } catch (error) {
       if (error instanceof AppError) throw error;
+      // A TIFF whose header libvips read but whose pixels it cannot (a compression it was built
+      // without): the fallback decodes it, or names the variant.
+      const tiff = meta.format === 'tiff' && !ctx.tiff ? readTiff(ctx.input) : undefined;
+      if (tiff) {
+        ctx.tiff = tiff;
+        await toDecoded(decodeTiffVariant(ctx.input, tiff, maxPixels));
+        return;
+      }
       throw new AppError('CORRUPT_IMAGE', `Decoding failed: ${(error as Error).message.split('\n')[0]}`);
     }
   },

@@ -1,20 +1,55 @@
 import sharp from 'sharp';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
+import { gifCanvas, isAvifSequence, readTiff, stillOfAvifSequence } from '../variants.ts';
 
-/** Reads the header only (no pixels), so limits can be checked before anything large is decoded. */
+/**
+ * Reads the header only (no pixels), so limits can be checked before anything large is decoded. A
+ * TIFF whose header libvips refuses is read by the fallback (variants.ts), which decode then uses.
+ */
 export const probe: Step = {
   name: 'probe',
   async run(ctx) {
     try {
       ctx.probe = await sharp(ctx.input, { limitInputPixels: false }).metadata();
     } catch (error) {
-      throw new AppError(
-        'CORRUPT_IMAGE',
-        `The header could not be read: ${(error as Error).message.split('\n')[0]}`,
-      );
+      const tiff = readTiff(ctx.input);
+      if (tiff) {
+        ctx.tiff = tiff;
+        ctx.probe = { format: 'tiff', width: tiff.width, height: tiff.height, pages: 1 } as typeof ctx.probe;
+      } else if (isAvifSequence(ctx.input)) {
+        // Its first frame, as the still image the file carries for still decoders; or none.
+        const still = stillOfAvifSequence(ctx.input);
+        if (!still)
+          throw new AppError(
+            'UNSUPPORTED_VARIANT',
+            'AVIF image sequence (animated AVIF) without a still image: no decoder here reads its frames.',
+          );
+        ctx.decodeInput = still;
+        ctx.probe = await sharp(still, { limitInputPixels: false }).metadata();
+      } else {
+        throw new AppError(
+          'CORRUPT_IMAGE',
+          `The header could not be read: ${(error as Error).message.split('\n')[0]}`,
+        );
+      }
     }
-    if (!ctx.probe.width || !ctx.probe.height)
+    const canvas = ctx.probe?.format === 'gif' ? gifCanvas(ctx.input) : undefined;
+    if (
+      canvas &&
+      ctx.probe &&
+      (ctx.probe.width! > canvas.width || (ctx.probe.pageHeight ?? ctx.probe.height!) > canvas.height)
+    ) {
+      ctx.canvas = canvas;
+      ctx.probe = {
+        ...ctx.probe,
+        width: canvas.width,
+        height: canvas.height,
+        pageHeight: canvas.height,
+        autoOrient: { width: canvas.width, height: canvas.height },
+      };
+    }
+    if (!ctx.probe?.width || !ctx.probe.height)
       throw new AppError('CORRUPT_IMAGE', 'The image declares no dimensions.');
   },
 };
