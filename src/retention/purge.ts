@@ -4,11 +4,14 @@ import { pruneUsage } from '../analytics/usage.ts';
 import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
 import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
+import { pruneLandedTusUploads } from '../catalog/tus-uploads.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
+import type { TusStorage } from '../ingest/tus-store.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
+import { planAbandonedUploads } from './abandoned-uploads.ts';
 import type { Receipt } from './receipts.ts';
 import {
   executeRun,
@@ -30,6 +33,8 @@ export interface PurgeDeps extends RunDeps {
   claimPrefixes?: string[];
   statsRetentionMs: number;
   batchSize?: number;
+  /** Resumable uploads' store and expiry: abandoned ones are deleted (kind upload). */
+  tus?: { storage: TusStorage; expiryMs: number };
 }
 
 export async function expiredImages(
@@ -108,6 +113,10 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
   await recordObjects(db, runId, 'upload', staleUploads);
   await pruneSessions(db, now, retentionMs);
+  if (deps.tus) {
+    await planAbandonedUploads(deps, runId, deps.tus.storage, now, deps.tus.expiryMs);
+    await pruneLandedTusUploads(db, now, retentionMs);
+  }
 
   // Aggregates hold no image data and live for the (longer) statistics window.
   await recordDone(

@@ -1,0 +1,72 @@
+import { FileStore } from '@tus/file-store';
+import { S3Store } from '@tus/s3-store';
+import type { DataStore } from '@tus/utils';
+import type { S3Settings } from '../config/config.ts';
+import { FsLake } from '../lake/fs.ts';
+import type { Lake } from '../lake/port.ts';
+import { S3Lake, s3ClientConfig } from '../lake/s3.ts';
+
+/** The lake folder where resumable uploads keep their bytes and their info until they land. */
+export const TUS_AREA = 'tus/';
+
+/** The lake keys of one upload start with this: its bytes, and its store's info (.json, .info, .part). */
+export function tusKeyPrefix(id: string): string {
+  return `${TUS_AREA}${id}`;
+}
+
+/** The key of an upload's bytes in the lake, once complete (where the landing reads them). */
+export const tusBytesKey = tusKeyPrefix;
+
+/**
+ * Where @tus/server keeps uploads: @tus/file-store in the folder lake's tus/ folder, @tus/s3-store in
+ * the bucket's (parts go straight to S3 multipart, so an upload never sits whole in memory or on the
+ * api's disk). Both keep every fact about an upload in the lake itself (file size and .json sidecar;
+ * multipart parts and the .info object), so any api process sharing the lake sees the same uploads.
+ */
+export interface TusStorage {
+  datastore: DataStore;
+  /** The store's id of the upload whose URL ends in `id`. */
+  storeId(id: string): string;
+  /**
+   * Releases what the store holds outside plain lake objects (S3: the unfinished multipart upload's
+   * parts, which no listing shows) and returns those bytes; the lake objects are the caller's.
+   */
+  abandon(id: string): Promise<number>;
+}
+
+export function openTusStorage(lake: Lake, options: { expiryMs: number; s3: S3Settings }): TusStorage {
+  if (lake instanceof FsLake) {
+    return {
+      datastore: new FileStore({
+        directory: `${lake.root}/${TUS_AREA}`,
+        expirationPeriodInMilliseconds: options.expiryMs,
+      }),
+      storeId: (id) => id,
+      abandon: async () => 0,
+    };
+  }
+  if (lake instanceof S3Lake) {
+    const datastore = new S3Store({
+      partSize: 8 * 1024 * 1024,
+      expirationPeriodInMilliseconds: options.expiryMs,
+      // Parts in flight per process: each holds up to a part on the api's temporary disk.
+      maxConcurrentPartUploads: 8,
+      s3ClientConfig: { bucket: lake.bucket, ...s3ClientConfig(options.s3) },
+    });
+    const storeId = (id: string) => `${lake.prefix}${tusKeyPrefix(id)}`;
+    return {
+      datastore,
+      storeId,
+      abandon: async (id) => {
+        const upload = await datastore.getUpload(storeId(id)).catch(() => undefined);
+        if (!upload) return 0;
+        const tail = await lake.head(`${tusKeyPrefix(id)}.part`);
+        await datastore.remove(storeId(id)).catch((error) => {
+          if ((error as { status_code?: number }).status_code !== 404) throw error;
+        });
+        return Math.max(0, (upload.offset ?? 0) - (tail?.bytes ?? 0));
+      },
+    };
+  }
+  throw new Error(`Resumable uploads need a folder or S3 lake, not ${lake.describe()}`);
+}
