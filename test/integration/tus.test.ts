@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { audit } from '../../src/retention/audit.ts';
+import { largeJpeg } from '../fixtures/images.ts';
+import { createCustomer, DAY, settled, startTestServer, TestClock, type TestServer } from './harness.ts';
+import { tusHead, tusSend } from './tus-client.ts';
+
+async function tusObjects(t: TestServer): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const object of t.server.lake.list('tus/')) keys.push(object.key);
+  return keys;
+}
+
+describe('resumable uploads (tus) on the folder lake', () => {
+  const clock = new TestClock();
+  let t: TestServer;
+  let acme: { id: string; apiKey: string };
+  let other: { id: string; apiKey: string };
+
+  before(async () => {
+    t = await startTestServer({}, undefined, clock);
+    acme = await createCustomer(t.url, 'Acme');
+    other = await createCustomer(t.url, 'Other');
+  });
+  after(() => t.stop());
+
+  it('aborted at about half, resumes from the offset the server kept and lands with the right checksum', async () => {
+    const photo = await largeJpeg(30_000_000);
+    // Chunks of 1 MiB: over loopback a single PATCH is sent whole before the client hears of its progress.
+    const first = await tusSend(t.url, acme.apiKey, photo, { stopAt: 0.5, chunkSize: 1024 * 1024 });
+    assert.equal(first.imageId, undefined);
+    const head = await tusHead(first.url, acme.apiKey);
+    assert.equal(head.status, 200);
+    const offset = Number(head.headers.get('upload-offset'));
+    assert.ok(offset > 0 && offset < photo.length, `the server kept ${offset} of ${photo.length} bytes`);
+    assert.equal(Number(head.headers.get('upload-length')), photo.length);
+
+    const resumed = await tusSend(t.url, acme.apiKey, photo, { uploadUrl: first.url });
+    const again = await tusHead(first.url, acme.apiKey);
+    assert.equal(resumed.refusedWith, undefined, resumed.refusal);
+    assert.ok(resumed.imageId, 'the final answer carries Imagelake-Image-Id');
+
+    // HEAD on the upload URL keeps answering the image, after its tus bytes are gone.
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('imagelake-image-id'), resumed.imageId);
+    assert.equal(Number(again.headers.get('upload-offset')), photo.length);
+    assert.deepEqual(await tusObjects(t), []);
+
+    const image = await settled(t.url, acme.apiKey, resumed.imageId!, 120_000);
+    assert.equal(image.status, 'processed', JSON.stringify(image.error));
+    assert.equal(image.checksum, createHash('sha256').update(photo).digest('hex'));
+    assert.equal(image.filename, 'photo.jpg');
+  });
+
+  it("answers another customer's key 404 on an upload, whatever the method", async () => {
+    const photo = await largeJpeg(2_000_000);
+    const started = await tusSend(t.url, acme.apiKey, photo, { stopAt: 0.3, chunkSize: 256 * 1024 });
+    assert.equal((await tusHead(started.url, other.apiKey)).status, 404);
+    const patch = await fetch(started.url, {
+      method: 'PATCH',
+      headers: {
+        authorization: `Bearer ${other.apiKey}`,
+        'tus-resumable': '1.0.0',
+        'upload-offset': '0',
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(10),
+    });
+    assert.equal(patch.status, 404);
+    assert.equal((await patch.json()).error.code, 'TUS_UPLOAD_NOT_FOUND');
+    const del = await fetch(started.url, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${other.apiKey}`, 'tus-resumable': '1.0.0' },
+    });
+    assert.equal(del.status, 404);
+    // The owner still resumes it.
+    const done = await tusSend(t.url, acme.apiKey, photo, { uploadUrl: started.url });
+    assert.ok(done.imageId, done.refusal);
+  });
+
+  it('terminates an upload: its bytes go and the URL answers 404', async () => {
+    const photo = await largeJpeg(2_000_000);
+    const started = await tusSend(t.url, acme.apiKey, photo, { stopAt: 0.3, chunkSize: 256 * 1024 });
+    assert.ok((await tusObjects(t)).length > 0);
+    const del = await fetch(started.url, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${acme.apiKey}`, 'tus-resumable': '1.0.0' },
+    });
+    assert.equal(del.status, 204);
+    assert.equal((await tusHead(started.url, acme.apiKey)).status, 404);
+    assert.deepEqual(await tusObjects(t), []);
+  });
+
+  it('refuses a completed upload that is not an image with 415 and keeps none of its bytes', async () => {
+    const garbage = randomBytes(1_000_000);
+    const run = await tusSend(t.url, acme.apiKey, garbage, {
+      metadata: { filename: 'notes.txt', contentType: 'text/plain' },
+    });
+    assert.equal(run.refusedWith, 415, run.refusal);
+    assert.equal(JSON.parse(run.refusal!).error.code, 'UNSUPPORTED_FORMAT');
+    assert.deepEqual(await tusObjects(t), []);
+    assert.equal((await tusHead(run.url, acme.apiKey)).status, 404);
+  });
+
+  it('expires an abandoned upload: 410 on resume, the audit finds it, the purge deletes it as kind upload', async () => {
+    const photo = await largeJpeg(2_000_000);
+    const started = await tusSend(t.url, acme.apiKey, photo, { stopAt: 0.3, chunkSize: 256 * 1024 });
+    const held = (await tusObjects(t)).length;
+    assert.ok(held > 0);
+    clock.advance(DAY + 60_000);
+
+    // (tus-js-client would start a new upload on this 410, as the protocol intends.)
+    const late = await tusHead(started.url, acme.apiKey);
+    assert.equal(late.status, 410);
+    const patch = await fetch(started.url, {
+      method: 'PATCH',
+      headers: {
+        authorization: `Bearer ${acme.apiKey}`,
+        'tus-resumable': '1.0.0',
+        'upload-offset': '0',
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(10),
+    });
+    assert.equal(patch.status, 410);
+    assert.equal((await patch.json()).error.code, 'TUS_UPLOAD_EXPIRED');
+
+    const deps = {
+      db: t.server.db,
+      lake: t.server.lake,
+      clock,
+      retentionMs: 7 * DAY,
+      statsRetentionMs: 400 * DAY,
+    };
+    const before = await audit(deps);
+    const expired = before.findings.filter(
+      (f) => f.kind === 'expired-object' && f.subject.startsWith('tus/'),
+    );
+    assert.equal(expired.length, held, JSON.stringify(before.findings));
+
+    const receipt = await t.server.purgeNow();
+    assert.ok(receipt);
+    assert.ok(receipt.body.deleted.upload, JSON.stringify(receipt.body.deleted));
+    assert.ok(receipt.body.deleted.upload.count >= held);
+    assert.ok(receipt.body.deleted.upload.bytes > 0);
+    assert.deepEqual(await tusObjects(t), []);
+    assert.equal((await tusHead(started.url, acme.apiKey)).status, 404);
+    const afterPurge = await audit(deps);
+    assert.deepEqual(
+      afterPurge.findings.filter((f) => f.subject.startsWith('tus/')),
+      [],
+    );
+  });
+});
