@@ -86,6 +86,13 @@ export class TusUploads {
       onUploadFinish: (req, upload) => tusErrors(() => this.finish(this.caller(req), publicId(upload.id))),
       onResponseError: async (_req, error) => this.mapError(error),
     });
+    // The tus objects of a landed upload go once its answer is sent: the server still reads the
+    // upload after the finishing hook (for Upload-Expires). Left behind by a crash, the purge takes them.
+    this.server.on(EVENTS.POST_FINISH, (_req: unknown, _res: unknown, upload: Upload) => {
+      this.deleteObjects(publicId(upload.id)).catch((error) =>
+        deps.log.error({ err: error, upload: upload.id }, 'a landed upload kept its tus objects'),
+      );
+    });
     this.server.on(EVENTS.POST_TERMINATE, (_req: unknown, _res: unknown, id: string) => {
       this.forget(publicId(id)).catch((error) =>
         deps.log.error({ err: error, upload: id }, 'a terminated upload could not be cleaned up'),
@@ -121,6 +128,7 @@ export class TusUploads {
         .catch(() => undefined);
       if (upload && upload.size !== undefined && upload.offset === upload.size) {
         await this.finish(customerId, id);
+        await this.deleteObjects(id);
         const landed = await getTusUpload(this.deps.db, id);
         if (landed?.image_id) return landedAnswer(method, landed, await this.imageOf(landed));
       }
@@ -184,7 +192,7 @@ export class TusUploads {
 
   /**
    * Lands a complete upload through the Lander (sniff, limits, SHA-256, row and job in one
-   * transaction), then deletes its tus objects. Landing twice answers with the same image: the
+   * transaction); its tus objects are the caller's to delete once it has answered. Landing twice answers with the same image: the
    * landing's idempotency key is the customer's, or the upload's own.
    */
   async finish(
@@ -213,7 +221,6 @@ export class TusUploads {
       image = landed.image;
       await markTusLanded(db, id, image.id);
       if (!landed.duplicate) await customerLimits.chargeBytes(customerId, Number(image.bytes));
-      await this.deleteObjects(id);
     }
     return { headers: imageHeaders(image) };
   }
