@@ -17,7 +17,12 @@ import { type TusStorage, tusBytesKey, tusKeyPrefix } from './tus-store.ts';
 
 export const TUS_PATH = '/v1/tus';
 /** Headers a browser may read from the answers (CORS), besides the protocol's own. */
-export const TUS_EXPOSED_HEADERS = ['Upload-Expires', 'Imagelake-Image-Id', 'Imagelake-Checksum'];
+export const TUS_EXPOSED_HEADERS = [
+  'Upload-Expires',
+  'Imagelake-Image-Id',
+  'Imagelake-Checksum',
+  'Idempotent-Replayed',
+];
 const ID = /^[0-9a-f]{32}$/;
 
 export interface TusDeps {
@@ -203,6 +208,7 @@ export class TusUploads {
     const row = await getTusUpload(db, id);
     if (!row || row.customer_id !== customerId) throw new AppError('TUS_UPLOAD_NOT_FOUND');
     let image = row.image_id ? await getImage(db, row.image_id, customerId) : undefined;
+    let duplicate = false;
     if (!image) {
       const landed = await lander
         .land({
@@ -219,10 +225,12 @@ export class TusUploads {
           throw error;
         });
       image = landed.image;
+      duplicate = landed.duplicate;
       await markTusLanded(db, id, image.id);
       if (!landed.duplicate) await customerLimits.chargeBytes(customerId, Number(image.bytes));
     }
-    return { headers: imageHeaders(image) };
+    // As for POST /v1/images: an idempotency key seen before answers with the image it landed.
+    return { headers: { ...imageHeaders(image), ...(duplicate ? { 'Idempotent-Replayed': 'true' } : {}) } };
   }
 
   /** Deletes an upload's tus objects and its row (terminated, or refused for good). */
