@@ -70,7 +70,7 @@ async function post(key: string, file: Buffer): Promise<void> {
   const response = await fetch(`${url}/v1/images`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' },
-    body: new Uint8Array(file.buffer, file.byteOffset, file.byteLength),
+    body: new Uint8Array(file.buffer as ArrayBuffer, file.byteOffset, file.byteLength),
   });
   if (response.status !== 202) throw new Error(`POST answered ${response.status}: ${await response.text()}`);
   await response.arrayBuffer();

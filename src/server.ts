@@ -17,6 +17,7 @@ import { Lander } from './ingest/land.ts';
 import { TusUploads } from './ingest/tus.ts';
 import { CatalogLocker } from './ingest/tus-locker.ts';
 import { openTusStorage } from './ingest/tus-store.ts';
+import { UploadSlots } from './ingest/upload-slots.ts';
 import { Uploads } from './ingest/uploads.ts';
 import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
@@ -268,6 +269,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         customerLimits,
         uploads,
         tus,
+        uploadSlots: new UploadSlots(config.limits.concurrentUploads),
         config,
         db,
         lake,

@@ -82,3 +82,22 @@ export async function tusHead(url: string, key: string): Promise<Response> {
     headers: { authorization: `Bearer ${key}`, 'tus-resumable': '1.0.0' },
   });
 }
+
+/** PATCH bytes at an offset, as a client writing an upload would. */
+export async function tusPatch(
+  url: string,
+  key: string,
+  offset: number,
+  body: Uint8Array<ArrayBuffer>,
+): Promise<Response> {
+  return fetch(url, {
+    method: 'PATCH',
+    headers: {
+      authorization: `Bearer ${key}`,
+      'tus-resumable': '1.0.0',
+      'upload-offset': String(offset),
+      'content-type': 'application/offset+octet-stream',
+    },
+    body,
+  });
+}

@@ -12,7 +12,7 @@ import {
   type TestServer,
   until,
 } from './harness.ts';
-import { tusHead, tusSend } from './tus-client.ts';
+import { tusHead, tusPatch, tusSend } from './tus-client.ts';
 
 async function tusObjects(t: TestServer): Promise<string[]> {
   const keys: string[] = [];
@@ -70,16 +70,7 @@ describe('resumable uploads (tus) on the folder lake', () => {
     const photo = await largeJpeg(2_000_000);
     const started = await tusSend(t.url, acme.apiKey, photo, { stopAt: 0.3, chunkSize: 256 * 1024 });
     assert.equal((await tusHead(started.url, other.apiKey)).status, 404);
-    const patch = await fetch(started.url, {
-      method: 'PATCH',
-      headers: {
-        authorization: `Bearer ${other.apiKey}`,
-        'tus-resumable': '1.0.0',
-        'upload-offset': '0',
-        'content-type': 'application/offset+octet-stream',
-      },
-      body: new Uint8Array(10),
-    });
+    const patch = await tusPatch(started.url, other.apiKey, 0, new Uint8Array(10));
     assert.equal(patch.status, 404);
     assert.equal((await patch.json()).error.code, 'TUS_UPLOAD_NOT_FOUND');
     const del = await fetch(started.url, {
@@ -126,16 +117,7 @@ describe('resumable uploads (tus) on the folder lake', () => {
     // (tus-js-client would start a new upload on this 410, as the protocol intends.)
     const late = await tusHead(started.url, acme.apiKey);
     assert.equal(late.status, 410);
-    const patch = await fetch(started.url, {
-      method: 'PATCH',
-      headers: {
-        authorization: `Bearer ${acme.apiKey}`,
-        'tus-resumable': '1.0.0',
-        'upload-offset': '0',
-        'content-type': 'application/offset+octet-stream',
-      },
-      body: new Uint8Array(10),
-    });
+    const patch = await tusPatch(started.url, acme.apiKey, 0, new Uint8Array(10));
     assert.equal(patch.status, 410);
     assert.equal((await patch.json()).error.code, 'TUS_UPLOAD_EXPIRED');
 

@@ -1,9 +1,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../../errors.ts';
 import { TUS_EXPOSED_HEADERS, TUS_PATH } from '../../ingest/tus.ts';
-import { UploadSlots } from '../../ingest/upload-slots.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
+import { takeUploadSlot } from '../upload-slot.ts';
 
 const METHODS = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
@@ -26,7 +25,7 @@ export const tusRoutes =
       app.removeAllContentTypeParsers();
       app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-      const slots = new UploadSlots(ctx.config.limits.concurrentUploads);
+      const takeSlot = takeUploadSlot(ctx.uploadSlots, ctx.config.limits.concurrentUploads);
       const authenticate = requireRole(ctx.db, 'customer');
       const { bodyIdleTimeoutMs } = ctx.config.http;
       const origins = ctx.config.corsOrigins;
@@ -51,16 +50,7 @@ export const tusRoutes =
         if (request.method === 'OPTIONS') return;
         await authenticate(request);
         if (request.method !== 'PATCH' && request.method !== 'POST') return;
-        // A customer's stalled uploads hold its own slots only.
-        const release = slots.take(request.principal!.customerId!);
-        if (!release) {
-          reply.header('retry-after', '1');
-          throw new AppError(
-            'TOO_MANY_UPLOADS',
-            `The limit is ${ctx.config.limits.concurrentUploads} at once per customer.`,
-          );
-        }
-        reply.raw.once('close', release);
+        await takeSlot(request, reply);
         // A body that stops arriving ends its request (and frees the upload's lock) after the idle
         // timeout; the client resumes from the offset the server kept.
         request.raw.setTimeout(bodyIdleTimeoutMs, () => request.raw.destroy());
