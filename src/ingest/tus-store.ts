@@ -3,19 +3,9 @@ import { S3Store } from '@tus/s3-store';
 import type { DataStore } from '@tus/utils';
 import type { S3Settings } from '../config/config.ts';
 import { FsLake } from '../lake/fs.ts';
+import { TUS_AREA, tusKeyPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import { S3Lake, s3ClientConfig } from '../lake/s3.ts';
-
-/** The lake folder where resumable uploads keep their bytes and their info until they land. */
-export const TUS_AREA = 'tus/';
-
-/** The lake keys of one upload start with this: its bytes, and its store's info (.json, .info, .part). */
-export function tusKeyPrefix(id: string): string {
-  return `${TUS_AREA}${id}`;
-}
-
-/** The key of an upload's bytes in the lake, once complete (where the landing reads them). */
-export const tusBytesKey = tusKeyPrefix;
 
 /**
  * Where @tus/server keeps uploads: @tus/file-store in the folder lake's tus/ folder, @tus/s3-store in

@@ -10,10 +10,11 @@ import { deleteTusUpload, getTusUpload, markTusLanded, openTusUpload } from '../
 import { isCatalogUnavailable } from '../catalog/unavailable.ts';
 import type { Clock } from '../clock.ts';
 import { AppError, isAppError } from '../errors.ts';
+import { tusBytesKey, tusKeyPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { CustomerLimits } from './customer-limits.ts';
 import type { Lander } from './land.ts';
-import { type TusStorage, tusBytesKey, tusKeyPrefix } from './tus-store.ts';
+import type { TusStorage } from './tus-store.ts';
 
 export const TUS_PATH = '/v1/tus';
 /** Headers a browser may read from the answers (CORS), besides the protocol's own. */

@@ -37,3 +37,14 @@ export const IMAGE_AREAS = ['raw', 'renditions', 'metadata'] as const;
 export function dayOfKey(key: string): string | undefined {
   return /(?:^|\/)dt=(\d{4}-\d{2}-\d{2})\//.exec(key)?.[1];
 }
+
+/** Where resumable (tus) uploads keep their bytes and their store's info until they land. */
+export const TUS_AREA = 'tus/';
+
+/** An upload's lake keys start with this: its bytes, and its store's .json, .info or .part. */
+export function tusKeyPrefix(id: string): string {
+  return `${TUS_AREA}${id}`;
+}
+
+/** The key of an upload's bytes, once complete (where its landing reads them). */
+export const tusBytesKey = tusKeyPrefix;

@@ -1,6 +1,7 @@
 import { recordLedger } from '../catalog/purge-runs.ts';
 import { deleteTusUpload, expiredTusUploads, tusUploadsByIds } from '../catalog/tus-uploads.ts';
-import { TUS_AREA, type TusStorage, tusKeyPrefix } from '../ingest/tus-store.ts';
+import type { TusStorage } from '../ingest/tus-store.ts';
+import { TUS_AREA, tusKeyPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Finding } from './audit.ts';
 import { executeRun, type LedgerItem, type RunDeps, recordObjects } from './runs.ts';
