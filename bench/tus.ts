@@ -8,14 +8,12 @@
 // The photos are the corpus's JPEG and PNG files of 1 MB and more, repeated until the total is
 // reached. Only the api role runs (no worker), on the embedded PostgreSQL and the folder lake in a
 // temporary data dir, so the numbers are the ingest path's alone.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import * as tus from 'tus-js-client';
-import { loadConfig } from '../src/config/config.ts';
-import { startServer } from '../src/server.ts';
+import { BENCH_ADMIN, startApiServer } from './api-server.ts';
 
 const { values } = parseArgs({
   options: { 'total-mb': { type: 'string' }, runs: { type: 'string' }, corpus: { type: 'string' } },
@@ -26,7 +24,6 @@ const CORPUS = values.corpus ?? join(homedir(), '.cache', 'imagelake-corpus');
 const CONCURRENCY = 4;
 /** Files per turn: each way sends these, then the other does. */
 const ROUND = 8;
-const ADMIN = 'il_admin_bench-token-0123456789abcdefghijklmnopqrstuvwxyz';
 
 const photos: Buffer[] = [];
 for (const folder of ['jpeg', 'png']) {
@@ -45,24 +42,15 @@ for (let sum = 0, i = 0; sum < TOTAL; i++) {
 }
 const bytes = files.reduce((s, f) => s + f.length, 0);
 
-const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-tus-'));
-const server = await startServer(
-  loadConfig({
-    IMAGELAKE_DATA_DIR: dataDir,
-    IMAGELAKE_PORT: '0',
-    IMAGELAKE_POSTGRES_PORT: '0',
-    IMAGELAKE_ADMIN_TOKEN: ADMIN,
-    IMAGELAKE_MAX_QUEUE_DEPTH: '1000000',
-    IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER: '1000000',
-  }),
-  { roles: ['api'], log: pino({ level: 'silent' }) },
-);
-const url = server.url!;
+const { url, stop } = await startApiServer('tus', {
+  IMAGELAKE_MAX_QUEUE_DEPTH: '1000000',
+  IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER: '1000000',
+});
 
 async function customerKey(name: string): Promise<string> {
   const response = await fetch(`${url}/v1/customers`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${BENCH_ADMIN}`, 'content-type': 'application/json' },
     body: JSON.stringify({ name }),
   });
   return ((await response.json()) as { apiKey: string }).apiKey;
@@ -130,6 +118,5 @@ try {
     `ratio tus/POST: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, spread ${sorted[0]!.toFixed(2)}–${sorted.at(-1)!.toFixed(2)} (aim 0.9)`,
   );
 } finally {
-  await server.stop();
-  await rm(dataDir, { recursive: true, force: true });
+  await stop();
 }

@@ -1,4 +1,9 @@
 import * as tus from 'tus-js-client';
+import type { Clock } from '../../src/clock.ts';
+import type { Lake } from '../../src/lake/port.ts';
+import { audit, type Finding } from '../../src/retention/audit.ts';
+import type { RunningServer } from '../../src/server.ts';
+import { DAY } from './harness.ts';
 
 export interface TusRun {
   /** The upload's URL, to resume it or ask HEAD. */
@@ -100,4 +105,23 @@ export async function tusPatch(
     },
     body,
   });
+}
+
+/** The keys in the lake's tus/ folder. */
+export async function tusObjects(lake: Lake): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const object of lake.list('tus/')) keys.push(object.key);
+  return keys;
+}
+
+/** The audit's findings about the tus/ folder, read from the storage as `imagelake retention audit` does. */
+export async function tusFindings(server: RunningServer, clock: Clock): Promise<Finding[]> {
+  const report = await audit({
+    db: server.db,
+    lake: server.lake,
+    clock,
+    retentionMs: 7 * DAY,
+    statsRetentionMs: 400 * DAY,
+  });
+  return report.findings.filter((f) => f.subject.startsWith('tus/'));
 }
