@@ -1,6 +1,6 @@
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
-import type { DataStore } from '@tus/utils';
+import type { DataStore, Upload } from '@tus/utils';
 import type { S3Settings } from '../config/config.ts';
 import { FsLake } from '../lake/fs.ts';
 import { TUS_AREA, tusKeyPrefix } from '../lake/object-keys.ts';
@@ -24,10 +24,27 @@ export interface TusStorage {
   abandon(id: string): Promise<number>;
 }
 
+/**
+ * @tus/file-store in the lake's tus/ folder. The folder lake removes a folder its last object left
+ * (the port's contract: no empty folders), and uploads sit right under tus/, so tus/ may vanish
+ * between the store's making it and its creating a file in it: creating again is then enough.
+ */
+class LakeFileStore extends FileStore {
+  override async create(file: Upload): Promise<Upload> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await super.create(file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw error;
+      }
+    }
+  }
+}
+
 export function openTusStorage(lake: Lake, options: { expiryMs: number; s3: S3Settings }): TusStorage {
   if (lake instanceof FsLake) {
     return {
-      datastore: new FileStore({
+      datastore: new LakeFileStore({
         directory: `${lake.root}/${TUS_AREA}`,
         expirationPeriodInMilliseconds: options.expiryMs,
       }),
