@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { largeJpeg } from '../fixtures/images.ts';
 import {
+  ADMIN,
+  api,
   createCustomer,
   DAY,
   settled,
@@ -10,6 +12,7 @@ import {
   TestClock,
   type TestServer,
   until,
+  upload,
 } from './harness.ts';
 import { tusFindings, tusHead, tusObjects, tusPatch, tusSend } from './tus-client.ts';
 
@@ -98,6 +101,34 @@ describe('resumable uploads (tus) on the folder lake', () => {
     assert.equal(JSON.parse(run.refusal!).error.code, 'UNSUPPORTED_FORMAT');
     assert.deepEqual(await tusObjects(t.server.lake), []);
     assert.equal((await tusHead(run.url, acme.apiKey)).status, 404);
+  });
+
+  it('keeps the bytes through a refusal that passes (a used-up quota), and the next HEAD lands them', async () => {
+    const quota = await createCustomer(t.url, 'Quota');
+    const photo = await largeJpeg(2_000_000);
+    const started = await tusSend(t.url, quota.apiKey, photo, { stopAt: 0.3, chunkSize: 256 * 1024 });
+    assert.equal((await upload(t.url, quota.apiKey, await largeJpeg(100_000))).status, 202);
+    const limit = (monthlyImages: number | null) =>
+      api(t.url, ADMIN, 'PATCH', `/v1/customers/${quota.id}`, { limits: { monthlyImages } });
+    assert.equal((await limit(1)).status, 200);
+
+    const refused = await tusSend(t.url, quota.apiKey, photo, { uploadUrl: started.url });
+    assert.equal(refused.refusedWith, 403, refused.refusal);
+    assert.equal(JSON.parse(refused.refusal!).error.code, 'QUOTA_EXCEEDED');
+    assert.ok((await tusObjects(t.server.lake)).length > 0, 'the bytes wait for the quota');
+
+    assert.equal((await limit(null)).status, 200);
+    // A customer's limits are read again within a second on every process.
+    await new Promise((r) => setTimeout(r, 1100));
+    const head = await tusHead(started.url, quota.apiKey);
+    assert.equal(head.status, 200);
+    const id = head.headers.get('imagelake-image-id');
+    assert.ok(id, 'the HEAD landed the complete upload');
+    assert.equal(
+      (await settled(t.url, quota.apiKey, id)).checksum,
+      createHash('sha256').update(photo).digest('hex'),
+    );
+    assert.deepEqual(await tusObjects(t.server.lake), []);
   });
 
   it('expires an abandoned upload: 410 on resume, the audit finds it, the purge deletes it as kind upload', async () => {
