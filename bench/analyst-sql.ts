@@ -8,33 +8,17 @@
 // (DECLARE + FETCH of 10,001 rows, as the endpoint does). Then runs the 50 MB-per-row and
 // 500 kB × 100,000-row queries from four keys at once, ten times each, and prints the API
 // process's peak RSS.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import pino from 'pino';
 import { guarded } from '../src/analytics/sql.ts';
-import { loadConfig } from '../src/config/config.ts';
-import { startServer } from '../src/server.ts';
+import { BENCH_ADMIN, startApiServer } from './api-server.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string' } } });
 const RUNS = Number(values.runs ?? 5);
-const ADMIN = 'il_admin_bench-token-0123456789abcdefghijklmnopqrstuvwxyz';
+const ADMIN = BENCH_ADMIN;
 const MAX_BYTES = 32 * 1024 * 1024;
 
-const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-sql-'));
-const server = await startServer(
-  loadConfig({
-    IMAGELAKE_DATA_DIR: dataDir,
-    IMAGELAKE_PORT: '0',
-    IMAGELAKE_POSTGRES_PORT: '0',
-    IMAGELAKE_ADMIN_TOKEN: ADMIN,
-    IMAGELAKE_SQL_TIMEOUT: '60s',
-  }),
-  { roles: ['api'], log: pino({ level: 'silent' }) },
-);
-const url = server.url!;
+const { url, stop } = await startApiServer('sql', { IMAGELAKE_SQL_TIMEOUT: '60s' });
 const call = async (key: string, method: string, path: string, body?: unknown) => {
   const r = await fetch(`${url}${path}`, {
     method,
@@ -125,6 +109,5 @@ try {
   );
 } finally {
   await client.end();
-  await server.stop();
-  await rm(dataDir, { recursive: true, force: true });
+  await stop();
 }

@@ -8,38 +8,24 @@
 // dir; the measured customer has --waiting images waiting (its whole default share), and 100 other
 // customers have 175 each, so the queue share's count reads one customer's among many.
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { createCustomer } from '../src/catalog/customers.ts';
 import { countWaiting, insertImage } from '../src/catalog/images.ts';
 import { countLanding } from '../src/catalog/quota-usage.ts';
 import { takeTokens } from '../src/catalog/rate-limits.ts';
-import { loadConfig } from '../src/config/config.ts';
-import { startServer } from '../src/server.ts';
 import { jpeg } from '../test/fixtures/images.ts';
+import { BENCH_ADMIN, startApiServer } from './api-server.ts';
 
 const { values } = parseArgs({ options: { uploads: { type: 'string' }, waiting: { type: 'string' } } });
 const UPLOADS = Number(values.uploads ?? 400);
 const WAITING = Number(values.waiting ?? 2500);
-const ADMIN = 'il_admin_bench-token-0123456789abcdefghijklmnopqrstuvwxyz';
+const ADMIN = BENCH_ADMIN;
 
-const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-limits-'));
-const server = await startServer(
-  loadConfig({
-    IMAGELAKE_DATA_DIR: dataDir,
-    IMAGELAKE_PORT: '0',
-    IMAGELAKE_POSTGRES_PORT: '0',
-    IMAGELAKE_ADMIN_TOKEN: ADMIN,
-    IMAGELAKE_MAX_QUEUE_DEPTH: '1000000',
-    IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER: '1000000',
-  }),
-  { roles: ['api'], log: pino({ level: 'silent' }) },
-);
+const { server, url, stop } = await startApiServer('limits', {
+  IMAGELAKE_MAX_QUEUE_DEPTH: '1000000',
+  IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER: '1000000',
+});
 const { db } = server;
-const url = server.url!;
 
 async function waitingImages(customerId: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++)
@@ -144,5 +130,4 @@ console.log(`  no limits        ${quantiles(none)}`);
 console.log(`  every limit      ${quantiles(all)}`);
 console.log(`  ratio of p50s    ${(median(all) / median(none)).toFixed(2)}`);
 
-await server.stop();
-await rm(dataDir, { recursive: true, force: true });
+await stop();

@@ -60,6 +60,22 @@ export const ERRORS = {
     status: 404,
     message: 'No such upload session, or it has expired; start a new one with POST /v1/uploads.',
   },
+  TUS_UPLOAD_NOT_FOUND: {
+    status: 404,
+    message: 'No such resumable upload for this key: it was terminated, refused, or never existed.',
+  },
+  TUS_UPLOAD_EXPIRED: {
+    status: 410,
+    message: 'This resumable upload expired before it was finished (IMAGELAKE_TUS_EXPIRY); start a new one.',
+  },
+  TUS_UPLOAD_BUSY: {
+    status: 423,
+    message: 'Another request is still writing this resumable upload; retry in a moment.',
+  },
+  TUS_UPLOAD_LANDED: {
+    status: 409,
+    message: 'This resumable upload has landed as an image already; delete the image instead.',
+  },
   UPLOAD_EMPTY: {
     status: 409,
     message: 'Nothing was uploaded yet: PUT the bytes to the upload URL first, then complete.',

@@ -14,6 +14,10 @@ import { EventPublisher } from './events/kafka-publisher.ts';
 import { CustomerLimits } from './ingest/customer-limits.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
 import { Lander } from './ingest/land.ts';
+import { TusUploads } from './ingest/tus.ts';
+import { CatalogLocker } from './ingest/tus-locker.ts';
+import { openTusStorage } from './ingest/tus-store.ts';
+import { UploadSlots } from './ingest/upload-slots.ts';
 import { Uploads } from './ingest/uploads.ts';
 import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
@@ -93,6 +97,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     const lake = openLake(config);
     await lake.check();
+    // The api takes resumable uploads into it; the scheduler's purge deletes the abandoned ones.
+    const tusStorage = openTusStorage(lake, { expiryMs: config.tus.expiryMs, s3: config.s3 });
 
     if (roles.has('worker')) {
       await recordDeclarations(db, processors, clock.now());
@@ -141,6 +147,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         metrics,
         retentionMs: config.retentionMs,
         statsRetentionMs: config.statsRetentionMs,
+        tus: { storage: tusStorage, expiryMs: config.tus.expiryMs },
       });
     const purgeNow = async () => {
       const result = await withSchedulerLock(pool, purge);
@@ -239,9 +246,32 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           stagedBytes: config.limits.stagedBytes,
         },
       });
+      // Each upload in progress holds one connection of its own pool for its lock.
+      const lockPool = catalog.lockPool(Math.max(4, config.limits.concurrentUploads * 2));
+      stops.push(() => lockPool.end());
+      const tus = new TusUploads({
+        db,
+        lake,
+        clock,
+        log,
+        lander,
+        customerLimits,
+        storage: tusStorage,
+        // Longer than the body-idle timeout, which ends a request stuck on a dead connection.
+        locker: new CatalogLocker(lockPool, config.http.bodyIdleTimeoutMs + 5_000),
+        limits: {
+          maxBytes: config.limits.maxBytes,
+          open: config.limits.uploadSessions,
+          openBytes: config.limits.stagedBytes,
+        },
+        expiryMs: config.tus.expiryMs,
+        corsOrigins: config.corsOrigins,
+      });
       const app = await buildApp({
         customerLimits,
         uploads,
+        tus,
+        uploadSlots: new UploadSlots(config.limits.concurrentUploads),
         config,
         db,
         lake,

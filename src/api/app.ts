@@ -23,6 +23,7 @@ import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
 import { sqlRoutes } from './routes/sql.ts';
 import { statsRoutes } from './routes/stats.ts';
+import { tusRoutes } from './routes/tus.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { usageRoutes } from './routes/usage.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
@@ -171,6 +172,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(customerRoutes(ctx));
   await app.register(imageRoutes(ctx));
   await app.register(uploadRoutes(ctx));
+  await app.register(tusRoutes(ctx));
   await app.register(statsRoutes(ctx));
   await app.register(retentionRoutes(ctx));
   await app.register(holdRoutes(ctx));

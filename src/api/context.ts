@@ -6,6 +6,8 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { CustomerLimits } from '../ingest/customer-limits.ts';
 import type { Lander } from '../ingest/land.ts';
+import type { TusUploads } from '../ingest/tus.ts';
+import type { UploadSlots } from '../ingest/upload-slots.ts';
 import type { Uploads } from '../ingest/uploads.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -21,6 +23,10 @@ export interface ApiContext {
   /** Per-customer limits: the settings in force and the rate limits' buckets. */
   customerLimits: CustomerLimits;
   uploads: Uploads;
+  /** Resumable uploads (tus). */
+  tus: TusUploads;
+  /** Uploads in progress per customer in this process, over every way in for bytes. */
+  uploadSlots: UploadSlots;
   clock: Clock;
   log: Logger;
   metrics: Metrics;

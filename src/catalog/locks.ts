@@ -29,3 +29,19 @@ export async function withSessionLock<T>(
     client.release();
   }
 }
+
+/**
+ * Takes the session lock named `name` on `client` if it is free; the lock lives until unlockNamed
+ * or until the client's connection ends (a process that dies releases it).
+ */
+export async function tryLockNamed(client: pg.PoolClient, name: string): Promise<boolean> {
+  const { rows } = await client.query<{ locked: boolean }>(
+    'select pg_try_advisory_lock(hashtextextended($1, 0)) as locked',
+    [name],
+  );
+  return rows[0]?.locked === true;
+}
+
+export async function unlockNamed(client: pg.PoolClient, name: string): Promise<void> {
+  await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [name]);
+}

@@ -24,6 +24,11 @@ export interface Catalog {
   where: string;
   /** A LISTEN session for job notifications, connected like the pool (start it, close it). */
   listener(deps: Pick<JobListenerOptions, 'log' | 'metrics'>): JobListener;
+  /**
+   * A pool of its own, connected like the main one, for session locks held while a request runs
+   * (resumable uploads): they never take the main pool's connections. The caller ends it.
+   */
+  lockPool(max: number): pg.Pool;
   /** Answers when the catalog answers a query on its schema; throws otherwise (readiness). */
   check(): Promise<void>;
   /** Closes the pool, then stops the embedded server and frees the data dir when this opened them. */
@@ -110,6 +115,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
       url,
       where,
       listener: (deps) => new JobListener({ url: listenUrl, ssl: catalogTls(tls), ...deps }),
+      lockPool: (max) => connect(listenUrl, { max, ...tls }).pool,
       check: () => checkCatalog(db),
       close: stopAll,
     };

@@ -270,6 +270,22 @@ export interface UploadsTable {
   bytes: BigInt;
 }
 
+export interface TusUploadsTable {
+  /** The upload's id in its URL (/v1/tus/{id}): 32 hex digits. */
+  id: string;
+  customer_id: string;
+  /** Upload-Length: the bytes the upload will have. */
+  size: BigInt;
+  filename: string | null;
+  content_type: string | null;
+  idempotency_key: string | null;
+  priority: ColumnType<JobPriority, JobPriority | undefined, JobPriority>;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  /** The image it landed as; null while unfinished. */
+  image_id: string | null;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -288,6 +304,7 @@ export interface Database {
   outbox: OutboxTable;
   settings: SettingsTable;
   uploads: UploadsTable;
+  tus_uploads: TusUploadsTable;
   rate_buckets: RateBucketsTable;
   quota_usage: QuotaUsageTable;
 }

@@ -1,7 +1,7 @@
 /** A small client of the HTTP API for the CLI: base URL, a key, and errors that say what to do. */
 export class ApiClient {
   readonly baseUrl: string;
-  private readonly key: string | undefined;
+  readonly key: string | undefined;
 
   constructor(baseUrl: string, key: string | undefined) {
     this.baseUrl = baseUrl.replace(/\/$/, '');

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
+import { parseBytes } from '../config/duration.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { customersCommand } from './commands/customers.ts';
@@ -34,6 +35,10 @@ Usage: imagelake <command> [options]
          [--concurrency N] [--wait]      --wait also waits until every image is processed.
          [--bulk]                        --bulk marks a backfill: processed when no interactive
                                          work waits, so other uploads go first.
+         [--tus-over SIZE]               Files larger than SIZE (default 16MiB) go over tus: resumed
+         [--tus-state FILE]              after a broken connection, and after the command is run
+                                         again (unfinished uploads are kept in FILE, default
+                                         ~/.cache/imagelake/tus-uploads.json).
   stats [--from DAY] [--to DAY]          Image counts and bytes as a table (bytes in decimal MB), or
         [--group-by day,customer,...]    --json / --csv for a program. Groups: day, customer,
         [--json | --csv]                 format, source, status.
@@ -306,6 +311,8 @@ async function main(): Promise<void> {
       json: { type: 'boolean' },
       csv: { type: 'boolean' },
       'uploads-per-second': { type: 'string' },
+      'tus-over': { type: 'string' },
+      'tus-state': { type: 'string' },
       'bytes-per-second': { type: 'string' },
       'monthly-images': { type: 'string' },
       'monthly-bytes': { type: 'string' },
@@ -349,6 +356,8 @@ async function main(): Promise<void> {
         wait: Boolean(values.wait),
         quiet: Boolean(values.quiet),
         bulk: Boolean(values.bulk),
+        tusOver: values['tus-over'] === undefined ? undefined : tusOver(values['tus-over']),
+        tusState: values['tus-state'],
       });
       return;
     }
@@ -388,3 +397,9 @@ main().catch((error) => {
   console.error(`imagelake: ${(error as Error).message}`);
   process.exit(1);
 });
+
+function tusOver(value: string): number {
+  const bytes = parseBytes(value);
+  if (bytes === undefined) fail('--tus-over takes a size such as 16MiB (0: every file over tus)');
+  return bytes!;
+}

@@ -57,6 +57,10 @@ export interface Config {
     uploadSessions: number;
     stagedBytes: number;
   };
+  /** Resumable (tus) uploads: how long an unfinished one may be resumed before the purge deletes it. */
+  tus: { expiryMs: number };
+  /** Web origins allowed to upload from a browser (CORS on /v1/tus); empty: none. */
+  corsOrigins: string[];
   /** How long a client may take to send its request; none is unbounded. */
   http: { headersTimeoutMs: number; bodyIdleTimeoutMs: number; requestTimeoutMs: number };
   workers: {
@@ -229,6 +233,11 @@ export function loadConfig(env: Env = process.env): Config {
       uploadSessions: read('IMAGELAKE_UPLOAD_SESSIONS', '100', int(1), 'a whole number of sessions'),
       stagedBytes: read('IMAGELAKE_UPLOAD_STAGED_BYTES', '4GiB', parseBytes, 'a size such as 4GiB'),
     },
+    tus: { expiryMs: read('IMAGELAKE_TUS_EXPIRY', '24h', duration, 'a duration such as 24h') },
+    corsOrigins: (env.IMAGELAKE_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((v) => v.trim().replace(/\/+$/, ''))
+      .filter(Boolean),
     http: {
       headersTimeoutMs: read('IMAGELAKE_HEADERS_TIMEOUT', '30s', duration, 'a duration such as 30s'),
       bodyIdleTimeoutMs: read('IMAGELAKE_BODY_IDLE_TIMEOUT', '30s', duration, 'a duration such as 30s'),
@@ -265,6 +274,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
     problems.push('IMAGELAKE_HEADERS_TIMEOUT must not be longer than IMAGELAKE_REQUEST_TIMEOUT');
   }
+  for (const origin of config.corsOrigins)
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
+      problems.push(
+        `IMAGELAKE_CORS_ORIGINS: "${origin}" is not an origin such as https://app.example.com (or *)`,
+      );
   readProcessors(env, config, problems);
   if (config.lakeUrl && !/^(s3:\/\/[^/]+|file:\/\/\/)/.test(config.lakeUrl)) {
     problems.push(

@@ -63,15 +63,7 @@ export class Lander {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
       if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
-    const limits = await this.deps.customerLimits?.of(input.customerId);
-    // Kafka is held back by its consumer's pause on the whole queue instead: refusing one customer's
-    // message would stall its partition, and every other customer's messages behind it.
-    const waiting = limits && input.source !== 'kafka' ? await countWaiting(db, input.customerId) : undefined;
-    await this.checkQueueDepth(input, waiting);
-    if (limits) {
-      if (waiting !== undefined) this.checkQueueShare(input, limits, waiting);
-      await this.checkQuota(input, limits);
-    }
+    const limits = await this.checkLimits(input);
 
     const id = randomUUID();
     const receivedAt = clock.now();
@@ -169,6 +161,29 @@ export class Lander {
       }
       throw error;
     }
+  }
+
+  /**
+   * The refusals a landing would meet before its first byte (queue depth, the customer's queue share
+   * and monthly quota), for a source that takes bytes over a long time before landing them (a
+   * resumable upload): refused when it starts rather than after gigabytes.
+   */
+  async admit(customerId: string, source: ImageSource = 'http'): Promise<void> {
+    await this.checkLimits({ customerId, source, body: Buffer.alloc(0) });
+  }
+
+  private async checkLimits(input: LandInput): Promise<EffectiveLimits | undefined> {
+    const limits = await this.deps.customerLimits?.of(input.customerId);
+    // Kafka is held back by its consumer's pause on the whole queue instead: refusing one customer's
+    // message would stall its partition, and every other customer's messages behind it.
+    const waiting =
+      limits && input.source !== 'kafka' ? await countWaiting(this.deps.db, input.customerId) : undefined;
+    await this.checkQueueDepth(input, waiting);
+    if (limits) {
+      if (waiting !== undefined) this.checkQueueShare(input, limits, waiting);
+      await this.checkQuota(input, limits);
+    }
+    return limits;
   }
 
   /**

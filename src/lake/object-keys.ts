@@ -42,3 +42,14 @@ export function dayOfKey(key: string): string | undefined {
 export function imageIdOfKey(key: string): string | undefined {
   return /^(?:raw|renditions|metadata)\/dt=[^/]+\/customer=[^/]+\/([0-9a-f-]{36})(?:[./]|$)/.exec(key)?.[1];
 }
+
+/** Where resumable (tus) uploads keep their bytes and their store's info until they land. */
+export const TUS_AREA = 'tus/';
+
+/** An upload's lake keys start with this: its bytes, and its store's .json, .info or .part. */
+export function tusKeyPrefix(id: string): string {
+  return `${TUS_AREA}${id}`;
+}
+
+/** The key of an upload's bytes, once complete (where its landing reads them). */
+export const tusBytesKey = tusKeyPrefix;

@@ -62,16 +62,7 @@ export class S3Lake implements Lake {
   static fromSettings(url: string, settings: S3Settings): S3Lake {
     const parsed = new URL(url);
     if (parsed.protocol !== 's3:' || !parsed.hostname) throw new Error(`${url} is not s3://bucket/prefix`);
-    const endpoint = settings.endpoint;
-    const pathStyle = settings.pathStyle ? settings.pathStyle === 'true' : Boolean(endpoint);
-    const config: S3ClientConfig = {
-      region: settings.region,
-      forcePathStyle: pathStyle,
-      ...(endpoint ? { endpoint } : {}),
-      // GCS's XML API rejects the newer default checksums; send them only when an operation needs them.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    };
+    const config = s3ClientConfig(settings);
     const prefix = parsed.pathname.replace(/^\/+/, '');
     return new S3Lake({
       bucket: parsed.hostname,
@@ -314,4 +305,18 @@ function isWormRefusal(error: unknown): boolean {
 function isMissing(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** The S3 client settings of a lake (also the resumable uploads' store's, which has a client of its own). */
+export function s3ClientConfig(settings: S3Settings): S3ClientConfig {
+  const endpoint = settings.endpoint;
+  const pathStyle = settings.pathStyle ? settings.pathStyle === 'true' : Boolean(endpoint);
+  return {
+    region: settings.region,
+    forcePathStyle: pathStyle,
+    ...(endpoint ? { endpoint } : {}),
+    // GCS's XML API rejects the newer default checksums; send them only when an operation needs them.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  };
 }

@@ -8,6 +8,7 @@ import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
+import { auditTusArea } from './abandoned-uploads.ts';
 import { effectiveWindow } from './windows.ts';
 
 export type FindingKind =
@@ -171,6 +172,11 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
       }
     }
   }
+
+  // Resumable uploads: unfinished past their expiry, or objects no unfinished upload owns.
+  const tus = await auditTusArea(db, lake, now, grace);
+  objects += tus.objects;
+  findings.push(...tus.findings);
 
   // The analytics store: aggregates past their own window.
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));

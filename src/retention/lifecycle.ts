@@ -1,4 +1,4 @@
-import { IMAGE_AREAS } from '../lake/object-keys.ts';
+import { IMAGE_AREAS, TUS_AREA } from '../lake/object-keys.ts';
 
 /**
  * Backstops for when the platform itself is down: storage-level rules that delete what the purge
@@ -8,7 +8,9 @@ import { IMAGE_AREAS } from '../lake/object-keys.ts';
 /** prefix: the lake's folder inside its bucket ('' or ending with '/'). */
 export function lifecycleRules(retentionMs: number, prefix = '') {
   const days = Math.ceil(retentionMs / 86_400_000) + 1;
-  const prefixes = IMAGE_AREAS.map((area) => `${prefix}${area}/`);
+  // Resumable uploads' bytes (tus/) are image bytes too: unfinished ones expire long before the
+  // window, so the window's backstop bounds them as well, and their multipart parts are aborted.
+  const prefixes = [...IMAGE_AREAS.map((area) => `${area}/`), TUS_AREA].map((area) => `${prefix}${area}`);
   return {
     days,
     s3: {

@@ -10,11 +10,14 @@ import {
   oldestOverdueSeconds,
 } from '../catalog/images-retention.ts';
 import { pruneMonths } from '../catalog/quota-usage.ts';
+import { pruneLandedTusUploads } from '../catalog/tus-uploads.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
+import type { TusStorage } from '../ingest/tus-store.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
+import { planAbandonedUploads } from './abandoned-uploads.ts';
 import { lockAllHeldObjects } from './holds.ts';
 import type { Receipt } from './receipts.ts';
 import {
@@ -38,6 +41,8 @@ export interface PurgeDeps extends RunDeps {
   claimPrefixes?: string[];
   statsRetentionMs: number;
   batchSize?: number;
+  /** Resumable uploads' store and expiry: abandoned ones are deleted (kind upload). */
+  tus?: { storage: TusStorage; expiryMs: number };
 }
 
 export async function expiredImages(
@@ -127,6 +132,10 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
   await recordObjects(db, runId, 'upload', staleUploads);
   await pruneSessions(db, now, retentionMs);
+  if (deps.tus) {
+    await planAbandonedUploads(deps, runId, deps.tus.storage, now, deps.tus.expiryMs);
+    await pruneLandedTusUploads(db, now, retentionMs);
+  }
 
   // The catalog's records of dead letters follow their messages, which the topic keeps for the window.
   await recordDone(

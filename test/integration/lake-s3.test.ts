@@ -66,7 +66,7 @@ describe('lifecycle backstop on S3', () => {
     );
     assert.deepEqual(
       Rules?.map((r) => [r.Filter?.Prefix, r.Expiration?.Days]).sort(),
-      [`${prefix}/metadata/`, `${prefix}/raw/`, `${prefix}/renditions/`].map((p) => [p, 8]),
+      [`${prefix}/metadata/`, `${prefix}/raw/`, `${prefix}/renditions/`, `${prefix}/tus/`].map((p) => [p, 8]),
     );
     await lake.client.send(new DeleteBucketLifecycleCommand({ Bucket: 'imagelake' }));
   });

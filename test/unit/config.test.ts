@@ -137,3 +137,31 @@ describe('analyst SQL and the embedded PostgreSQL settings', () => {
     );
   });
 });
+
+describe('resumable uploads and browser origins', () => {
+  it('expires unfinished tus uploads after 24h by default and allows no browser origin', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.tus.expiryMs, 24 * 3_600_000);
+    assert.deepEqual(defaults.corsOrigins, []);
+    const set = loadConfig({
+      IMAGELAKE_TUS_EXPIRY: '2h',
+      IMAGELAKE_CORS_ORIGINS: 'https://app.example.com/, http://localhost:3000',
+    });
+    assert.equal(set.tus.expiryMs, 2 * 3_600_000);
+    assert.deepEqual(set.corsOrigins, ['https://app.example.com', 'http://localhost:3000']);
+    assert.deepEqual(loadConfig({ IMAGELAKE_CORS_ORIGINS: '*' }).corsOrigins, ['*']);
+  });
+
+  it('refuses an expiry that is no duration and an origin that is no origin, together', () => {
+    assert.throws(
+      () => loadConfig({ IMAGELAKE_TUS_EXPIRY: 'a day', IMAGELAKE_CORS_ORIGINS: 'app.example.com/path' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.problems.length, 2);
+        assert.match(error.message, /IMAGELAKE_TUS_EXPIRY="a day"/);
+        assert.match(error.message, /IMAGELAKE_CORS_ORIGINS: "app.example.com\/path"/);
+        return true;
+      },
+    );
+  });
+});

@@ -5,10 +5,10 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { JobPriority } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { guardedBody } from '../../ingest/body.ts';
-import { UploadSlots } from '../../ingest/upload-slots.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, LandedBody, OneOf, TEXT_PATTERN, Text, Uuid } from '../schemas.ts';
+import { takeUploadSlot } from '../upload-slot.ts';
 
 /** `Imagelake-Priority: bulk` marks a backfill: processed only when no interactive work waits. */
 const PriorityHeader = OneOf(['interactive', 'bulk'], {
@@ -46,22 +46,8 @@ export const uploadRoutes =
   async (base) => {
     const app = base.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
 
-    // Uploads in progress per customer: a customer's stalled uploads hold its own slots only.
-    const slots = new UploadSlots(ctx.config.limits.concurrentUploads);
+    const takeSlot = takeUploadSlot(ctx.uploadSlots, ctx.config.limits.concurrentUploads);
     const { bodyIdleTimeoutMs } = ctx.config.http;
-    async function takeSlot(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-      const release = slots.take(request.principal!.customerId!);
-      if (!release) {
-        // Slots free as soon as any of the customer's uploads ends, so a short wait is enough.
-        reply.header('retry-after', '1');
-        throw new AppError(
-          'TOO_MANY_UPLOADS',
-          `The limit is ${ctx.config.limits.concurrentUploads} at once per customer.`,
-        );
-      }
-      // 'close' comes once the answer is sent or the connection is gone, whichever happens first.
-      reply.raw.once('close', release);
-    }
     const uploader = [requireRole(ctx.db, 'customer'), takeSlot];
     // The customer's rate limits, shared by every api process; the answer carries their state either way.
     async function rateLimit(request: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -3,6 +3,7 @@ import cliProgress from 'cli-progress';
 import { systemClock } from '../../clock.ts';
 import type { Config } from '../../config/config.ts';
 import { formatDuration } from '../../config/duration.ts';
+import { openTusStorage } from '../../ingest/tus-store.ts';
 import { openLake } from '../../lake/open.ts';
 import { S3Lake } from '../../lake/s3.ts';
 import { createMetrics } from '../../observability/metrics.ts';
@@ -105,6 +106,10 @@ export async function retentionCommand(
           metrics: createMetrics(),
           retentionMs: config.retentionMs,
           statsRetentionMs: config.statsRetentionMs,
+          tus: {
+            storage: openTusStorage(storage.lake, { expiryMs: config.tus.expiryMs, s3: config.s3 }),
+            expiryMs: config.tus.expiryMs,
+          },
         }),
       );
       if (!result.ran) {

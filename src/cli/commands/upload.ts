@@ -4,6 +4,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { ApiClient } from '../client.ts';
+import { defaultTusStatePath, TUS_OVER_DEFAULT, tusUploadOne } from './tus-upload.ts';
 
 export interface UploadOptions {
   concurrency: number;
@@ -11,6 +12,10 @@ export interface UploadOptions {
   quiet: boolean;
   /** A backfill: sent with `Imagelake-Priority: bulk`, processed when no interactive work waits. */
   bulk?: boolean;
+  /** Files larger than this go over tus (resumable); the others in one POST. */
+  tusOver?: number;
+  /** The file where unfinished tus uploads are remembered between runs. */
+  tusState?: string;
 }
 
 type Outcome =
@@ -43,9 +48,20 @@ async function sha256File(path: string): Promise<string> {
 async function uploadOne(
   client: ApiClient,
   file: { path: string; bytes: number },
-  bulk: boolean,
+  options: UploadOptions,
+  onBytes: (sent: number) => void,
 ): Promise<Outcome> {
+  const bulk = Boolean(options.bulk);
   const key = await sha256File(file.path);
+  if (file.bytes > (options.tusOver ?? TUS_OVER_DEFAULT)) {
+    const outcome = await tusUploadOne(
+      client,
+      client.key ?? '',
+      { ...file, sha256: key },
+      { bulk, statePath: options.tusState ?? defaultTusStatePath(), onBytes },
+    );
+    return { path: file.path, bytes: file.bytes, ...outcome };
+  }
   for (let attempt = 1; ; attempt++) {
     let response: Response;
     try {
@@ -127,9 +143,15 @@ export async function upload(client: ApiClient, paths: string[], options: Upload
     Array.from({ length: Math.min(options.concurrency, files.length) }, async () => {
       while (next < files.length) {
         const file = files[next++]!;
-        const outcome = await uploadOne(client, file, Boolean(options.bulk));
+        // A large file's bytes show as they go, so a long tus upload is seen moving.
+        let sent = 0;
+        const outcome = await uploadOne(client, file, options, (bytes) => {
+          doneBytes += bytes - sent;
+          sent = bytes;
+          bar?.update({ mb: (doneBytes / 1e6).toFixed(1) });
+        });
         outcomes.push(outcome);
-        doneBytes += file.bytes;
+        doneBytes += file.bytes - sent;
         const seconds = (performance.now() - started) / 1000;
         bar?.increment(1, { mb: (doneBytes / 1e6).toFixed(1), rate: (outcomes.length / seconds).toFixed(1) });
       }
