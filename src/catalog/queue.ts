@@ -25,6 +25,8 @@ export interface ClaimedJob {
   /** For a reprocess job: the one processor to run, and the run it belongs to. */
   processor: string | null;
   runId: string | null;
+  /** The W3C traceparent of the span that queued it (the landing): the job's span continues that trace. */
+  traceparent: string | null;
 }
 
 export const PROCESS_IMAGE = 'process-image';
@@ -73,7 +75,7 @@ async function stamp(db: Db, customerId: string, priority: JobPriority, count: n
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
 export async function enqueue(
   db: Db,
-  job: { imageId: string; customerId: string; priority?: JobPriority },
+  job: { imageId: string; customerId: string; priority?: JobPriority; traceparent?: string | null },
   maxAttempts: number,
   kind = PROCESS_IMAGE,
 ): Promise<void> {
@@ -95,6 +97,7 @@ export async function enqueue(
       last_error: null,
       processor: null,
       run_id: null,
+      traceparent: job.traceparent ?? null,
     })
     .execute();
   // Wakes idle workers at once instead of at their next poll; delivered only if the transaction commits.
@@ -107,7 +110,7 @@ export async function enqueue(
  */
 export async function enqueueReprocess(
   db: Db,
-  run: { id: string; processor: string },
+  run: { id: string; processor: string; traceparent?: string | null },
   images: { id: string; customerId: string }[],
   maxAttempts: number,
 ): Promise<void> {
@@ -136,6 +139,7 @@ export async function enqueueReprocess(
         last_error: null,
         processor: run.processor,
         run_id: run.id,
+        traceparent: run.traceparent ?? null,
       });
     }
   }
@@ -176,6 +180,7 @@ function claimStatement(limit: number, leaseMs: number) {
     created_at: Date;
     processor: string | null;
     run_id: string | null;
+    traceparent: string | null;
   }>`
     with expired as (
       select id from jobs
@@ -196,7 +201,8 @@ function claimStatement(limit: number, leaseMs: number) {
     set state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
         lease_until = now() + ${leaseMs} * interval '1 millisecond'
     from due where j.id = due.id
-    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id`;
+    returning j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor,
+      j.run_id, j.traceparent`;
 }
 
 /** The claim's query plan (EXPLAIN, not run): bench/claim.ts shows it walks indexes, not the table. */
@@ -217,6 +223,7 @@ export async function claim(db: Db, limit: number, leaseMs: number): Promise<Cla
     createdAt: r.created_at,
     processor: r.processor,
     runId: r.run_id,
+    traceparent: r.traceparent,
   }));
 }
 
