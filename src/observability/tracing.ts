@@ -2,6 +2,7 @@ import {
   type Attributes,
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   type Link,
   propagation,
   ROOT_CONTEXT,
@@ -118,17 +119,62 @@ export async function inSpan<T>(
   );
 }
 
+/** An error as a span records it: the platform's code (errors.ts) and its message. */
+export interface SpanError {
+  code: string;
+  message?: string;
+}
+
+/** The active context (a span's children are made under it). */
+export function activeContext(): Context {
+  return context.active();
+}
+
+/** The active span (a no-op span when nothing is traced). */
+export function activeSpan(): Span {
+  return trace.getActiveSpan() ?? trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+}
+
 /** A finished span from times measured elsewhere (a worker thread's steps, a claim of many jobs). */
 export function recordSpan(
   name: string,
   parent: Context,
   times: { start: number; end: number },
   attributes: Attributes = {},
-  error?: { code: string; message?: string },
+  error?: SpanError,
 ): void {
   const span = tracer.startSpan(name, { startTime: times.start, attributes }, parent);
   if (error) failSpan(span, error.code, error.message);
   span.end(times.end);
+}
+
+/**
+ * Spans for a batch sent at once (the outbox's events): each starts under the context its
+ * traceparent names, and `headers(i)` gives the headers that carry span i on to the consumer.
+ */
+export function batchSpans(
+  name: string,
+  traceparents: Array<string | null>,
+  attributes: (i: number) => Attributes,
+): { headers(i: number): Record<string, string>; end(error?: SpanError): void } {
+  const spans = traceparents.map((tp, i) =>
+    tp
+      ? tracer.startSpan(name, { kind: SpanKind.PRODUCER, attributes: attributes(i) }, contextOf(tp))
+      : undefined,
+  );
+  return {
+    headers: (i) => {
+      const span = spans[i];
+      return span ? traceHeaders(trace.setSpan(ROOT_CONTEXT, span)) : {};
+    },
+    end: (error) => {
+      for (const span of spans) {
+        if (!span) continue;
+        if (error) failSpan(span, error.code, error.message);
+        span.end();
+      }
+    },
+  };
 }
 
 /** The W3C traceparent of the active span (or of `ctx`), or null when nothing is traced. */

@@ -1,6 +1,8 @@
 import { type ClaimedJob, claim, renewLeases, retryLater } from '../catalog/queue.ts';
+import { epochMs } from '../observability/tracing.ts';
 import type { JobContext, JobHandler } from './jobs/context.ts';
 import { jobRegistry } from './jobs/registry.ts';
+import { type ClaimTimes, inJobSpan } from './trace.ts';
 
 export interface RunnerDeps extends JobContext {
   /** Wakes the runner when a job is queued (PostgreSQL LISTEN); polling covers a missed wake-up. */
@@ -75,6 +77,7 @@ export class Runner {
       await this.beforeClaim();
       const free = concurrency - this.inFlight.size;
       let claimed: ClaimedJob[] = [];
+      const times: ClaimTimes = { start: epochMs(), end: 0 };
       if (free > 0) {
         try {
           claimed = await claim(this.deps.db, free, leaseMs);
@@ -82,9 +85,10 @@ export class Runner {
           this.deps.log.error({ err: error }, 'claiming jobs failed; retrying');
         }
       }
+      times.end = epochMs();
       for (const job of claimed) {
         this.inFlight.set(job.leaseToken, job);
-        const task = this.handle(job).finally(() => {
+        const task = this.handle(job, times).finally(() => {
           this.inFlight.delete(job.leaseToken);
           this.tasks.delete(task);
           this.wake?.();
@@ -121,18 +125,19 @@ export class Runner {
     }
   }
 
-  private async handle(job: ClaimedJob): Promise<void> {
+  /** One job, in its span: a child of the span that queued it, which is how the image's trace crosses the queue. */
+  private async handle(job: ClaimedJob, claimed: ClaimTimes): Promise<void> {
     const { db, log } = this.deps;
-    try {
+    await inJobSpan(job, claimed, async () => {
       const handler = this.handlers.get(job.kind);
       if (!handler) throw new Error(`No handler for the job kind ${job.kind}`);
       await handler.handle(this.deps, job, handler.payload(job));
-    } catch (error) {
+    }).catch(async (error) => {
       log.error(
         { err: error, job: job.id, image: job.imageId },
         'processing job failed unexpectedly; it will be retried',
       );
       await retryLater(db, job, String((error as Error)?.message ?? error)).catch(() => {});
-    }
+    });
   }
 }
