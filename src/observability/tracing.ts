@@ -197,6 +197,12 @@ export function contextOf(traceparent: string | null | undefined): Context {
   return propagation.extract(ROOT_CONTEXT, { traceparent });
 }
 
+/** The context received headers carry (traceparent, tracestate), or the root context. */
+export function contextOfHeaders(headers: ReadonlyMap<string, string>): Context {
+  if (!headers.has('traceparent')) return ROOT_CONTEXT;
+  return propagation.extract(ROOT_CONTEXT, Object.fromEntries(headers));
+}
+
 /** A link to the span a traceparent names, or none. */
 export function linkTo(traceparent: string | null | undefined, attributes?: Attributes): Link[] {
   const spanContext = trace.getSpanContext(contextOf(traceparent));

@@ -7,6 +7,7 @@ import type { KafkaConfig } from '../../config/config.ts';
 import { AppError, PERMANENT_CODES } from '../../errors.ts';
 import type { Lake } from '../../lake/port.ts';
 import type { Metrics } from '../../observability/metrics.ts';
+import { activeSpan, contextOfHeaders, failSpan, inSpan, SpanKind } from '../../observability/tracing.ts';
 import type { Lander } from '../land.ts';
 import { connectionOptions } from './client.ts';
 import { headersOf, resolveMessage } from './contract.ts';
@@ -170,7 +171,26 @@ export class KafkaIngest {
     this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
   }
 
-  private async handle(message: Msg): Promise<void> {
+  /** One message, in a span that continues the producer's trace when it sent a traceparent header. */
+  private handle(message: Msg): Promise<void> {
+    const headers = headersOf(message.headers);
+    return inSpan(
+      `imagelake.kafka receive ${message.topic}`,
+      {
+        parent: contextOfHeaders(headers),
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          'messaging.system': 'kafka',
+          'messaging.destination.name': message.topic,
+          'messaging.destination.partition.id': String(message.partition),
+          'messaging.kafka.offset': Number(message.offset),
+        },
+      },
+      () => this.land(message, headers),
+    );
+  }
+
+  private async land(message: Msg, headers: Map<string, string>): Promise<void> {
     const { lander, lake, metrics, log, config } = this.deps;
     const topic = message.topic;
     for (let attempt = 1; ; attempt++) {
@@ -181,7 +201,7 @@ export class KafkaIngest {
             partition: message.partition,
             offset: message.offset,
             value: message.value ?? Buffer.alloc(0),
-            headers: headersOf(message.headers),
+            headers,
           },
           lake,
           config.claimPrefixes,
@@ -207,6 +227,7 @@ export class KafkaIngest {
       } catch (error) {
         // Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic.
         if (error instanceof AppError && PERMANENT_CODES.has(error.code)) {
+          failSpan(activeSpan(), error.code, error.message);
           await this.deadLetter(message, error);
           return;
         }
