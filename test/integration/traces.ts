@@ -20,7 +20,7 @@ type AnyValue = {
   doubleValue?: number;
 };
 
-function valueOf(v: AnyValue): string | number | boolean {
+function attributeValue(v: AnyValue): string | number | boolean {
   if (v.stringValue !== undefined) return v.stringValue;
   if (v.intValue !== undefined) return Number(v.intValue);
   if (v.doubleValue !== undefined) return v.doubleValue;
@@ -28,7 +28,7 @@ function valueOf(v: AnyValue): string | number | boolean {
 }
 
 function attributesOf(list: Array<{ key: string; value: AnyValue }> = []) {
-  return Object.fromEntries(list.map((a) => [a.key, valueOf(a.value)]));
+  return Object.fromEntries(list.map((a) => [a.key, attributeValue(a.value)]));
 }
 
 /** Every span of one trace the collector has written so far (one OTLP export request a line). */
