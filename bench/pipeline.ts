@@ -221,4 +221,12 @@ console.log(`ratio imagelake / bare sharp: ${(rate(platformSeconds) / rate(baseS
 // The spans still buffered go out before the process ends (their export is part of tracing's cost).
 await stopTracing();
 if (process.env.BENCH_REPORT)
-  writeFileSync(process.env.BENCH_REPORT, JSON.stringify({ traced, imagesPerSecond: rate(platformSeconds) }));
+  writeFileSync(
+    process.env.BENCH_REPORT,
+    JSON.stringify({
+      traced,
+      imagesPerSecond: rate(platformSeconds),
+      // CPU of this process (every thread) per image: what tracing costs, even on a busy machine.
+      cpuMsPerImage: (platformCpu.user + platformCpu.system) / 1000 / files.length,
+    }),
+  );
