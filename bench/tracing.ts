@@ -33,7 +33,12 @@ const args = [
 const untraced = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
 const dir = mkdtempSync(join(tmpdir(), 'imagelake-bench-tracing-'));
 
-function once(tracing: boolean, round: number): number {
+interface Run {
+  imagesPerSecond: number;
+  cpuMsPerImage: number;
+}
+
+function once(tracing: boolean, round: number): Run {
   const report = join(dir, `${tracing ? 'on' : 'off'}-${round}.json`);
   const env: NodeJS.ProcessEnv = {
     ...untraced,
@@ -52,15 +57,17 @@ function once(tracing: boolean, round: number): number {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   if (result.status !== 0) throw new Error(`bench/pipeline.ts exited ${result.status}`);
-  const { traced, imagesPerSecond } = JSON.parse(readFileSync(report, 'utf8'));
+  const { traced, imagesPerSecond, cpuMsPerImage } = JSON.parse(readFileSync(report, 'utf8'));
   if (traced !== tracing)
     throw new Error(`tracing was ${traced ? 'on' : 'off'}, expected ${tracing ? 'on' : 'off'}`);
-  console.log(`run ${round + 1} tracing ${tracing ? 'on ' : 'off'}: ${imagesPerSecond.toFixed(2)} images/s`);
-  return imagesPerSecond;
+  console.log(
+    `run ${round + 1} tracing ${tracing ? 'on ' : 'off'}: ${imagesPerSecond.toFixed(2)} images/s, ${cpuMsPerImage.toFixed(0)} CPU ms/image`,
+  );
+  return { imagesPerSecond, cpuMsPerImage };
 }
 
-const off: number[] = [];
-const on: number[] = [];
+const off: Run[] = [];
+const on: Run[] = [];
 try {
   for (let round = 0; round < runs; round++) {
     // Alternating which goes first, so neither side always runs on a warmer machine.
@@ -78,13 +85,22 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const spread = (xs: number[]) => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`;
-console.log('');
-console.table({
-  'tracing off': { 'median images/s': +median(off).toFixed(2), spread: spread(off) },
-  'tracing on (100%)': { 'median images/s': +median(on).toFixed(2), spread: spread(on) },
+const rates = (runs: Run[]) => runs.map((r) => r.imagesPerSecond);
+const cpus = (runs: Run[]) => runs.map((r) => r.cpuMsPerImage);
+const row = (runs: Run[]) => ({
+  'median images/s': +median(rates(runs)).toFixed(2),
+  'images/s spread': spread(rates(runs)),
+  'median CPU ms/image': +median(cpus(runs)).toFixed(0),
+  'CPU spread': spread(cpus(runs)),
 });
-const ratios = on.map((x, i) => x / off[i]!);
-console.log(`ratio on / off per run: ${ratios.map((r) => r.toFixed(3)).join(', ')}`);
+console.log('');
+console.table({ 'tracing off': row(off), 'tracing on (100%)': row(on) });
+const perRun = on.map((r, i) => (r.imagesPerSecond / off[i]!.imagesPerSecond).toFixed(3));
+console.log(`images/s on / off per run: ${perRun.join(', ')}`);
+const ratio = median(rates(on)) / median(rates(off));
+console.log(`images/s on / off (medians): ${ratio.toFixed(3)}; cost ${((1 - ratio) * 100).toFixed(1)}%`);
+// CPU of the platform's process per image: a busy machine disturbs it far less than images/s.
+const cpuRatio = median(cpus(on)) / median(cpus(off));
 console.log(
-  `ratio on / off (medians): ${(median(on) / median(off)).toFixed(3)}; cost ${((1 - median(on) / median(off)) * 100).toFixed(1)}%`,
+  `CPU per image on / off (medians): ${cpuRatio.toFixed(3)}; cost ${((cpuRatio - 1) * 100).toFixed(1)}%`,
 );
