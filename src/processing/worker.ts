@@ -10,13 +10,10 @@ export type WorkerAnswer =
 
 // Errors cross the thread boundary as plain data, so the code survives structured cloning.
 export default async function process(task: ProcessTask): Promise<WorkerAnswer> {
-  // CPU of this thread for this image (libvips' own threads are not counted): for usage billing.
-  const cpu = globalThis.process.threadCpuUsage();
   const steps: StepTime[] = [];
   try {
-    const result = await runPipeline(task, undefined, steps);
-    const used = globalThis.process.threadCpuUsage(cpu);
-    return { ok: true, result: { ...result, cpuMs: (used.user + used.system) / 1000 }, steps };
+    // Its CPU is measured by the pool (cpu-shares.ts): libvips works on threads of its own.
+    return { ok: true, result: await runPipeline(task, undefined, steps), steps };
   } catch (error) {
     const failed = steps.at(-1);
     if (failed?.failed) failed.end = performance.timeOrigin + performance.now();
