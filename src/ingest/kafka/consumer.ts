@@ -7,10 +7,11 @@ import type { KafkaConfig } from '../../config/config.ts';
 import { AppError, PERMANENT_CODES } from '../../errors.ts';
 import type { Lake } from '../../lake/port.ts';
 import type { Metrics } from '../../observability/metrics.ts';
-import { activeSpan, contextOfHeaders, failSpan, inSpan, SpanKind } from '../../observability/tracing.ts';
+import { activeSpan, failSpan } from '../../observability/tracing.ts';
 import type { Lander } from '../land.ts';
 import { connectionOptions } from './client.ts';
 import { headersOf, resolveMessage } from './contract.ts';
+import { inMessageSpan } from './message-span.ts';
 import { PartitionOffsets } from './offsets.ts';
 import { explain, ProblemReporter } from './problems.ts';
 import { ensureTopics, ingestTopics, missingTopicsError } from './topics.ts';
@@ -174,20 +175,7 @@ export class KafkaIngest {
   /** One message, in a span that continues the producer's trace when it sent a traceparent header. */
   private handle(message: Msg): Promise<void> {
     const headers = headersOf(message.headers);
-    return inSpan(
-      `imagelake.kafka receive ${message.topic}`,
-      {
-        parent: contextOfHeaders(headers),
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          'messaging.system': 'kafka',
-          'messaging.destination.name': message.topic,
-          'messaging.destination.partition.id': String(message.partition),
-          'messaging.kafka.offset': Number(message.offset),
-        },
-      },
-      () => this.land(message, headers),
-    );
+    return inMessageSpan(message, headers, () => this.land(message, headers));
   }
 
   private async land(message: Msg, headers: Map<string, string>): Promise<void> {
