@@ -31,7 +31,8 @@ export function start(): { shutdown(): Promise<void> } {
         ignoreIncomingRequestHook: (request) => UNTRACED_PATHS.has((request.url ?? '').split('?')[0]!),
       }),
       new UndiciInstrumentation(),
-      new PgInstrumentation({ requireParentSpan: true }),
+      // Queries inside an image's spans only (not the workers' polling), without a span per pool checkout.
+      new PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
       new AwsInstrumentation({ suppressInternalInstrumentation: true }),
       new FastifyOtelInstrumentation({
         registerOnInitialization: true,
