@@ -38,6 +38,8 @@ export function inJobSpan<T>(job: ClaimedJob, claimed: ClaimTimes, fn: () => Pro
         'imagelake.job.id': job.id,
         'imagelake.job.kind': job.kind,
         'imagelake.job.attempt': job.attempts,
+        'imagelake.job.priority': job.priority,
+        'imagelake.job.express': job.express,
         'imagelake.image.id': job.imageId,
         // Since the job was first queued, so a retried job's wait includes its earlier attempts.
         'imagelake.queue.wait_ms': Math.max(0, Math.round(claimed.end - job.createdAt.getTime())),
