@@ -22,6 +22,7 @@ import { Uploads } from './ingest/uploads.ts';
 import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
+import { logTraceFields, tracingOn } from './observability/tracing.ts';
 import { ProcessingPool } from './processing/pool.ts';
 import { Processors } from './processing/processors/chain.ts';
 import { recordDeclarations } from './processing/processors/declarations.ts';
@@ -55,7 +56,11 @@ export interface StartOptions {
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const roles = new Set(options.roles ?? ROLES);
-  const log = options.log ?? pino({ level: config.logLevel, name: 'imagelake' });
+  // With tracing on, each line logged inside a span names it (trace_id, span_id), so a log line
+  // leads to its trace and back.
+  const log =
+    options.log ??
+    pino({ level: config.logLevel, name: 'imagelake', mixin: tracingOn() ? logTraceFields : undefined });
   const clock = options.clock ?? systemClock;
   const stops: Array<() => Promise<void>> = [];
   // Readiness answers 503 from the first moment of a shutdown, so load balancers look elsewhere.

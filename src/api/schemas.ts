@@ -86,6 +86,13 @@ export const ImageBody = Type.Object({
   }),
   renditions: Type.Array(RenditionBody),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+  traceId: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-f]{32}$',
+      description:
+        'Admins only, when the platform traces (README: Tracing): the OpenTelemetry trace id of the image, from its landing to its outcome',
+    }),
+  ),
 });
 export type ImageBodyT = Static<typeof ImageBody>;
 

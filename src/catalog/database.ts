@@ -22,6 +22,7 @@ import * as customerLimits from './migrations/0021_customer_limits.ts';
 import * as usage from './migrations/0022_usage.ts';
 import * as expressClaim from './migrations/0023_express_claim.ts';
 import * as tusUploads from './migrations/0025_tus_uploads.ts';
+import * as traceContext from './migrations/0027_trace_context.ts';
 import * as holds from './migrations/0028_holds.ts';
 import * as failures from './migrations/0029_failures.ts';
 import type { Database } from './schema.ts';
@@ -129,6 +130,7 @@ const MIGRATIONS = {
   '0022_usage': usage,
   '0023_express_claim': expressClaim,
   '0025_tus_uploads': tusUploads,
+  '0027_trace_context': traceContext,
   '0028_holds': holds,
   '0029_failures': failures,
 };

@@ -86,6 +86,8 @@ export interface ImagesTable {
   error_message: string | null;
   queue_ms: number | null;
   processing_ms: number | null;
+  /** The trace of the image's landing (admins see it on GET /v1/images/{id}); null untraced. */
+  trace_id: Generated<string | null>;
 }
 
 export interface JobsTable {
@@ -107,6 +109,8 @@ export interface JobsTable {
   customer_id: string;
   /** Interactive jobs are claimed before any bulk job (backfills, Kafka bulk topics, reprocess runs). */
   priority: JobPriority;
+  /** W3C traceparent of the span that queued the job; the job's span continues it. Null untraced. */
+  traceparent: Generated<string | null>;
   /** Virtual time: within a priority, jobs are claimed in vt order (catalog/queue.ts says how it is stamped). */
   vt: number;
 }
@@ -251,6 +255,8 @@ export interface OutboxTable {
   key: string;
   payload: Json<Record<string, unknown>>;
   created_at: Timestamp;
+  /** W3C traceparent of the outcome that wrote the event; the publish span continues it. */
+  traceparent: Generated<string | null>;
 }
 
 export interface SettingsTable {

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { parseBytes } from '../config/duration.ts';
+import { stopTracing } from '../observability/tracing.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { customersCommand } from './commands/customers.ts';
@@ -141,6 +142,8 @@ async function serve(argv: string[]): Promise<void> {
     stopping = true;
     console.error(`${signal}: finishing work in hand, then stopping`);
     await server.stop();
+    // The last spans are still buffered: sent now, or the last images' traces end early.
+    await stopTracing();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -12,6 +12,7 @@ import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { activeTraceId, imageAttributes, inSpan, traceparentOf } from '../observability/tracing.ts';
 import type { EffectiveLimits } from './customer-limits.ts';
 import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
 
@@ -57,7 +58,35 @@ export class Lander {
     this.deps = deps;
   }
 
+  /** One span per landing, in the request's or the Kafka message's trace; its job continues it. */
   async land(input: LandInput): Promise<Landed> {
+    return inSpan(
+      'imagelake.land',
+      {
+        attributes: {
+          'imagelake.customer.id': input.customerId,
+          'imagelake.image.source': input.source,
+          'imagelake.job.priority': input.priority ?? 'interactive',
+        },
+      },
+      async (span) => {
+        const landed = await this.landTraced(input);
+        const { image } = landed;
+        span.setAttributes(
+          imageAttributes({
+            id: image.id,
+            customerId: image.customer_id,
+            format: image.format,
+            bytes: Number(image.bytes),
+          }),
+        );
+        span.setAttribute('imagelake.land.duplicate', landed.duplicate);
+        return landed;
+      },
+    );
+  }
+
+  private async landTraced(input: LandInput): Promise<Landed> {
     const { db, lake, clock, metrics } = this.deps;
     if (input.idempotencyKey) {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
@@ -130,6 +159,7 @@ export class Lander {
       format,
       raw_key: key,
       received_at: receivedAt,
+      trace_id: activeTraceId(),
     };
     try {
       const image = await db.transaction().execute(async (trx) => {
@@ -142,7 +172,12 @@ export class Lander {
         if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
         await enqueue(
           trx,
-          { imageId: id, customerId: input.customerId, priority: input.priority },
+          {
+            imageId: id,
+            customerId: input.customerId,
+            priority: input.priority,
+            traceparent: traceparentOf(),
+          },
           this.deps.maxAttempts,
         );
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });

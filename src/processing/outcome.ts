@@ -6,6 +6,7 @@ import { imageExists, markOutcome } from '../catalog/images.ts';
 import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
+import { traceparentOf } from '../observability/tracing.ts';
 import type { ProcessResult } from './context.ts';
 import { failedRecord, flatLabels, processedRecord } from './image-record.ts';
 import type { ChainOutcome } from './processors/chain.ts';
@@ -91,7 +92,14 @@ async function announce(
   at: Date,
 ): Promise<void> {
   if (!topic) return;
-  await addOutboxEvent(db, { topic, key: event.id, payload: event, createdAt: at });
+  // The outcome span's context goes with the event: its publish span continues the image's trace.
+  await addOutboxEvent(db, {
+    topic,
+    key: event.id,
+    payload: event,
+    createdAt: at,
+    traceparent: traceparentOf(),
+  });
 }
 
 type Timing = { processedAt: Date; queueMs: number; processingMs: number };

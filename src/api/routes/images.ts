@@ -134,7 +134,13 @@ export const imageRoutes =
       },
       async (request) => {
         const image = await visibleImage(request, request.params.id);
-        return toImageBody(image, await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs));
+        const body = toImageBody(
+          image,
+          await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs),
+        );
+        // For the operator who follows an image to its trace; a customer's key never sees it.
+        if (image.trace_id && request.principal?.role === 'admin') body.traceId = image.trace_id;
+        return body;
       },
     );
 
