@@ -30,7 +30,7 @@ export async function eraseImages(
   for (;;) {
     const batch = await imagesToErase(db, target, 200);
     if (batch.length === 0) break;
-    const taken = await planImages(deps, runId, batch, factDays);
+    const taken = await planImages(deps, runId, batch, 'image.erased', factDays);
     await executeRun(deps, runId);
     if (taken === 0) break;
   }

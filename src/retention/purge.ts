@@ -5,6 +5,7 @@ import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
 import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
+import { pruneExpired as pruneDeliveries } from '../catalog/webhook-deliveries.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { STAGING_PREFIX, UPLOAD_TTL_MS } from '../ingest/uploads.ts';
@@ -60,7 +61,7 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   for (;;) {
     const batch = await expiredImages(db, now, retentionMs, batchSize);
     if (batch.length === 0) break;
-    const taken = await planImages(deps, runId, batch, factDays);
+    const taken = await planImages(deps, runId, batch, 'image.expired', factDays);
     await executeRun(deps, runId);
     // Rows locked by a concurrent erasure are that erasure's to delete; stop rather than spin on them.
     if (taken === 0) break;
@@ -108,6 +109,10 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
   await recordObjects(db, runId, 'upload', staleUploads);
   await pruneSessions(db, now, retentionMs);
+
+  // Deliveries whose image went already (its erasure or expiry event) and test events: past their
+  // customer's window, like the images they tell of.
+  await recordDone(db, runId, 'webhook-delivery', await pruneDeliveries(db, now, retentionMs));
 
   // Aggregates hold no image data and live for the (longer) statistics window.
   await recordDone(

@@ -67,16 +67,10 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
   const renditions = await writeOutputs(ctx, parts, answer.result, steps);
   const processedAt = clock.now();
   const timing = timingOf(image, processedAt, started);
-  const write = await recordProcessed(
-    ctx.db,
-    job,
-    image,
-    answer.result,
-    steps,
-    renditions,
-    timing,
-    options.eventsTopic,
-  );
+  const write = await recordProcessed(ctx.db, job, image, answer.result, steps, renditions, timing, {
+    eventsTopic: options.eventsTopic,
+    retentionMs: options.retentionMs,
+  });
   settle(ctx, write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
   if (write === 'recorded') {
     metrics.processed.inc({ outcome: 'processed', format: image.format });
@@ -151,7 +145,7 @@ async function fail(
     image,
     { code, message },
     timing,
-    ctx.options.eventsTopic,
+    { eventsTopic: ctx.options.eventsTopic, retentionMs: ctx.options.retentionMs },
     processorRuns,
   );
   settle(ctx, write, job, image, []);
