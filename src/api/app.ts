@@ -23,6 +23,8 @@ import { sqlRoutes } from './routes/sql.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { usageRoutes } from './routes/usage.ts';
+import { webhookDeliveryRoutes } from './routes/webhook-deliveries.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
 import { securityHeaders } from './security.ts';
 import { buildValidator, formatValidationErrors } from './validation.ts';
@@ -175,6 +177,8 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(sqlRoutes(ctx));
   await app.register(processorRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await app.register(webhookRoutes(ctx));
+  await app.register(webhookDeliveryRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

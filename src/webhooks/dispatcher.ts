@@ -51,8 +51,9 @@ export class WebhookDispatcher {
       allowPrivate: config.allowPrivate,
       socketsPerHost: config.perEndpoint,
     });
-    // Longer than any attempt can take, so a live dispatcher never loses a delivery it is sending.
-    this.leaseMs = config.timeoutMs + 10_000;
+    // Longer than any attempt can take (and its record), so a live dispatcher never loses a
+    // delivery it is sending; short enough that a killed one's deliveries go out again soon.
+    this.leaseMs = 2 * config.timeoutMs + 1000;
   }
 
   start(): void {
