@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
@@ -95,6 +96,7 @@ before(async () => {
     IMAGELAKE_WEBHOOK_ALLOW_HTTP: 'true',
     IMAGELAKE_WEBHOOK_ALLOW_PRIVATE: 'true',
     IMAGELAKE_WEBHOOK_TIMEOUT: '2s',
+    IMAGELAKE_WEBHOOK_ENDPOINT_CONCURRENCY: '2',
   };
   platform = await startTestServer(env, ['api', 'worker', 'scheduler'], clock);
   strict = await startTestServer(shared, ['api']);
@@ -337,6 +339,50 @@ describe('webhooks', () => {
       return row?.status === 'delivered' && row;
     });
     assert.equal(d.attempts, 1, 'the killed attempt left no record; the one that answered did');
+  });
+
+  it("keeps each endpoint's deliveries in flight within its limit, across two dispatcher processes", async () => {
+    const second = await spawnServer(env, ['webhooks']);
+    try {
+      const held = await receiver();
+      let inFlight = 0;
+      let most = 0;
+      held.answer = (_, response) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        setTimeout(() => {
+          inFlight--;
+          response.end();
+        }, 400);
+      };
+      const hook = await register(acme.apiKey, held.url, ['image.failed']);
+      for (let i = 0; i < 8; i++) await sendTest(acme.apiKey, hook.id);
+      await until('every test event', async () => held.received.length === 8);
+      assert.equal(most, 2, `at most IMAGELAKE_WEBHOOK_ENDPOINT_CONCURRENCY=2 at once (saw ${most})`);
+    } finally {
+      second.child.kill('SIGKILL');
+    }
+  });
+
+  it('disables an endpoint whose every attempt has failed for five days', async () => {
+    const down = new Receiver();
+    down.port = await freePort();
+    const hook = await register(acme.apiKey, down.url, ['image.failed']);
+    // Its failures began six days ago, as if the retries of older deliveries had all failed since.
+    const client = new pg.Client({ connectionString: postgres.url });
+    await client.connect();
+    await client.query(
+      `update webhook_endpoints set failing_since = now() - interval '6 days' where id = $1`,
+      [hook.id],
+    );
+    await client.end();
+    const id = await sendTest(acme.apiKey, hook.id);
+    const disabled = await until('disabled', async () => {
+      const { body } = await api(platform.url, acme.apiKey, 'GET', `/v1/webhooks/${hook.id}`);
+      return body.enabled === false && body;
+    });
+    assert.match(disabled.disabledReason, /every attempt failed since/);
+    assert.equal((await delivery(acme.apiKey, hook.id, id)).status, 'failed');
   });
 
   it('erasure and the purge delete deliveries with their image, say so in the receipt, and tell the endpoint', async () => {
