@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
@@ -30,6 +31,7 @@ import { type Received, Receiver } from './webhook-receiver.ts';
 // One catalog for three processes: the platform in this process (api, worker, scheduler; its clock
 // can jump to the purge), a dispatcher (`serve --roles webhooks`) in a child that the tests kill,
 // and an API on the default webhook settings (https only, public addresses only) for the refusals.
+const EXAMPLE_RECEIVER = fileURLToPath(new URL('../../examples/webhooks/receiver.ts', import.meta.url));
 let root: string;
 let postgres: EmbeddedDatabase;
 let platform: TestServer;
@@ -161,6 +163,28 @@ describe('webhooks', () => {
       assert.ok(acmeReceiver.received.some((r) => r.headers['webhook-id'] === d.messageId));
     }
     assert.equal(otherReceiver.received.length, 0, "another customer's endpoint gets nothing of Acme's");
+  });
+
+  it("verifies with the README's example receiver", async () => {
+    const port = await freePort();
+    const hook = await register(acme.apiKey, `http://127.0.0.1:${port}/`, ['image.failed']);
+    const child = spawn(process.execPath, [EXAMPLE_RECEIVER, String(port)], {
+      env: { ...process.env, WEBHOOK_SECRET: hook.secret },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let printed = '';
+    child.stdout.on('data', (d) => {
+      printed += d;
+    });
+    try {
+      await until('the receiver to listen', async () => printed.includes('receiving on'));
+      const id = await sendTest(acme.apiKey, hook.id);
+      await until('a verified event', async () =>
+        printed.includes(`verified webhook.test (webhook-id ${id})`),
+      );
+    } finally {
+      child.kill();
+    }
   });
 
   it('delivers to a receiver that was down when it comes back, on the retry schedule, with the same webhook-id', async () => {
