@@ -47,6 +47,9 @@ const receiver = spawn(
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
+// However this process ends, the receiver goes with it.
+process.on('exit', () => receiver.kill());
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 const port = await new Promise<number>((resolve) =>
   receiver.stdout!.once('data', (d) => resolve(Number(String(d)))),
 );

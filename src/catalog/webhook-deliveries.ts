@@ -68,118 +68,126 @@ export interface ClaimedDelivery {
 }
 
 /**
- * Takes up to `limit` due deliveries under a lease. Endpoints are taken round robin (the one claimed
- * longest ago first) and locked while claiming, so that across every dispatcher process no endpoint
- * has more than `perEndpoint` deliveries in flight, and one customer's backlog never holds up another's.
+ * Takes up to `limit` due deliveries under a lease, in one statement. Endpoints are taken round
+ * robin (the one claimed longest ago first) and locked while claiming, so that across every
+ * dispatcher process no endpoint has more than `perEndpoint` deliveries leased, and one customer's
+ * backlog never holds up another's.
+ *
+ * The statement commits without waiting for the WAL flush (synchronous_commit off, set for its own
+ * transaction only): a lease lost to a PostgreSQL crash lets the delivery be sent again, a
+ * duplicate with the same webhook-id, which at least once allows; a dispatcher does not wait on
+ * the disk for every claim.
  */
 export async function claimDue(
   db: Db,
   options: { limit: number; perEndpoint: number; leaseMs: number },
 ): Promise<ClaimedDelivery[]> {
   if (options.limit <= 0) return [];
-  return db.transaction().execute(async (trx) => {
-    const endpoints = await sql<{
-      id: string;
-      customer_id: string;
-      url: string;
-      secret: string;
-      previous_secret: string | null;
-      previous_secret_until: Date | null;
-      failing_since: Date | null;
-    }>`
-      select e.id, e.customer_id, e.url, e.secret, e.previous_secret, e.previous_secret_until, e.failing_since
-        from webhook_endpoints e
+  const token = randomUUID();
+  const result = await sql<{
+    id: string;
+    endpoint_id: string;
+    event_type: string;
+    payload: string;
+    round_attempts: number;
+    customer_id: string;
+    url: string;
+    secret: string;
+    previous_secret: string | null;
+    previous_secret_until: Date | null;
+    failing_since: Date | null;
+  }>`
+    with quick as (select set_config('synchronous_commit', 'off', true)),
+    endpoints as (
+      select e.id from webhook_endpoints e, quick
        where e.enabled
          and exists (select 1 from webhook_deliveries d
                       where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
                         and (d.lease_until is null or d.lease_until < now()))
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
-       for update of e skip locked`.execute(trx);
-    const claimed: ClaimedDelivery[] = [];
-    for (const e of endpoints.rows) {
-      const room = options.limit - claimed.length;
-      if (room <= 0) break;
-      const token = randomUUID();
-      const rows = await sql<{
-        id: string;
-        event_type: string;
-        payload: string;
-        round_attempts: number;
-      }>`
-        update webhook_deliveries set lease_token = ${token},
-               lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
-         where id in (
-           select id from webhook_deliveries
-            where endpoint_id = ${e.id} and status = 'pending' and next_attempt_at <= now()
-              and (lease_until is null or lease_until < now())
-            order by next_attempt_at, created_at
-            limit least(${room}::int, greatest(0, ${options.perEndpoint}::int - (
-              select count(*)::int from webhook_deliveries
-               where endpoint_id = ${e.id} and status = 'pending' and lease_until >= now())))
-            for update skip locked)
-        returning id, event_type, payload, round_attempts`.execute(trx);
-      await trx
-        .updateTable('webhook_endpoints')
-        .set({ last_claim_at: sql<Date>`now()` as never })
-        .where('id', '=', e.id)
-        .execute();
-      for (const r of rows.rows)
-        claimed.push({
-          id: r.id,
-          endpointId: e.id,
-          customerId: e.customer_id,
-          eventType: r.event_type,
-          payload: r.payload,
-          leaseToken: token,
-          roundAttempts: r.round_attempts,
-          url: e.url,
-          secret: e.secret,
-          previousSecret: e.previous_secret,
-          previousSecretUntil: e.previous_secret_until,
-          failingSince: e.failing_since,
-        });
-    }
-    return claimed;
-  });
+       for update of e skip locked),
+    picked as (
+      select d.id from endpoints e cross join lateral (
+        select d.id from webhook_deliveries d
+         where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
+           and (d.lease_until is null or d.lease_until < now())
+         order by d.next_attempt_at
+         limit greatest(0, ${options.perEndpoint}::int - (
+           select count(*)::int from webhook_deliveries l
+            where l.endpoint_id = e.id and l.lease_token is not null and l.lease_until >= now()))
+         for update of d skip locked) d
+      limit ${options.limit}),
+    turned as (
+      update webhook_endpoints set last_claim_at = now() where id in (select id from endpoints))
+    update webhook_deliveries d
+       set lease_token = ${token}, lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
+      from picked, webhook_endpoints w
+     where d.id = picked.id and w.id = d.endpoint_id
+    returning d.id, d.endpoint_id, d.event_type, d.payload, d.round_attempts, w.customer_id, w.url,
+              w.secret, w.previous_secret, w.previous_secret_until, w.failing_since`.execute(db);
+  return result.rows.map((r) => ({
+    id: r.id,
+    endpointId: r.endpoint_id,
+    customerId: r.customer_id,
+    eventType: r.event_type,
+    payload: r.payload,
+    leaseToken: token,
+    roundAttempts: r.round_attempts,
+    url: r.url,
+    secret: r.secret,
+    previousSecret: r.previous_secret,
+    previousSecretUntil: r.previous_secret_until,
+    failingSince: r.failing_since,
+  }));
+}
+
+export interface AttemptRecord {
+  claim: { id: string; leaseToken: string };
+  attempt: DeliveryAttempt;
+  next: { status: DeliveryStatus; nextAttemptAt: Date | null };
 }
 
 /**
- * Records one attempt and what follows (delivered, tried again at `nextAttemptAt`, or failed), only
- * while the attempt's lease is still held: a dispatcher that lost it (it stalled past the lease and
- * another took the delivery) records nothing. Returns whether it was recorded.
+ * Records attempts and what follows each (delivered, tried again at `nextAttemptAt`, or failed), in
+ * one statement, each only while its lease is still held: a dispatcher that lost one (it stalled
+ * past the lease and another took the delivery) records nothing for it. Returns the ids recorded.
+ *
+ * Committed without waiting for the WAL flush (synchronous_commit off): a record lost to a
+ * PostgreSQL crash leaves its delivery leased, so it is sent again when the lease runs out, with the
+ * same webhook-id. At least once holds, and a dispatcher does not wait on the disk per delivery.
  */
-export async function recordAttempt(
-  db: Db,
-  claim: { id: string; leaseToken: string },
-  attempt: DeliveryAttempt,
-  next: { status: DeliveryStatus; nextAttemptAt: Date | null },
-): Promise<boolean> {
-  const result = await db
-    .updateTable('webhook_deliveries')
-    .set((eb) => ({
-      status: next.status,
-      attempts: eb('attempts', '+', 1),
-      round_attempts: eb('round_attempts', '+', 1),
-      next_attempt_at: next.nextAttemptAt,
-      lease_token: null,
-      lease_until: null,
-      last_status: attempt.statusCode,
-      last_error: attempt.error,
-      attempt_log: sql<string>`attempt_log || ${JSON.stringify([attempt])}::jsonb`,
-      ...(next.status === 'delivered' ? { delivered_at: new Date(attempt.at) } : {}),
-    }))
-    .where('id', '=', claim.id)
-    .where('lease_token', '=', claim.leaseToken)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+export async function recordAttempts(db: Db, records: AttemptRecord[]): Promise<Set<string>> {
+  if (records.length === 0) return new Set();
+  const values = records.map(
+    (r) =>
+      sql`(${r.claim.id}::uuid, ${r.claim.leaseToken}::uuid, ${r.next.status}::text, ${r.next.nextAttemptAt}::timestamptz,
+           ${r.attempt.statusCode}::int, ${r.attempt.error}::text, ${JSON.stringify([r.attempt])}::jsonb, ${r.attempt.at}::timestamptz)`,
+  );
+  const result = await sql<{ id: string }>`
+    with quick as (select set_config('synchronous_commit', 'off', true))
+    update webhook_deliveries d
+       set status = v.status, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+           next_attempt_at = v.next_at, lease_token = null, lease_until = null,
+           last_status = v.code, last_error = v.error, attempt_log = d.attempt_log || v.attempt,
+           delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
+      from (values ${sql.join(values)}) as v(id, token, status, next_at, code, error, attempt, at), quick
+     where d.id = v.id and d.lease_token = v.token
+    returning d.id`.execute(db);
+  return new Set(result.rows.map((r) => r.id));
 }
 
 /** A disabled endpoint's waiting deliveries fail (a replay after re-enabling sends them). */
 export async function failPending(db: Db, endpointId: string, reason: string): Promise<number> {
   const result = await db
     .updateTable('webhook_deliveries')
-    .set({ status: 'failed', next_attempt_at: null, last_error: reason })
+    .set({
+      status: 'failed',
+      next_attempt_at: null,
+      last_error: reason,
+      lease_token: null,
+      lease_until: null,
+    })
     .where('endpoint_id', '=', endpointId)
     .where('status', '=', 'pending')
     .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', sql<Date>`now()`)]))

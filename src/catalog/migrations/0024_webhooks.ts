@@ -55,6 +55,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     create index webhook_deliveries_due on webhook_deliveries (endpoint_id, next_attempt_at)
       where status = 'pending'`.execute(db);
+  // Deliveries under a lease (in flight, or held by a dispatcher that died): the claim counts them
+  // per endpoint to keep within its limit.
+  await sql`
+    create index webhook_deliveries_leased on webhook_deliveries (endpoint_id)
+      where lease_token is not null`.execute(db);
   await sql`create index webhook_deliveries_endpoint on webhook_deliveries (endpoint_id, created_at, id)`.execute(
     db,
   );
