@@ -24,6 +24,7 @@ import { statsRoutes } from './routes/stats.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { usageRoutes } from './routes/usage.ts';
 import { webhookDeliveryRoutes } from './routes/webhook-deliveries.ts';
+import { webhookStatsRoutes } from './routes/webhook-stats.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
 import { securityHeaders } from './security.ts';
@@ -179,6 +180,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(usageRoutes(ctx));
   await app.register(webhookRoutes(ctx));
   await app.register(webhookDeliveryRoutes(ctx));
+  await app.register(webhookStatsRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

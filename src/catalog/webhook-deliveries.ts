@@ -333,13 +333,15 @@ export async function countPending(db: Db): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
-/** Per customer, deliveries since `since` by status: the operators' dashboard panel. */
+/**
+ * Per customer, the deliveries written in [from, to) by status: the operators' dashboard panel.
+ * The customers with the most deliveries first.
+ */
 export async function outcomesByCustomer(
   db: Db,
-  since: Date,
-  limit: number,
+  range: { from: Date; to: Date; customerId?: string | undefined; limit: number },
 ): Promise<Array<{ customer_id: string; delivered: string; failed: string; pending: string }>> {
-  return db
+  let query = db
     .selectFrom('webhook_deliveries')
     .select([
       'customer_id',
@@ -347,9 +349,13 @@ export async function outcomesByCustomer(
       sql<string>`count(*) filter (where status = 'failed')`.as('failed'),
       sql<string>`count(*) filter (where status = 'pending')`.as('pending'),
     ])
-    .where('created_at', '>=', since)
+    .where('created_at', '>=', range.from)
+    .where('created_at', '<', range.to);
+  if (range.customerId) query = query.where('customer_id', '=', range.customerId);
+  return query
     .groupBy('customer_id')
     .orderBy(sql`count(*)`, 'desc')
-    .limit(limit)
+    .orderBy('customer_id')
+    .limit(range.limit)
     .execute();
 }
