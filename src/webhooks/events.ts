@@ -38,18 +38,7 @@ export async function announceImage(
   const endpoints = await subscribedEndpoints(trx, image.customer_id, type);
   if (endpoints.length === 0) return;
   const data = toImageBody(image, await customerWindow(trx, image.customer_id, platformRetentionMs));
-  const payload = eventBody(type, at, data);
-  await addDeliveries(
-    trx,
-    endpoints.map((e) => ({
-      endpointId: e.id,
-      customerId: image.customer_id,
-      imageId: image.id,
-      eventType: type,
-      payload,
-    })),
-    at,
-  );
+  await deliverTo(trx, endpoints, image, type, eventBody(type, at, data), at);
 }
 
 /**
@@ -75,16 +64,28 @@ export async function announceEnd(
       receivedAt: image.received_at.toISOString(),
       [type === 'image.erased' ? 'erasedAt' : 'expiredAt']: at.toISOString(),
     });
-    await addDeliveries(
-      trx,
-      endpoints.map((e) => ({
-        endpointId: e.id,
-        customerId: image.customer_id,
-        imageId: image.id,
-        eventType: type,
-        payload,
-      })),
-      at,
-    );
+    await deliverTo(trx, endpoints, image, type, payload, at);
   }
+}
+
+/** One delivery of an image's event per endpoint, due now. */
+async function deliverTo(
+  trx: Db,
+  endpoints: Array<{ id: string }>,
+  image: Pick<ImageRow, 'id' | 'customer_id'>,
+  type: WebhookEvent,
+  payload: string,
+  at: Date,
+): Promise<void> {
+  await addDeliveries(
+    trx,
+    endpoints.map((e) => ({
+      endpointId: e.id,
+      customerId: image.customer_id,
+      imageId: image.id,
+      eventType: type,
+      payload,
+    })),
+    at,
+  );
 }
