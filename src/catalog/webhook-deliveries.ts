@@ -1,3 +1,6 @@
+// Over 350 lines on purpose: every statement on webhook_deliveries belongs to its one owner (the
+// writes, the dispatcher's claim and record, the delivery log and replay, retention's deletions and
+// audit, the dashboard's counts), so that no SQL on the table lives anywhere else.
 import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
 import type { Db } from './database.ts';
