@@ -3,7 +3,7 @@
 // verified one, skips a webhook-id seen before (deliveries are at least once), and prints a line
 // per event.
 //
-//   WEBHOOK_SECRET=whsec_... node examples/webhooks/receiver.ts [PORT]     (default 4000)
+//   WEBHOOK_SECRET=whsec_... node_modules/.bin/node examples/webhooks/receiver.ts [PORT]   (default 4000)
 import { createServer } from 'node:http';
 import { Webhook } from 'standardwebhooks';
 
