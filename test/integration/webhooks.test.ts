@@ -37,12 +37,15 @@ let postgres: EmbeddedDatabase;
 let platform: TestServer;
 let strict: TestServer;
 let dispatcher: ChildProcess | undefined;
+let dispatcherUrl = '';
 let env: Record<string, string>;
 const clock = new TestClock();
 const receivers: Receiver[] = [];
 
 async function startDispatcher(): Promise<void> {
-  dispatcher = (await spawnServer(env, ['webhooks'])).child;
+  const spawned = await spawnServer(env, ['webhooks']);
+  dispatcher = spawned.child;
+  dispatcherUrl = spawned.url;
 }
 
 async function receiver(): Promise<Receiver> {
@@ -308,6 +311,43 @@ describe('webhooks', () => {
     assert.equal(verify(acmeHook.secret, message).type, 'webhook.test');
     assert.equal((message.headers['webhook-signature'] as string).split(' ').length, 2);
     acmeHook = { id: acmeHook.id, secret: rotated.body.secret };
+  });
+
+  it('follows no redirect, and reads a long answer only up to its bound', async () => {
+    const elsewhere = await receiver();
+    const redirecting = await receiver();
+    redirecting.answer = (_, response) => response.writeHead(302, { location: elsewhere.url }).end();
+    const chatty = await receiver();
+    chatty.answer = (_, response) => response.end(Buffer.alloc(1 << 20, 'x'));
+    const moved = await register(acme.apiKey, redirecting.url, ['image.failed']);
+    const long = await register(acme.apiKey, chatty.url, ['image.failed']);
+    const movedId = await sendTest(acme.apiKey, moved.id);
+    const longId = await sendTest(acme.apiKey, long.id);
+    const failed = await until('the redirect answered', async () => {
+      const d = await delivery(acme.apiKey, moved.id, movedId);
+      return d?.status === 'failed' && d;
+    });
+    assert.deepEqual(
+      failed.attemptLog.map((a: any) => a.statusCode),
+      [302],
+      'a 3xx fails the delivery: it is not retried',
+    );
+    assert.equal(elsewhere.received.length, 0, 'the Location is never asked');
+    const delivered = await until('the long answer', async () => {
+      const d = await delivery(acme.apiKey, long.id, longId);
+      return d?.status === 'delivered' && d;
+    });
+    assert.equal(delivered.attemptLog[0].statusCode, 200);
+  });
+
+  it("counts attempts, their time and the backlog in the dispatcher's /metrics", async () => {
+    const text = await (await fetch(`${dispatcherUrl}/metrics`)).text();
+    const delivered = /^imagelake_webhook_attempts_total\{outcome="delivered"\} (\d+)/m.exec(text);
+    assert.ok(delivered && Number(delivered[1]) > 0, text);
+    assert.match(text, /^imagelake_webhook_attempts_total\{outcome="failed"\} [1-9]/m);
+    assert.match(text, /^imagelake_webhook_delivery_seconds_bucket\{le="[^"]+",outcome="delivered"\} \d+/m);
+    assert.match(text, /^imagelake_webhook_backlog \d+/m);
+    assert.doesNotMatch(text, /^imagelake_webhook_\w+\{[^}]*customer/m, 'no customer label');
   });
 
   it('refuses loopback, metadata and private addresses, at registration and at delivery', async () => {
