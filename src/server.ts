@@ -99,6 +99,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await recordDeclarations(db, processors, clock.now());
       const processing = new ProcessingPool({
         threads: config.workers.threads,
+        expressThreads: config.workers.express,
         timeoutMs: config.workers.jobTimeoutMs,
       });
       stops.push(() => processing.close());
@@ -116,6 +117,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         subscribe: (wake) => listener.subscribe(wake),
         options: {
           concurrency: config.workers.concurrency,
+          express: config.workers.express,
           leaseMs: config.workers.leaseMs,
           pollIntervalMs: config.workers.pollIntervalMs,
           limits: { maxPixels: config.limits.maxPixels, maxFrames: config.limits.maxFrames },

@@ -20,6 +20,7 @@ import * as uniqueCustomerNames from './migrations/0016_unique_customer_names.ts
 import * as fairQueue from './migrations/0020_fair_queue.ts';
 import * as customerLimits from './migrations/0021_customer_limits.ts';
 import * as usage from './migrations/0022_usage.ts';
+import * as expressClaim from './migrations/0023_express_claim.ts';
 import * as webhooks from './migrations/0024_webhooks.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
@@ -124,6 +125,7 @@ const MIGRATIONS = {
   '0020_fair_queue': fairQueue,
   '0021_customer_limits': customerLimits,
   '0022_usage': usage,
+  '0023_express_claim': expressClaim,
   '0024_webhooks': webhooks,
 };
 

@@ -52,3 +52,17 @@ export async function countLanding(
   const row = result.rows[0];
   return row ? { month, images: Number(row.images), bytes: Number(row.bytes) } : undefined;
 }
+
+/**
+ * Drops the months before the one of `at`'s previous month: quotas count only the current month,
+ * and the previous one is kept for a look back at the turn of the month. Billing reads
+ * analytics.usage_daily, not this table. Returns the rows dropped.
+ */
+export async function pruneMonths(db: Db, at: Date): Promise<number> {
+  const previous = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() - 1, 1));
+  const result = await db
+    .deleteFrom('quota_usage')
+    .where('month', '<', utcMonth(previous))
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

@@ -1,3 +1,5 @@
+// Over 350 lines: the help text of every command is a fifth of it, and dispatch to the commands
+// (their work is in commands/) belongs beside it, so that `--help` and what runs never drift apart.
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
@@ -7,10 +9,11 @@ import { produce } from './commands/kafka.ts';
 import { reprocessCommand, testProcessor } from './commands/processors.ts';
 import { retentionCommand } from './commands/retention.ts';
 import { upload } from './commands/upload.ts';
+import { queueCommand, usageCommand } from './commands/usage.ts';
 import { webhooksCommand } from './commands/webhooks.ts';
 import { fail } from './fail.ts';
 import { StorageError } from './storage.ts';
-import { formatTable, toCsv } from './table.ts';
+import { printRows } from './table.ts';
 
 const HELP = `imagelake: an image data platform
 
@@ -36,6 +39,11 @@ Usage: imagelake <command> [options]
   stats [--from DAY] [--to DAY]          Image counts and bytes as a table (bytes in decimal MB), or
         [--group-by day,customer,...]    --json / --csv for a program. Groups: day, customer,
         [--json | --csv]                 format, source, status.
+  usage [--from DAY] [--to DAY]          Usage for billing per customer per day: images received,
+        [--customer ID] [--json | --csv] processed and failed, bytes received and held, processing
+                                         and CPU time, time per processor (default: last 30 days).
+  queue [--json]                         Waiting and in-flight jobs by priority, and the customers
+                                         with the most images waiting (and for how long).
   kafka produce --customer ID PATH...    Stream files and folders into the image topic (message-id =
         [--topic T] [--brokers B]        SHA-256, so twice lands once); larger than --claim-check-over
         [--claim-check-over BYTES]       (default 900000) go as claim checks through serve's lake
@@ -70,8 +78,8 @@ Usage: imagelake <command> [options]
   webhooks enable WEBHOOK_ID             Re-enable an endpoint that was disabled.
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
-                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats,
-                reprocess and webhooks.
+                --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats, usage,
+                queue, reprocess and webhooks.
 Offline commands (retention, processors, kafka) read serve's own settings: IMAGELAKE_DATABASE_URL
                 or IMAGELAKE_DATA_DIR (default ./data), IMAGELAKE_LAKE_URL, IMAGELAKE_PROCESSORS_FILE.
                 They never create a catalog; only serve does.
@@ -329,11 +337,14 @@ async function main(): Promise<void> {
         'GET',
         `/v1/stats?${query}`,
       );
-      if (values.json) console.log(JSON.stringify(rows, null, 2));
-      else if (values.csv) process.stdout.write(toCsv(rows, leading));
-      else console.log(rows.length ? formatTable(rows, leading) : 'No images in that range.');
+      printRows(rows, leading, values, 'No images in that range.');
       return;
     }
+    case 'usage':
+      if (values.json && values.csv) fail('usage prints --json or --csv, not both');
+      return usageCommand(values, admin);
+    case 'queue':
+      return queueCommand(values, admin);
     default:
       fail(`unknown command "${command}"; run imagelake help`);
   }

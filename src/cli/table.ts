@@ -57,3 +57,16 @@ export function toCsv(rows: Row[], leading: string[] = []): string {
   };
   return `${[columns, ...rows.map((r) => columns.map((c) => r[c]))].map((r) => r.map(field).join(',')).join('\r\n')}\r\n`;
 }
+
+/** Rows as a command prints them: --json, --csv, or a table (`empty` when there are none). */
+export function printRows(
+  rows: Row[],
+  leading: string[],
+  format: { json?: boolean; csv?: boolean },
+  empty: string,
+): void {
+  if (format.json && format.csv) throw new Error('print --json or --csv, not both');
+  if (format.json) console.log(JSON.stringify(rows, null, 2));
+  else if (format.csv) process.stdout.write(toCsv(rows, leading));
+  else console.log(rows.length ? formatTable(rows, leading) : empty);
+}

@@ -62,6 +62,8 @@ export interface Config {
   workers: {
     threads: number;
     concurrency: number;
+    /** Express lanes: jobs (and threads) kept for customers with nothing running; 0 turns the lane off. */
+    express: number;
     jobTimeoutMs: number;
     maxAttempts: number;
     leaseMs: number;
@@ -254,6 +256,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: {
       threads: read('IMAGELAKE_WORKER_THREADS', String(cores), int(1), 'a whole number of threads'),
       concurrency: read('IMAGELAKE_WORKER_CONCURRENCY', String(cores * 2), int(1), 'a whole number of jobs'),
+      express: read('IMAGELAKE_WORKER_EXPRESS', '1', int(0), 'a whole number of jobs (0 turns the lane off)'),
       jobTimeoutMs: read('IMAGELAKE_JOB_TIMEOUT', '60s', duration, 'a duration such as 60s'),
       maxAttempts: read('IMAGELAKE_JOB_ATTEMPTS', '3', int(1), 'a whole number of attempts'),
       // Renewed every third of itself while a job runs, so it bounds how long a dead worker's jobs wait.

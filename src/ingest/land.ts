@@ -66,12 +66,13 @@ export class Lander {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
       if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
-    await this.checkQueueDepth();
     const limits = await this.deps.customerLimits?.of(input.customerId);
+    // Kafka is held back by its consumer's pause on the whole queue instead: refusing one customer's
+    // message would stall its partition, and every other customer's messages behind it.
+    const waiting = limits && input.source !== 'kafka' ? await countWaiting(db, input.customerId) : undefined;
+    await this.checkQueueDepth(input, waiting);
     if (limits) {
-      // Kafka is held back by its consumer's pause on the whole queue instead: refusing one customer's
-      // message would stall its partition, and every other customer's messages behind it.
-      if (input.source !== 'kafka') await this.checkQueueShare(input, limits);
+      if (waiting !== undefined) this.checkQueueShare(input, limits, waiting);
       await this.checkQuota(input, limits);
     }
 
@@ -229,8 +230,7 @@ export class Lander {
    * partial index images_waiting_by_customer holds only waiting images, so the count reads that
    * customer's waiting ones (at most its share) and nothing else.
    */
-  private async checkQueueShare(input: LandInput, limits: EffectiveLimits): Promise<void> {
-    const waiting = await countWaiting(this.deps.db, input.customerId);
+  private checkQueueShare(input: LandInput, limits: EffectiveLimits, waiting: number): void {
     if (waiting >= limits.queueShare) {
       throw this.reject(
         input,
@@ -260,16 +260,34 @@ export class Lander {
     }
   }
 
-  // Counting the queue on every upload would cost a query each; a one-second-old count is enough to push back.
-  private async checkQueueDepth(): Promise<void> {
+  /**
+   * The whole queue's limit (IMAGELAKE_MAX_QUEUE_DEPTH), a valve for the catalog. When it is reached
+   * it refuses those who fill it: a customer with fewer than a hundredth of it waiting (100 by
+   * default) still lands, so customers sending a few images are never refused because others'
+   * backfills (or a Kafka backlog) filled the queue. `waiting` is the customer's own count, known
+   * for HTTP uploads; a Kafka message is refused by the whole count (its consumer pauses first).
+   */
+  private async checkQueueDepth(input: LandInput, waiting: number | undefined): Promise<void> {
+    // Counting the queue on every upload would cost a query each; a one-second-old count is enough to push back.
     const now = Date.now();
     if (now - this.depthCache.at > 1000) {
       const d = await depth(this.deps.db);
       this.depthCache = { at: now, value: d.queued + d.running };
     }
-    if (this.depthCache.value >= this.deps.limits.maxQueueDepth) {
+    const max = this.deps.limits.maxQueueDepth;
+    if (this.depthCache.value < max) return;
+    const reserve = Math.ceil(max / 100);
+    if (waiting !== undefined && waiting < reserve) return;
+    // A Kafka message is not refused for good: its consumer waits and lands it later.
+    if (waiting === undefined)
       throw new AppError('QUEUE_FULL', `${this.depthCache.value} images are waiting.`);
-    }
+    throw this.reject(
+      input,
+      new AppError(
+        'QUEUE_FULL',
+        `The whole queue is full (${this.depthCache.value} images waiting) and this customer has ${waiting} of them; a customer with fewer than ${reserve} waiting still lands.`,
+      ),
+    );
   }
 }
 

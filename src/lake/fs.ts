@@ -50,7 +50,13 @@ export class FsLake implements Lake {
     } catch (error) {
       // pipeline closes the file when a stream fails, but not when it refuses its arguments before
       // starting: without this the descriptor would stay open (one per refused upload).
-      file?.destroy();
+      // The stream opens its file asynchronously: wait for it to be closed, or the file could be
+      // created after the removal below and stay behind.
+      if (file && !file.closed) {
+        const closed = new Promise<void>((resolve) => file!.once('close', () => resolve()));
+        file.destroy();
+        await closed;
+      }
       await rm(temp, { force: true });
       throw error;
     }

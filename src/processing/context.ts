@@ -58,7 +58,7 @@ export interface ProcessResult {
   fingerprints: { sha256: string; phash: string };
   timings: Record<string, number>;
   decoded?: Decoded;
-  /** CPU milliseconds the worker thread spent on the image (for usage). */
+  /** CPU milliseconds the pipeline spent on the image, its thread and libvips's (pool.ts, cpu-shares.ts; for usage). */
   cpuMs?: number;
 }
 

@@ -1,4 +1,4 @@
-import { type ClaimedJob, claim, renewLeases, retryLater } from '../catalog/queue.ts';
+import { type ClaimedJob, claim, claimExpress, renewLeases, retryLater } from '../catalog/queue.ts';
 import type { JobContext, JobHandler } from './jobs/context.ts';
 import { jobRegistry } from './jobs/registry.ts';
 
@@ -12,11 +12,17 @@ export interface RunnerDeps extends JobContext {
 /**
  * The `worker` role: claims jobs, holds their leases while their handlers work, backs off a job
  * whose handler failed unexpectedly. What a job does is its kind's handler (processing/jobs/).
+ *
+ * It holds up to `concurrency` jobs claimed in the queue's fair order, and up to `express` more
+ * through the express lane (catalog/queue.ts claimExpress): when its slots are full and a new job
+ * is queued, a customer with nothing running starts at once instead of after an image in flight.
  */
 export class Runner {
   private readonly deps: RunnerDeps;
   private readonly handlers: Map<string, JobHandler>;
   private readonly inFlight = new Map<string, ClaimedJob>();
+  /** Of inFlight, the jobs taken through the express lane. */
+  private expressInFlight = 0;
   private running = false;
   private wake: (() => void) | undefined;
   /** A job notice came while the loop was busy claiming: claim again instead of waiting a poll interval. */
@@ -69,39 +75,66 @@ export class Runner {
   }
 
   private async run(): Promise<void> {
-    const { concurrency, pollIntervalMs, leaseMs } = this.deps.options;
+    const { concurrency, pollIntervalMs } = this.deps.options;
+    let polled = false;
     while (this.running) {
+      // A job was queued (or a poll came round) since the last pass: worth an express look.
+      const fresh = this.notified || polled;
       this.notified = false;
       await this.beforeClaim();
-      const free = concurrency - this.inFlight.size;
-      let claimed: ClaimedJob[] = [];
-      if (free > 0) {
-        try {
-          claimed = await claim(this.deps.db, free, leaseMs);
-        } catch (error) {
-          this.deps.log.error({ err: error }, 'claiming jobs failed; retrying');
-        }
-      }
-      for (const job of claimed) {
-        this.inFlight.set(job.leaseToken, job);
-        const task = this.handle(job).finally(() => {
-          this.inFlight.delete(job.leaseToken);
-          this.tasks.delete(task);
-          this.wake?.();
-        });
-        this.tasks.add(task);
-      }
-      if (claimed.length === free && free > 0) continue;
+      const free = concurrency - (this.inFlight.size - this.expressInFlight);
+      const claimed =
+        free > 0 ? await this.claimSafely(() => claim(this.deps.db, free, this.deps.options.leaseMs)) : [];
+      if (claimed.length === free && fresh) claimed.push(...(await this.claimExpressLane()));
+      for (const job of claimed) this.dispatch(job);
+      if (claimed.length >= free && free > 0) continue;
       if (this.notified && free > claimed.length) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollIntervalMs);
+      polled = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(true), pollIntervalMs);
         this.wake = () => {
           clearTimeout(timer);
-          resolve();
+          resolve(false);
         };
       });
       this.wake = undefined;
     }
+  }
+
+  private async claimSafely(take: () => Promise<ClaimedJob[]>): Promise<ClaimedJob[]> {
+    try {
+      return await take();
+    } catch (error) {
+      this.deps.log.error({ err: error }, 'claiming jobs failed; retrying');
+      return [];
+    }
+  }
+
+  /** Every regular slot is busy: one job of a customer with nothing running, if there is one. */
+  private async claimExpressLane(): Promise<ClaimedJob[]> {
+    if (this.expressInFlight >= this.deps.options.express) return [];
+    return this.claimSafely(async () => {
+      const job = await claimExpress(this.deps.db, this.deps.options.leaseMs);
+      return job ? [job] : [];
+    });
+  }
+
+  private dispatch(job: ClaimedJob): void {
+    // A customer with nothing else running takes a free express lane even when a slot took it, if
+    // the threads are all taken: it starts at once instead of queueing behind the images this
+    // worker already holds. (On threads to spare it needs no lane, and a backlog's first image,
+    // claimed before its others, does not take the lane newcomers need.)
+    const regular = this.inFlight.size - this.expressInFlight;
+    if (!job.express && job.alone && job.priority === 'interactive' && regular >= this.deps.pool.threads)
+      job.express = this.expressInFlight < this.deps.options.express;
+    this.inFlight.set(job.leaseToken, job);
+    if (job.express) this.expressInFlight++;
+    const task = this.handle(job).finally(() => {
+      this.inFlight.delete(job.leaseToken);
+      if (job.express) this.expressInFlight--;
+      this.tasks.delete(task);
+      this.wake?.();
+    });
+    this.tasks.add(task);
   }
 
   private async renew(): Promise<void> {

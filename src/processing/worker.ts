@@ -9,12 +9,9 @@ export type WorkerAnswer =
 
 // Errors cross the thread boundary as plain data, so the code survives structured cloning.
 export default async function process(task: ProcessTask): Promise<WorkerAnswer> {
-  // CPU of this thread for this image (libvips' own threads are not counted): for usage billing.
-  const cpu = globalThis.process.threadCpuUsage();
   try {
-    const result = await runPipeline(task);
-    const used = globalThis.process.threadCpuUsage(cpu);
-    return { ok: true, result: { ...result, cpuMs: (used.user + used.system) / 1000 } };
+    // Its CPU is measured by the pool (cpu-shares.ts): libvips works on threads of its own.
+    return { ok: true, result: await runPipeline(task) };
   } catch (error) {
     if (error instanceof AppError) return { ok: false, code: error.code, message: error.message };
     return { ok: false, code: 'INTERNAL', message: (error as Error)?.stack ?? String(error) };

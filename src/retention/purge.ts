@@ -4,6 +4,7 @@ import { pruneUsage } from '../analytics/usage.ts';
 import { snapshotHeldBytes } from '../analytics/usage-held.ts';
 import type { Db } from '../catalog/database.ts';
 import { expiredImages as expiredRows, oldestOverdueSeconds } from '../catalog/images-retention.ts';
+import { pruneMonths } from '../catalog/quota-usage.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
 import { pruneExpired as pruneDeliveries } from '../catalog/webhook-deliveries.ts';
 import type { Clock } from '../clock.ts';
@@ -114,12 +115,15 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   // customer's window, like the images they tell of.
   await recordDone(db, runId, 'webhook-delivery', await pruneDeliveries(db, now, retentionMs));
 
-  // Aggregates hold no image data and live for the (longer) statistics window.
+  // Aggregates hold no image data and live for the (longer) statistics window; quota counts for
+  // the current and the previous month.
   await recordDone(
     db,
     runId,
     'aggregate',
-    (await pruneRollups(db, oldestKeptStatsDay)) + (await pruneUsage(db, oldestKeptStatsDay)),
+    (await pruneRollups(db, oldestKeptStatsDay)) +
+      (await pruneUsage(db, oldestKeptStatsDay)) +
+      (await pruneMonths(db, now)),
   );
 
   await executeRun(deps, runId);

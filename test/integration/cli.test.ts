@@ -147,6 +147,33 @@ describe('imagelake CLI', () => {
     ]);
   });
 
+  it('usage prints usage for billing per customer per day, and queue the queue', async () => {
+    const rows = (await api(t.url, ADMIN, 'GET', '/v1/usage')).body.rows as Array<{
+      day: string;
+      customerId: string;
+      imagesReceived: number;
+    }>;
+    assert.ok(rows.length >= 1);
+    const json = await cli(['usage', '--json', '--url', t.url, '--token', ADMIN]);
+    assert.equal(json.code, 0, json.out);
+    assert.deepEqual(JSON.parse(json.out), rows);
+    const one = rows[0]!;
+    const csv = await cli(['usage', '--csv', '--customer', one.customerId, '--url', t.url, '--token', ADMIN]);
+    assert.equal(csv.code, 0, csv.out);
+    const [header, ...lines] = csv.out.trim().split('\r\n');
+    assert.match(header!, /^day,customerId,imagesReceived,/);
+    assert.ok(lines.length >= 1 && lines.every((l) => l.split(',')[1] === one.customerId), csv.out);
+    const table = await cli(['usage', '--url', t.url, '--token', ADMIN]);
+    assert.equal(table.code, 0, table.out);
+    assert.match(table.out, /^day\s+customerId\s+imagesReceived/);
+
+    const queue = await cli(['queue', '--url', t.url, '--token', ADMIN]);
+    assert.equal(queue.code, 0, queue.out);
+    assert.match(queue.out, /^priority\s+waiting\s+inFlight\s+oldestWaitSeconds/);
+    assert.match(queue.out, /^interactive\s+\d+/m);
+    assert.match(queue.out, /^bulk\s+\d+/m);
+  });
+
   it('every command answers --help', async () => {
     for (const command of [
       'serve',
@@ -154,6 +181,8 @@ describe('imagelake CLI', () => {
       'keys',
       'upload',
       'stats',
+      'usage',
+      'queue',
       'kafka',
       'retention',
       'processors',

@@ -27,9 +27,9 @@ const children: ChildProcess[] = [];
 let env: Record<string, string>;
 let images: Buffer[];
 
-function spawnWorker(): ChildProcess {
+function spawnWorker(extra: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [MAIN, 'serve', '--roles', 'worker'], {
-    env: { ...process.env, ...env, IMAGELAKE_PORT: '0', IMAGELAKE_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...env, ...extra, IMAGELAKE_PORT: '0', IMAGELAKE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);
@@ -85,8 +85,10 @@ before(async () => {
     IMAGELAKE_PROCESSORS: slow,
     SLOW_PROCESSOR_MS: '20',
     IMAGELAKE_WORKER_THREADS: '1',
-    // One image at a time per worker: the order processed is the order claimed.
+    // One image at a time per worker: the order processed is the order claimed. No express lane,
+    // which would run a second image beside it (its own test below turns it on).
     IMAGELAKE_WORKER_CONCURRENCY: '1',
+    IMAGELAKE_WORKER_EXPRESS: '0',
   };
   const apiProcess = await spawnServer(env, ['api']);
   children.push(apiProcess.child);
@@ -159,14 +161,45 @@ describe('fair processing across customers', () => {
         ['interactive', interactive.id, 5],
       ],
     );
-    const [worker] = [spawnWorker()];
+    const worker = spawnWorker();
     await drained([bulk.id, interactive.id], 65);
-    await stopWorkers([worker!]);
+    await stopWorkers([worker]);
     const order = await processingOrder([bulk.id, interactive.id]);
     assert.deepEqual(
       order.slice(0, 5),
       Array(5).fill(interactive.id),
       'the interactive images went first, although the bulk ones were queued before them',
+    );
+  });
+
+  it("a customer with nothing running starts at once through the express lane, beside a backlog's image", async () => {
+    const big = await createCustomer(apiUrl, 'Express backlog');
+    const small = await createCustomer(apiUrl, 'Express newcomer');
+    await landMany(big.apiKey, 3);
+    // One regular slot, held by each of the backlog's images for 1.5 s; one express lane.
+    const worker = spawnWorker({ SLOW_PROCESSOR_MS: '1500', IMAGELAKE_WORKER_EXPRESS: '1' });
+    const running = async () =>
+      (
+        await sql<{ customer_id: string }>`
+          select customer_id from jobs where state = 'running' and customer_id in (${big.id}, ${small.id})`.execute(
+          db,
+        )
+      ).rows.map((r) => r.customer_id);
+    await until('the backlog holds the slot', async () => (await running()).includes(big.id));
+    await landMany(small.apiKey, 1);
+    await until('the newcomer runs', async () => (await running()).includes(small.id), 10_000);
+    const both = await running();
+    assert.deepEqual(
+      both.sort(),
+      [big.id, small.id].sort(),
+      "the newcomer's image runs beside the backlog's, which keeps a single job running: it has work running, so it never takes the express lane",
+    );
+    await drained([big.id, small.id], 4);
+    await stopWorkers([worker]);
+    const order = await processingOrder([big.id, small.id]);
+    assert.ok(
+      order.indexOf(small.id) <= 1,
+      `the newcomer finished at position ${order.indexOf(small.id)} of 4`,
     );
   });
 

@@ -176,7 +176,7 @@ describe('retention', () => {
 describe('backpressure', () => {
   it('answers 429 QUEUE_FULL when the queue is deeper than its limit', async () => {
     // The customer's own share as large as the whole queue: this is the global limit (the share's
-    // own refusal is pinned in customer-limits.test.ts).
+    // own refusal is pinned in customer-limits.test.ts). It refuses those who fill the queue.
     const t = await startTestServer(
       { IMAGELAKE_MAX_QUEUE_DEPTH: '2', IMAGELAKE_MAX_QUEUE_DEPTH_PER_CUSTOMER: '2' },
       ['api'],
@@ -189,6 +189,17 @@ describe('backpressure', () => {
       const full = await upload(t.url, customer.apiKey, await jpeg({ seed: 3 }));
       assert.equal(full.status, 429);
       assert.equal(full.body.error.code, 'QUEUE_FULL');
+      assert.match(
+        full.body.error.message,
+        /whole queue is full \(2 images waiting\) and this customer has 2/,
+      );
+      // A customer with (almost) nothing waiting is not refused because others filled the queue:
+      // fewer than a hundredth of the limit (here 1) still lands.
+      const other = await createCustomer(t.url, 'Quiet');
+      assert.equal((await upload(t.url, other.apiKey, await jpeg({ seed: 4 }))).status, 202);
+      const second = await upload(t.url, other.apiKey, await jpeg({ seed: 5 }));
+      assert.equal(second.status, 429, 'with one waiting it holds its hundredth: refused like the others');
+      assert.equal(second.body.error.code, 'QUEUE_FULL');
     } finally {
       await t.stop();
     }

@@ -71,7 +71,7 @@ describe('usage for billing', () => {
     assert.equal(rowA.imagesProcessed, 3);
     assert.equal(rowA.imagesFailed, 1);
     assert.ok(rowA.processingMs > 0, 'wall time of processing is counted');
-    assert.ok(rowA.cpuSeconds > 0, "the worker thread's CPU is counted");
+    assert.ok(rowA.cpuSeconds > 0, "the pipeline's CPU is counted");
     assert.ok(rowA.processorMs['mean-color'] > 0, 'time per company processor');
     assert.equal(rowA.bytesHeld, null, 'the day is not over: no snapshot yet');
     assert.equal(rowB.imagesReceived, 2);
@@ -190,6 +190,14 @@ describe('usage for billing', () => {
     assert.equal((await api(t.url, ADMIN, 'POST', '/v1/purges')).status, 200);
     const { body } = await api(t.url, ADMIN, 'GET', `/v1/usage?from=${firstDay}&to=${firstDay}`);
     assert.deepEqual(body.rows, []);
+    // The quota counts keep the current and the previous month only.
+    const months = async () =>
+      (await t.server.db.selectFrom('quota_usage').select('month').where('customer_id', '=', a.id).execute())
+        .length;
+    assert.equal(await months(), 1, 'the landing month is the previous month now: kept');
+    clock.advance(31 * DAY);
+    assert.equal((await api(t.url, ADMIN, 'POST', '/v1/purges')).status, 200);
+    assert.equal(await months(), 0, 'two months on, its count is gone');
   });
 });
 

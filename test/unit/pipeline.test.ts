@@ -176,6 +176,51 @@ describe('the pool', () => {
     }
   });
 
+  it('waiting tasks take a thread interactive first, and express tasks do not wait', async () => {
+    const pool = new ProcessingPool({ threads: 1, expressThreads: 1, timeoutMs: 30_000 });
+    try {
+      const big = await jpeg({ width: 3000, height: 2000 });
+      const done: string[] = [];
+      const run = (name: string, lane: { priority: 'interactive' | 'bulk'; express: boolean }) =>
+        pool.run(task(big), { lane }).then((answer) => {
+          assert.equal(answer.ok, true);
+          done.push(name);
+        });
+      // The first bulk task takes the one thread; the second waits; the interactive one, sent last,
+      // is let in before it; the express one runs beside them on its own thread.
+      await Promise.all([
+        run('bulk 1', { priority: 'bulk', express: false }),
+        run('bulk 2', { priority: 'bulk', express: false }),
+        run('interactive', { priority: 'interactive', express: false }),
+        run('express', { priority: 'interactive', express: true }),
+      ]);
+      assert.ok(
+        done.indexOf('interactive') < done.indexOf('bulk 2'),
+        `finished in the order ${done.join(', ')}`,
+      );
+      assert.ok(
+        done.indexOf('express') < done.indexOf('interactive'),
+        `finished in the order ${done.join(', ')}`,
+      );
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("counts the pipeline's CPU, libvips's threads included", async () => {
+    const pool = new ProcessingPool({ threads: 1, timeoutMs: 30_000 });
+    try {
+      const input = await jpeg({ width: 4000, height: 3000 });
+      const answer = await pool.run(task(input));
+      assert.ok(answer.ok);
+      // Decoding 12 megapixels and making the renditions takes well over 50 ms of CPU anywhere; the
+      // pipeline thread's own counter saw a few milliseconds of it.
+      assert.ok((answer.result.cpuMs ?? 0) > 50, `cpuMs ${answer.result.cpuMs}`);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('returns the decoded pixels only when asked for', async () => {
     assert.equal((await runPipeline(task(await jpeg()))).decoded, undefined);
     const kept = await runPipeline(task(await jpeg(), { keepDecoded: true }));

@@ -22,6 +22,8 @@ export interface JobContext {
   processors: Processors;
   options: {
     concurrency: number;
+    /** Jobs the express lane may hold beside `concurrency` (catalog/queue.ts claimExpress). */
+    express: number;
     leaseMs: number;
     pollIntervalMs: number;
     limits: { maxPixels: number; maxFrames: number };

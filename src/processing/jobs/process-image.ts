@@ -52,7 +52,7 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
   const answer = await pool.run(
     pipelineTask(image, input, options.limits, processors.needsDecoded),
     // The processors read the original after the thread is done with it: hand over a copy then.
-    { transferInput: processors.list.length === 0 },
+    { transferInput: processors.list.length === 0, lane: job },
   );
   if (!answer.ok) return fail(ctx, job, image, started, answer.code, answer.message, false);
   const steps = await runProcessors(ctx, image, processorInput(input, answer.result));

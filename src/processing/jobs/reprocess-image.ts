@@ -103,6 +103,7 @@ async function reprocessImage(
     const input = await readOriginal();
     const answer = await pool.run(
       pipelineTask(image, input, options.limits, processor.spec.kind === 'module'),
+      { lane: job },
     );
     if (!answer.ok) {
       await finishReprocess(db, job, 'failed');

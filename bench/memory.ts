@@ -1,0 +1,192 @@
+// Memory under load: 50 concurrent uploads of the largest photos (from five customers) while the
+// workers process them,
+// on one `imagelake serve` (every role, embedded catalog, folder lake). Samples the resident memory
+// of the server's whole process tree (node, its threads, the embedded PostgreSQL) every 100 ms and
+// prints the peak, beside the same tree's idle figure taken in the same run.
+//
+//   node bench/memory.ts [FOLDER] [--uploads 50] [--rounds 2]
+//
+// Aim: peak under 1.5 GB, nothing refused but by the documented limits (the answers are counted
+// by status and code).
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { uploads: { type: 'string', default: '50' }, rounds: { type: 'string', default: '2' } },
+});
+const UPLOADS = Number(values.uploads);
+const ROUNDS = Number(values.rounds);
+const ADMIN = 'il_admin_bench-memory-0123456789abcdefghijklmnopqrs';
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+function corpus(): string | undefined {
+  if (positionals[0]) return positionals[0];
+  const script = fileURLToPath(new URL('../../shared/corpus/fetch.sh', import.meta.url));
+  return existsSync(script) ? execFileSync('bash', [script], { encoding: 'utf8' }).trim() : undefined;
+}
+
+/** The largest photos of the corpus (drawn 16-megapixel JPEGs without one). */
+async function largest(): Promise<Buffer[]> {
+  const folder = corpus();
+  const files = folder
+    ? readdirSync(folder, { recursive: true, encoding: 'utf8' })
+        .filter((f) => /\.(jpe?g|png)$/i.test(f))
+        .map((f) => join(folder!, f))
+    : [];
+  if (files.length > 0)
+    return files
+      .sort((a, b) => statSync(b).size - statSync(a).size)
+      .slice(0, 10)
+      .map((f) => readFileSync(f));
+  return Promise.all(
+    Array.from({ length: 4 }, (_, i) =>
+      sharp({
+        create: {
+          width: 4928,
+          height: 3264,
+          channels: 3,
+          background: { r: 40 * i, g: 120, b: 200 },
+        },
+      })
+        .jpeg({ quality: 95 })
+        .toBuffer(),
+    ),
+  );
+}
+
+/** Resident bytes of a process and all its descendants, from /proc. */
+function treeRss(root: number): number {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, parent] of parents)
+      if (tree.has(parent) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+  }
+  let bytes = 0;
+  for (const pid of tree) {
+    try {
+      const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      bytes += Number(rss?.[1] ?? 0) * 1024;
+    } catch {
+      // Gone.
+    }
+  }
+  return bytes;
+}
+
+async function startServe(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(process.execPath, [MAIN, 'serve'], {
+    env: {
+      ...process.env,
+      IMAGELAKE_DATA_DIR: dataDir,
+      IMAGELAKE_PORT: String(port),
+      IMAGELAKE_POSTGRES_PORT: '0',
+      IMAGELAKE_ADMIN_TOKEN: ADMIN,
+      IMAGELAKE_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (
+      await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { child, url };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill('SIGKILL');
+  throw new Error('the server did not become ready');
+}
+
+const photos = await largest();
+const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-memory-'));
+const { child, url } = await startServe(dataDir);
+let peak = 0;
+const sampler = setInterval(() => {
+  peak = Math.max(peak, treeRss(child.pid!));
+}, 100);
+
+try {
+  // Five customers: 50 uploads of one customer would pass its limit of uploads in progress (16).
+  const customers: string[] = [];
+  for (let c = 0; c < 5; c++) {
+    const created = (await (
+      await fetch(`${url}/v1/customers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: `memory ${c}` }),
+      })
+    ).json()) as { apiKey: string };
+    customers.push(created.apiKey);
+  }
+  // Idle: the server up and warm, nothing in flight.
+  await new Promise((r) => setTimeout(r, 2000));
+  const idle = treeRss(child.pid!);
+  const mb = photos.map((p) => (p.length / 1e6).toFixed(1)).join(', ');
+  console.log(`${UPLOADS} concurrent uploads x ${ROUNDS} rounds of the largest photos (${mb} MB)`);
+  console.log(`idle server tree: ${(idle / 1e6).toFixed(0)} MB resident`);
+
+  const answers = new Map<string, number>();
+  const ids: Array<[string, string]> = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    await Promise.all(
+      Array.from({ length: UPLOADS }, async (_, i) => {
+        const body = Buffer.concat([photos[i % photos.length]!, Buffer.from(`#${round}-${i}`)]);
+        const response = await fetch(`${url}/v1/images`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${customers[i % 5]}`,
+            'content-type': 'application/octet-stream',
+          },
+          body: new Uint8Array(body),
+        });
+        const answer = (await response.json()) as { id?: string; error?: { code: string } };
+        const key = `${response.status}${answer.error ? ` ${answer.error.code}` : ''}`;
+        answers.set(key, (answers.get(key) ?? 0) + 1);
+        if (answer.id) ids.push([customers[i % 5]!, answer.id]);
+      }),
+    );
+  }
+  // Until every accepted image is processed (or failed).
+  for (const [key, id] of ids) {
+    for (;;) {
+      const image = (await (
+        await fetch(`${url}/v1/images/${id}`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as { status: string };
+      if (image.status === 'processed' || image.status === 'failed') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  console.log(`answers: ${[...answers].map(([k, n]) => `${k} x${n}`).join(', ')}`);
+  console.log(`peak server tree: ${(peak / 1e6).toFixed(0)} MB resident (aim: under 1500 MB)`);
+  console.log(`ratio peak / idle: ${(peak / idle).toFixed(2)}`);
+} finally {
+  clearInterval(sampler);
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  await rm(dataDir, { recursive: true, force: true });
+}
