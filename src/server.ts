@@ -30,8 +30,9 @@ import { Runner } from './processing/runner.ts';
 import { purgeExpired } from './retention/purge.ts';
 import type { Receipt } from './retention/receipts.ts';
 import { Scheduler, withSchedulerLock } from './retention/scheduler.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
-export const ROLES = ['api', 'worker', 'scheduler', 'kafka'] as const;
+export const ROLES = ['api', 'worker', 'scheduler', 'kafka', 'webhooks'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RunningServer {
@@ -185,6 +186,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => scheduler.stop());
     }
 
+    if (roles.has('webhooks')) {
+      const dispatcher = new WebhookDispatcher({ db, log, metrics, clock, config: config.webhooks });
+      dispatcher.start();
+      stops.push(() => dispatcher.stop());
+    }
+
     const customerLimits = new CustomerLimits(db, config.limits);
     const lander = new Lander({
       customerLimits,
@@ -195,6 +202,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics,
       limits: { maxBytes: config.limits.maxBytes, maxQueueDepth: config.limits.maxQueueDepth },
       maxAttempts: config.workers.maxAttempts,
+      retentionMs: config.retentionMs,
     });
 
     let ingest: KafkaIngest | undefined;

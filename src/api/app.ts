@@ -26,6 +26,9 @@ import { statsRoutes } from './routes/stats.ts';
 import { tusRoutes } from './routes/tus.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { usageRoutes } from './routes/usage.ts';
+import { webhookDeliveryRoutes } from './routes/webhook-deliveries.ts';
+import { webhookStatsRoutes } from './routes/webhook-stats.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
 import { securityHeaders } from './security.ts';
 import { buildValidator, formatValidationErrors } from './validation.ts';
@@ -181,6 +184,9 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(sqlRoutes(ctx));
   await app.register(processorRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await app.register(webhookRoutes(ctx));
+  await app.register(webhookDeliveryRoutes(ctx));
+  await app.register(webhookStatsRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

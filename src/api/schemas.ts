@@ -141,7 +141,8 @@ export const ReceiptBody = Type.Object(
     finishedAt: Type.String({ format: 'date-time' }),
     windowMs: Type.Union([Type.Integer(), Type.Null()]),
     deleted: Type.Record(Type.String(), Type.Object({ count: Type.Integer(), bytes: Type.Integer() }), {
-      description: 'Per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate',
+      description:
+        'Per kind of copy: raw, rendition, metadata, orphan, catalog, fact, webhook-delivery, aggregate',
     }),
     subjects: Type.Array(Type.String(), { description: 'SHA-256 of every image id deleted (or held)' }),
     holds: Type.Optional(

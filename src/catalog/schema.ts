@@ -292,6 +292,59 @@ export interface TusUploadsTable {
   image_id: string | null;
 }
 
+/** A customer's webhook endpoint (owner: catalog/webhooks.ts). */
+export interface WebhookEndpointsTable {
+  id: string;
+  customer_id: string;
+  url: string;
+  description: string | null;
+  events: ColumnType<string[], string[], string[]>;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_until: Timestamp | null;
+  enabled: Generated<boolean>;
+  disabled_reason: string | null;
+  disabled_at: Timestamp | null;
+  failing_since: Timestamp | null;
+  last_claim_at: Timestamp | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+/** One attempt of a delivery, as its log shows it. */
+export interface DeliveryAttempt {
+  at: string;
+  /** The receiver's HTTP status; null when none came (timeout, connection refused, refused address). */
+  statusCode: number | null;
+  error: string | null;
+  latencyMs: number;
+}
+
+/** One event for one endpoint (owner: catalog/webhook-deliveries.ts). */
+export interface WebhookDeliveriesTable {
+  id: string;
+  endpoint_id: string;
+  customer_id: string;
+  image_id: string | null;
+  event_type: string;
+  /** The JSON body, as every attempt sends and signs it. */
+  payload: string;
+  status: ColumnType<DeliveryStatus, DeliveryStatus | undefined, DeliveryStatus>;
+  attempts: Generated<number>;
+  /** Attempts since the delivery was written or last replayed: its place in the retry schedule. */
+  round_attempts: Generated<number>;
+  next_attempt_at: Timestamp | null;
+  lease_token: string | null;
+  lease_until: Timestamp | null;
+  last_status: number | null;
+  last_error: string | null;
+  attempt_log: ColumnType<DeliveryAttempt[], string | undefined, string>;
+  created_at: Timestamp;
+  delivered_at: Timestamp | null;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -313,6 +366,8 @@ export interface Database {
   tus_uploads: TusUploadsTable;
   rate_buckets: RateBucketsTable;
   quota_usage: QuotaUsageTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

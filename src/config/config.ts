@@ -88,6 +88,7 @@ export interface Config {
     sqlConcurrency: number;
     exportIntervalMs: number;
   };
+  webhooks: WebhookConfig;
   /** On SIGTERM an api process answers /readyz 503 for drainDelayMs, then finishes what it holds within graceMs. */
   shutdown: { graceMs: number; drainDelayMs: number };
 }
@@ -125,6 +126,23 @@ export interface KafkaConfig {
   topicReplicas: number;
   /** Messages landing at once per process. */
   concurrency: number;
+}
+
+/** Webhook delivery (webhooks/): what URLs may be called, and how hard. */
+export interface WebhookConfig {
+  /** http:// URLs accepted besides https:// (IMAGELAKE_WEBHOOK_ALLOW_HTTP). */
+  allowHttp: boolean;
+  /** Loopback, private, link-local and metadata addresses accepted (IMAGELAKE_WEBHOOK_ALLOW_PRIVATE). */
+  allowPrivate: boolean;
+  /** One attempt's time limit, connect to the last byte read. */
+  timeoutMs: number;
+  /** Deliveries in flight per dispatcher process, and per endpoint across every process. */
+  concurrency: number;
+  perEndpoint: number;
+  /** An endpoint whose every attempt fails for this long is disabled. */
+  disableAfterMs: number;
+  /** Endpoints one customer may register. */
+  maxEndpoints: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -266,6 +284,7 @@ export function loadConfig(env: Env = process.env): Config {
       sqlConcurrency: read('IMAGELAKE_SQL_CONCURRENCY', '2', int(1), 'a whole number of queries'),
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
     },
+    webhooks: readWebhooks(read, int, duration),
     shutdown: {
       graceMs: read('IMAGELAKE_SHUTDOWN_GRACE', '30s', duration, 'a duration such as 30s'),
       drainDelayMs: read('IMAGELAKE_DRAIN_DELAY', '5s', parseDuration, 'a duration such as 5s (0 for none)'),
@@ -387,6 +406,23 @@ function readTopicCreation(
       (v) => (v === '-1' ? -1 : int(1)(v)),
       'a whole number of replicas, or -1 for the broker default',
     ),
+  };
+}
+
+function readWebhooks(
+  read: <T>(name: string, fallback: string, parse: (v: string) => T | undefined, hint: string) => T,
+  int: (min: number) => (v: string) => number | undefined,
+  duration: (v: string) => number | undefined,
+): WebhookConfig {
+  const bool = (v: string) => ({ true: true, '1': true, yes: true, false: false, '0': false, no: false })[v];
+  return {
+    allowHttp: read('IMAGELAKE_WEBHOOK_ALLOW_HTTP', 'false', bool, 'true or false'),
+    allowPrivate: read('IMAGELAKE_WEBHOOK_ALLOW_PRIVATE', 'false', bool, 'true or false'),
+    timeoutMs: read('IMAGELAKE_WEBHOOK_TIMEOUT', '15s', duration, 'a duration such as 15s'),
+    concurrency: read('IMAGELAKE_WEBHOOK_CONCURRENCY', '64', int(1), 'a whole number of deliveries'),
+    perEndpoint: read('IMAGELAKE_WEBHOOK_ENDPOINT_CONCURRENCY', '8', int(1), 'a whole number of deliveries'),
+    disableAfterMs: read('IMAGELAKE_WEBHOOK_DISABLE_AFTER', '5d', duration, 'a duration such as 5d'),
+    maxEndpoints: read('IMAGELAKE_WEBHOOK_MAX_ENDPOINTS', '20', int(1), 'a whole number of endpoints'),
   };
 }
 

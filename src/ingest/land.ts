@@ -13,6 +13,7 @@ import { rawKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { activeTraceId, imageAttributes, inSpan, traceparentOf } from '../observability/tracing.ts';
+import { announceImage } from '../webhooks/events.ts';
 import type { EffectiveLimits } from './customer-limits.ts';
 import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
 
@@ -24,6 +25,8 @@ export interface LandDeps {
   metrics: Metrics;
   limits: { maxBytes: number; maxQueueDepth: number };
   maxAttempts: number;
+  /** The platform's retention window: an image.received webhook says when the image expires. */
+  retentionMs: number;
   /** A customer's limits in force (queue share, monthly quotas); without it only the global limits hold. */
   customerLimits?: { of(customerId: string): Promise<EffectiveLimits> };
 }
@@ -181,6 +184,7 @@ export class Lander {
           this.deps.maxAttempts,
         );
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
+        await announceImage(trx, 'image.received', id, receivedAt, this.deps.retentionMs);
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });

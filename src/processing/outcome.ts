@@ -7,6 +7,7 @@ import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
 import { traceparentOf } from '../observability/tracing.ts';
+import { announceImage } from '../webhooks/events.ts';
 import type { ProcessResult } from './context.ts';
 import { failedRecord, flatLabels, processedRecord } from './image-record.ts';
 import type { ChainOutcome } from './processors/chain.ts';
@@ -85,21 +86,30 @@ async function countUsage(
   });
 }
 
+/** Where an outcome is told: the Kafka events topic (if any) and the customer's webhooks. */
+export interface Announce {
+  eventsTopic?: string | undefined;
+  /** The platform's retention window: webhooks show when the image expires. */
+  retentionMs: number;
+}
+
 async function announce(
   db: Db,
-  topic: string | undefined,
+  to: Announce,
   event: ReturnType<typeof outcomeEvent>,
   at: Date,
 ): Promise<void> {
-  if (!topic) return;
   // The outcome span's context goes with the event: its publish span continues the image's trace.
-  await addOutboxEvent(db, {
-    topic,
-    key: event.id,
-    payload: event,
-    createdAt: at,
-    traceparent: traceparentOf(),
-  });
+  if (to.eventsTopic)
+    await addOutboxEvent(db, {
+      topic: to.eventsTopic,
+      key: event.id,
+      payload: event,
+      createdAt: at,
+      traceparent: traceparentOf(),
+    });
+  // The image as updated above, in this transaction.
+  await announceImage(db, event.type as 'image.processed' | 'image.failed', event.id, at, to.retentionMs);
 }
 
 type Timing = { processedAt: Date; queueMs: number; processingMs: number };
@@ -132,7 +142,7 @@ export async function recordProcessed(
   steps: Pick<ChainOutcome, 'outputs' | 'labels' | 'versions' | 'errors' | 'timings'>,
   renditions: Rendition[],
   timing: Timing,
-  eventsTopic?: string,
+  to: Announce,
 ): Promise<OutcomeWrite> {
   const { width, height } = result.metadata;
   const labels = flatLabels(steps.labels);
@@ -151,12 +161,7 @@ export async function recordProcessed(
       labels,
       processorRuns,
     });
-    await announce(
-      trx,
-      eventsTopic,
-      outcomeEvent(image, timing, { width, height, processors }),
-      timing.processedAt,
-    );
+    await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
   });
 }
 
@@ -166,7 +171,7 @@ export async function recordFailed(
   image: ImageRow,
   error: { code: string; message: string },
   timing: Timing,
-  eventsTopic?: string,
+  to: Announce,
   /** The processors' runs, when a required one failed the image. */
   processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
@@ -183,6 +188,6 @@ export async function recordFailed(
       labels: [],
       processorRuns,
     });
-    await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
+    await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
   });
 }

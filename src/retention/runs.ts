@@ -24,10 +24,12 @@ import {
   runsToResume,
   sealAndClearLedger,
 } from '../catalog/purge-runs.ts';
+import { deleteForImages as deleteDeliveries } from '../catalog/webhook-deliveries.ts';
 import { type Clock, utcDay } from '../clock.ts';
 import { imageIdOfKey, metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { announceEnd } from '../webhooks/events.ts';
 import {
   appendReceipt,
   type CopyCount,
@@ -102,6 +104,8 @@ export async function planImages(
   deps: RunDeps,
   runId: string,
   images: ImageToDelete[],
+  /** The webhook event the customers' endpoints get for each image taken. */
+  event: 'image.erased' | 'image.expired',
   factDays?: Set<string>,
   options: { force?: boolean } = {},
 ): Promise<number> {
@@ -138,10 +142,23 @@ export async function planImages(
     // Their day's Parquet file still holds them: it goes too, and the next export rewrites it without them.
     if (facts.length)
       for (const image of images) if (ids.includes(image.id)) factDays?.add(utcDay(image.received_at));
+    // Webhook deliveries hold the image's metadata: they go with it, each counted in the receipt.
+    for (const imageId of await deleteDeliveries(trx, ids))
+      items.push({
+        kind: 'webhook-delivery',
+        key: null,
+        subjectHash: subjectHash(imageId),
+        bytes: 0,
+        done: true,
+      });
     await recordLedger(trx, runId, items);
-    await deleteImages(
+    await deleteImages(trx, ids);
+    // Told in the same transaction: the receiver hears of the end exactly when it happened.
+    await announceEnd(
       trx,
-      locked.map((r) => r.id),
+      event,
+      images.filter((i) => ids.includes(i.id)),
+      deps.clock.now(),
     );
     return locked.length;
   });

@@ -5,7 +5,7 @@ import type { ImageRow } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
 import { LakeNotFound } from '../../lake/port.ts';
-import { labelsOf } from '../../processing/image-record.ts';
+import { toImageBody } from '../../processing/image-view.ts';
 import { eraseImages } from '../../retention/erase.ts';
 import { customerWindow, customerWindows } from '../../retention/windows.ts';
 import { customerScope, requireRole } from '../auth.ts';
@@ -14,7 +14,6 @@ import {
   errorResponses,
   Force,
   ImageBody,
-  type ImageBodyT,
   Matching,
   OneOf,
   ReceiptBody,
@@ -23,39 +22,6 @@ import {
 } from '../schemas.ts';
 
 const Binary = Type.String({ format: 'binary', description: 'The image bytes' });
-
-export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
-  return {
-    id: row.id,
-    customerId: row.customer_id,
-    source: row.source,
-    status: row.status,
-    format: row.format,
-    width: row.width,
-    height: row.height,
-    bytes: Number(row.bytes),
-    checksum: row.checksum,
-    phash: row.phash,
-    filename: row.filename,
-    receivedAt: row.received_at.toISOString(),
-    processedAt: row.processed_at?.toISOString() ?? null,
-    expiresAt: new Date(row.received_at.getTime() + retentionMs).toISOString(),
-    metadata: row.metadata,
-    processors: row.processors ?? {},
-    labels: labelsOf(row),
-    renditions: (row.renditions ?? []).map((r) => ({
-      name: r.name,
-      format: r.format,
-      width: r.width,
-      height: r.height,
-      bytes: r.bytes,
-      url: `/v1/images/${row.id}/renditions/${r.name}`,
-    })),
-    ...(row.status === 'failed' && row.error_code
-      ? { error: { code: row.error_code, message: row.error_message ?? '' } }
-      : {}),
-  };
-}
 
 export const imageRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>

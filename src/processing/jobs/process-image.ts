@@ -83,7 +83,10 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
   const processedAt = clock.now();
   const timing = timingOf(image, processedAt, started);
   const write = await inOutcomeSpan('processed', () =>
-    recordProcessed(ctx.db, job, image, answer.result, steps, renditions, timing, options.eventsTopic),
+    recordProcessed(ctx.db, job, image, answer.result, steps, renditions, timing, {
+      eventsTopic: options.eventsTopic,
+      retentionMs: options.retentionMs,
+    }),
   );
   settle(ctx, write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
   if (write === 'recorded') {
@@ -158,7 +161,16 @@ async function fail(
   const timing = timingOf(image, clock.now(), started);
   const write = await inOutcomeSpan(
     'failed',
-    () => recordFailed(db, job, image, { code, message }, timing, ctx.options.eventsTopic, processorRuns),
+    () =>
+      recordFailed(
+        db,
+        job,
+        image,
+        { code, message },
+        timing,
+        { eventsTopic: ctx.options.eventsTopic, retentionMs: ctx.options.retentionMs },
+        processorRuns,
+      ),
     code,
   );
   settle(ctx, write, job, image, []);
