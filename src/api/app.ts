@@ -19,6 +19,7 @@ import { healthRoutes } from './routes/health.ts';
 import { imageRoutes } from './routes/images.ts';
 import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
+import { similarRoutes } from './routes/similar.ts';
 import { sqlRoutes } from './routes/sql.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { uploadRoutes } from './routes/uploads.ts';
@@ -168,6 +169,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(healthRoutes(ctx));
   await app.register(customerRoutes(ctx));
   await app.register(imageRoutes(ctx));
+  await app.register(similarRoutes(ctx));
   await app.register(uploadRoutes(ctx));
   await app.register(statsRoutes(ctx));
   await app.register(retentionRoutes(ctx));

@@ -20,6 +20,7 @@ import * as uniqueCustomerNames from './migrations/0016_unique_customer_names.ts
 import * as fairQueue from './migrations/0020_fair_queue.ts';
 import * as customerLimits from './migrations/0021_customer_limits.ts';
 import * as usage from './migrations/0022_usage.ts';
+import * as nearDuplicates from './migrations/0026_near_duplicates.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -123,6 +124,7 @@ const MIGRATIONS = {
   '0020_fair_queue': fairQueue,
   '0021_customer_limits': customerLimits,
   '0022_usage': usage,
+  '0026_near_duplicates': nearDuplicates,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

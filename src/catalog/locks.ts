@@ -1,4 +1,6 @@
+import { sql } from 'kysely';
 import type pg from 'pg';
+import type { Db } from './database.ts';
 
 /**
  * Session advisory locks: held by a connection of their own (a session lock lives as long as its
@@ -28,4 +30,12 @@ export async function withSessionLock<T>(
   } finally {
     client.release();
   }
+}
+
+/**
+ * A transaction lock on one customer's bytes (its checksum), released at commit: two landings of the
+ * same bytes for one customer take turns deciding whether the other came first, in any process.
+ */
+export async function lockContent(trx: Db, customerId: string, checksum: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`${customerId}:${checksum}`}, 0))`.execute(trx);
 }

@@ -32,7 +32,11 @@ export interface CustomersTable {
   queue_share: ColumnType<number | null, number | null | undefined, number | null>;
   /** The customer's share of the workers against other customers' (1 to 1000; default 1). */
   weight: Generated<number>;
+  /** What an exact re-upload (same bytes as an image in retention) meets (0026). */
+  duplicates: Generated<DuplicatePolicy>;
 }
+
+export type DuplicatePolicy = 'accept' | 'flag' | 'reject';
 
 /** One token bucket of a customer's rate limits (owner: catalog/rate-limits.ts). */
 export interface RateBucketsTable {
@@ -86,6 +90,27 @@ export interface ImagesTable {
   error_message: string | null;
   queue_ms: number | null;
   processing_ms: number | null;
+  /** The customer's policy "flag" caught it: an exact or near duplicate of an earlier image (0026). */
+  duplicate_flagged: Generated<boolean>;
+}
+
+/** The similarity index: one row per processed image (owner: catalog/image-hashes.ts, 0026). */
+export interface ImageHashesTable {
+  image_id: string;
+  customer_id: string;
+  sha256: string;
+  /** The 64-bit perceptual hash as a signed bigint (pg returns it as a string). */
+  phash: ColumnType<string, string, string>;
+  b0: number;
+  b1: number;
+  b2: number;
+  b3: number;
+  landed_at: Timestamp;
+  /** The earlier image with the same bytes it matched when processed. */
+  exact_of: string | null;
+  /** The nearest earlier image with other bytes within the near distance, when processed. */
+  near_of: string | null;
+  near_distance: number | null;
 }
 
 export interface JobsTable {
@@ -252,6 +277,7 @@ export interface Database {
   uploads: UploadsTable;
   rate_buckets: RateBucketsTable;
   quota_usage: QuotaUsageTable;
+  image_hashes: ImageHashesTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

@@ -1,8 +1,10 @@
 import type { Updateable } from 'kysely';
 import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analytics/facts.ts';
 import { addOutcome } from '../analytics/usage.ts';
+import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { imageExists, markOutcome } from '../catalog/images.ts';
+import { addHash, matchesOf } from '../catalog/image-hashes.ts';
+import { flagDuplicate, imageExists, markOutcome } from '../catalog/images.ts';
 import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
@@ -116,6 +118,26 @@ async function recordOutcome(
   });
 }
 
+/**
+ * Adds the image to the similarity index with what it matched among the customer's earlier images
+ * (the same bytes; the nearest other within `nearDistance`), and marks it when the customer's policy
+ * is "flag" and it matched. Returns which kind of duplicate it is, for the daily counts.
+ */
+async function indexFingerprints(
+  trx: Db,
+  image: ImageRow,
+  fingerprints: ProcessResult['fingerprints'],
+  nearDistance: number,
+): Promise<'exact' | 'near' | null> {
+  const q = { customerId: image.customer_id, imageId: image.id, ...fingerprints, maxDistance: nearDistance };
+  const matches = await matchesOf(trx, q);
+  await addHash(trx, { ...q, landedAt: image.received_at, ...matches });
+  const duplicate = matches.exactOf ? 'exact' : matches.nearOf ? 'near' : null;
+  if (duplicate && (await duplicatePolicyOf(trx, image.customer_id)) === 'flag')
+    await flagDuplicate(trx, image.id);
+  return duplicate;
+}
+
 export async function recordProcessed(
   db: Db,
   job: ClaimedJob,
@@ -124,11 +146,13 @@ export async function recordProcessed(
   steps: Pick<ChainOutcome, 'outputs' | 'labels' | 'versions' | 'errors' | 'timings'>,
   renditions: Rendition[],
   timing: Timing,
-  eventsTopic?: string,
+  eventsTopic: string | undefined,
+  nearDistance: number,
 ): Promise<OutcomeWrite> {
   const { width, height } = result.metadata;
   const labels = flatLabels(steps.labels);
   return recordOutcome(db, job, image, processedRecord(result, steps, renditions, timing), async (trx) => {
+    const duplicate = await indexFingerprints(trx, image, result.fingerprints, nearDistance);
     const processors = steps.versions;
     const processorRuns = runsOf(steps);
     await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
@@ -142,6 +166,7 @@ export async function recordProcessed(
       dimensions: dimensionsOf(steps.outputs),
       labels,
       processorRuns,
+      duplicate,
     });
     await announce(
       trx,
@@ -174,6 +199,7 @@ export async function recordFailed(
       dimensions: {},
       labels: [],
       processorRuns,
+      duplicate: null,
     });
     await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
   });

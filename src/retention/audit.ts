@@ -1,6 +1,7 @@
 import { staleDaily } from '../analytics/rollups.ts';
 import { allRetentions } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
+import { orphanHashes } from '../catalog/image-hashes.ts';
 import { auditPage, countImages } from '../catalog/images-retention.ts';
 import { unfinishedRuns } from '../catalog/purge-runs.ts';
 import type { Clock } from '../clock.ts';
@@ -15,6 +16,7 @@ export type FindingKind =
   | 'expired-object'
   | 'orphan-object'
   | 'expired-aggregates'
+  | 'orphan-hash'
   | 'unfinished-run';
 
 export interface Finding {
@@ -151,6 +153,16 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
         });
       }
     }
+  }
+
+  // The similarity index: fingerprints of an image that is gone would still answer searches.
+  for (const orphan of await orphanHashes(db, 1000)) {
+    findings.push({
+      kind: 'orphan-hash',
+      where: 'catalog',
+      subject: orphan.imageId,
+      detail: `the similarity index still holds image ${orphan.imageId} (landed ${orphan.landedAt.toISOString()}), which the catalog no longer has`,
+    });
   }
 
   // The analytics store: aggregates past their own window.

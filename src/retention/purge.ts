@@ -16,6 +16,7 @@ import {
   openRun,
   planFactFiles,
   planImages,
+  planOrphanHashes,
   type RunDeps,
   recordDone,
   recordObjects,
@@ -67,6 +68,7 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
 
   await planFactFiles(deps, runId, factDays);
+  await planOrphanHashes(db, runId);
 
   // Whole day partitions past their window: image areas can then only hold orphans (objects of
   // landings that crashed before their row was committed); Parquet of facts follows the images'

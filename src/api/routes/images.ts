@@ -8,6 +8,7 @@ import { LakeNotFound } from '../../lake/port.ts';
 import { labelsOf } from '../../processing/image-record.ts';
 import { eraseImages } from '../../retention/erase.ts';
 import { customerWindow, customerWindows } from '../../retention/windows.ts';
+import { type DuplicateFacts, duplicateFacts } from '../../similarity/search.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import {
@@ -23,7 +24,11 @@ import {
 
 const Binary = Type.String({ format: 'binary', description: 'The image bytes' });
 
-export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
+export function toImageBody(
+  row: ImageRow,
+  retentionMs: number,
+  duplicates: DuplicateFacts = { duplicateOf: null, nearDuplicates: 0 },
+): ImageBodyT {
   return {
     id: row.id,
     customerId: row.customer_id,
@@ -50,10 +55,23 @@ export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
       bytes: r.bytes,
       url: `/v1/images/${row.id}/renditions/${r.name}`,
     })),
+    ...duplicates,
+    duplicateFlagged: row.duplicate_flagged,
     ...(row.status === 'failed' && row.error_code
       ? { error: { code: row.error_code, message: row.error_message ?? '' } }
       : {}),
   };
+}
+
+/** The image, if the caller may see it; another customer's image is simply not found. */
+export async function imageVisibleTo(
+  ctx: ApiContext,
+  request: FastifyRequest,
+  id: string,
+): Promise<ImageRow> {
+  const image = await getImage(ctx.db, id, customerScope(request));
+  if (!image) throw new AppError('NOT_FOUND', 'No such image.');
+  return image;
 }
 
 export const imageRoutes =
@@ -63,11 +81,7 @@ export const imageRoutes =
     const reader = requireRole(ctx.db, 'customer', 'admin');
 
     /** The image, if the caller may see it; another customer's image is simply not found. */
-    async function visibleImage(request: FastifyRequest, id: string): Promise<ImageRow> {
-      const image = await getImage(ctx.db, id, customerScope(request));
-      if (!image) throw new AppError('NOT_FOUND', 'No such image.');
-      return image;
-    }
+    const visibleImage = (request: FastifyRequest, id: string) => imageVisibleTo(ctx, request, id);
 
     app.get(
       '/v1/images',
@@ -113,8 +127,11 @@ export const imageRoutes =
           page.rows.map((r) => r.customer_id),
           ctx.config.retentionMs,
         );
+        const duplicates = await duplicateFacts(ctx.db, page.rows, ctx.config.nearDistance);
         return {
-          images: page.rows.map((r) => toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs)),
+          images: page.rows.map((r) =>
+            toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs, duplicates.get(r.id)),
+          ),
           next: page.next ?? null,
         };
       },
@@ -133,7 +150,12 @@ export const imageRoutes =
       },
       async (request) => {
         const image = await visibleImage(request, request.params.id);
-        return toImageBody(image, await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs));
+        const duplicates = await duplicateFacts(ctx.db, [image], ctx.config.nearDistance);
+        return toImageBody(
+          image,
+          await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs),
+          duplicates.get(image.id),
+        );
       },
     );
 

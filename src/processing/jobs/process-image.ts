@@ -76,6 +76,7 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
     renditions,
     timing,
     options.eventsTopic,
+    options.nearDistance,
   );
   settle(ctx, write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
   if (write === 'recorded') {

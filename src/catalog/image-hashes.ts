@@ -1,0 +1,241 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+
+/**
+ * The similarity index's owner (image_hashes, 0026): one row per processed image with its SHA-256
+ * and its 64-bit perceptual hash, the hash also split into four 16-bit bands. Multi-index hashing:
+ * if two hashes differ in at most r bits, one of the four bands differs in at most floor(r/4) bits
+ * (pigeonhole), so a search probes, on each band's index, the band values within that many bits of
+ * the query's (1 value for r < 4, 17 for r < 8, 137 for r < 12) and checks the full distance with
+ * bit_count only on what those probes return. bench/similar.ts measures it against a sequential scan.
+ */
+
+export const BANDS = 4;
+const BAND_BITS = 16;
+/** The largest distance a search accepts: past it the probes grow (2517 a band at 16) and so does the noise. */
+export const MAX_DISTANCE = 15;
+
+/** A hash's four bands, most significant first (hex digits 1-4, 5-8, 9-12, 13-16). */
+export function bandsOf(phash: string): number[] {
+  return Array.from({ length: BANDS }, (_, i) => Number.parseInt(phash.slice(i * 4, i * 4 + 4), 16));
+}
+
+/** The hash as PostgreSQL's signed bigint (two's complement of the 64 bits), in decimal. */
+export function signedOf(phash: string): string {
+  return BigInt.asIntN(64, BigInt(`0x${phash}`)).toString();
+}
+
+/** The stored bigint back to the 16 hex digits the API shows. */
+export function hexOf(signed: string): string {
+  return BigInt.asUintN(64, BigInt(signed)).toString(16).padStart(16, '0');
+}
+
+/** Every 16-bit value within `radius` bits of `value`. */
+export function bandNeighbours(value: number, radius: number): number[] {
+  const out = [value];
+  const flip = (from: number, start: number, left: number) => {
+    for (let bit = start; bit < BAND_BITS; bit++) {
+      const next = from ^ (1 << bit);
+      out.push(next);
+      if (left > 1) flip(next, bit + 1, left - 1);
+    }
+  };
+  if (radius > 0) flip(value, 0, radius);
+  return out;
+}
+
+/** The WHERE condition that finds every hash within `maxDistance` of `phash` among one customer's. */
+function withinDistance(customerId: string, phash: string, maxDistance: number) {
+  const radius = Math.floor(maxDistance / BANDS);
+  const probes = bandsOf(phash).map((band) => bandNeighbours(band, radius));
+  const query = signedOf(phash);
+  return sql<boolean>`h.customer_id = ${customerId}
+    and (h.b0 = any(${probes[0]}::int[]) or h.b1 = any(${probes[1]}::int[])
+      or h.b2 = any(${probes[2]}::int[]) or h.b3 = any(${probes[3]}::int[]))
+    and bit_count((h.phash # ${query}::bigint)::bit(64)) <= ${maxDistance}`;
+}
+
+export interface IndexedHash {
+  imageId: string;
+  customerId: string;
+  sha256: string;
+  phash: string;
+  landedAt: Date;
+  exactOf: string | null;
+  nearOf: string | null;
+  nearDistance: number | null;
+}
+
+/** Adds a processed image to the index (in the outcome's transaction); a second add changes nothing. */
+export async function addHash(db: Db, h: IndexedHash): Promise<void> {
+  const [b0, b1, b2, b3] = bandsOf(h.phash) as [number, number, number, number];
+  await db
+    .insertInto('image_hashes')
+    .values({
+      image_id: h.imageId,
+      customer_id: h.customerId,
+      sha256: h.sha256,
+      phash: signedOf(h.phash),
+      b0,
+      b1,
+      b2,
+      b3,
+      landed_at: h.landedAt,
+      exact_of: h.exactOf,
+      near_of: h.nearOf,
+      near_distance: h.nearDistance,
+    })
+    .onConflict((oc) => oc.column('image_id').doNothing())
+    .execute();
+}
+
+export interface SimilarHash {
+  imageId: string;
+  sha256: string;
+  distance: number;
+  landedAt: Date;
+}
+
+/** A customer's images within `maxDistance` of `phash`, nearest first (then oldest first). */
+export async function nearestHashes(
+  db: Db,
+  q: { customerId: string; phash: string; maxDistance: number; limit: number; exceptImageId?: string },
+): Promise<SimilarHash[]> {
+  const except = q.exceptImageId ? sql`and h.image_id <> ${q.exceptImageId}` : sql``;
+  const { rows } = await sql<SimilarHash>`
+    select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt",
+           bit_count((h.phash # ${signedOf(q.phash)}::bigint)::bit(64))::int as distance
+    from image_hashes h
+    where ${withinDistance(q.customerId, q.phash, q.maxDistance)} ${except}
+    order by distance, h.landed_at, h.image_id
+    limit ${q.limit}`.execute(db);
+  return rows;
+}
+
+/** What a new image matches among the customer's earlier ones: the first with its bytes, the nearest other. */
+export async function matchesOf(
+  db: Db,
+  q: { customerId: string; imageId: string; sha256: string; phash: string; maxDistance: number },
+): Promise<{ exactOf: string | null; nearOf: string | null; nearDistance: number | null }> {
+  const exact = await db
+    .selectFrom('image_hashes')
+    .select('image_id')
+    .where('customer_id', '=', q.customerId)
+    .where('sha256', '=', q.sha256)
+    .where('image_id', '<>', q.imageId)
+    .orderBy('landed_at')
+    .limit(1)
+    .executeTakeFirst();
+  const { rows } = await sql<{ imageId: string; distance: number }>`
+    select h.image_id as "imageId", bit_count((h.phash # ${signedOf(q.phash)}::bigint)::bit(64))::int as distance
+    from image_hashes h
+    where ${withinDistance(q.customerId, q.phash, q.maxDistance)} and h.sha256 <> ${q.sha256}
+    order by distance, h.landed_at, h.image_id
+    limit 1`.execute(db);
+  return {
+    exactOf: exact?.image_id ?? null,
+    nearOf: rows[0]?.imageId ?? null,
+    nearDistance: rows[0]?.distance ?? null,
+  };
+}
+
+/** How many of a customer's other images, with other bytes, are within `maxDistance` of each image. */
+export async function countNear(
+  db: Db,
+  images: Array<{ id: string; customerId: string; sha256: string; phash: string }>,
+  maxDistance: number,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  // One indexed statement each; a page of images is at most a few hundred, read concurrently by the pool.
+  await Promise.all(
+    images.map(async (image) => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from image_hashes h
+        where ${withinDistance(image.customerId, image.phash, maxDistance)}
+          and h.sha256 <> ${image.sha256} and h.image_id <> ${image.id}`.execute(db);
+      counts.set(image.id, rows[0]?.n ?? 0);
+    }),
+  );
+  return counts;
+}
+
+/** A customer's indexed images landed in [from, to) that matched an earlier one, with what they matched. */
+export async function matchedBetween(
+  db: Db,
+  customerId: string,
+  from: Date,
+  to: Date,
+  limit: number,
+): Promise<
+  Array<{
+    imageId: string;
+    sha256: string;
+    landedAt: Date;
+    exactOf: string | null;
+    nearOf: string | null;
+    nearDistance: number | null;
+  }>
+> {
+  return db
+    .selectFrom('image_hashes')
+    .select([
+      'image_id as imageId',
+      'sha256',
+      'landed_at as landedAt',
+      'exact_of as exactOf',
+      'near_of as nearOf',
+      'near_distance as nearDistance',
+    ])
+    .where('customer_id', '=', customerId)
+    .where('landed_at', '>=', from)
+    .where('landed_at', '<', to)
+    .where((eb) => eb.or([eb('exact_of', 'is not', null), eb('near_of', 'is not', null)]))
+    .orderBy('landed_at')
+    .orderBy('image_id')
+    .limit(limit)
+    .execute();
+}
+
+/** The index rows of these images (those still indexed), for the groups' members. */
+export async function hashesOf(
+  db: Db,
+  customerId: string,
+  imageIds: string[],
+): Promise<Array<{ imageId: string; sha256: string; landedAt: Date }>> {
+  if (imageIds.length === 0) return [];
+  return db
+    .selectFrom('image_hashes')
+    .select(['image_id as imageId', 'sha256', 'landed_at as landedAt'])
+    .where('customer_id', '=', customerId)
+    .where('image_id', 'in', imageIds)
+    .execute();
+}
+
+// ---- Retention: the index follows its images ----
+
+/** Deletes these images' index rows (in the purge's transaction); returns the image ids that had one. */
+export async function deleteHashesForImages(trx: Db, imageIds: string[]): Promise<string[]> {
+  if (imageIds.length === 0) return [];
+  const rows = await trx
+    .deleteFrom('image_hashes')
+    .where('image_id', 'in', imageIds)
+    .returning('image_id')
+    .execute();
+  return rows.map((r) => r.image_id);
+}
+
+/**
+ * Index rows whose image is gone: the purge deletes both in one transaction and processing adds a row
+ * only beside its image, so any is a fault the audit reports and the next purge deletes.
+ */
+export async function orphanHashes(
+  db: Db,
+  limit: number,
+): Promise<Array<{ imageId: string; landedAt: Date }>> {
+  const { rows } = await sql<{ imageId: string; landedAt: Date }>`
+    select h.image_id as "imageId", h.landed_at as "landedAt"
+    from image_hashes h where not exists (select 1 from images i where i.id = h.image_id)
+    order by h.landed_at
+    limit ${limit}`.execute(db);
+  return rows;
+}
