@@ -82,13 +82,14 @@ interface Photo {
   file: string;
   picture: string;
   hash: string;
+  flat: boolean;
   copies: Record<string, string>;
 }
 const photos: Photo[] = [];
 const started = performance.now();
 for (const file of files) {
   const bytes = readFileSync(file);
-  const hash = (await fingerprintImage(bytes, limits)).phash;
+  const { phash: hash, flat } = await fingerprintImage(bytes, limits);
   // Copies are made from the upright photo at most MASTER_EDGE on its long edge (the corpus goes to
   // 5640 px: re-encoding each at full size would take most of the run); the original's hash is of the file.
   const upright = await sharp(bytes, { limitInputPixels: false })
@@ -104,27 +105,34 @@ for (const file of files) {
     const copy = await transform(sharp(upright.data), width, height).toBuffer();
     copies[name] = (await fingerprintImage(copy, limits)).phash;
   }
-  photos.push({ file, picture: pictureOf(file), hash, copies });
+  photos.push({ file, picture: pictureOf(file), hash, flat, copies });
   process.stdout.write(`\r${photos.length}/${files.length} photos hashed`);
 }
 console.log(` in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
 
+// A flat photo (one colour once shown on white: phash.ts isFlat) has no perceptual hash worth the
+// name; it only ever matches exactly, so it is left out of the near measurement.
+const flat = photos.filter((p) => p.flat);
+console.log(
+  `${flat.length} flat photos, exact duplicates only: ${flat.map((p) => basename(p.file)).join(', ') || 'none'}`,
+);
+const hashed = photos.filter((p) => !p.flat);
 const same: Record<string, number[]> = {};
 for (const name of Object.keys(TRANSFORMS))
   same[name] = photos.map((p) => hammingDistance(p.hash, p.copies[name]!));
 // Different photos: every pair of originals, and each photo's copies against every other original.
 const different: number[] = [];
 const samePicture: number[] = [];
-for (let i = 0; i < photos.length; i++) {
-  for (let j = i + 1; j < photos.length; j++) {
-    const [a, b] = [photos[i]!, photos[j]!];
+for (let i = 0; i < hashed.length; i++) {
+  for (let j = i + 1; j < hashed.length; j++) {
+    const [a, b] = [hashed[i]!, hashed[j]!];
     const d = hammingDistance(a.hash, b.hash);
     if (a.picture === b.picture) samePicture.push(d);
     else different.push(d);
   }
 }
-for (const a of photos)
-  for (const b of photos)
+for (const a of hashed)
+  for (const b of hashed)
     if (a.picture !== b.picture)
       for (const h of Object.values(a.copies)) different.push(hammingDistance(h, b.hash));
 

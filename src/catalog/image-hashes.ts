@@ -44,7 +44,10 @@ export function bandNeighbours(value: number, radius: number): number[] {
   return out;
 }
 
-/** The WHERE condition that finds every hash within `maxDistance` of `phash` among one customer's. */
+/**
+ * The WHERE condition that finds every hash within `maxDistance` of `phash` among one customer's
+ * images that have structure (a flat image's bits are noise: it only ever matches exactly).
+ */
 function withinDistance(customerId: string, phash: string, maxDistance: number) {
   const radius = Math.floor(maxDistance / BANDS);
   const probes = bandsOf(phash).map((band) => bandNeighbours(band, radius));
@@ -52,7 +55,7 @@ function withinDistance(customerId: string, phash: string, maxDistance: number) 
   return sql<boolean>`h.customer_id = ${customerId}
     and (h.b0 = any(${probes[0]}::int[]) or h.b1 = any(${probes[1]}::int[])
       or h.b2 = any(${probes[2]}::int[]) or h.b3 = any(${probes[3]}::int[]))
-    and bit_count((h.phash # ${query}::bigint)::bit(64)) <= ${maxDistance}`;
+    and bit_count((h.phash # ${query}::bigint)::bit(64)) <= ${maxDistance} and not h.flat`;
 }
 
 export interface IndexedHash {
@@ -61,6 +64,7 @@ export interface IndexedHash {
   sha256: string;
   phash: string;
   landedAt: Date;
+  flat: boolean;
   exactOf: string | null;
   nearOf: string | null;
   nearDistance: number | null;
@@ -81,6 +85,7 @@ export async function addHash(db: Db, h: IndexedHash): Promise<void> {
       b2,
       b3,
       landed_at: h.landedAt,
+      flat: h.flat,
       exact_of: h.exactOf,
       near_of: h.nearOf,
       near_distance: h.nearDistance,
@@ -96,46 +101,66 @@ export interface SimilarHash {
   landedAt: Date;
 }
 
-/** A customer's images within `maxDistance` of `phash`, nearest first (then oldest first). */
+/**
+ * A customer's images like a fingerprint, nearest first (then oldest first): those with the same
+ * bytes (exact), or those with other bytes within `maxDistance` (near).
+ */
 export async function nearestHashes(
   db: Db,
-  q: { customerId: string; phash: string; maxDistance: number; limit: number; exceptImageId?: string },
+  q: {
+    kind: 'exact' | 'near';
+    customerId: string;
+    sha256: string;
+    phash: string;
+    maxDistance: number;
+    limit: number;
+    exceptImageId?: string;
+  },
 ): Promise<SimilarHash[]> {
   const except = q.exceptImageId ? sql`and h.image_id <> ${q.exceptImageId}` : sql``;
+  const like =
+    q.kind === 'exact'
+      ? sql<boolean>`h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256}`
+      : sql<boolean>`${withinDistance(q.customerId, q.phash, q.maxDistance)} and h.sha256 <> ${q.sha256}`;
   const { rows } = await sql<SimilarHash>`
     select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt",
            bit_count((h.phash # ${signedOf(q.phash)}::bigint)::bit(64))::int as distance
     from image_hashes h
-    where ${withinDistance(q.customerId, q.phash, q.maxDistance)} ${except}
+    where ${like} ${except}
     order by distance, h.landed_at, h.image_id
     limit ${q.limit}`.execute(db);
   return rows;
 }
 
+/** Whether an indexed image is flat (no structure to hash); undefined when it is not indexed. */
+export async function isFlatImage(db: Db, imageId: string): Promise<boolean | undefined> {
+  const row = await db
+    .selectFrom('image_hashes')
+    .select('flat')
+    .where('image_id', '=', imageId)
+    .executeTakeFirst();
+  return row?.flat;
+}
+
 /** What a new image matches among the customer's earlier ones: the first with its bytes, the nearest other. */
 export async function matchesOf(
   db: Db,
-  q: { customerId: string; imageId: string; sha256: string; phash: string; maxDistance: number },
+  q: {
+    customerId: string;
+    imageId: string;
+    sha256: string;
+    phash: string;
+    flat: boolean;
+    maxDistance: number;
+  },
 ): Promise<{ exactOf: string | null; nearOf: string | null; nearDistance: number | null }> {
-  const exact = await db
-    .selectFrom('image_hashes')
-    .select('image_id')
-    .where('customer_id', '=', q.customerId)
-    .where('sha256', '=', q.sha256)
-    .where('image_id', '<>', q.imageId)
-    .orderBy('landed_at')
-    .limit(1)
-    .executeTakeFirst();
-  const { rows } = await sql<{ imageId: string; distance: number }>`
-    select h.image_id as "imageId", bit_count((h.phash # ${signedOf(q.phash)}::bigint)::bit(64))::int as distance
-    from image_hashes h
-    where ${withinDistance(q.customerId, q.phash, q.maxDistance)} and h.sha256 <> ${q.sha256}
-    order by distance, h.landed_at, h.image_id
-    limit 1`.execute(db);
+  const search = { ...q, limit: 1, exceptImageId: q.imageId };
+  const [exact] = await nearestHashes(db, { ...search, kind: 'exact' });
+  const [near] = q.flat ? [] : await nearestHashes(db, { ...search, kind: 'near' });
   return {
-    exactOf: exact?.image_id ?? null,
-    nearOf: rows[0]?.imageId ?? null,
-    nearDistance: rows[0]?.distance ?? null,
+    exactOf: exact?.imageId ?? null,
+    nearOf: near?.imageId ?? null,
+    nearDistance: near?.distance ?? null,
   };
 }
 
@@ -152,7 +177,10 @@ export async function countNear(
       const { rows } = await sql<{ n: number }>`
         select count(*)::int as n from image_hashes h
         where ${withinDistance(image.customerId, image.phash, maxDistance)}
-          and h.sha256 <> ${image.sha256} and h.image_id <> ${image.id}`.execute(db);
+          and h.sha256 <> ${image.sha256} and h.image_id <> ${image.id}
+          and not exists (select 1 from image_hashes s where s.image_id = ${image.id} and s.flat)`.execute(
+        db,
+      );
       counts.set(image.id, rows[0]?.n ?? 0);
     }),
   );

@@ -106,6 +106,8 @@ export interface ImageHashesTable {
   b2: number;
   b3: number;
   landed_at: Timestamp;
+  /** No structure to hash (a flat colour): left out of near searches, exact only. */
+  flat: Generated<boolean>;
   /** The earlier image with the same bytes it matched when processed. */
   exact_of: string | null;
   /** The nearest earlier image with other bytes within the near distance, when processed. */

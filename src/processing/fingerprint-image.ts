@@ -17,7 +17,7 @@ const FINGERPRINT_STEPS = [probe, limits, decode, fingerprints] as const;
 export async function fingerprintImage(
   input: Buffer,
   taskLimits: ProcessTask['limits'],
-): Promise<{ sha256: string; phash: string }> {
+): Promise<{ sha256: string; phash: string; flat: boolean }> {
   const sha256 = createHash('sha256').update(input).digest('hex');
   const result = await runPipeline(
     {

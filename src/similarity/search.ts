@@ -20,15 +20,14 @@ export async function similarTo(
     customerId: string;
     sha256: string;
     phash: string;
+    flat: boolean;
     maxDistance: number;
     limit: number;
     exceptImageId?: string;
   },
 ): Promise<SimilarAnswer> {
-  // One more than the limit of each kind can share the rows: exact ones are all at distance 0, first.
-  const rows = await nearestHashes(db, { ...q, limit: q.limit * 2 });
-  const exact = rows.filter((r) => r.sha256 === q.sha256).slice(0, q.limit);
-  const near = rows.filter((r) => r.sha256 !== q.sha256).slice(0, q.limit);
+  const exact = await nearestHashes(db, { ...q, kind: 'exact' });
+  const near = q.flat ? [] : await nearestHashes(db, { ...q, kind: 'near' });
   return {
     maxDistance: q.maxDistance,
     exact: exact.map((r) => ({ id: r.imageId, landedAt: r.landedAt.toISOString() })),

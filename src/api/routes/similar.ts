@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { dayRange } from '../../analytics/range.ts';
-import { MAX_DISTANCE } from '../../catalog/image-hashes.ts';
+import { isFlatImage, MAX_DISTANCE } from '../../catalog/image-hashes.ts';
 import { AppError } from '../../errors.ts';
 import { SNIFF_BYTES, sniff } from '../../ingest/sniff.ts';
 import { fingerprintImage } from '../../processing/fingerprint-image.ts';
@@ -75,6 +75,7 @@ export const similarRoutes =
               customerId: image.customer_id,
               sha256: image.checksum,
               phash: image.phash,
+              flat: (await isFlatImage(ctx.db, image.id)) ?? false,
               maxDistance,
               limit: request.query.limit ?? 50,
               exceptImageId: image.id,
@@ -161,7 +162,7 @@ export const similarRoutes =
           const body = request.body as Buffer | undefined;
           if (!body || body.length === 0) throw new AppError('EMPTY_BODY');
           if (!sniff(body.subarray(0, SNIFF_BYTES))) throw new AppError('UNSUPPORTED_FORMAT');
-          const { sha256, phash } = await fingerprintImage(body, {
+          const { sha256, phash, flat } = await fingerprintImage(body, {
             maxPixels: ctx.config.limits.maxPixels,
             maxFrames: ctx.config.limits.maxFrames,
           });
@@ -170,6 +171,7 @@ export const similarRoutes =
             customerId,
             sha256,
             phash,
+            flat,
             maxDistance,
             limit: request.query.limit ?? 50,
           });

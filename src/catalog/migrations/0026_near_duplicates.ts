@@ -6,8 +6,9 @@ import { type Kysely, sql } from 'kysely';
  * perceptual hash split into four 16-bit bands, each indexed with the customer (multi-index hashing:
  * two hashes within distance r agree within floor(r/4) bits on at least one band, so a search probes
  * each band's few neighbours instead of scanning). exact_of and near_of name the earlier image it
- * matched when it was processed (the groups and the daily counts read them). Existing processed
- * images are indexed here, from their stored hash.
+ * matched when it was processed (the groups and the daily counts read them); flat marks an image
+ * with no structure to hash, which has exact duplicates only. Existing processed images are indexed
+ * here, from their stored hash (their flatness is unknown until reprocessed: false).
  *
  * customers.duplicates is the customer's policy for an exact re-upload; images.duplicate_flagged marks
  * an image the policy "flag" caught; images (customer_id, checksum) finds an exact re-upload at landing.
@@ -30,6 +31,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       b2 integer not null,
       b3 integer not null,
       landed_at timestamptz not null,
+      flat boolean not null default false,
       exact_of uuid,
       near_of uuid,
       near_distance smallint
