@@ -10,6 +10,7 @@
 // reported apart, not counted as "different".
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_NEAR_DISTANCE } from '../src/config/config.ts';
 import { hammingDistance } from '../src/processing/phash.ts';
 import { corpusFolder, fingerprintPhoto, listImages, type Photo, TRANSFORMS } from './corpus.ts';
 
@@ -58,7 +59,8 @@ for (const a of hashed)
 const describe = (distances: number[]) => {
   const s = [...distances].sort((x, y) => x - y);
   const at = (p: number) => s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))]!;
-  return `min ${s[0]} p50 ${at(50)} p95 ${at(95)} p99 ${at(99)} max ${s.at(-1)} (n=${s.length})`;
+  const within = s.filter((d) => d <= DEFAULT_NEAR_DISTANCE).length;
+  return `min ${s[0]} p50 ${at(50)} p95 ${at(95)} p99 ${at(99)} max ${s.at(-1)} (n=${s.length}), within ${DEFAULT_NEAR_DISTANCE}: ${((100 * within) / s.length).toFixed(1)}%`;
 };
 console.log('distance of each copy to its original:');
 for (const [name, d] of Object.entries(same)) console.log(`  ${name.padEnd(24)} ${describe(d)}`);
@@ -69,6 +71,16 @@ console.log(`photos with a copy past 10 bits (${worst.length}):`);
 for (const { p, d } of worst) console.log(`  ${basename(p.file)}: ${d.join(' ')}`);
 console.log(`same picture, other file (other size or crop in the corpus): ${describe(samePicture)}`);
 console.log(`different photos:                                          ${describe(different)}`);
+const close: string[] = [];
+for (let i = 0; i < hashed.length; i++)
+  for (let j = i + 1; j < hashed.length; j++) {
+    const [a, b] = [hashed[i]!, hashed[j]!];
+    const d = hammingDistance(a.hash, b.hash);
+    if (a.picture !== b.picture && d <= DEFAULT_NEAR_DISTANCE)
+      close.push(`${basename(a.file)} ~ ${basename(b.file)}: ${d}`);
+  }
+console.log(`different photos (originals) within ${DEFAULT_NEAR_DISTANCE} bits: ${close.length}`);
+for (const pair of close) console.log(`  ${pair}`);
 const histogram = new Array(65).fill(0) as number[];
 for (const d of different) histogram[d]!++;
 console.log(

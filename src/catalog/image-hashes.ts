@@ -45,17 +45,21 @@ export function bandNeighbours(value: number, radius: number): number[] {
 }
 
 /**
- * The WHERE condition that finds every hash within `maxDistance` of `phash` among one customer's
- * images that have structure (a flat image's bits are noise: it only ever matches exactly).
+ * The customer's images within `maxDistance` of `phash`, as (image_id, distance): one index-only scan
+ * per band (each band's index includes the hash and the image id, so the distance is checked in the
+ * index and the table is read only for what matched), their union without doubles. Flat images have
+ * no bands (null), so they never come back.
  */
-function withinDistance(customerId: string, phash: string, maxDistance: number) {
+function nearCandidates(customerId: string, phash: string, maxDistance: number) {
   const radius = Math.floor(maxDistance / BANDS);
-  const probes = bandsOf(phash).map((band) => bandNeighbours(band, radius));
-  const query = signedOf(phash);
-  return sql<boolean>`h.customer_id = ${customerId}
-    and (h.b0 = any(${probes[0]}::int[]) or h.b1 = any(${probes[1]}::int[])
-      or h.b2 = any(${probes[2]}::int[]) or h.b3 = any(${probes[3]}::int[]))
-    and bit_count((h.phash # ${query}::bigint)::bit(64)) <= ${maxDistance} and not h.flat`;
+  const distance = sql`bit_count((phash # ${signedOf(phash)}::bigint)::bit(64))`;
+  const scans = bandsOf(phash).map(
+    (band, i) => sql`
+      select image_id, ${distance}::int as distance from image_hashes
+      where customer_id = ${customerId} and ${sql.ref(`b${i}`)} = any(${bandNeighbours(band, radius)}::int[])
+        and ${distance} <= ${maxDistance}`,
+  );
+  return sql`(${sql.join(scans, sql` union `)})`;
 }
 
 export interface IndexedHash {
@@ -72,7 +76,8 @@ export interface IndexedHash {
 
 /** Adds a processed image to the index (in the outcome's transaction); a second add changes nothing. */
 export async function addHash(db: Db, h: IndexedHash): Promise<void> {
-  const [b0, b1, b2, b3] = bandsOf(h.phash) as [number, number, number, number];
+  // A flat image's bits are noise: without bands no near search ever finds it (exact ones still do).
+  const [b0, b1, b2, b3] = h.flat ? [null, null, null, null] : bandsOf(h.phash);
   await db
     .insertInto('image_hashes')
     .values({
@@ -118,18 +123,34 @@ export async function nearestHashes(
   },
 ): Promise<SimilarHash[]> {
   const except = q.exceptImageId ? sql`and h.image_id <> ${q.exceptImageId}` : sql``;
-  const like =
+  // The same bytes have the same perceptual hash: distance 0, oldest first through image_hashes_sha256.
+  const query =
     q.kind === 'exact'
-      ? sql<boolean>`h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256}`
-      : sql<boolean>`${withinDistance(q.customerId, q.phash, q.maxDistance)} and h.sha256 <> ${q.sha256}`;
-  const { rows } = await sql<SimilarHash>`
-    select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt",
-           bit_count((h.phash # ${signedOf(q.phash)}::bigint)::bit(64))::int as distance
-    from image_hashes h
-    where ${like} ${except}
-    order by distance, h.landed_at, h.image_id
-    limit ${q.limit}`.execute(db);
-  return rows;
+      ? sql<SimilarHash>`
+        select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", 0 as distance
+        from image_hashes h
+        where h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256} ${except}
+        order by h.landed_at, h.image_id
+        limit ${q.limit}`
+      : sql<SimilarHash>`
+        select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", c.distance
+        from ${nearCandidates(q.customerId, q.phash, q.maxDistance)} c join image_hashes h on h.image_id = c.image_id
+        where h.sha256 <> ${q.sha256} ${except}
+        order by c.distance, h.landed_at, h.image_id
+        limit ${q.limit}`;
+  return (await query.execute(db)).rows;
+}
+
+/** The plan of a near search (bench/similar.ts prints it: one index-only scan per band, no table scan). */
+export async function explainNear(
+  db: Db,
+  customerId: string,
+  phash: string,
+  maxDistance: number,
+): Promise<string[]> {
+  const { rows } = await sql<{ 'QUERY PLAN': string }>`
+    explain select c.image_id from ${nearCandidates(customerId, phash, maxDistance)} c`.execute(db);
+  return rows.map((r) => r['QUERY PLAN']);
 }
 
 /** Whether an indexed image is flat (no structure to hash); undefined when it is not indexed. */
@@ -175,9 +196,9 @@ export async function countNear(
   await Promise.all(
     images.map(async (image) => {
       const { rows } = await sql<{ n: number }>`
-        select count(*)::int as n from image_hashes h
-        where ${withinDistance(image.customerId, image.phash, maxDistance)}
-          and h.sha256 <> ${image.sha256} and h.image_id <> ${image.id}
+        select count(*)::int as n
+        from ${nearCandidates(image.customerId, image.phash, maxDistance)} c join image_hashes h on h.image_id = c.image_id
+        where h.sha256 <> ${image.sha256} and h.image_id <> ${image.id}
           and not exists (select 1 from image_hashes s where s.image_id = ${image.id} and s.flat)`.execute(
         db,
       );

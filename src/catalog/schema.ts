@@ -101,10 +101,11 @@ export interface ImageHashesTable {
   sha256: string;
   /** The 64-bit perceptual hash as a signed bigint (pg returns it as a string). */
   phash: ColumnType<string, string, string>;
-  b0: number;
-  b1: number;
-  b2: number;
-  b3: number;
+  /** The hash's four 16-bit bands; null for a flat image, which no near search may find. */
+  b0: number | null;
+  b1: number | null;
+  b2: number | null;
+  b3: number | null;
   landed_at: Timestamp;
   /** No structure to hash (a flat colour): left out of near searches, exact only. */
   flat: Generated<boolean>;

@@ -5,9 +5,10 @@ import { type Kysely, sql } from 'kysely';
  * Near-duplicates. image_hashes is the similarity index: one row per processed image, with its
  * perceptual hash split into four 16-bit bands, each indexed with the customer (multi-index hashing:
  * two hashes within distance r agree within floor(r/4) bits on at least one band, so a search probes
- * each band's few neighbours instead of scanning). exact_of and near_of name the earlier image it
+ * each band's few neighbours instead of scanning). Each band's index includes the hash and the image
+ * id, so the distance is checked in the index alone. A flat image (no structure to hash) has no bands. exact_of and near_of name the earlier image it
  * matched when it was processed (the groups and the daily counts read them); flat marks an image
- * with no structure to hash, which has exact duplicates only. Existing processed images are indexed
+ * with no structure to hash, which has exact duplicates only (and null bands). Existing processed images are indexed
  * here, from their stored hash (their flatness is unknown until reprocessed: false).
  *
  * customers.duplicates is the customer's policy for an exact re-upload; images.duplicate_flagged marks
@@ -26,10 +27,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       customer_id uuid not null,
       sha256 text not null,
       phash bigint not null,
-      b0 integer not null,
-      b1 integer not null,
-      b2 integer not null,
-      b3 integer not null,
+      b0 integer,
+      b1 integer,
+      b2 integer,
+      b3 integer,
       landed_at timestamptz not null,
       flat boolean not null default false,
       exact_of uuid,
@@ -37,7 +38,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       near_distance smallint
     )`.execute(db);
   for (const band of ['b0', 'b1', 'b2', 'b3'])
-    await sql`create index ${sql.raw(`image_hashes_${band}`)} on image_hashes (customer_id, ${sql.ref(band)}) include (phash)`.execute(
+    await sql`create index ${sql.raw(`image_hashes_${band}`)} on image_hashes (customer_id, ${sql.ref(band)}) include (phash, image_id)`.execute(
       db,
     );
   await sql`create index image_hashes_sha256 on image_hashes (customer_id, sha256, landed_at)`.execute(db);
