@@ -208,12 +208,12 @@ export async function countNear(
   return counts;
 }
 
-/** A customer's indexed images landed in [from, to) that matched an earlier one, with what they matched. */
+/** A customer's indexed images landed from day `from` to day `to` (UTC, inclusive) that matched an earlier one. */
 export async function matchedBetween(
   db: Db,
   customerId: string,
-  from: Date,
-  to: Date,
+  from: string,
+  to: string,
   limit: number,
 ): Promise<
   Array<{
@@ -225,24 +225,23 @@ export async function matchedBetween(
     nearDistance: number | null;
   }>
 > {
-  return db
-    .selectFrom('image_hashes')
-    .select([
-      'image_id as imageId',
-      'sha256',
-      'landed_at as landedAt',
-      'exact_of as exactOf',
-      'near_of as nearOf',
-      'near_distance as nearDistance',
-    ])
-    .where('customer_id', '=', customerId)
-    .where('landed_at', '>=', from)
-    .where('landed_at', '<', to)
-    .where((eb) => eb.or([eb('exact_of', 'is not', null), eb('near_of', 'is not', null)]))
-    .orderBy('landed_at')
-    .orderBy('image_id')
-    .limit(limit)
-    .execute();
+  const { rows } = await sql<{
+    imageId: string;
+    sha256: string;
+    landedAt: Date;
+    exactOf: string | null;
+    nearOf: string | null;
+    nearDistance: number | null;
+  }>`
+    select image_id as "imageId", sha256, landed_at as "landedAt", exact_of as "exactOf", near_of as "nearOf",
+           near_distance as "nearDistance"
+    from image_hashes
+    where customer_id = ${customerId} and (exact_of is not null or near_of is not null)
+      and landed_at >= ${from}::date::timestamp at time zone 'UTC'
+      and landed_at < (${to}::date + 1)::timestamp at time zone 'UTC'
+    order by landed_at, image_id
+    limit ${limit}`.execute(db);
+  return rows;
 }
 
 /** The index rows of these images (those still indexed), for the groups' members. */

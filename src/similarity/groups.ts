@@ -21,15 +21,15 @@ export interface DuplicateGroups {
 }
 
 /**
- * A customer's duplicate groups among images landed in [from, to): built from what each image matched
+ * A customer's duplicate groups among images landed from day `from` to day `to` (UTC): built from what each image matched
  * when it was processed (image_hashes.exact_of, near_of), so one indexed read, not a search per
  * image. An image matched that has since been purged drops out of its group.
  */
 export async function duplicateGroups(
   db: Db,
   customerId: string,
-  from: Date,
-  to: Date,
+  from: string,
+  to: string,
 ): Promise<DuplicateGroups> {
   const matched = await matchedBetween(db, customerId, from, to, MAX_MATCHED + 1);
   const truncated = matched.length > MAX_MATCHED;

@@ -127,9 +127,7 @@ export const similarRoutes =
       async (request) => {
         const customerId = customerOf(request, request.query.customerId);
         const { from, to } = dayRange(request.query, ctx.clock.now());
-        const start = new Date(`${from}T00:00:00Z`);
-        const end = new Date(Date.parse(`${to}T00:00:00Z`) + 86_400_000);
-        return { customerId, from, to, ...(await duplicateGroups(ctx.db, customerId, start, end)) };
+        return { customerId, from, to, ...(await duplicateGroups(ctx.db, customerId, from, to)) };
       },
     );
 
