@@ -3,15 +3,21 @@
 // computed the way processing computes them (src/processing/fingerprint-image.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp, { type Sharp } from 'sharp';
 import { loadConfig } from '../src/config/config.ts';
 import { fingerprintImage } from '../src/processing/fingerprint-image.ts';
 
-/** The folder given, or the corpus of ../shared/corpus/fetch.sh. */
+/**
+ * The folder given, or where ../shared/corpus/fetch.sh keeps the corpus (its default folder), or what
+ * that script fetches.
+ */
 export function corpusFolder(given: string | undefined): string {
   if (given) return given;
+  const cached = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'imagelake-corpus');
+  if (existsSync(join(cached, 'MANIFEST'))) return cached;
   const script = fileURLToPath(new URL('../../shared/corpus/fetch.sh', import.meta.url));
   if (!existsSync(script)) throw new Error('no corpus: pass a folder of photos');
   return execFileSync('bash', [script], { encoding: 'utf8' }).trim();
