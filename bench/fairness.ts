@@ -13,7 +13,7 @@
 // The ratios backfill/idle are printed (aim: at most 2); and how much of each backfill was still
 // waiting when the small customer's last image was done, to show the backlog had not drained.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
+import { listImages } from './corpus.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -41,18 +42,6 @@ function corpus(): string | undefined {
   const script = fileURLToPath(new URL('../../shared/corpus/fetch.sh', import.meta.url));
   if (!existsSync(script)) return undefined;
   return execFileSync('bash', [script], { encoding: 'utf8' }).trim();
-}
-
-function listImages(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .flatMap((e) =>
-      e.isDirectory()
-        ? listImages(join(dir, e.name))
-        : /\.(jpe?g|png)$/i.test(e.name)
-          ? [join(dir, e.name)]
-          : [],
-    )
-    .sort();
 }
 
 async function photos(): Promise<{ from: string; images: Buffer[] }> {

@@ -208,6 +208,16 @@ export async function countNear(
   return counts;
 }
 
+/** An indexed image and what it matched when it was processed. */
+export interface MatchedHash {
+  imageId: string;
+  sha256: string;
+  landedAt: Date;
+  exactOf: string | null;
+  nearOf: string | null;
+  nearDistance: number | null;
+}
+
 /** A customer's indexed images landed from day `from` to day `to` (UTC, inclusive) that matched an earlier one. */
 export async function matchedBetween(
   db: Db,
@@ -215,24 +225,8 @@ export async function matchedBetween(
   from: string,
   to: string,
   limit: number,
-): Promise<
-  Array<{
-    imageId: string;
-    sha256: string;
-    landedAt: Date;
-    exactOf: string | null;
-    nearOf: string | null;
-    nearDistance: number | null;
-  }>
-> {
-  const { rows } = await sql<{
-    imageId: string;
-    sha256: string;
-    landedAt: Date;
-    exactOf: string | null;
-    nearOf: string | null;
-    nearDistance: number | null;
-  }>`
+): Promise<MatchedHash[]> {
+  const { rows } = await sql<MatchedHash>`
     select image_id as "imageId", sha256, landed_at as "landedAt", exact_of as "exactOf", near_of as "nearOf",
            near_distance as "nearDistance"
     from image_hashes

@@ -19,6 +19,17 @@ let stopBroker: () => void;
 let t: TestServer;
 let customer: { id: string; apiKey: string };
 
+/** The image a Kafka message-id landed, once it has. */
+function landedMessage(messageId: string) {
+  return until(`message ${messageId} landed`, () =>
+    t.server.db
+      .selectFrom('images')
+      .select('id')
+      .where('idempotency_key', '=', `kafka:${messageId}`)
+      .executeTakeFirst(),
+  );
+}
+
 async function kafkaImages(db: RunningServer['db'], where: 'landed' | 'processed'): Promise<number> {
   let query = db
     .selectFrom('images')
@@ -242,13 +253,7 @@ describe('Kafka ingest against a real broker', () => {
     await produce(bootstrap, BAD, [
       { value: bytes, headers: { 'customer-id': strict.id, 'message-id': 'dup-1' } },
     ]);
-    const first = await until('the first copy landed', () =>
-      t.server.db
-        .selectFrom('images')
-        .select('id')
-        .where('idempotency_key', '=', 'kafka:dup-1')
-        .executeTakeFirst(),
-    );
+    const first = await landedMessage('dup-1');
     // Another message (another message-id) with the same bytes: not a retry, a second copy.
     await produce(bootstrap, BAD, [
       { value: bytes, headers: { 'customer-id': strict.id, 'message-id': 'dup-2' } },
