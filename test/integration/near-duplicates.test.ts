@@ -1,10 +1,21 @@
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import sharp from 'sharp';
+import { corpusFolder, listImages } from '../../bench/corpus.ts';
 import { DEFAULT_NEAR_DISTANCE } from '../../src/config/config.ts';
 import { drawPhoto } from '../fixtures/images.ts';
-import { ADMIN, api, createCustomer, settled, startTestServer, type TestServer, upload } from './harness.ts';
+import {
+  ADMIN,
+  api,
+  cli,
+  createCustomer,
+  settled,
+  startTestServer,
+  type TestServer,
+  upload,
+} from './harness.ts';
 
 /** POST /v1/similar with image bytes. */
 async function searchBy(url: string, key: string, bytes: Buffer, query = '') {
@@ -40,7 +51,11 @@ describe('near-duplicates', () => {
     t = await startTestServer({}, ['api', 'worker']);
     acme = await createCustomer(t.url, 'Acme');
     other = await createCustomer(t.url, 'Other');
-    photo = await (await drawPhoto(1200, 900, 3)).jpeg({ quality: 90 }).toBuffer();
+    // A real photo: the corpus's smallest JPEG (test/integration/phash-corpus.test.ts measures more).
+    const [smallest] = listImages(corpusFolder(undefined))
+      .filter((f) => /\.jpe?g$/i.test(f))
+      .sort((a, b) => statSync(a).size - statSync(b).size);
+    photo = readFileSync(smallest!);
   });
   after(() => t.stop());
 
@@ -50,7 +65,11 @@ describe('near-duplicates', () => {
     assert.equal(first.nearDuplicates, 0);
     assert.equal(first.duplicateFlagged, false);
 
-    const smaller = await sharp(photo).resize(600).jpeg({ quality: 60 }).toBuffer();
+    const { width } = await sharp(photo).metadata();
+    const smaller = await sharp(photo)
+      .resize(Math.round(width! / 2))
+      .jpeg({ quality: 60 })
+      .toBuffer();
     copy = await landed(t, acme.apiKey, smaller);
     assert.equal(copy.duplicateOf, null, 'other bytes: not an exact duplicate');
     assert.equal(copy.nearDuplicates, 1);
@@ -131,8 +150,15 @@ describe('near-duplicates', () => {
     assert.equal((await upload(t.url, other.apiKey, photo)).status, 202);
   });
 
-  it('flags an exact re-upload under flag', async () => {
-    await api(t.url, ADMIN, 'PATCH', `/v1/customers/${acme.id}`, { duplicates: 'flag' });
+  it('flags an exact re-upload under flag (set with the CLI)', async () => {
+    const set = await cli(['customers', 'duplicates', acme.id, 'flag', '--url', t.url, '--token', ADMIN]);
+    assert.equal(set.code, 0, set.out);
+    assert.match(set.out, /duplicates flag/);
+    const shown = await cli(['customers', 'duplicates', acme.id, '--url', t.url, '--token', ADMIN]);
+    assert.match(shown.out, /duplicates flag/);
+    const wrong = await cli(['customers', 'duplicates', acme.id, 'drop', '--url', t.url, '--token', ADMIN]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.out, /accept\|flag\|reject/);
     const flagged = await landed(t, acme.apiKey, photo);
     assert.equal(flagged.duplicateFlagged, true);
     assert.equal(flagged.duplicateOf, first.id);
