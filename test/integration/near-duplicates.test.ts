@@ -191,6 +191,20 @@ describe('near-duplicates', () => {
     assert.ok((await searchBy(t.url, ADMIN, photo, `?customerId=${acme.id}`)).body.exact.length > 0);
   });
 
+  it("spends the customer's upload rate limit on searches by image", async () => {
+    const limited = await createCustomer(t.url, 'Limited');
+    await api(t.url, ADMIN, 'PATCH', `/v1/customers/${limited.id}`, { limits: { uploadsPerSecond: 0.001 } });
+    assert.equal((await searchBy(t.url, limited.apiKey, photo)).status, 200);
+    const refused = await searchBy(t.url, limited.apiKey, photo);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error.code, 'RATE_LIMITED');
+    assert.equal(
+      (await searchBy(t.url, acme.apiKey, photo)).status,
+      200,
+      'another customer is not held back',
+    );
+  });
+
   it('groups duplicates by day, exact and near apart, and counts them in the daily rollup', async () => {
     const groups = await api(t.url, acme.apiKey, 'GET', '/v1/duplicates');
     assert.equal(groups.status, 200, JSON.stringify(groups.body));

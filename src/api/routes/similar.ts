@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { dayRange } from '../../analytics/range.ts';
 import { isFlatImage, MAX_DISTANCE } from '../../catalog/image-hashes.ts';
 import { AppError } from '../../errors.ts';
@@ -131,6 +131,19 @@ export const similarRoutes =
       },
     );
 
+    // A search decodes an image as an upload does, so a customer's searches spend its upload rate
+    // limits (shared by every api process): one customer searching in a loop cannot starve the others.
+    async function searchLimit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      const own = customerScope(request);
+      if (!own) return;
+      const headers: Record<string, string> = {};
+      try {
+        await ctx.customerLimits.admit(own, headers);
+      } finally {
+        reply.headers(headers);
+      }
+    }
+
     // Search by image: the body is the image's bytes, read whole (at most IMAGELAKE_MAX_BYTES) in a
     // scope of its own, and fingerprinted as processing would; nothing is stored.
     await app.register(async (scope) => {
@@ -143,7 +156,7 @@ export const similarRoutes =
       scope.withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>().post(
         '/v1/similar',
         {
-          onRequest: reader,
+          onRequest: [reader, searchLimit],
           schema: {
             summary: "Search by image: the customer's images like the one in the body (stores nothing)",
             tags: ['similarity'],
@@ -151,7 +164,7 @@ export const similarRoutes =
             querystring: Type.Object({ ...SearchQuery, customerId: Type.Optional(Uuid) }),
             response: {
               200: Type.Object({ sha256: Type.String(), phash: Type.String(), ...Similar }),
-              ...errorResponses(400, 401, 403, 413, 415, 422),
+              ...errorResponses(400, 401, 403, 413, 415, 422, 429),
             },
           },
         },
@@ -159,6 +172,8 @@ export const similarRoutes =
           const customerId = customerOf(request, request.query.customerId);
           const body = request.body as Buffer | undefined;
           if (!body || body.length === 0) throw new AppError('EMPTY_BODY');
+          const own = customerScope(request);
+          if (own) await ctx.customerLimits.chargeBytes(own, body.length);
           if (!sniff(body.subarray(0, SNIFF_BYTES))) throw new AppError('UNSUPPORTED_FORMAT');
           const { sha256, phash, flat } = await fingerprintImage(body, {
             maxPixels: ctx.config.limits.maxPixels,
