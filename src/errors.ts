@@ -103,6 +103,11 @@ export const ERRORS = {
     message:
       'The connection ended before the whole body arrived; send it again (with the same Idempotency-Key).',
   },
+  DUPLICATE_IMAGE: {
+    status: 409,
+    message:
+      'This customer refuses exact duplicates (its duplicates policy is "reject"), and an image with the same bytes is already stored; nothing was stored.',
+  },
   LAST_ADMIN_KEY: {
     status: 409,
     message:
@@ -285,4 +290,6 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
   'IDEMPOTENCY_KEY_REUSED',
   // The customer's month is used up: retrying the message within the month fails the same way.
   'QUOTA_EXCEEDED',
+  // The same bytes are stored already and the customer refuses exact duplicates: they stay refused.
+  'DUPLICATE_IMAGE',
 ]);

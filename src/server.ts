@@ -137,6 +137,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           retentionMs: config.retentionMs,
           maxAttempts: config.workers.maxAttempts,
           reprocessWindow: config.workers.reprocessWindow,
+          nearDistance: config.nearDistance,
         },
       });
       runner.start();

@@ -21,6 +21,7 @@ import { holdRoutes } from './routes/holds.ts';
 import { imageRoutes } from './routes/images.ts';
 import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
+import { similarRoutes } from './routes/similar.ts';
 import { sqlRoutes } from './routes/sql.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { tusRoutes } from './routes/tus.ts';
@@ -174,6 +175,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(healthRoutes(ctx));
   await app.register(customerRoutes(ctx));
   await app.register(imageRoutes(ctx));
+  await app.register(similarRoutes(ctx));
   await app.register(uploadRoutes(ctx));
   await app.register(tusRoutes(ctx));
   await app.register(statsRoutes(ctx));

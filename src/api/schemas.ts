@@ -85,6 +85,17 @@ export const ImageBody = Type.Object({
     description: 'Every label the processors gave the image; by processor under metadata.labels',
   }),
   renditions: Type.Array(RenditionBody),
+  duplicateOf: Type.Union([Uuid, Type.Null()], {
+    description:
+      'The first image of this customer with the same bytes (an exact duplicate), if any is in retention',
+  }),
+  nearDuplicates: Type.Integer({
+    description:
+      "How many of this customer's images with other bytes are near-duplicates (perceptual hash within IMAGELAKE_NEAR_DISTANCE bits)",
+  }),
+  duplicateFlagged: Type.Boolean({
+    description: 'The customer\'s duplicates policy "flag" marked it as an exact or near duplicate',
+  }),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
   traceId: Type.Optional(
     Type.String({

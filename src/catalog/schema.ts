@@ -32,7 +32,11 @@ export interface CustomersTable {
   queue_share: ColumnType<number | null, number | null | undefined, number | null>;
   /** The customer's share of the workers against other customers' (1 to 1000; default 1). */
   weight: Generated<number>;
+  /** What an exact re-upload (same bytes as an image in retention) meets (0026). */
+  duplicates: Generated<DuplicatePolicy>;
 }
+
+export type DuplicatePolicy = 'accept' | 'flag' | 'reject';
 
 /** One token bucket of a customer's rate limits (owner: catalog/rate-limits.ts). */
 export interface RateBucketsTable {
@@ -88,6 +92,30 @@ export interface ImagesTable {
   processing_ms: number | null;
   /** The trace of the image's landing (admins see it on GET /v1/images/{id}); null untraced. */
   trace_id: Generated<string | null>;
+  /** The customer's policy "flag" caught it: an exact or near duplicate of an earlier image (0026). */
+  duplicate_flagged: Generated<boolean>;
+}
+
+/** The similarity index: one row per processed image (owner: catalog/image-hashes.ts, 0026). */
+export interface ImageHashesTable {
+  image_id: string;
+  customer_id: string;
+  sha256: string;
+  /** The 64-bit perceptual hash as a signed bigint (pg returns it as a string). */
+  phash: ColumnType<string, string, string>;
+  /** The hash's four 16-bit bands; null for a flat image, which no near search may find. */
+  b0: number | null;
+  b1: number | null;
+  b2: number | null;
+  b3: number | null;
+  landed_at: Timestamp;
+  /** No structure to hash (a flat colour): left out of near searches, exact only. */
+  flat: Generated<boolean>;
+  /** The earlier image with the same bytes it matched when processed. */
+  exact_of: string | null;
+  /** The nearest earlier image with other bytes within the near distance, when processed. */
+  near_of: string | null;
+  near_distance: number | null;
 }
 
 export interface JobsTable {
@@ -368,6 +396,7 @@ export interface Database {
   quota_usage: QuotaUsageTable;
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  image_hashes: ImageHashesTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

@@ -33,6 +33,8 @@ Usage: imagelake <command> [options]
         [--monthly-bytes SIZE]           SIZE: bytes, or 10MiB, 5GiB.
         [--queue-share N]
   customers weight ID N                  A customer's share of the workers (1 to 1000; default 1).
+  customers duplicates ID [POLICY]       Show, or set, what an exact re-upload meets: accept
+                                         (recorded), flag (marked) or reject (409 DUPLICATE_IMAGE).
   keys analyst [--name NAME]             Issue an analyst key (statistics only, no images).
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.

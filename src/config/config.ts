@@ -37,6 +37,11 @@ export interface Config {
   /** How long daily aggregates (no image data) are kept. */
   statsRetentionMs: number;
   purgeIntervalMs: number;
+  /**
+   * Near-duplicates: two images whose perceptual hashes differ in at most this many of their 64 bits
+   * (0 to 15). The default is chosen from bench/phash-robustness.ts on the corpus (README).
+   */
+  nearDistance: number;
   limits: {
     maxBytes: number;
     maxPixels: number;
@@ -156,6 +161,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Measured on the corpus by bench/phash-robustness.ts: the README gives the distributions. */
+export const DEFAULT_NEAR_DISTANCE = 10;
+
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
   const read = <T>(name: string, fallback: string, parse: (v: string) => T | undefined, hint: string): T => {
@@ -220,6 +228,12 @@ export function loadConfig(env: Env = process.env): Config {
     retentionMs: read('IMAGELAKE_RETENTION', '7d', duration, 'a duration such as 7d, 12h or 90s'),
     statsRetentionMs: read('IMAGELAKE_STATS_RETENTION', '400d', duration, 'a duration such as 400d'),
     purgeIntervalMs: read('IMAGELAKE_PURGE_INTERVAL', '5m', duration, 'a duration such as 5m or 30s'),
+    nearDistance: read(
+      'IMAGELAKE_NEAR_DISTANCE',
+      String(DEFAULT_NEAR_DISTANCE),
+      (v) => (/^\d+$/.test(v) && Number(v) <= 15 ? Number(v) : undefined),
+      'a whole number of bits from 0 to 15',
+    ),
     limits: {
       maxBytes: read('IMAGELAKE_MAX_BYTES', '64MiB', parseBytes, 'a size such as 64MiB'),
       maxPixels: read('IMAGELAKE_MAX_PIXELS', '100000000', int(1), 'a whole number of pixels'),

@@ -2,8 +2,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addReceived } from '../analytics/usage.ts';
+import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { countWaiting, findByIdempotencyKey, insertImage } from '../catalog/images.ts';
+import { countWaiting, findByIdempotencyKey, firstWithChecksum, insertImage } from '../catalog/images.ts';
+import { lockContent } from '../catalog/locks.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
 import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
@@ -166,7 +168,8 @@ export class Lander {
     };
     try {
       const image = await db.transaction().execute(async (trx) => {
-        const inserted = await insertImage(trx, row);
+        const flagged = await this.checkDuplicate(trx, input, checksum);
+        const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
         // Counted in the landing's transaction: the month's usage and the image commit together.
         const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
           images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
@@ -266,6 +269,26 @@ export class Lander {
     }
     if (bytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
     return hash.digest('hex');
+  }
+
+  /**
+   * The customer's duplicates policy, decided in the landing's transaction: "reject" refuses bytes it
+   * already has (DUPLICATE_IMAGE, naming the image), "flag" marks the new image, "accept" does
+   * nothing here (GET /v1/images/{id} says duplicateOf either way). Two landings of the same bytes at
+   * once take turns on a lock of that customer's checksum, so the second sees the first.
+   */
+  private async checkDuplicate(trx: Db, input: LandInput, checksum: string): Promise<boolean> {
+    const policy = await duplicatePolicyOf(trx, input.customerId);
+    if (policy === 'accept') return false;
+    await lockContent(trx, input.customerId, checksum);
+    const first = await firstWithChecksum(trx, input.customerId, checksum);
+    if (!first) return false;
+    if (policy === 'reject')
+      throw this.reject(
+        input,
+        new AppError('DUPLICATE_IMAGE', `Image ${first} has the same bytes (sha256 ${checksum}).`),
+      );
+    return true;
   }
 
   private reject(input: LandInput, error: AppError): AppError {

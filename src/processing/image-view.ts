@@ -1,5 +1,6 @@
 import type { ImageBodyT } from '../api/schemas.ts';
 import type { ImageRow } from '../catalog/schema.ts';
+import type { DuplicateFacts } from '../similarity/search.ts';
 import { labelsOf } from './image-record.ts';
 
 /**
@@ -7,7 +8,11 @@ import { labelsOf } from './image-record.ts';
  * image.received, image.processed and image.failed webhooks. Rendition URLs are the API's own,
  * which need the customer's key.
  */
-export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
+export function toImageBody(
+  row: ImageRow,
+  retentionMs: number,
+  duplicates: DuplicateFacts = { duplicateOf: null, nearDuplicates: 0 },
+): ImageBodyT {
   return {
     id: row.id,
     customerId: row.customer_id,
@@ -34,6 +39,8 @@ export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
       bytes: r.bytes,
       url: `/v1/images/${row.id}/renditions/${r.name}`,
     })),
+    ...duplicates,
+    duplicateFlagged: row.duplicate_flagged,
     ...(row.status === 'failed' && row.error_code
       ? { error: { code: row.error_code, message: row.error_message ?? '' } }
       : {}),

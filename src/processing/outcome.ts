@@ -1,8 +1,10 @@
 import type { Updateable } from 'kysely';
 import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analytics/facts.ts';
 import { addOutcome } from '../analytics/usage.ts';
+import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { imageExists, markOutcome } from '../catalog/images.ts';
+import { addHash, matchesOf } from '../catalog/image-hashes.ts';
+import { flagDuplicate, imageExists, markOutcome } from '../catalog/images.ts';
 import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
@@ -134,6 +136,26 @@ async function recordOutcome(
   });
 }
 
+/**
+ * Adds the image to the similarity index with what it matched among the customer's earlier images
+ * (the same bytes; the nearest other within `nearDistance`), and marks it when the customer's policy
+ * is "flag" and it matched. Returns which kind of duplicate it is, for the daily counts.
+ */
+async function indexFingerprints(
+  trx: Db,
+  image: ImageRow,
+  fingerprints: ProcessResult['fingerprints'],
+  nearDistance: number,
+): Promise<'exact' | 'near' | null> {
+  const q = { customerId: image.customer_id, imageId: image.id, ...fingerprints, maxDistance: nearDistance };
+  const matches = await matchesOf(trx, q);
+  await addHash(trx, { ...q, landedAt: image.received_at, ...matches });
+  const duplicate = matches.exactOf ? 'exact' : matches.nearOf ? 'near' : null;
+  if (duplicate && (await duplicatePolicyOf(trx, image.customer_id)) === 'flag')
+    await flagDuplicate(trx, image.id);
+  return duplicate;
+}
+
 export async function recordProcessed(
   db: Db,
   job: ClaimedJob,
@@ -143,10 +165,13 @@ export async function recordProcessed(
   renditions: Rendition[],
   timing: Timing,
   to: Announce,
+  /** How far apart two perceptual hashes may be for a near duplicate (IMAGELAKE_NEAR_DISTANCE). */
+  nearDistance: number,
 ): Promise<OutcomeWrite> {
   const { width, height } = result.metadata;
   const labels = flatLabels(steps.labels);
   return recordOutcome(db, job, image, processedRecord(result, steps, renditions, timing), async (trx) => {
+    const duplicate = await indexFingerprints(trx, image, result.fingerprints, nearDistance);
     const processors = steps.versions;
     const processorRuns = runsOf(steps);
     await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
@@ -160,6 +185,7 @@ export async function recordProcessed(
       dimensions: dimensionsOf(steps.outputs),
       labels,
       processorRuns,
+      duplicate,
     });
     await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
   });
@@ -187,6 +213,7 @@ export async function recordFailed(
       dimensions: {},
       labels: [],
       processorRuns,
+      duplicate: null,
     });
     await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
   });

@@ -2,6 +2,7 @@ import { staleDaily } from '../analytics/rollups.ts';
 import { allRetentions } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
 import { activeHolds } from '../catalog/holds.ts';
+import { orphanHashes } from '../catalog/image-hashes.ts';
 import { auditPage, countImages, holdsOver } from '../catalog/images-retention.ts';
 import { unfinishedRuns } from '../catalog/purge-runs.ts';
 import { auditDeliveries } from '../catalog/webhook-deliveries.ts';
@@ -20,6 +21,7 @@ export type FindingKind =
   | 'expired-aggregates'
   | 'expired-deliveries'
   | 'orphan-deliveries'
+  | 'orphan-hash'
   | 'unfinished-run'
   | 'hold-past-until';
 
@@ -180,6 +182,16 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   const tus = await auditTusArea(db, lake, now, grace);
   objects += tus.objects;
   findings.push(...tus.findings);
+
+  // The similarity index: fingerprints of an image that is gone would still answer searches.
+  for (const orphan of await orphanHashes(db, 1000)) {
+    findings.push({
+      kind: 'orphan-hash',
+      where: 'catalog',
+      subject: orphan.imageId,
+      detail: `the similarity index still holds image ${orphan.imageId} (landed ${orphan.landedAt.toISOString()}), which the catalog no longer has`,
+    });
+  }
 
   // The analytics store: aggregates past their own window.
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));

@@ -27,6 +27,7 @@ import {
   openRun,
   planFactFiles,
   planImages,
+  planOrphanHashes,
   type RunDeps,
   recordDone,
   recordObjects,
@@ -86,6 +87,7 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   }
 
   await planFactFiles(deps, runId, factDays);
+  await planOrphanHashes(db, runId);
 
   // Whole day partitions past their window: image areas can then only hold held images and orphans
   // (objects of landings that crashed before their row was committed); Parquet of facts follows the images'

@@ -8,6 +8,7 @@ import { LakeNotFound } from '../../lake/port.ts';
 import { toImageBody } from '../../processing/image-view.ts';
 import { eraseImages } from '../../retention/erase.ts';
 import { customerWindow, customerWindows } from '../../retention/windows.ts';
+import { duplicateFacts } from '../../similarity/search.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import {
@@ -23,6 +24,17 @@ import {
 
 const Binary = Type.String({ format: 'binary', description: 'The image bytes' });
 
+/** The image, if the caller may see it; another customer's image is simply not found. */
+export async function imageVisibleTo(
+  ctx: ApiContext,
+  request: FastifyRequest,
+  id: string,
+): Promise<ImageRow> {
+  const image = await getImage(ctx.db, id, customerScope(request));
+  if (!image) throw new AppError('NOT_FOUND', 'No such image.');
+  return image;
+}
+
 export const imageRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>
   async (base) => {
@@ -30,11 +42,7 @@ export const imageRoutes =
     const reader = requireRole(ctx.db, 'customer', 'admin');
 
     /** The image, if the caller may see it; another customer's image is simply not found. */
-    async function visibleImage(request: FastifyRequest, id: string): Promise<ImageRow> {
-      const image = await getImage(ctx.db, id, customerScope(request));
-      if (!image) throw new AppError('NOT_FOUND', 'No such image.');
-      return image;
-    }
+    const visibleImage = (request: FastifyRequest, id: string) => imageVisibleTo(ctx, request, id);
 
     app.get(
       '/v1/images',
@@ -80,8 +88,11 @@ export const imageRoutes =
           page.rows.map((r) => r.customer_id),
           ctx.config.retentionMs,
         );
+        const duplicates = await duplicateFacts(ctx.db, page.rows, ctx.config.nearDistance);
         return {
-          images: page.rows.map((r) => toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs)),
+          images: page.rows.map((r) =>
+            toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs, duplicates.get(r.id)),
+          ),
           next: page.next ?? null,
         };
       },
@@ -100,9 +111,11 @@ export const imageRoutes =
       },
       async (request) => {
         const image = await visibleImage(request, request.params.id);
+        const duplicates = await duplicateFacts(ctx.db, [image], ctx.config.nearDistance);
         const body = toImageBody(
           image,
           await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs),
+          duplicates.get(image.id),
         );
         // For the operator who follows an image to its trace; a customer's key never sees it.
         if (image.trace_id && request.principal?.role === 'admin') body.traceId = image.trace_id;

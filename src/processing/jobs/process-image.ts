@@ -83,10 +83,17 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
   const processedAt = clock.now();
   const timing = timingOf(image, processedAt, started);
   const write = await inOutcomeSpan('processed', () =>
-    recordProcessed(ctx.db, job, image, answer.result, steps, renditions, timing, {
-      eventsTopic: options.eventsTopic,
-      retentionMs: options.retentionMs,
-    }),
+    recordProcessed(
+      ctx.db,
+      job,
+      image,
+      answer.result,
+      steps,
+      renditions,
+      timing,
+      { eventsTopic: options.eventsTopic, retentionMs: options.retentionMs },
+      options.nearDistance,
+    ),
   );
   settle(ctx, write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
   if (write === 'recorded') {
