@@ -86,7 +86,16 @@ export interface Photo {
 
 /** A photo's fingerprints and those of its copies (the transforms named, or all). */
 export async function fingerprintPhoto(file: string, transforms = Object.keys(TRANSFORMS)): Promise<Photo> {
-  const bytes = readFileSync(file);
+  return fingerprintBytes(readFileSync(file), file, pictureOf(file), transforms);
+}
+
+/** The same for a photo in memory (`file` and `picture` only name it). */
+export async function fingerprintBytes(
+  bytes: Buffer,
+  file: string,
+  picture: string,
+  transforms = Object.keys(TRANSFORMS),
+): Promise<Photo> {
   const { phash: hash, flat, sha256 } = await fingerprintImage(bytes, limits);
   const upright = await sharp(bytes, { limitInputPixels: false })
     .autoOrient()
@@ -101,5 +110,5 @@ export async function fingerprintPhoto(file: string, transforms = Object.keys(TR
     const copy = await TRANSFORMS[name]!(sharp(upright.data), width, height).toBuffer();
     copies[name] = (await fingerprintImage(copy, limits)).phash;
   }
-  return { file, picture: pictureOf(file), sha256, hash, flat, copies };
+  return { file, picture, sha256, hash, flat, copies };
 }

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import sharp from 'sharp';
-import { corpusFolder, listImages } from '../../bench/corpus.ts';
 import { DEFAULT_NEAR_DISTANCE } from '../../src/config/config.ts';
-import { drawPhoto } from '../fixtures/images.ts';
+import { drawPhoto, drawScene } from '../fixtures/images.ts';
 import {
   ADMIN,
   api,
@@ -51,11 +49,9 @@ describe('near-duplicates', () => {
     t = await startTestServer({}, ['api', 'worker']);
     acme = await createCustomer(t.url, 'Acme');
     other = await createCustomer(t.url, 'Other');
-    // A real photo: the corpus's smallest JPEG (test/integration/phash-corpus.test.ts measures more).
-    const [smallest] = listImages(corpusFolder(undefined))
-      .filter((f) => /\.jpe?g$/i.test(f))
-      .sort((a, b) => statSync(a).size - statSync(b).size);
-    photo = readFileSync(smallest!);
+    // A photograph stand-in with real structure (test/integration/phash-robustness.test.ts pins the
+    // hash on more, bench/phash-robustness.ts on the real corpus).
+    photo = await drawScene(11);
   });
   after(() => t.stop());
 
