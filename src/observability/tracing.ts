@@ -19,7 +19,7 @@ import {
  *
  * One trace follows one image: the upload request or Kafka message, its landing, the job (a child
  * of the landing's context, which is stored with the job), the pipeline's steps, each processor,
- * the outcome and the outcome event.
+ * the outcome, the outcome event and each attempt of its webhook deliveries.
  */
 
 export type { Context, Span };
