@@ -27,6 +27,7 @@ import * as nearDuplicates from './migrations/0026_near_duplicates.ts';
 import * as traceContext from './migrations/0027_trace_context.ts';
 import * as holds from './migrations/0028_holds.ts';
 import * as failures from './migrations/0029_failures.ts';
+import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -137,6 +138,7 @@ const MIGRATIONS = {
   '0027_trace_context': traceContext,
   '0028_holds': holds,
   '0029_failures': failures,
+  '0030_webhook_trace_context': webhookTraceContext,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

@@ -371,6 +371,8 @@ export interface WebhookDeliveriesTable {
   attempt_log: ColumnType<DeliveryAttempt[], string | undefined, string>;
   created_at: Timestamp;
   delivered_at: Timestamp | null;
+  /** W3C traceparent of the span that wrote the delivery; each attempt's span continues it. Null untraced. */
+  traceparent: Generated<string | null>;
 }
 
 export interface Database {

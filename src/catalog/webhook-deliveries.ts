@@ -23,6 +23,8 @@ export interface NewDelivery {
   imageId: string | null;
   eventType: string;
   payload: string;
+  /** The W3C traceparent of the span writing it (the landing, the outcome), or null when untraced. */
+  traceparent?: string | null;
 }
 
 /** Writes deliveries in the caller's transaction, due now. Returns their ids. */
@@ -42,6 +44,7 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
     last_error: null,
     created_at: at,
     delivered_at: null,
+    traceparent: d.traceparent ?? null,
   }));
   for (let i = 0; i < rows.length; i += 500)
     await db
@@ -57,9 +60,12 @@ export interface ClaimedDelivery {
   id: string;
   endpointId: string;
   customerId: string;
+  imageId: string | null;
   eventType: string;
   payload: string;
   leaseToken: string;
+  /** Attempts before this one, over the delivery's life (replays included). */
+  attempts: number;
   /** Attempts since written or replayed, before this one: the place in the retry schedule. */
   roundAttempts: number;
   url: string;
@@ -68,6 +74,8 @@ export interface ClaimedDelivery {
   previousSecretUntil: Date | null;
   /** The endpoint's failure streak at the claim: a success ends it. */
   failingSince: Date | null;
+  /** The context of the span that wrote it: the attempt's span continues it. Null when untraced. */
+  traceparent: string | null;
 }
 
 /**
@@ -90,9 +98,12 @@ export async function claimDue(
   const result = await sql<{
     id: string;
     endpoint_id: string;
+    image_id: string | null;
     event_type: string;
     payload: string;
+    attempts: number;
     round_attempts: number;
+    traceparent: string | null;
     customer_id: string;
     url: string;
     secret: string;
@@ -127,21 +138,25 @@ export async function claimDue(
        set lease_token = ${token}, lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
       from picked, webhook_endpoints w
      where d.id = picked.id and w.id = d.endpoint_id
-    returning d.id, d.endpoint_id, d.event_type, d.payload, d.round_attempts, w.customer_id, w.url,
-              w.secret, w.previous_secret, w.previous_secret_until, w.failing_since`.execute(db);
+    returning d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
+              d.traceparent, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
+              w.failing_since`.execute(db);
   return result.rows.map((r) => ({
     id: r.id,
     endpointId: r.endpoint_id,
     customerId: r.customer_id,
+    imageId: r.image_id,
     eventType: r.event_type,
     payload: r.payload,
     leaseToken: token,
+    attempts: r.attempts,
     roundAttempts: r.round_attempts,
     url: r.url,
     secret: r.secret,
     previousSecret: r.previous_secret,
     previousSecretUntil: r.previous_secret_until,
     failingSince: r.failing_since,
+    traceparent: r.traceparent,
   }));
 }
 

@@ -19,7 +19,7 @@ import {
  *
  * One trace follows one image: the upload request or Kafka message, its landing, the job (a child
  * of the landing's context, which is stored with the job), the pipeline's steps, each processor,
- * the outcome and the outcome event.
+ * the outcome, the outcome event and each attempt of its webhook deliveries.
  */
 
 export type { Context, Span };
@@ -81,9 +81,17 @@ export function imageAttributes(image: {
 
 /** Marks a span failed with the platform's error code (errors.ts), as `error.type` and our own key. */
 export function failSpan(span: Span, code: string, message?: string): void {
-  span.setAttribute('error.type', code);
   span.setAttribute('imagelake.error.code', code);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: message ? `${code}: ${message}` : code });
+  erroredSpan(span, code, message ? `${code}: ${message}` : code);
+}
+
+/**
+ * Marks a span failed with an `error.type` that is not one of the platform's codes (what another
+ * service answered, e.g. an HTTP status), and the message saying what happened.
+ */
+export function erroredSpan(span: Span, type: string, message: string): void {
+  span.setAttribute('error.type', type);
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
 }
 
 /**

@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { retryDelay } from './schedule.ts';
 import { type AttemptResult, Sender } from './send.ts';
 import { secretsInForce, signedHeaders } from './signing.ts';
+import { inAttemptSpan, type TracedAttempt } from './trace.ts';
 
 export interface DispatcherDeps {
   db: Db;
@@ -154,9 +155,12 @@ export class WebhookDispatcher {
     const { db, clock, metrics, config, log } = this.deps;
     const at = clock.now();
     const headers = signedHeaders(secretsInForce(delivery, at), delivery.id, at, delivery.payload);
-    const result = await this.sender.send(delivery.url, headers, delivery.payload);
-    const ended = clock.now();
-    const next = nextStep(delivery, result, ended);
+    const { result, outcome, next, ended } = await inAttemptSpan(delivery, async (traceHeaders) => {
+      const result = await this.sender.send(delivery.url, { ...headers, ...traceHeaders }, delivery.payload);
+      const ended = clock.now();
+      const next = nextStep(delivery, result, ended);
+      return { result, outcome: outcomeOf(result, next), next, ended };
+    });
     const recorded = await this.record({
       claim: delivery,
       attempt: {
@@ -167,14 +171,6 @@ export class WebhookDispatcher {
       },
       next,
     });
-    const outcome =
-      result.verdict === 'delivered'
-        ? 'delivered'
-        : result.verdict === 'gone'
-          ? 'gone'
-          : next.status === 'pending'
-            ? 'retry'
-            : 'failed';
     metrics.webhookAttempts.inc({ outcome });
     metrics.webhookSeconds.observe({ outcome }, result.latencyMs / 1000);
     if (!recorded) return;
@@ -240,6 +236,13 @@ export class WebhookDispatcher {
       'webhook endpoint disabled; the customer can re-enable it and replay what failed',
     );
   }
+}
+
+/** An attempt's outcome, as metrics and spans name it. */
+function outcomeOf(result: AttemptResult, next: { status: DeliveryStatus }): TracedAttempt['outcome'] {
+  if (result.verdict === 'delivered') return 'delivered';
+  if (result.verdict === 'gone') return 'gone';
+  return next.status === 'pending' ? 'retry' : 'failed';
 }
 
 /** What follows an attempt: delivered, tried again later (the schedule or Retry-After), or failed. */

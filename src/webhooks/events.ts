@@ -3,6 +3,7 @@ import { getImage } from '../catalog/images.ts';
 import type { ImageRow } from '../catalog/schema.ts';
 import { addDeliveries } from '../catalog/webhook-deliveries.ts';
 import { subscribedEndpoints } from '../catalog/webhooks.ts';
+import { traceparentOf } from '../observability/tracing.ts';
 import { toImageBody } from '../processing/image-view.ts';
 import { customerWindow } from '../retention/windows.ts';
 
@@ -68,7 +69,10 @@ export async function announceEnd(
   }
 }
 
-/** One delivery of an image's event per endpoint, due now. */
+/**
+ * One delivery of an image's event per endpoint, due now. Each keeps the context of the span it is
+ * written in (the landing, the outcome): its attempts' spans join the image's trace.
+ */
 async function deliverTo(
   trx: Db,
   endpoints: Array<{ id: string }>,
@@ -77,6 +81,7 @@ async function deliverTo(
   payload: string,
   at: Date,
 ): Promise<void> {
+  const traceparent = traceparentOf();
   await addDeliveries(
     trx,
     endpoints.map((e) => ({
@@ -85,6 +90,7 @@ async function deliverTo(
       imageId: image.id,
       eventType: type,
       payload,
+      traceparent,
     })),
     at,
   );

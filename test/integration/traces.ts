@@ -8,6 +8,8 @@ export interface WrittenSpan {
   spanId: string;
   parentSpanId: string;
   name: string;
+  /** OTLP's SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
   attributes: Record<string, string | number | boolean>;
   status: { code?: number; message?: string };
   links: Array<{ traceId: string; spanId: string }>;
@@ -48,6 +50,7 @@ export async function spansOf(file: string, traceId: string): Promise<WrittenSpa
               spanId: s.spanId,
               parentSpanId: s.parentSpanId ?? '',
               name: s.name,
+              kind: Number(s.kind ?? 0),
               attributes: attributesOf(s.attributes),
               status: s.status ?? {},
               links: (s.links ?? []).map((l: { traceId: string; spanId: string }) => ({

@@ -6,11 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Webhook } from 'standardwebhooks';
 import { jpeg } from '../fixtures/images.ts';
 import { ADMIN, api, createCustomer, settled, spawnServer, until, upload } from './harness.ts';
 import { brokers, createTopics, produce } from './kafka-broker.ts';
 import { service } from './services.ts';
-import { one, roots, traceWith, type WrittenSpan } from './traces.ts';
+import { one, roots, spansOf, traceWith, type WrittenSpan } from './traces.ts';
+import { Receiver } from './webhook-receiver.ts';
 
 // The platform as a user runs it with tracing on (bin/imagelake.js, OTEL_* settings), sending to
 // the project's collector (scripts/services/otel), whose file this test reads.
@@ -46,6 +48,10 @@ let dir: string;
 let tracesFile: string;
 let bootstrap: string;
 let customer: { id: string; apiKey: string };
+// The customer's webhook receivers for image.processed: one takes every delivery, one refuses them.
+const receiver = new Receiver();
+const refusing = new Receiver();
+let hookSecret: string;
 
 before(async () => {
   const otel = service('otel');
@@ -80,9 +86,28 @@ before(async () => {
     OTEL_EXPORTER_OTLP_ENDPOINT: otel.env.OTEL_EXPORTER_OTLP_ENDPOINT!,
     OTEL_SERVICE_NAME: SERVICE,
     OTEL_BSP_SCHEDULE_DELAY: '200',
+    IMAGELAKE_WEBHOOK_ALLOW_HTTP: 'true',
+    IMAGELAKE_WEBHOOK_ALLOW_PRIVATE: 'true',
   });
   customer = await createCustomer(server.url, 'Traced');
+  await receiver.start();
+  await refusing.start();
+  refusing.answer = (_, response) => {
+    response.statusCode = 400;
+    response.end('no');
+  };
+  hookSecret = (await registerWebhook(receiver.url)).secret;
+  await registerWebhook(refusing.url);
 });
+
+async function registerWebhook(url: string): Promise<{ id: string; secret: string }> {
+  const { status, body } = await api(server.url, customer.apiKey, 'POST', '/v1/webhooks', {
+    url,
+    events: ['image.processed'],
+  });
+  assert.equal(status, 201, JSON.stringify(body));
+  return body;
+}
 
 after(async () => {
   if (server && server.child.exitCode === null) {
@@ -90,6 +115,8 @@ after(async () => {
     server.child.kill('SIGTERM');
     await exited;
   }
+  await receiver.stop();
+  await refusing.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -134,6 +161,54 @@ function assertImageTrace(spans: WrittenSpan[], imageId: string): void {
   assert.equal(one(spans, 'imagelake.event publish').parentSpanId, outcome.spanId);
 }
 
+/**
+ * The image.processed deliveries' attempts are in the image's trace, children of the outcome that
+ * wrote them: the delivered one, and the refused one failed with the receiver's status. The
+ * receiver got the trace's traceparent, and the signature still verifies.
+ */
+async function assertWebhookSpans(imageId: string, traceId: string): Promise<void> {
+  // The two attempts end apart, and may reach the collector in different batches.
+  const spans = await until('both webhook attempts in the trace', async () => {
+    const all = await spansOf(tracesFile, traceId);
+    return all.filter((s) => s.name === 'imagelake.webhook deliver').length >= 2 && all;
+  });
+  const outcome = one(spans, 'imagelake.outcome');
+  const attempts = spans.filter((s) => s.name === 'imagelake.webhook deliver');
+  assert.equal(attempts.length, 2, 'one attempt per endpoint');
+  const CLIENT = 3;
+  const ERROR = 2;
+  for (const attempt of attempts) {
+    assert.equal(attempt.parentSpanId, outcome.spanId, 'continues the context stored with the delivery');
+    assert.equal(attempt.kind, CLIENT);
+    assert.equal(attempt.attributes['imagelake.image.id'], imageId);
+    assert.equal(attempt.attributes['imagelake.customer.id'], customer.id);
+    assert.equal(attempt.attributes['imagelake.event.type'], 'image.processed');
+    assert.equal(attempt.attributes['imagelake.webhook.attempt'], 1);
+    assert.match(String(attempt.attributes['imagelake.webhook.endpoint.id']), /^[0-9a-f-]{36}$/);
+  }
+  const delivered = attempts.find((s) => s.attributes['imagelake.webhook.outcome'] === 'delivered');
+  assert.ok(delivered, JSON.stringify(attempts.map((s) => s.attributes)));
+  assert.equal(delivered.attributes['http.response.status_code'], 200);
+  assert.notEqual(delivered.status.code, ERROR);
+  const refused = attempts.find((s) => s !== delivered)!;
+  assert.equal(refused.attributes['imagelake.webhook.outcome'], 'failed');
+  assert.equal(refused.attributes['http.response.status_code'], 400);
+  assert.equal(refused.attributes['error.type'], '400');
+  assert.equal(refused.status.code, ERROR);
+  assert.equal(refused.status.message, 'HTTP 400');
+
+  const message = receiver.of('image.processed').find((r) => JSON.parse(r.body).data.id === imageId);
+  assert.ok(message, 'the receiver got the event');
+  const traceparent = String(message.headers.traceparent);
+  assert.match(traceparent, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+  assert.ok(
+    spans.some((s) => s.spanId === traceparent.split('-')[2]),
+    'the receiver continues a span of the trace',
+  );
+  const verified = new Webhook(hookSecret).verify(message.body, message.headers as Record<string, string>);
+  assert.equal((verified as { type: string }).type, 'image.processed', 'the signature still verifies');
+}
+
 describe('tracing: one trace per image, to a real OpenTelemetry Collector', () => {
   it('follows an HTTP upload from the request to the published event, with the processor in it', async () => {
     const landed = await upload(server.url, customer.apiKey, await jpeg({ width: 64, height: 48, seed: 1 }));
@@ -141,7 +216,11 @@ describe('tracing: one trace per image, to a real OpenTelemetry Collector', () =
     const image = await settled(server.url, customer.apiKey, landed.body.id);
     assert.equal(image.status, 'processed', JSON.stringify(image.error));
     const traceId = await traceIdOf(landed.body.id);
-    const spans = await traceWith(tracesFile, traceId, ['POST /v1/images', ...PROCESSED]);
+    const spans = await traceWith(tracesFile, traceId, [
+      'POST /v1/images',
+      ...PROCESSED,
+      'imagelake.webhook deliver',
+    ]);
     assertImageTrace(spans, landed.body.id);
     assert.deepEqual(
       roots(spans).map((s) => s.name),
@@ -152,6 +231,7 @@ describe('tracing: one trace per image, to a real OpenTelemetry Collector', () =
       spans.some((s) => s.name.startsWith('pg.query') && s.service === SERVICE),
       'the catalog queries are in it',
     );
+    await assertWebhookSpans(landed.body.id, traceId);
     // Log lines written inside the trace name it.
     await until('a log line with the trace id', async () =>
       server.output().includes(`"trace_id":"${traceId}"`),

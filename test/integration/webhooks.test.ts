@@ -149,6 +149,7 @@ describe('webhooks', () => {
     const image = await api(platform.url, acme.apiKey, 'GET', `/v1/images/${landed.body.id}`);
     assert.deepEqual(event.data, image.body, 'the data is what GET /v1/images/{id} shows');
     assert.match(processed!.headers['webhook-signature'] as string, /^v1,[A-Za-z0-9+/]+=*$/);
+    assert.equal(processed!.headers.traceparent, undefined, 'tracing is off: no trace context is sent');
 
     const [received] = acmeReceiver.of('image.received');
     assert.equal(verify(acmeHook.secret, received!).data.status, 'received');
