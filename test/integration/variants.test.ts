@@ -71,6 +71,8 @@ describe('every variant of a claimed format', () => {
     'tiff-planar-16bit-lzw',
     'tiff-tiled-8bit-lzw',
     'tiff-tiled-16bit-raw',
+    'tiff-lzma',
+    'tiff-lzma-tiled',
     'tiff-cielab',
     'tiff-12bit',
     'tiff-float32',
@@ -108,7 +110,9 @@ describe('every variant of a claimed format', () => {
     });
   }
 
-  for (const [name, variant] of [['tiff-lzma', /TIFF, RGB, 3 × 8-bit samples, LZMA compression/]] as const) {
+  for (const [name, variant] of [
+    ['tiff-zstd', /TIFF, RGB, 3 × 8-bit samples, Zstandard compression/],
+  ] as const) {
     it(`${name}: a valid container whose variant nothing here decodes ends UNSUPPORTED_VARIANT, naming it`, async () => {
       const image = images.get(name);
       assert.equal(image.status, 'failed');
@@ -116,6 +120,20 @@ describe('every variant of a claimed format', () => {
       assert.match(image.error.message, variant);
     });
   }
+
+  it('an LZMA strip that expands past the pixels the image holds is refused as CORRUPT_IMAGE', async () => {
+    const image = images.get('tiff-lzma-bomb');
+    assert.equal(image.status, 'failed');
+    assert.equal(image.error.code, 'CORRUPT_IMAGE');
+    assert.match(image.error.message, /strip 0 .*more than the 17751 bytes/);
+  });
+
+  it('an LZMA strip cut short is CORRUPT_IMAGE', async () => {
+    const image = images.get('tiff-lzma-truncated');
+    assert.equal(image.status, 'failed');
+    assert.equal(image.error.code, 'CORRUPT_IMAGE');
+    assert.match(image.error.message, /TIFF with LZMA compression: strip 0 could not be decompressed/);
+  });
 
   it('broken bytes in a TIFF container stay CORRUPT_IMAGE', async () => {
     const whole = await readFile(join(dir, 'rgb8.tif'));
@@ -126,7 +144,7 @@ describe('every variant of a claimed format', () => {
     assert.equal(image.error.code, 'CORRUPT_IMAGE');
     const failures = (await api(t.url, customer.apiKey, 'GET', '/v1/failures')).body;
     assert.deepEqual(failures.codes.map((g: any) => [g.code, g.images]).sort(), [
-      ['CORRUPT_IMAGE', 1],
+      ['CORRUPT_IMAGE', 3],
       ['UNSUPPORTED_VARIANT', 1],
     ]);
   });

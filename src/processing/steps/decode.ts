@@ -29,7 +29,7 @@ export const decode: Step = {
     try {
       const needsOwnDecoder = meta.format === 'heif' && meta.compression === 'hevc';
       const source = ctx.tiff
-        ? decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
+        ? await decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
         : needsOwnDecoder
           ? await decodeHeic(ctx.input, maxPixels)
           : sharp(ctx.decodeInput ?? ctx.input, {
@@ -45,7 +45,7 @@ export const decode: Step = {
       const tiff = meta.format === 'tiff' && !ctx.tiff ? readTiff(ctx.input) : undefined;
       if (tiff) {
         ctx.tiff = tiff;
-        await toDecoded(decodeTiffVariant(ctx.input, tiff, maxPixels));
+        await toDecoded(await decodeTiffVariant(ctx.input, tiff, maxPixels));
         return;
       }
       throw new AppError('CORRUPT_IMAGE', `Decoding failed: ${(error as Error).message.split('\n')[0]}`);

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
-import { gifCanvas, isAvifSequence, readTiff, stillOfAvifSequence } from '../variants.ts';
+import { gifCanvas, isAvifSequence, libvipsReads, readTiff, stillOfAvifSequence } from '../variants.ts';
 
 /**
  * Reads the header only (no pixels), so limits can be checked before anything large is decoded. A
@@ -12,6 +12,10 @@ export const probe: Step = {
   async run(ctx) {
     try {
       ctx.probe = await sharp(ctx.input, { limitInputPixels: false }).metadata();
+      if (ctx.probe.format === 'tiff') {
+        const tiff = readTiff(ctx.input);
+        if (tiff && !libvipsReads(tiff)) ctx.tiff = tiff;
+      }
     } catch (error) {
       const tiff = readTiff(ctx.input);
       if (tiff) {
