@@ -79,6 +79,7 @@ describe('every variant of a claimed format', () => {
     'tiff-old-jpeg',
     'gif-frame-outside',
     'avif-sequence',
+    'avif-sequence-no-still',
   ];
   // Grey variants are compared with the grey reference, colour ones with the RGB one.
   const grey = new Set(['tiff-tiled-16bit-raw', 'tiff-12bit', 'tiff-float32']);

@@ -1,5 +1,6 @@
 import sharp, { type Sharp } from 'sharp';
 import { AppError } from '../../errors.ts';
+import { decodeAvifSequence } from '../avif-sequence.ts';
 import type { Step } from '../context.ts';
 import { decodeHeic } from '../heic.ts';
 import { decodeTiffVariant, readTiff, scaleUnitFloat } from '../variants.ts';
@@ -30,12 +31,14 @@ export const decode: Step = {
       const needsOwnDecoder = meta.format === 'heif' && meta.compression === 'hevc';
       const source = ctx.tiff
         ? await decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
-        : needsOwnDecoder
-          ? await decodeHeic(ctx.input, maxPixels)
-          : sharp(ctx.decodeInput ?? ctx.input, {
-              limitInputPixels: maxPixels,
-              failOn: 'error',
-            }).autoOrient();
+        : ctx.avifSequence
+          ? await decodeAvifSequence(ctx.input, maxPixels)
+          : needsOwnDecoder
+            ? await decodeHeic(ctx.input, maxPixels)
+            : sharp(ctx.decodeInput ?? ctx.input, {
+                limitInputPixels: maxPixels,
+                failOn: 'error',
+              }).autoOrient();
       const float = meta.depth === 'float' || meta.depth === 'double';
       await toDecoded(float ? await scaleUnitFloat(source) : source);
     } catch (error) {
