@@ -39,6 +39,11 @@ export const decode: Step = {
                 limitInputPixels: maxPixels,
                 failOn: 'error',
               }).autoOrient();
+      if (ctx.avifSequence) {
+        // The track header gave the size shown (for the limit); the frame's own size is the image's.
+        const { width, height } = await source.metadata();
+        ctx.probe = { ...meta, width, height };
+      }
       const float = meta.depth === 'float' || meta.depth === 'double';
       await toDecoded(float ? await scaleUnitFloat(source) : source);
     } catch (error) {
