@@ -56,11 +56,20 @@ export async function decodeAvifSequence(input: Buffer, maxPixels: number): Prom
     (wasmBinary) => init({ wasmBinary }),
   );
   await ready;
-  const frame = await decode(
-    input.buffer.slice(input.byteOffset, input.byteOffset + input.byteLength) as ArrayBuffer,
-  );
-  if (!frame)
-    throw new AppError('CORRUPT_IMAGE', 'The first frame of the AVIF image sequence could not be decoded.');
+  const broken = (why: string) =>
+    new AppError(
+      'CORRUPT_IMAGE',
+      `The first frame of the AVIF image sequence could not be decoded (${why}).`,
+    );
+  let frame: ImageData | null;
+  try {
+    frame = await decode(
+      input.buffer.slice(input.byteOffset, input.byteOffset + input.byteLength) as ArrayBuffer,
+    );
+  } catch (error) {
+    throw broken(String((error as Error)?.message ?? error).slice(0, 200));
+  }
+  if (!frame) throw broken('no picture came out');
   if (frame.width * frame.height > maxPixels)
     throw new AppError(
       'TOO_MANY_PIXELS',

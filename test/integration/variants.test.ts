@@ -129,6 +129,18 @@ describe('every variant of a claimed format', () => {
     assert.match(image.error.message, /strip 0 .*more than the 17751 bytes/);
   });
 
+  for (const [name, message] of [
+    ['avif-sequence-no-track', /AVIF image sequence has no track with a picture size/],
+    ['avif-sequence-zeroed', /first frame of the AVIF image sequence could not be decoded/],
+  ] as const) {
+    it(`${name}: an animated AVIF without a still image whose frames cannot be read is CORRUPT_IMAGE`, async () => {
+      const image = images.get(name);
+      assert.equal(image.status, 'failed');
+      assert.equal(image.error.code, 'CORRUPT_IMAGE');
+      assert.match(image.error.message, message);
+    });
+  }
+
   it('an LZMA strip cut short is CORRUPT_IMAGE', async () => {
     const image = images.get('tiff-lzma-truncated');
     assert.equal(image.status, 'failed');
@@ -145,7 +157,7 @@ describe('every variant of a claimed format', () => {
     assert.equal(image.error.code, 'CORRUPT_IMAGE');
     const failures = (await api(t.url, customer.apiKey, 'GET', '/v1/failures')).body;
     assert.deepEqual(failures.codes.map((g: any) => [g.code, g.images]).sort(), [
-      ['CORRUPT_IMAGE', 3],
+      ['CORRUPT_IMAGE', 5],
       ['UNSUPPORTED_VARIANT', 1],
     ]);
   });
