@@ -28,5 +28,5 @@ EXPOSE 8080
 # roles must turn this check off (compose: healthcheck.disable; Kubernetes ignores it).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.IMAGELAKE_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "src/cli/main.ts"]
+ENTRYPOINT ["node", "bin/imagelake.js"]
 CMD ["serve"]

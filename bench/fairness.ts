@@ -21,7 +21,7 @@
 // Each phase prints the ratio to idle (aim: at most 2) and how much of its backfill was still
 // waiting when the small customer's last photo was done (the backlog had not drained).
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ import sharp from 'sharp';
 import { startEmbeddedPostgres } from '../src/catalog/embedded.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
+import { listImages } from './corpus.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -55,18 +56,6 @@ function corpus(): string | undefined {
   const script = fileURLToPath(new URL('../../shared/corpus/fetch.sh', import.meta.url));
   if (!existsSync(script)) return undefined;
   return execFileSync('bash', [script], { encoding: 'utf8' }).trim();
-}
-
-function listImages(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .flatMap((e) =>
-      e.isDirectory()
-        ? listImages(join(dir, e.name))
-        : /\.(jpe?g|png)$/i.test(e.name)
-          ? [join(dir, e.name)]
-          : [],
-    )
-    .sort();
 }
 
 async function photos(): Promise<{ from: string; images: Buffer[] }> {

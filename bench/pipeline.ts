@@ -2,6 +2,8 @@
 //
 //   npm run bench -- [FOLDER] [--limit N] [--concurrency N]
 //
+// The platform traces when OTEL_* settings say so; `npm run bench:tracing` compares on and off.
+//
 // FOLDER defaults to the corpus from ../shared/corpus/fetch.sh. The platform side uploads every
 // file over HTTP and waits until the last one is processed: landing, lake writes (fsynced), the job
 // queue, worker threads and the catalog included. The baseline reads the same files and does the
@@ -9,7 +11,7 @@
 // the perceptual hash.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +19,14 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import pino from 'pino';
 import sharp from 'sharp';
-import { loadConfig } from '../src/config/config.ts';
-import { phashFromGrey32 } from '../src/processing/phash.ts';
-import { startServer } from '../src/server.ts';
+import { startTracing, stopTracing } from '../src/observability/tracing.ts';
+
+// With OTEL_* set (bench/tracing.ts runs it so), tracing starts before the platform's modules load,
+// as bin/imagelake.js does.
+const traced = await startTracing();
+const { loadConfig } = await import('../src/config/config.ts');
+const { phashFromGrey32 } = await import('../src/processing/phash.ts');
+const { startServer } = await import('../src/server.ts');
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -211,3 +218,15 @@ console.table({
   },
 });
 console.log(`ratio imagelake / bare sharp: ${(rate(platformSeconds) / rate(baseSeconds)).toFixed(2)}`);
+// The spans still buffered go out before the process ends (their export is part of tracing's cost).
+await stopTracing();
+if (process.env.BENCH_REPORT)
+  writeFileSync(
+    process.env.BENCH_REPORT,
+    JSON.stringify({
+      traced,
+      imagesPerSecond: rate(platformSeconds),
+      // CPU of this process (every thread) per image: what tracing costs, even on a busy machine.
+      cpuMsPerImage: (platformCpu.user + platformCpu.system) / 1000 / files.length,
+    }),
+  );

@@ -6,9 +6,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const tracing = fileURLToPath(new URL('../src/observability/tracing.ts', import.meta.url));
 const major = Number(process.versions.node.split('.')[0]);
 
 if (major >= 24) {
+  // Tracing starts before the program loads, so its instrumentations see pg, http and the AWS SDK
+  // load; without OTEL_* settings it loads nothing (README: Tracing).
+  await (await import(tracing)).startTracing();
   await import(main);
 } else {
   const pinned = fileURLToPath(new URL('../node_modules/node/bin/node', import.meta.url));

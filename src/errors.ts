@@ -103,6 +103,11 @@ export const ERRORS = {
     message:
       'The connection ended before the whole body arrived; send it again (with the same Idempotency-Key).',
   },
+  DUPLICATE_IMAGE: {
+    status: 409,
+    message:
+      'This customer refuses exact duplicates (its duplicates policy is "reject"), and an image with the same bytes is already stored; nothing was stored.',
+  },
   LAST_ADMIN_KEY: {
     status: 409,
     message:
@@ -213,6 +218,25 @@ export const ERRORS = {
     status: 409,
     message: 'The scheduler is running a purge or an export; try again in a moment.',
   },
+  WEBHOOK_URL_INVALID: {
+    status: 400,
+    message:
+      'The webhook URL must be an absolute https:// URL (http:// only where IMAGELAKE_WEBHOOK_ALLOW_HTTP=true), without a user name or password, whose host resolves.',
+  },
+  WEBHOOK_URL_FORBIDDEN: {
+    status: 400,
+    message:
+      'The webhook URL leads to a loopback, private, link-local or metadata address; webhooks go to public addresses only.',
+  },
+  WEBHOOK_LIMIT: {
+    status: 409,
+    message:
+      'This customer has as many webhook endpoints as it may (IMAGELAKE_WEBHOOK_MAX_ENDPOINTS); delete one, or subscribe an existing one to more events.',
+  },
+  WEBHOOK_DISABLED: {
+    status: 409,
+    message: 'The webhook endpoint is disabled; re-enable it with PATCH {"enabled": true} first.',
+  },
   NOT_READY: { status: 503, message: 'The service is starting or a dependency is down.' },
   INTERNAL: { status: 500, message: 'Internal error. It has been logged.' },
 } as const satisfies Record<string, { status: number; message: string }>;
@@ -266,4 +290,6 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set([
   'IDEMPOTENCY_KEY_REUSED',
   // The customer's month is used up: retrying the message within the month fails the same way.
   'QUOTA_EXCEEDED',
+  // The same bytes are stored already and the customer refuses exact duplicates: they stay refused.
+  'DUPLICATE_IMAGE',
 ]);

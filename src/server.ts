@@ -22,6 +22,7 @@ import { Uploads } from './ingest/uploads.ts';
 import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
+import { logTraceFields, tracingOn } from './observability/tracing.ts';
 import { ProcessingPool } from './processing/pool.ts';
 import { Processors } from './processing/processors/chain.ts';
 import { recordDeclarations } from './processing/processors/declarations.ts';
@@ -29,8 +30,9 @@ import { Runner } from './processing/runner.ts';
 import { purgeExpired } from './retention/purge.ts';
 import type { Receipt } from './retention/receipts.ts';
 import { Scheduler, withSchedulerLock } from './retention/scheduler.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
-export const ROLES = ['api', 'worker', 'scheduler', 'kafka'] as const;
+export const ROLES = ['api', 'worker', 'scheduler', 'kafka', 'webhooks'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RunningServer {
@@ -55,7 +57,11 @@ export interface StartOptions {
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const roles = new Set(options.roles ?? ROLES);
-  const log = options.log ?? pino({ level: config.logLevel, name: 'imagelake' });
+  // With tracing on, each line logged inside a span names it (trace_id, span_id), so a log line
+  // leads to its trace and back.
+  const log =
+    options.log ??
+    pino({ level: config.logLevel, name: 'imagelake', mixin: tracingOn() ? logTraceFields : undefined });
   const clock = options.clock ?? systemClock;
   const stops: Array<() => Promise<void>> = [];
   // Readiness answers 503 from the first moment of a shutdown, so load balancers look elsewhere.
@@ -131,6 +137,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           retentionMs: config.retentionMs,
           maxAttempts: config.workers.maxAttempts,
           reprocessWindow: config.workers.reprocessWindow,
+          nearDistance: config.nearDistance,
         },
       });
       runner.start();
@@ -180,6 +187,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       stops.push(() => scheduler.stop());
     }
 
+    if (roles.has('webhooks')) {
+      const dispatcher = new WebhookDispatcher({ db, log, metrics, clock, config: config.webhooks });
+      dispatcher.start();
+      stops.push(() => dispatcher.stop());
+    }
+
     const customerLimits = new CustomerLimits(db, config.limits);
     const lander = new Lander({
       customerLimits,
@@ -190,6 +203,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics,
       limits: { maxBytes: config.limits.maxBytes, maxQueueDepth: config.limits.maxQueueDepth },
       maxAttempts: config.workers.maxAttempts,
+      retentionMs: config.retentionMs,
     });
 
     let ingest: KafkaIngest | undefined;

@@ -24,6 +24,8 @@ export interface Fact {
   labels: string[];
   /** Each of the company's processors that was run (or skipped) on the image: how it went. */
   processorRuns: ProcessorRuns;
+  /** An exact (same bytes) or near duplicate of an earlier image of the customer, counted by day. */
+  duplicate?: 'exact' | 'near' | null;
 }
 
 /** By processor: the version that ran, how long it took, and its error code when it failed. */

@@ -56,18 +56,22 @@ export async function addToRollups(db: Db, f: Fact, megapixels: number, sign: 1 
       processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
       latency_hist[${bucket}] = r.latency_hist[${bucket}] + ${sign}`.execute(db);
   // Each customer's totals by day and by month, for the customer rankings.
-  for (const [table, column, value] of [
-    ['rollup_daily_customers', 'day', utcDay(f.receivedAt)],
-    ['rollup_monthly_customers', 'month', `${utcDay(f.receivedAt).slice(0, 7)}-01`],
-  ] as const) {
-    await sql`
-      insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, images, failed, bytes)
-      values (${value}, ${f.customerId}, ${sign}, ${f.outcome === 'failed' ? sign : 0}, ${sign * f.bytes})
-      on conflict (${sql.ref(column)}, customer_id) do update set
-        images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
-      db,
-    );
-  }
+  await sql`
+    insert into analytics.rollup_monthly_customers as r (month, customer_id, images, failed, bytes)
+    values (${`${utcDay(f.receivedAt).slice(0, 7)}-01`}, ${f.customerId}, ${sign}, ${f.outcome === 'failed' ? sign : 0}, ${sign * f.bytes})
+    on conflict (month, customer_id) do update set
+      images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
+    db,
+  );
+  // By day also its exact and near duplicates (0026), for the dashboard's duplicates panel.
+  await sql`
+    insert into analytics.rollup_daily_customers as r (day, customer_id, images, failed, bytes, exact_duplicates, near_duplicates)
+    values (${utcDay(f.receivedAt)}, ${f.customerId}, ${sign}, ${f.outcome === 'failed' ? sign : 0}, ${sign * f.bytes},
+      ${f.duplicate === 'exact' ? sign : 0}, ${f.duplicate === 'near' ? sign : 0})
+    on conflict (day, customer_id) do update set
+      images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes,
+      exact_duplicates = r.exact_duplicates + excluded.exact_duplicates,
+      near_duplicates = r.near_duplicates + excluded.near_duplicates`.execute(db);
 }
 
 /**

@@ -21,11 +21,15 @@ import { holdRoutes } from './routes/holds.ts';
 import { imageRoutes } from './routes/images.ts';
 import { processorRoutes } from './routes/processors.ts';
 import { retentionRoutes } from './routes/retention.ts';
+import { similarRoutes } from './routes/similar.ts';
 import { sqlRoutes } from './routes/sql.ts';
 import { statsRoutes } from './routes/stats.ts';
 import { tusRoutes } from './routes/tus.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { usageRoutes } from './routes/usage.ts';
+import { webhookDeliveryRoutes } from './routes/webhook-deliveries.ts';
+import { webhookStatsRoutes } from './routes/webhook-stats.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
 import { ErrorBody, ReceiptBody } from './schemas.ts';
 import { securityHeaders } from './security.ts';
 import { buildValidator, formatValidationErrors } from './validation.ts';
@@ -171,6 +175,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(healthRoutes(ctx));
   await app.register(customerRoutes(ctx));
   await app.register(imageRoutes(ctx));
+  await app.register(similarRoutes(ctx));
   await app.register(uploadRoutes(ctx));
   await app.register(tusRoutes(ctx));
   await app.register(statsRoutes(ctx));
@@ -181,6 +186,9 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   await app.register(sqlRoutes(ctx));
   await app.register(processorRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await app.register(webhookRoutes(ctx));
+  await app.register(webhookDeliveryRoutes(ctx));
+  await app.register(webhookStatsRoutes(ctx));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

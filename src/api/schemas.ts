@@ -85,7 +85,25 @@ export const ImageBody = Type.Object({
     description: 'Every label the processors gave the image; by processor under metadata.labels',
   }),
   renditions: Type.Array(RenditionBody),
+  duplicateOf: Type.Union([Uuid, Type.Null()], {
+    description:
+      'The first image of this customer with the same bytes (an exact duplicate), if any is in retention',
+  }),
+  nearDuplicates: Type.Integer({
+    description:
+      "How many of this customer's images with other bytes are near-duplicates (perceptual hash within IMAGELAKE_NEAR_DISTANCE bits)",
+  }),
+  duplicateFlagged: Type.Boolean({
+    description: 'The customer\'s duplicates policy "flag" marked it as an exact or near duplicate',
+  }),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+  traceId: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-f]{32}$',
+      description:
+        'Admins only, when the platform traces (README: Tracing): the OpenTelemetry trace id of the image, from its landing to its outcome',
+    }),
+  ),
 });
 export type ImageBodyT = Static<typeof ImageBody>;
 
@@ -134,7 +152,8 @@ export const ReceiptBody = Type.Object(
     finishedAt: Type.String({ format: 'date-time' }),
     windowMs: Type.Union([Type.Integer(), Type.Null()]),
     deleted: Type.Record(Type.String(), Type.Object({ count: Type.Integer(), bytes: Type.Integer() }), {
-      description: 'Per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate',
+      description:
+        'Per kind of copy: raw, rendition, metadata, orphan, catalog, fact, webhook-delivery, aggregate',
     }),
     subjects: Type.Array(Type.String(), { description: 'SHA-256 of every image id deleted (or held)' }),
     holds: Type.Optional(

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { AppError } from '../errors.ts';
 import { type IssuedKey, issueKey } from './api-keys.ts';
 import type { Db } from './database.ts';
-import type { CustomerRow } from './schema.ts';
+import type { CustomerRow, DuplicatePolicy } from './schema.ts';
 
 /** A new customer and its first key. A name another customer has (ignoring case) is CUSTOMER_EXISTS. */
 export async function createCustomer(
@@ -82,6 +82,17 @@ export async function setRetention(db: Db, id: string, retentionMs: number | nul
 /** Sets a customer's weight in the workers' fair share (catalog/queue.ts stamps its next jobs with it). */
 export async function setWeight(db: Db, id: string, weight: number): Promise<void> {
   await db.updateTable('customers').set({ weight }).where('id', '=', id).execute();
+}
+
+/** Sets what an exact re-upload of this customer meets: accept (recorded only), flag, or reject (409). */
+export async function setDuplicatePolicy(db: Db, id: string, policy: DuplicatePolicy): Promise<void> {
+  await db.updateTable('customers').set({ duplicates: policy }).where('id', '=', id).execute();
+}
+
+/** A customer's duplicates policy, read in the landing's transaction (so every api process sees a change at once). */
+export async function duplicatePolicyOf(db: Db, id: string): Promise<DuplicatePolicy> {
+  const row = await db.selectFrom('customers').select('duplicates').where('id', '=', id).executeTakeFirst();
+  return row?.duplicates ?? 'accept';
 }
 
 /** Whether a customer with this id exists (Kafka messages name theirs). */

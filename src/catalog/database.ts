@@ -21,9 +21,13 @@ import * as fairQueue from './migrations/0020_fair_queue.ts';
 import * as customerLimits from './migrations/0021_customer_limits.ts';
 import * as usage from './migrations/0022_usage.ts';
 import * as expressClaim from './migrations/0023_express_claim.ts';
+import * as webhooks from './migrations/0024_webhooks.ts';
 import * as tusUploads from './migrations/0025_tus_uploads.ts';
+import * as nearDuplicates from './migrations/0026_near_duplicates.ts';
+import * as traceContext from './migrations/0027_trace_context.ts';
 import * as holds from './migrations/0028_holds.ts';
 import * as failures from './migrations/0029_failures.ts';
+import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -128,9 +132,13 @@ const MIGRATIONS = {
   '0021_customer_limits': customerLimits,
   '0022_usage': usage,
   '0023_express_claim': expressClaim,
+  '0024_webhooks': webhooks,
   '0025_tus_uploads': tusUploads,
+  '0026_near_duplicates': nearDuplicates,
+  '0027_trace_context': traceContext,
   '0028_holds': holds,
   '0029_failures': failures,
+  '0030_webhook_trace_context': webhookTraceContext,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

@@ -41,6 +41,43 @@ export async function countWaiting(db: Db, customerId: string): Promise<number> 
   return Number(row?.n ?? 0);
 }
 
+/**
+ * The first image of a customer with these bytes (its checksum), landed before `before` when given:
+ * what an exact duplicate is a duplicate of. Read through images_customer_checksum.
+ */
+export async function firstWithChecksum(
+  db: Db,
+  customerId: string,
+  checksum: string,
+  before?: { receivedAt: Date; id: string },
+): Promise<string | undefined> {
+  let query = db
+    .selectFrom('images')
+    .select('id')
+    .where('customer_id', '=', customerId)
+    .where('checksum', '=', checksum)
+    .orderBy('received_at')
+    .orderBy('id')
+    .limit(1);
+  if (before) query = query.where(sql<boolean>`(received_at, id) < (${before.receivedAt}, ${before.id})`);
+  return (await query.executeTakeFirst())?.id;
+}
+
+/** The first image each of these had the same bytes as (image id to the earlier image's id). */
+export async function firstsWithChecksum(db: Db, rows: ImageRow[]): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  await Promise.all(
+    rows.map(async (row) => {
+      const first = await firstWithChecksum(db, row.customer_id, row.checksum, {
+        receivedAt: row.received_at,
+        id: row.id,
+      });
+      if (first) found.set(row.id, first);
+    }),
+  );
+  return found;
+}
+
 export async function insertImage(db: Db, row: NewImage): Promise<ImageRow> {
   return db.insertInto('images').values(row).returningAll().executeTakeFirstOrThrow();
 }
@@ -134,6 +171,11 @@ export async function markOutcome(db: Db, id: string, outcome: Updateable<Images
     .where('status', 'in', ['received', 'processing'])
     .executeTakeFirst();
   return Number(updated.numUpdatedRows) === 1;
+}
+
+/** The customer's policy "flag" caught this image as a duplicate (exact at landing, near once processed). */
+export async function flagDuplicate(db: Db, id: string): Promise<void> {
+  await db.updateTable('images').set({ duplicate_flagged: true }).where('id', '=', id).execute();
 }
 
 /** A reprocess failed: the error is noted beside the earlier outputs, which stay. */

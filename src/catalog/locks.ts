@@ -1,4 +1,6 @@
+import { sql } from 'kysely';
 import type pg from 'pg';
+import type { Db } from './database.ts';
 
 /**
  * Session advisory locks: held by a connection of their own (a session lock lives as long as its
@@ -44,4 +46,12 @@ export async function tryLockNamed(client: pg.PoolClient, name: string): Promise
 
 export async function unlockNamed(client: pg.PoolClient, name: string): Promise<void> {
   await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [name]);
+}
+
+/**
+ * A transaction lock on one customer's bytes (its checksum), released at commit: two landings of the
+ * same bytes for one customer take turns deciding whether the other came first, in any process.
+ */
+export async function lockContent(trx: Db, customerId: string, checksum: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`${customerId}:${checksum}`}, 0))`.execute(trx);
 }

@@ -54,7 +54,7 @@ export async function countWaiting(db: Db): Promise<number> {
 /** Adds an event to the outbox, in the caller's transaction; events/kafka-publisher.ts publishes it. */
 export async function addOutboxEvent(
   db: Db,
-  event: { topic: string; key: string; payload: unknown; createdAt: Date },
+  event: { topic: string; key: string; payload: unknown; createdAt: Date; traceparent?: string | null },
 ): Promise<void> {
   await db
     .insertInto('outbox')
@@ -63,6 +63,7 @@ export async function addOutboxEvent(
       key: event.key,
       payload: JSON.stringify(event.payload),
       created_at: event.createdAt,
+      traceparent: event.traceparent ?? null,
     })
     .execute();
 }

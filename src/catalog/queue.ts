@@ -33,6 +33,8 @@ export interface ClaimedJob {
   alone: boolean;
   /** Runs in the express lane, beside the worker's full slots (set by the runner, or by `claimExpress`). */
   express: boolean;
+  /** The W3C traceparent of the span that queued it (the landing): the job's span continues that trace. */
+  traceparent: string | null;
 }
 
 export const PROCESS_IMAGE = 'process-image';
@@ -81,7 +83,7 @@ async function stamp(db: Db, customerId: string, priority: JobPriority, count: n
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
 export async function enqueue(
   db: Db,
-  job: { imageId: string; customerId: string; priority?: JobPriority },
+  job: { imageId: string; customerId: string; priority?: JobPriority; traceparent?: string | null },
   maxAttempts: number,
   kind = PROCESS_IMAGE,
 ): Promise<void> {
@@ -103,6 +105,7 @@ export async function enqueue(
       last_error: null,
       processor: null,
       run_id: null,
+      traceparent: job.traceparent ?? null,
     })
     .execute();
   // Wakes idle workers at once instead of at their next poll; delivered only if the transaction commits.
@@ -115,7 +118,7 @@ export async function enqueue(
  */
 export async function enqueueReprocess(
   db: Db,
-  run: { id: string; processor: string },
+  run: { id: string; processor: string; traceparent?: string | null },
   images: { id: string; customerId: string }[],
   maxAttempts: number,
 ): Promise<void> {
@@ -144,6 +147,7 @@ export async function enqueueReprocess(
         last_error: null,
         processor: run.processor,
         run_id: run.id,
+        traceparent: run.traceparent ?? null,
       });
     }
   }
@@ -221,11 +225,12 @@ interface ClaimRow {
   run_id: string | null;
   priority: JobPriority;
   alone: boolean;
+  traceparent: string | null;
 }
 
 // `alone` reads the jobs as they were before this claim: one index probe (jobs_running_customer).
 const RETURNING = sql.raw(
-  `j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id, j.priority,
+  `j.id, j.kind, j.image_id, j.attempts, j.max_attempts, j.lease_token, j.created_at, j.processor, j.run_id, j.priority, j.traceparent,
    not exists (select 1 from jobs r where r.customer_id = j.customer_id and r.state = 'running' and r.id <> j.id) as alone`,
 );
 
@@ -297,6 +302,7 @@ function claimed(r: ClaimRow, express: boolean): ClaimedJob {
     createdAt: r.created_at,
     processor: r.processor,
     runId: r.run_id,
+    traceparent: r.traceparent,
     priority: r.priority,
     alone: r.alone,
     express,

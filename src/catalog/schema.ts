@@ -32,7 +32,11 @@ export interface CustomersTable {
   queue_share: ColumnType<number | null, number | null | undefined, number | null>;
   /** The customer's share of the workers against other customers' (1 to 1000; default 1). */
   weight: Generated<number>;
+  /** What an exact re-upload (same bytes as an image in retention) meets (0026). */
+  duplicates: Generated<DuplicatePolicy>;
 }
+
+export type DuplicatePolicy = 'accept' | 'flag' | 'reject';
 
 /** One token bucket of a customer's rate limits (owner: catalog/rate-limits.ts). */
 export interface RateBucketsTable {
@@ -86,6 +90,32 @@ export interface ImagesTable {
   error_message: string | null;
   queue_ms: number | null;
   processing_ms: number | null;
+  /** The trace of the image's landing (admins see it on GET /v1/images/{id}); null untraced. */
+  trace_id: Generated<string | null>;
+  /** The customer's policy "flag" caught it: an exact or near duplicate of an earlier image (0026). */
+  duplicate_flagged: Generated<boolean>;
+}
+
+/** The similarity index: one row per processed image (owner: catalog/image-hashes.ts, 0026). */
+export interface ImageHashesTable {
+  image_id: string;
+  customer_id: string;
+  sha256: string;
+  /** The 64-bit perceptual hash as a signed bigint (pg returns it as a string). */
+  phash: ColumnType<string, string, string>;
+  /** The hash's four 16-bit bands; null for a flat image, which no near search may find. */
+  b0: number | null;
+  b1: number | null;
+  b2: number | null;
+  b3: number | null;
+  landed_at: Timestamp;
+  /** No structure to hash (a flat colour): left out of near searches, exact only. */
+  flat: Generated<boolean>;
+  /** The earlier image with the same bytes it matched when processed. */
+  exact_of: string | null;
+  /** The nearest earlier image with other bytes within the near distance, when processed. */
+  near_of: string | null;
+  near_distance: number | null;
 }
 
 export interface JobsTable {
@@ -107,6 +137,8 @@ export interface JobsTable {
   customer_id: string;
   /** Interactive jobs are claimed before any bulk job (backfills, Kafka bulk topics, reprocess runs). */
   priority: JobPriority;
+  /** W3C traceparent of the span that queued the job; the job's span continues it. Null untraced. */
+  traceparent: Generated<string | null>;
   /** Virtual time: within a priority, jobs are claimed in vt order (catalog/queue.ts says how it is stamped). */
   vt: number;
 }
@@ -251,6 +283,8 @@ export interface OutboxTable {
   key: string;
   payload: Json<Record<string, unknown>>;
   created_at: Timestamp;
+  /** W3C traceparent of the outcome that wrote the event; the publish span continues it. */
+  traceparent: Generated<string | null>;
 }
 
 export interface SettingsTable {
@@ -286,6 +320,61 @@ export interface TusUploadsTable {
   image_id: string | null;
 }
 
+/** A customer's webhook endpoint (owner: catalog/webhooks.ts). */
+export interface WebhookEndpointsTable {
+  id: string;
+  customer_id: string;
+  url: string;
+  description: string | null;
+  events: ColumnType<string[], string[], string[]>;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_until: Timestamp | null;
+  enabled: Generated<boolean>;
+  disabled_reason: string | null;
+  disabled_at: Timestamp | null;
+  failing_since: Timestamp | null;
+  last_claim_at: Timestamp | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+/** One attempt of a delivery, as its log shows it. */
+export interface DeliveryAttempt {
+  at: string;
+  /** The receiver's HTTP status; null when none came (timeout, connection refused, refused address). */
+  statusCode: number | null;
+  error: string | null;
+  latencyMs: number;
+}
+
+/** One event for one endpoint (owner: catalog/webhook-deliveries.ts). */
+export interface WebhookDeliveriesTable {
+  id: string;
+  endpoint_id: string;
+  customer_id: string;
+  image_id: string | null;
+  event_type: string;
+  /** The JSON body, as every attempt sends and signs it. */
+  payload: string;
+  status: ColumnType<DeliveryStatus, DeliveryStatus | undefined, DeliveryStatus>;
+  attempts: Generated<number>;
+  /** Attempts since the delivery was written or last replayed: its place in the retry schedule. */
+  round_attempts: Generated<number>;
+  next_attempt_at: Timestamp | null;
+  lease_token: string | null;
+  lease_until: Timestamp | null;
+  last_status: number | null;
+  last_error: string | null;
+  attempt_log: ColumnType<DeliveryAttempt[], string | undefined, string>;
+  created_at: Timestamp;
+  delivered_at: Timestamp | null;
+  /** W3C traceparent of the span that wrote the delivery; each attempt's span continues it. Null untraced. */
+  traceparent: Generated<string | null>;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -307,6 +396,9 @@ export interface Database {
   tus_uploads: TusUploadsTable;
   rate_buckets: RateBucketsTable;
   quota_usage: QuotaUsageTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  image_hashes: ImageHashesTable;
 }
 
 export type ImageRow = Selectable<ImagesTable>;

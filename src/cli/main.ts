@@ -1,6 +1,9 @@
+// Over 350 lines: the help text of every command is a fifth of it, and dispatch to the commands
+// (their work is in commands/) belongs beside it, so that `--help` and what runs never drift apart.
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { parseBytes } from '../config/duration.ts';
+import { stopTracing } from '../observability/tracing.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { customersCommand } from './commands/customers.ts';
@@ -10,6 +13,7 @@ import { retentionCommand } from './commands/retention.ts';
 import { retryCommand } from './commands/retry.ts';
 import { upload } from './commands/upload.ts';
 import { queueCommand, usageCommand } from './commands/usage.ts';
+import { webhooksCommand } from './commands/webhooks.ts';
 import { fail } from './fail.ts';
 import { StorageError } from './storage.ts';
 import { printRows } from './table.ts';
@@ -29,6 +33,8 @@ Usage: imagelake <command> [options]
         [--monthly-bytes SIZE]           SIZE: bytes, or 10MiB, 5GiB.
         [--queue-share N]
   customers weight ID N                  A customer's share of the workers (1 to 1000; default 1).
+  customers duplicates ID [POLICY]       Show, or set, what an exact re-upload meets: accept
+                                         (recorded), flag (marked) or reject (409 DUPLICATE_IMAGE).
   keys analyst [--name NAME]             Issue an analyst key (statistics only, no images).
   keys revoke KEY_ID                     Revoke a key at once.
   upload --customer KEY PATH...          Upload files and folders, with progress and a summary.
@@ -77,10 +83,19 @@ Usage: imagelake <command> [options]
         [--force] [--detach]             with progress; run it again to resume. --force: also images
                                          at this version.
   reprocess --status | --cancel RUN_ID   Follow or stop reprocess runs.
+  webhooks list [--customer-id ID]       Customers' webhook endpoints, enabled or why disabled.
+  webhooks create URL --customer-id ID   Register an endpoint for a customer; prints its secret
+        [--events E1,E2]                 (shown once). Default events: image.processed,image.failed.
+  webhooks deliveries WEBHOOK_ID         An endpoint's delivery log: status, attempts, last answer,
+        [--status S]                     next attempt.
+  webhooks replay WEBHOOK_ID             Send again the failed deliveries written in [--from, --to)
+        --from TIME --to TIME            (ISO times).
+  webhooks enable WEBHOOK_ID             Re-enable an endpoint that was disabled.
 
 Client options: --url URL (or IMAGELAKE_URL, default http://127.0.0.1:8080),
                 --token ADMIN_TOKEN (or IMAGELAKE_ADMIN_TOKEN) for customers, keys, stats, usage,
-                queue, reprocess and retry (retry also takes a customer's key: its own images).
+                queue, reprocess, retry and webhooks (retry also takes a customer's key: its own
+                images).
 Offline commands (retention, processors, kafka) read serve's own settings: IMAGELAKE_DATABASE_URL
                 or IMAGELAKE_DATA_DIR (default ./data), IMAGELAKE_LAKE_URL, IMAGELAKE_PROCESSORS_FILE.
                 They never create a catalog; only serve does.
@@ -141,6 +156,8 @@ async function serve(argv: string[]): Promise<void> {
     stopping = true;
     console.error(`${signal}: finishing work in hand, then stopping`);
     await server.stop();
+    // The last spans are still buffered: sent now, or the last images' traces end early.
+    await stopTracing();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
@@ -317,6 +334,9 @@ async function main(): Promise<void> {
       'monthly-images': { type: 'string' },
       'monthly-bytes': { type: 'string' },
       'queue-share': { type: 'string' },
+      'customer-id': { type: 'string' },
+      events: { type: 'string' },
+      status: { type: 'string' },
     },
   });
   const url = serverUrl(values);
@@ -326,6 +346,8 @@ async function main(): Promise<void> {
   switch (command) {
     case 'customers':
       return customersCommand(sub, args, values, admin);
+    case 'webhooks':
+      return webhooksCommand(sub, args, values, admin);
     case 'keys': {
       if (sub === 'analyst') {
         const k = await admin().json<{ id: string; apiKey: string }>('POST', '/v1/analyst-keys', {

@@ -37,6 +37,11 @@ export interface Config {
   /** How long daily aggregates (no image data) are kept. */
   statsRetentionMs: number;
   purgeIntervalMs: number;
+  /**
+   * Near-duplicates: two images whose perceptual hashes differ in at most this many of their 64 bits
+   * (0 to 15). The default is chosen from bench/phash-robustness.ts on the corpus (README).
+   */
+  nearDistance: number;
   limits: {
     maxBytes: number;
     maxPixels: number;
@@ -88,6 +93,7 @@ export interface Config {
     sqlConcurrency: number;
     exportIntervalMs: number;
   };
+  webhooks: WebhookConfig;
   /** On SIGTERM an api process answers /readyz 503 for drainDelayMs, then finishes what it holds within graceMs. */
   shutdown: { graceMs: number; drainDelayMs: number };
 }
@@ -127,6 +133,23 @@ export interface KafkaConfig {
   concurrency: number;
 }
 
+/** Webhook delivery (webhooks/): what URLs may be called, and how hard. */
+export interface WebhookConfig {
+  /** http:// URLs accepted besides https:// (IMAGELAKE_WEBHOOK_ALLOW_HTTP). */
+  allowHttp: boolean;
+  /** Loopback, private, link-local and metadata addresses accepted (IMAGELAKE_WEBHOOK_ALLOW_PRIVATE). */
+  allowPrivate: boolean;
+  /** One attempt's time limit, connect to the last byte read. */
+  timeoutMs: number;
+  /** Deliveries in flight per dispatcher process, and per endpoint across every process. */
+  concurrency: number;
+  perEndpoint: number;
+  /** An endpoint whose every attempt fails for this long is disabled. */
+  disableAfterMs: number;
+  /** Endpoints one customer may register. */
+  maxEndpoints: number;
+}
+
 type Env = Record<string, string | undefined>;
 
 export class ConfigError extends Error {
@@ -137,6 +160,9 @@ export class ConfigError extends Error {
     this.problems = problems;
   }
 }
+
+/** Measured on the corpus by bench/phash-robustness.ts: the README gives the distributions. */
+export const DEFAULT_NEAR_DISTANCE = 10;
 
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -202,6 +228,12 @@ export function loadConfig(env: Env = process.env): Config {
     retentionMs: read('IMAGELAKE_RETENTION', '7d', duration, 'a duration such as 7d, 12h or 90s'),
     statsRetentionMs: read('IMAGELAKE_STATS_RETENTION', '400d', duration, 'a duration such as 400d'),
     purgeIntervalMs: read('IMAGELAKE_PURGE_INTERVAL', '5m', duration, 'a duration such as 5m or 30s'),
+    nearDistance: read(
+      'IMAGELAKE_NEAR_DISTANCE',
+      String(DEFAULT_NEAR_DISTANCE),
+      (v) => (/^\d+$/.test(v) && Number(v) <= 15 ? Number(v) : undefined),
+      'a whole number of bits from 0 to 15',
+    ),
     limits: {
       maxBytes: read('IMAGELAKE_MAX_BYTES', '64MiB', parseBytes, 'a size such as 64MiB'),
       maxPixels: read('IMAGELAKE_MAX_PIXELS', '100000000', int(1), 'a whole number of pixels'),
@@ -266,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
       sqlConcurrency: read('IMAGELAKE_SQL_CONCURRENCY', '2', int(1), 'a whole number of queries'),
       exportIntervalMs: read('IMAGELAKE_EXPORT_INTERVAL', '1h', duration, 'a duration such as 1h'),
     },
+    webhooks: readWebhooks(read, int, duration),
     shutdown: {
       graceMs: read('IMAGELAKE_SHUTDOWN_GRACE', '30s', duration, 'a duration such as 30s'),
       drainDelayMs: read('IMAGELAKE_DRAIN_DELAY', '5s', parseDuration, 'a duration such as 5s (0 for none)'),
@@ -387,6 +420,23 @@ function readTopicCreation(
       (v) => (v === '-1' ? -1 : int(1)(v)),
       'a whole number of replicas, or -1 for the broker default',
     ),
+  };
+}
+
+function readWebhooks(
+  read: <T>(name: string, fallback: string, parse: (v: string) => T | undefined, hint: string) => T,
+  int: (min: number) => (v: string) => number | undefined,
+  duration: (v: string) => number | undefined,
+): WebhookConfig {
+  const bool = (v: string) => ({ true: true, '1': true, yes: true, false: false, '0': false, no: false })[v];
+  return {
+    allowHttp: read('IMAGELAKE_WEBHOOK_ALLOW_HTTP', 'false', bool, 'true or false'),
+    allowPrivate: read('IMAGELAKE_WEBHOOK_ALLOW_PRIVATE', 'false', bool, 'true or false'),
+    timeoutMs: read('IMAGELAKE_WEBHOOK_TIMEOUT', '15s', duration, 'a duration such as 15s'),
+    concurrency: read('IMAGELAKE_WEBHOOK_CONCURRENCY', '64', int(1), 'a whole number of deliveries'),
+    perEndpoint: read('IMAGELAKE_WEBHOOK_ENDPOINT_CONCURRENCY', '8', int(1), 'a whole number of deliveries'),
+    disableAfterMs: read('IMAGELAKE_WEBHOOK_DISABLE_AFTER', '5d', duration, 'a duration such as 5d'),
+    maxEndpoints: read('IMAGELAKE_WEBHOOK_MAX_ENDPOINTS', '20', int(1), 'a whole number of endpoints'),
   };
 }
 

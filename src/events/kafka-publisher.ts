@@ -7,6 +7,7 @@ import { connectionOptions } from '../ingest/kafka/client.ts';
 import { explain, ProblemReporter } from '../ingest/kafka/problems.ts';
 import { ensureTopics, eventsTopics, missingTopicsError } from '../ingest/kafka/topics.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { batchSpans } from '../observability/tracing.ts';
 
 /**
  * Publishes the outbox: events written with each outcome, sent in order and deleted once Kafka has
@@ -64,14 +65,37 @@ export class EventPublisher {
       }
       for (;;) {
         const published = await takeBatch(this.db, 200, async (rows) => {
-          await this.producer.send({
-            messages: rows.map((r) => ({
-              topic: r.topic,
-              key: Buffer.from(r.key),
-              value: Buffer.from(JSON.stringify(r.payload)),
-              headers: new Map([[Buffer.from('type'), Buffer.from(String(r.payload.type))]]),
-            })),
-          });
+          // Each event's publish continues its image's trace, and its message carries the traceparent on.
+          const spans = batchSpans(
+            'imagelake.event publish',
+            rows.map((r) => r.traceparent),
+            (i) => ({
+              'messaging.system': 'kafka',
+              'messaging.destination.name': rows[i]!.topic,
+              'imagelake.event.type': String(rows[i]!.payload.type),
+              'imagelake.image.id': rows[i]!.key,
+            }),
+          );
+          try {
+            await this.producer.send({
+              messages: rows.map((r, i) => ({
+                topic: r.topic,
+                key: Buffer.from(r.key),
+                value: Buffer.from(JSON.stringify(r.payload)),
+                headers: new Map([
+                  [Buffer.from('type'), Buffer.from(String(r.payload.type))],
+                  ...Object.entries(spans.headers(i)).map(
+                    ([k, v]) => [Buffer.from(k), Buffer.from(v)] as const,
+                  ),
+                ]),
+              })),
+            });
+            spans.end();
+          } catch (error) {
+            // The reason the problem report gives (topic_missing, auth, ...): stable, like an error code.
+            spans.end({ code: explain(error, this.config).reason, message: (error as Error).message });
+            throw error;
+          }
         });
         for (const r of published) this.metrics.eventsPublished.inc({ type: String(r.payload.type) });
         const n = published.length;

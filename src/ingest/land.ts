@@ -2,8 +2,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addReceived } from '../analytics/usage.ts';
+import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { countWaiting, findByIdempotencyKey, insertImage } from '../catalog/images.ts';
+import { countWaiting, findByIdempotencyKey, firstWithChecksum, insertImage } from '../catalog/images.ts';
+import { lockContent } from '../catalog/locks.ts';
 import { depth, enqueue } from '../catalog/queue.ts';
 import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
@@ -12,6 +14,8 @@ import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { activeTraceId, imageAttributes, inSpan, traceparentOf } from '../observability/tracing.ts';
+import { announceImage } from '../webhooks/events.ts';
 import type { EffectiveLimits } from './customer-limits.ts';
 import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
 
@@ -23,6 +27,8 @@ export interface LandDeps {
   metrics: Metrics;
   limits: { maxBytes: number; maxQueueDepth: number };
   maxAttempts: number;
+  /** The platform's retention window: an image.received webhook says when the image expires. */
+  retentionMs: number;
   /** A customer's limits in force (queue share, monthly quotas); without it only the global limits hold. */
   customerLimits?: { of(customerId: string): Promise<EffectiveLimits> };
 }
@@ -57,7 +63,35 @@ export class Lander {
     this.deps = deps;
   }
 
+  /** One span per landing, in the request's or the Kafka message's trace; its job continues it. */
   async land(input: LandInput): Promise<Landed> {
+    return inSpan(
+      'imagelake.land',
+      {
+        attributes: {
+          'imagelake.customer.id': input.customerId,
+          'imagelake.image.source': input.source,
+          'imagelake.job.priority': input.priority ?? 'interactive',
+        },
+      },
+      async (span) => {
+        const landed = await this.landTraced(input);
+        const { image } = landed;
+        span.setAttributes(
+          imageAttributes({
+            id: image.id,
+            customerId: image.customer_id,
+            format: image.format,
+            bytes: Number(image.bytes),
+          }),
+        );
+        span.setAttribute('imagelake.land.duplicate', landed.duplicate);
+        return landed;
+      },
+    );
+  }
+
+  private async landTraced(input: LandInput): Promise<Landed> {
     const { db, lake, clock, metrics } = this.deps;
     if (input.idempotencyKey) {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
@@ -130,10 +164,12 @@ export class Lander {
       format,
       raw_key: key,
       received_at: receivedAt,
+      trace_id: activeTraceId(),
     };
     try {
       const image = await db.transaction().execute(async (trx) => {
-        const inserted = await insertImage(trx, row);
+        const flagged = await this.checkDuplicate(trx, input, checksum);
+        const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
         // Counted in the landing's transaction: the month's usage and the image commit together.
         const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
           images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
@@ -142,10 +178,16 @@ export class Lander {
         if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
         await enqueue(
           trx,
-          { imageId: id, customerId: input.customerId, priority: input.priority },
+          {
+            imageId: id,
+            customerId: input.customerId,
+            priority: input.priority,
+            traceparent: traceparentOf(),
+          },
           this.deps.maxAttempts,
         );
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
+        await announceImage(trx, 'image.received', id, receivedAt, this.deps.retentionMs);
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
@@ -227,6 +269,26 @@ export class Lander {
     }
     if (bytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
     return hash.digest('hex');
+  }
+
+  /**
+   * The customer's duplicates policy, decided in the landing's transaction: "reject" refuses bytes it
+   * already has (DUPLICATE_IMAGE, naming the image), "flag" marks the new image, "accept" does
+   * nothing here (GET /v1/images/{id} says duplicateOf either way). Two landings of the same bytes at
+   * once take turns on a lock of that customer's checksum, so the second sees the first.
+   */
+  private async checkDuplicate(trx: Db, input: LandInput, checksum: string): Promise<boolean> {
+    const policy = await duplicatePolicyOf(trx, input.customerId);
+    if (policy === 'accept') return false;
+    await lockContent(trx, input.customerId, checksum);
+    const first = await firstWithChecksum(trx, input.customerId, checksum);
+    if (!first) return false;
+    if (policy === 'reject')
+      throw this.reject(
+        input,
+        new AppError('DUPLICATE_IMAGE', `Image ${first} has the same bytes (sha256 ${checksum}).`),
+      );
+    return true;
   }
 
   private reject(input: LandInput, error: AppError): AppError {

@@ -158,6 +158,31 @@ export function createMetrics() {
       help: 'Age beyond the retention window of the oldest expired image still present (0 when none)',
       registers: [registry],
     }),
+    // Webhooks: no customer label (thousands of customers); per customer is the dashboard's panel.
+    webhookAttempts: new Counter({
+      name: 'imagelake_webhook_attempts_total',
+      help: 'Webhook delivery attempts, by outcome: delivered, retry (to be tried again), failed (given up), gone (410: endpoint disabled)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    webhookSeconds: new Histogram({
+      name: 'imagelake_webhook_delivery_seconds',
+      help: 'Time of one webhook attempt, from sending to the end of the answer (or the error)',
+      labelNames: ['outcome'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
+      registers: [registry],
+    }),
+    webhookBacklog: new Gauge({
+      name: 'imagelake_webhook_backlog',
+      help: 'Webhook deliveries waiting to be delivered (due now or retrying later), every customer',
+      registers: [registry],
+    }),
+    webhookEndpointsDisabled: new Counter({
+      name: 'imagelake_webhook_endpoints_disabled_total',
+      help: 'Endpoints disabled by the dispatcher, by reason: gone (410), failing (every attempt failed for the disable period)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
   };
   return metrics;
 }

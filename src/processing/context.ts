@@ -56,7 +56,8 @@ export interface ImageMetadata {
 export interface ProcessResult {
   metadata: ImageMetadata;
   renditions: RenditionOutput[];
-  fingerprints: { sha256: string; phash: string };
+  /** flat: no structure to hash (phash.ts isFlat); such an image has exact duplicates only. */
+  fingerprints: { sha256: string; phash: string; flat: boolean };
   timings: Record<string, number>;
   decoded?: Decoded;
   /** CPU milliseconds the pipeline spent on the image, its thread and libvips's (pool.ts, cpu-shares.ts; for usage). */

@@ -1,11 +1,15 @@
 import type { Updateable } from 'kysely';
 import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analytics/facts.ts';
 import { addOutcome } from '../analytics/usage.ts';
+import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { imageExists, markOutcome } from '../catalog/images.ts';
+import { addHash, matchesOf } from '../catalog/image-hashes.ts';
+import { flagDuplicate, imageExists, markOutcome } from '../catalog/images.ts';
 import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
 import type { ImageRow, ImagesTable, Rendition } from '../catalog/schema.ts';
+import { traceparentOf } from '../observability/tracing.ts';
+import { announceImage } from '../webhooks/events.ts';
 import type { ProcessResult } from './context.ts';
 import { failedRecord, flatLabels, processedRecord } from './image-record.ts';
 import type { ChainOutcome } from './processors/chain.ts';
@@ -84,14 +88,30 @@ async function countUsage(
   });
 }
 
+/** Where an outcome is told: the Kafka events topic (if any) and the customer's webhooks. */
+export interface Announce {
+  eventsTopic?: string | undefined;
+  /** The platform's retention window: webhooks show when the image expires. */
+  retentionMs: number;
+}
+
 async function announce(
   db: Db,
-  topic: string | undefined,
+  to: Announce,
   event: ReturnType<typeof outcomeEvent>,
   at: Date,
 ): Promise<void> {
-  if (!topic) return;
-  await addOutboxEvent(db, { topic, key: event.id, payload: event, createdAt: at });
+  // The outcome span's context goes with the event: its publish span continues the image's trace.
+  if (to.eventsTopic)
+    await addOutboxEvent(db, {
+      topic: to.eventsTopic,
+      key: event.id,
+      payload: event,
+      createdAt: at,
+      traceparent: traceparentOf(),
+    });
+  // The image as updated above, in this transaction.
+  await announceImage(db, event.type as 'image.processed' | 'image.failed', event.id, at, to.retentionMs);
 }
 
 type Timing = { processedAt: Date; queueMs: number; processingMs: number };
@@ -116,6 +136,26 @@ async function recordOutcome(
   });
 }
 
+/**
+ * Adds the image to the similarity index with what it matched among the customer's earlier images
+ * (the same bytes; the nearest other within `nearDistance`), and marks it when the customer's policy
+ * is "flag" and it matched. Returns which kind of duplicate it is, for the daily counts.
+ */
+async function indexFingerprints(
+  trx: Db,
+  image: ImageRow,
+  fingerprints: ProcessResult['fingerprints'],
+  nearDistance: number,
+): Promise<'exact' | 'near' | null> {
+  const q = { customerId: image.customer_id, imageId: image.id, ...fingerprints, maxDistance: nearDistance };
+  const matches = await matchesOf(trx, q);
+  await addHash(trx, { ...q, landedAt: image.received_at, ...matches });
+  const duplicate = matches.exactOf ? 'exact' : matches.nearOf ? 'near' : null;
+  if (duplicate && (await duplicatePolicyOf(trx, image.customer_id)) === 'flag')
+    await flagDuplicate(trx, image.id);
+  return duplicate;
+}
+
 export async function recordProcessed(
   db: Db,
   job: ClaimedJob,
@@ -124,11 +164,14 @@ export async function recordProcessed(
   steps: Pick<ChainOutcome, 'outputs' | 'labels' | 'versions' | 'errors' | 'timings'>,
   renditions: Rendition[],
   timing: Timing,
-  eventsTopic?: string,
+  to: Announce,
+  /** How far apart two perceptual hashes may be for a near duplicate (IMAGELAKE_NEAR_DISTANCE). */
+  nearDistance: number,
 ): Promise<OutcomeWrite> {
   const { width, height } = result.metadata;
   const labels = flatLabels(steps.labels);
   return recordOutcome(db, job, image, processedRecord(result, steps, renditions, timing), async (trx) => {
+    const duplicate = await indexFingerprints(trx, image, result.fingerprints, nearDistance);
     const processors = steps.versions;
     const processorRuns = runsOf(steps);
     await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
@@ -142,13 +185,9 @@ export async function recordProcessed(
       dimensions: dimensionsOf(steps.outputs),
       labels,
       processorRuns,
+      duplicate,
     });
-    await announce(
-      trx,
-      eventsTopic,
-      outcomeEvent(image, timing, { width, height, processors }),
-      timing.processedAt,
-    );
+    await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
   });
 }
 
@@ -158,7 +197,7 @@ export async function recordFailed(
   image: ImageRow,
   error: { code: string; message: string },
   timing: Timing,
-  eventsTopic?: string,
+  to: Announce,
   /** The processors' runs, when a required one failed the image. */
   processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
@@ -174,7 +213,8 @@ export async function recordFailed(
       dimensions: {},
       labels: [],
       processorRuns,
+      duplicate: null,
     });
-    await announce(trx, eventsTopic, outcomeEvent(image, timing, { error }), timing.processedAt);
+    await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
   });
 }

@@ -47,3 +47,21 @@ export function hammingDistance(a: string, b: string): number {
   }
   return count;
 }
+
+/**
+ * Below this standard deviation (of 255) the 32x32 grey image is one flat colour (a blank page, a
+ * transparent overlay shown on white): its DCT has no structure, so its bits are rounding noise and
+ * every flat image would "match" every other. bench/phash-robustness.ts found the corpus's flat
+ * images under 0.2 and the least structured photo at 4.3.
+ */
+export const FLAT_STDEV = 1;
+
+/** Whether a 32x32 grey image is too flat for its perceptual hash to mean anything. */
+export function isFlat(grey: Uint8Array): boolean {
+  let sum = 0;
+  for (const v of grey) sum += v;
+  const mean = sum / grey.length;
+  let squares = 0;
+  for (const v of grey) squares += (v - mean) ** 2;
+  return Math.sqrt(squares / grey.length) < FLAT_STDEV;
+}

@@ -16,7 +16,19 @@ export const STEPS: readonly Step[] = [probe, limits, decode, metadata, renditio
 // Threads already give parallelism across images; libvips' own cache only holds memory here.
 sharp.cache(false);
 
-export async function runPipeline(task: ProcessTask, steps: readonly Step[] = STEPS): Promise<ProcessResult> {
+/** When a step ran, in epoch milliseconds: the main thread records it as a span (threads have no tracer). */
+export interface StepTime {
+  name: string;
+  start: number;
+  end: number;
+  failed?: boolean;
+}
+
+export async function runPipeline(
+  task: ProcessTask,
+  steps: readonly Step[] = STEPS,
+  times: StepTime[] = [],
+): Promise<ProcessResult> {
   const input = Buffer.from(task.input.buffer, task.input.byteOffset, task.input.byteLength);
   const ctx: StepContext = {
     task,
@@ -25,8 +37,13 @@ export async function runPipeline(task: ProcessTask, steps: readonly Step[] = ST
   };
   for (const step of steps) {
     const started = performance.now();
+    const time: StepTime = { name: step.name, start: performance.timeOrigin + started, end: 0, failed: true };
+    times.push(time);
     await step.run(ctx);
-    ctx.result.timings![step.name] = Math.round((performance.now() - started) * 10) / 10;
+    const ended = performance.now();
+    time.end = performance.timeOrigin + ended;
+    time.failed = undefined;
+    ctx.result.timings![step.name] = Math.round((ended - started) * 10) / 10;
   }
   // Module processors read the decoded pixels; they cross the thread boundary only when asked for.
   if (task.keepDecoded) ctx.result.decoded = ctx.decoded;

@@ -62,7 +62,8 @@ export class ProcessingPool {
     try {
       const answer = await this.execute(task, options.transferInput);
       const cpuMs = this.cpu.stop(ticket);
-      return answer.ok ? { ok: true, result: { ...answer.result, cpuMs } } : answer;
+      // The answer's step times go on with it, for the image's trace.
+      return answer.ok ? { ...answer, result: { ...answer.result, cpuMs } } : answer;
     } finally {
       this.cpu.forget(ticket);
       if (lane.express) this.express--;

@@ -1,6 +1,8 @@
 import { type ClaimedJob, claim, claimExpress, renewLeases, retryLater } from '../catalog/queue.ts';
+import { epochMs } from '../observability/tracing.ts';
 import type { JobContext, JobHandler } from './jobs/context.ts';
 import { jobRegistry } from './jobs/registry.ts';
+import { type ClaimTimes, inJobSpan } from './trace.ts';
 
 export interface RunnerDeps extends JobContext {
   /** Wakes the runner when a job is queued (PostgreSQL LISTEN); polling covers a missed wake-up. */
@@ -83,10 +85,13 @@ export class Runner {
       this.notified = false;
       await this.beforeClaim();
       const free = concurrency - (this.inFlight.size - this.expressInFlight);
+      // Timed for the jobs' traces: each job's span starts with the claim that took it.
+      const times: ClaimTimes = { start: epochMs(), end: 0 };
       const claimed =
         free > 0 ? await this.claimSafely(() => claim(this.deps.db, free, this.deps.options.leaseMs)) : [];
       if (claimed.length === free && fresh) claimed.push(...(await this.claimExpressLane()));
-      for (const job of claimed) this.dispatch(job);
+      times.end = epochMs();
+      for (const job of claimed) this.dispatch(job, times);
       if (claimed.length >= free && free > 0) continue;
       if (this.notified && free > claimed.length) continue;
       polled = await new Promise<boolean>((resolve) => {
@@ -118,7 +123,7 @@ export class Runner {
     });
   }
 
-  private dispatch(job: ClaimedJob): void {
+  private dispatch(job: ClaimedJob, claimed: ClaimTimes): void {
     // A customer with nothing else running takes a free express lane even when a slot took it, if
     // the threads are all taken: it starts at once instead of queueing behind the images this
     // worker already holds. (On threads to spare it needs no lane, and a backlog's first image,
@@ -128,7 +133,7 @@ export class Runner {
       job.express = this.expressInFlight < this.deps.options.express;
     this.inFlight.set(job.leaseToken, job);
     if (job.express) this.expressInFlight++;
-    const task = this.handle(job).finally(() => {
+    const task = this.handle(job, claimed).finally(() => {
       this.inFlight.delete(job.leaseToken);
       if (job.express) this.expressInFlight--;
       this.tasks.delete(task);
@@ -154,18 +159,19 @@ export class Runner {
     }
   }
 
-  private async handle(job: ClaimedJob): Promise<void> {
+  /** One job, in its span: a child of the span that queued it, which is how the image's trace crosses the queue. */
+  private async handle(job: ClaimedJob, claimed: ClaimTimes): Promise<void> {
     const { db, log } = this.deps;
-    try {
+    await inJobSpan(job, claimed, async () => {
       const handler = this.handlers.get(job.kind);
       if (!handler) throw new Error(`No handler for the job kind ${job.kind}`);
       await handler.handle(this.deps, job, handler.payload(job));
-    } catch (error) {
+    }).catch(async (error) => {
       log.error(
         { err: error, job: job.id, image: job.imageId },
         'processing job failed unexpectedly; it will be retried',
       );
       await retryLater(db, job, String((error as Error)?.message ?? error)).catch(() => {});
-    }
+    });
   }
 }

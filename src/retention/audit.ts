@@ -2,8 +2,10 @@ import { staleDaily } from '../analytics/rollups.ts';
 import { allRetentions } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
 import { activeHolds } from '../catalog/holds.ts';
+import { orphanHashes } from '../catalog/image-hashes.ts';
 import { auditPage, countImages, holdsOver } from '../catalog/images-retention.ts';
 import { unfinishedRuns } from '../catalog/purge-runs.ts';
+import { auditDeliveries } from '../catalog/webhook-deliveries.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import { IMAGE_AREAS } from '../lake/object-keys.ts';
@@ -17,6 +19,9 @@ export type FindingKind =
   | 'expired-object'
   | 'orphan-object'
   | 'expired-aggregates'
+  | 'expired-deliveries'
+  | 'orphan-deliveries'
+  | 'orphan-hash'
   | 'unfinished-run'
   | 'hold-past-until';
 
@@ -178,6 +183,16 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
   objects += tus.objects;
   findings.push(...tus.findings);
 
+  // The similarity index: fingerprints of an image that is gone would still answer searches.
+  for (const orphan of await orphanHashes(db, 1000)) {
+    findings.push({
+      kind: 'orphan-hash',
+      where: 'catalog',
+      subject: orphan.imageId,
+      detail: `the similarity index still holds image ${orphan.imageId} (landed ${orphan.landedAt.toISOString()}), which the catalog no longer has`,
+    });
+  }
+
   // The analytics store: aggregates past their own window.
   const oldestKeptStatsDay = utcDay(new Date(now.getTime() - deps.statsRetentionMs));
   const stale = await staleDaily(db, oldestKeptStatsDay);
@@ -189,6 +204,23 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
       detail: `${stale?.n} rows older than ${oldestKeptStatsDay} (oldest ${stale?.oldest})`,
     });
   }
+
+  // Webhook deliveries hold image metadata: none past its window, none about an image that is gone.
+  const deliveries = await auditDeliveries(db, now, retentionMs);
+  if (deliveries.expired > 0)
+    findings.push({
+      kind: 'expired-deliveries',
+      where: 'catalog',
+      subject: 'webhook_deliveries',
+      detail: `${deliveries.expired} webhook deliveries older than their window (oldest ${deliveries.oldest?.toISOString()})`,
+    });
+  if (deliveries.orphaned > 0)
+    findings.push({
+      kind: 'orphan-deliveries',
+      where: 'catalog',
+      subject: 'webhook_deliveries',
+      detail: `${deliveries.orphaned} webhook deliveries about images no longer in the catalog`,
+    });
 
   // Runs a crash left open still owe deletions.
   const open = await unfinishedRuns(db);

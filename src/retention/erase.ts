@@ -44,7 +44,7 @@ export async function eraseImages(
     // A hold placed while this runs keeps its images (planImages skips them; the next batch too).
     const batch = await imagesToErase(db, target, 200, { includeHeld: Boolean(options.force) });
     if (batch.length === 0) break;
-    const taken = await planImages(deps, runId, batch, factDays, { force: options.force });
+    const taken = await planImages(deps, runId, batch, 'image.erased', factDays, { force: options.force });
     await executeRun(deps, runId);
     if (taken === 0) break;
   }

@@ -12,6 +12,7 @@ import {
 import { pruneMonths } from '../catalog/quota-usage.ts';
 import { pruneLandedTusUploads } from '../catalog/tus-uploads.ts';
 import { pruneSessions } from '../catalog/uploads.ts';
+import { pruneExpired as pruneDeliveries } from '../catalog/webhook-deliveries.ts';
 import type { Clock } from '../clock.ts';
 import { utcDay } from '../clock.ts';
 import type { TusStorage } from '../ingest/tus-store.ts';
@@ -26,6 +27,7 @@ import {
   openRun,
   planFactFiles,
   planImages,
+  planOrphanHashes,
   type RunDeps,
   recordDone,
   recordObjects,
@@ -78,13 +80,14 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   for (;;) {
     const batch = await expiredImages(db, now, retentionMs, batchSize);
     if (batch.length === 0) break;
-    const taken = await planImages(deps, runId, batch, factDays);
+    const taken = await planImages(deps, runId, batch, 'image.expired', factDays);
     await executeRun(deps, runId);
     // Rows locked by a concurrent erasure are that erasure's to delete; stop rather than spin on them.
     if (taken === 0) break;
   }
 
   await planFactFiles(deps, runId, factDays);
+  await planOrphanHashes(db, runId);
 
   // Whole day partitions past their window: image areas can then only hold held images and orphans
   // (objects of landings that crashed before their row was committed); Parquet of facts follows the images'
@@ -144,6 +147,10 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
     'dead-letter',
     await pruneDeadLetters(db, new Date(now.getTime() - retentionMs)),
   );
+
+  // Deliveries whose image went already (its erasure or expiry event) and test events: past their
+  // customer's window, like the images they tell of.
+  await recordDone(db, runId, 'webhook-delivery', await pruneDeliveries(db, now, retentionMs));
 
   // Aggregates hold no image data and live for the (longer) statistics window; quota counts for
   // the current and the previous month.

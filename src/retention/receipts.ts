@@ -32,7 +32,7 @@ export interface ReceiptBody {
   startedAt: string;
   finishedAt: string;
   windowMs: number | null;
-  /** What was deleted, per kind of copy: raw, rendition, metadata, orphan, catalog, aggregate. */
+  /** What was deleted, per kind of copy: raw, rendition, metadata, orphan, catalog, fact, webhook-delivery, aggregate. */
   deleted: Record<string, CopyCount>;
   /** SHA-256 of each image id deleted (or held), sorted: proof of which images, without naming them. */
   subjects: string[];

@@ -4,6 +4,7 @@ import { factsDayPrefix } from '../analytics/export.ts';
 import { deleteForImages } from '../analytics/facts.ts';
 import type { Db } from '../catalog/database.ts';
 import { lockHoldsShared } from '../catalog/holds.ts';
+import { deleteHashesForImages, orphanHashes } from '../catalog/image-hashes.ts';
 import {
   deleteImages,
   heldAmong,
@@ -24,10 +25,12 @@ import {
   runsToResume,
   sealAndClearLedger,
 } from '../catalog/purge-runs.ts';
+import { deleteForImages as deleteDeliveries } from '../catalog/webhook-deliveries.ts';
 import { type Clock, utcDay } from '../clock.ts';
 import { imageIdOfKey, metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { announceEnd } from '../webhooks/events.ts';
 import {
   appendReceipt,
   type CopyCount,
@@ -102,6 +105,8 @@ export async function planImages(
   deps: RunDeps,
   runId: string,
   images: ImageToDelete[],
+  /** The webhook event the customers' endpoints get for each image taken. */
+  event: 'image.erased' | 'image.expired',
   factDays?: Set<string>,
   options: { force?: boolean } = {},
 ): Promise<number> {
@@ -135,13 +140,29 @@ export async function planImages(
     const facts = await deleteForImages(trx, ids);
     for (const imageId of facts)
       items.push({ kind: 'fact', key: null, subjectHash: subjectHash(imageId), bytes: 0, done: true });
+    // The similarity index holds each image's fingerprints: they go with it.
+    for (const imageId of await deleteHashesForImages(trx, ids))
+      items.push({ kind: 'hash', key: null, subjectHash: subjectHash(imageId), bytes: 0, done: true });
     // Their day's Parquet file still holds them: it goes too, and the next export rewrites it without them.
     if (facts.length)
       for (const image of images) if (ids.includes(image.id)) factDays?.add(utcDay(image.received_at));
+    // Webhook deliveries hold the image's metadata: they go with it, each counted in the receipt.
+    for (const imageId of await deleteDeliveries(trx, ids))
+      items.push({
+        kind: 'webhook-delivery',
+        key: null,
+        subjectHash: subjectHash(imageId),
+        bytes: 0,
+        done: true,
+      });
     await recordLedger(trx, runId, items);
-    await deleteImages(
+    await deleteImages(trx, ids);
+    // Told in the same transaction: the receiver hears of the end exactly when it happened.
+    await announceEnd(
       trx,
-      locked.map((r) => r.id),
+      event,
+      images.filter((i) => ids.includes(i.id)),
+      deps.clock.now(),
     );
     return locked.length;
   });
@@ -248,6 +269,28 @@ export async function resumeOpenRuns(deps: RunDeps, staleMs = 120_000): Promise<
     receipts.push(await sealRun(deps, run.id));
   }
   return receipts;
+}
+
+/** Deletes index rows whose image is gone (a fault the audit reports), as done ledger lines of kind hash. */
+export async function planOrphanHashes(db: Db, runId: string): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const orphans = await orphanHashes(trx, 10_000);
+    const gone = await deleteHashesForImages(
+      trx,
+      orphans.map((o) => o.imageId),
+    );
+    await recordLedger(
+      trx,
+      runId,
+      gone.map((imageId) => ({
+        kind: 'hash',
+        key: null,
+        subjectHash: subjectHash(imageId),
+        bytes: 0,
+        done: true,
+      })),
+    );
+  });
 }
 
 /** Records the Parquet files of the given days' facts, which still hold facts just deleted. */

@@ -187,6 +187,7 @@ describe('imagelake CLI', () => {
       'retention',
       'processors',
       'reprocess',
+      'webhooks',
     ]) {
       const { code, out } = await cli([command, '--help']);
       assert.equal(code, 0, `${command}: ${out}`);
@@ -196,6 +197,30 @@ describe('imagelake CLI', () => {
     const sub = await cli(['processors', 'test', '--help']);
     assert.equal(sub.code, 0, sub.out);
     assert.match(sub.out, /processors test PATH IMAGE/);
+  });
+
+  it('webhooks lists, registers (refusing a loopback address) and shows the delivery log', async () => {
+    const args = ['--url', t.url, '--token', ADMIN];
+    const customerId = (await api(t.url, ADMIN, 'POST', '/v1/customers', { name: 'Hooked' })).body.id;
+    const empty = await cli(['webhooks', 'list', ...args]);
+    assert.equal(empty.code, 0, empty.out);
+    assert.match(empty.out, /No webhook endpoints/);
+    const refused = await cli([
+      'webhooks',
+      'create',
+      'https://127.0.0.1/hook',
+      '--customer-id',
+      customerId,
+      ...args,
+    ]);
+    assert.equal(refused.code, 1, refused.out);
+    assert.match(refused.out, /WEBHOOK_URL_FORBIDDEN: .*127\.0\.0\.1 is a loopback, private/);
+    const missing = await cli(['webhooks', 'deliveries', '00000000-0000-4000-8000-000000000000', ...args]);
+    assert.equal(missing.code, 1, missing.out);
+    assert.match(missing.out, /NOT_FOUND/);
+    const usage = await cli(['webhooks', 'create', 'https://example.com/hook', ...args]);
+    assert.equal(usage.code, 2, usage.out);
+    assert.match(usage.out, /usage: imagelake webhooks list/);
   });
 
   it('reprocess asks the server at --url, and creates no catalog', async () => {

@@ -297,6 +297,37 @@ describe('dashboard', () => {
     await drawn({});
   });
 
+  it('tables and draws duplicates per customer per day, as /v1/analytics/duplicates counts them', async () => {
+    await page.getByTestId('panel-duplicates').and(page.locator('[data-state="ready"]')).waitFor();
+    const answer = await api(t.url, analystKey, 'GET', `/v1/analytics/duplicates?from=${today}&to=${today}`);
+    assert.equal(answer.status, 200);
+    // The drawn photos share one layout (only their colours differ), so in grey most are near each other.
+    assert.ok(
+      answer.body.rows.some((r: any) => r.near > 0),
+      JSON.stringify(answer.body),
+    );
+    const names = new Map([...customers].map(([name, c]) => [c.id, name]));
+    assert.deepEqual(
+      (await rows('table-duplicates', 'data-value')).sort(),
+      answer.body.rows
+        .map((r: any) => [r.day, names.get(r.customerId), String(r.images), String(r.exact), String(r.near)])
+        .sort(),
+    );
+    const drawn = await page.evaluate(() => {
+      const chart = (window as any).echarts.getInstanceByDom(
+        document.querySelector('[data-testid="chart-duplicates"]'),
+      );
+      return chart
+        .getOption()
+        .series.map((s: any) => [s.name, s.data.reduce((a: number, b: number) => a + b, 0)]);
+    });
+    const sum = (key: 'exact' | 'near') => answer.body.rows.reduce((n: number, r: any) => n + r[key], 0);
+    assert.deepEqual(drawn, [
+      ['exact', sum('exact')],
+      ['near', sum('near')],
+    ]);
+  });
+
   it('draws today by the hour, and an empty range as empty', async () => {
     await page.getByTestId('range-today').click();
     await drawn({}, { from: today, to: today });

@@ -11,8 +11,8 @@ import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { type Role, type RunningServer, startServer } from '../../src/server.ts';
 
+const BIN = fileURLToPath(new URL('../../bin/imagelake.js', import.meta.url));
 export const ADMIN = 'il_admin_test-token-0123456789abcdefghijklmnopqrstuvwxyz';
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 export interface TestServer {
   url: string;
@@ -67,14 +67,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** `imagelake serve` as a separate process, for tests that kill it. */
+/** `imagelake serve` as a separate process, started as a user starts it (bin/imagelake.js), for tests that kill it. */
 export async function spawnServer(
   env: Record<string, string>,
   roles?: string[],
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const port = await freePort();
   let output = '';
-  const child = spawn(process.execPath, [MAIN, 'serve', ...(roles ? ['--roles', roles.join(',')] : [])], {
+  const child = spawn(process.execPath, [BIN, 'serve', ...(roles ? ['--roles', roles.join(',')] : [])], {
     env: {
       ...process.env,
       IMAGELAKE_PORT: String(port),
@@ -180,8 +180,6 @@ export class TestClock implements Clock {
 }
 
 export const DAY = 86_400_000;
-
-const BIN = fileURLToPath(new URL('../../bin/imagelake.js', import.meta.url));
 
 /** Runs the imagelake command as a user would, collecting what it prints. */
 export function cli(

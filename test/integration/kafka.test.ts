@@ -19,6 +19,17 @@ let stopBroker: () => void;
 let t: TestServer;
 let customer: { id: string; apiKey: string };
 
+/** The image a Kafka message-id landed, once it has. */
+function landedMessage(messageId: string) {
+  return until(`message ${messageId} landed`, () =>
+    t.server.db
+      .selectFrom('images')
+      .select('id')
+      .where('idempotency_key', '=', `kafka:${messageId}`)
+      .executeTakeFirst(),
+  );
+}
+
 async function kafkaImages(db: RunningServer['db'], where: 'landed' | 'processed'): Promise<number> {
   let query = db
     .selectFrom('images')
@@ -233,6 +244,27 @@ describe('Kafka ingest against a real broker', () => {
     assert.equal(landed.length, 1);
     assert.equal(Number(landed[0]!.bytes), first.length, 'the first image stays as it landed');
     assert.match(header(reused[0]!, 'error-message')!, new RegExp(landed[0]!.id));
+  });
+
+  it('dead-letters an exact re-upload of a customer that rejects duplicates, with DUPLICATE_IMAGE', async () => {
+    const strict = await createCustomer(t.url, 'Strict streaming app');
+    await api(t.url, ADMIN, 'PATCH', `/v1/customers/${strict.id}`, { duplicates: 'reject' });
+    const bytes = await jpeg({ seed: 903 });
+    await produce(bootstrap, BAD, [
+      { value: bytes, headers: { 'customer-id': strict.id, 'message-id': 'dup-1' } },
+    ]);
+    const first = await landedMessage('dup-1');
+    // Another message (another message-id) with the same bytes: not a retry, a second copy.
+    await produce(bootstrap, BAD, [
+      { value: bytes, headers: { 'customer-id': strict.id, 'message-id': 'dup-2' } },
+    ]);
+    const dead = await readTopic(bootstrap, `${BAD}.dlq`, (seen) =>
+      seen.some((m) => header(m, 'message-id') === 'dup-2'),
+    );
+    const copy = dead.find((m) => header(m, 'message-id') === 'dup-2')!;
+    assert.equal(header(copy, 'error-code'), 'DUPLICATE_IMAGE');
+    assert.match(header(copy, 'error-message')!, new RegExp(first.id));
+    assert.deepEqual(copy.value, bytes, 'its bytes are kept in the dead letter');
   });
 
   it('shares partitions between two consumer processes; a rebalance mid-stream loses and doubles nothing', async () => {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
  * suite's global setup normally has started it already), with the settings its `env` prints.
  * stop() stops it only if this call started it.
  */
-export function service(name: 'kafka' | 's3'): { env: Record<string, string>; stop: () => void } {
+export function service(name: 'kafka' | 's3' | 'otel'): { env: Record<string, string>; stop: () => void } {
   const script = fileURLToPath(new URL(`../../scripts/services/${name}`, import.meta.url));
   let running = true;
   try {

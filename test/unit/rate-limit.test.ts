@@ -87,6 +87,7 @@ describe('limits in force', () => {
       monthly_bytes: null,
       queue_share: 7,
       weight: 1,
+      duplicates: 'accept' as const,
     };
     assert.deepEqual(effectiveLimits(row, set.limits), {
       uploadsPerSecond: 2.5,

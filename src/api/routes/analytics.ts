@@ -10,6 +10,7 @@ import {
   MAX_BINS,
   MAX_NAME_LENGTH,
 } from '../../analytics/dimensions.ts';
+import { duplicatesByDay } from '../../analytics/duplicate-stats.ts';
 import { processorStats } from '../../analytics/processor-stats.ts';
 import { dayRange } from '../../analytics/range.ts';
 import { filterOptions, summary } from '../../analytics/summary.ts';
@@ -130,6 +131,42 @@ export const analyticsRoutes =
         const { from, to } = range(request.query);
         const dimensions = await listDimensions(ctx.db, { from, to, customerId: request.query.customerId });
         return { from, to, dimensions };
+      },
+    );
+
+    app.get(
+      '/v1/analytics/duplicates',
+      {
+        onRequest: reader,
+        schema: {
+          summary: 'Duplicates per customer per landing day: exact (same bytes) and near (similar pixels)',
+          tags: ['analytics', 'similarity'],
+          querystring: RangeQuery,
+          response: {
+            200: Type.Object({
+              from: Type.String(),
+              to: Type.String(),
+              rows: Type.Array(
+                Type.Object({
+                  day: Type.String(),
+                  customerId: Uuid,
+                  images: Type.Integer({ description: 'images of the customer that landed that day' }),
+                  exact: Type.Integer({ description: 'of them, the same bytes as an earlier image' }),
+                  near: Type.Integer({ description: 'of them, near an earlier image (other bytes)' }),
+                }),
+                { description: 'days with at least one duplicate' },
+              ),
+            }),
+            ...errorResponses(400, 401, 403),
+          },
+        },
+      },
+      async (request) => {
+        const days = range(request.query);
+        return {
+          ...days,
+          rows: await duplicatesByDay(ctx.db, { ...days, customerId: request.query.customerId }),
+        };
       },
     );
 

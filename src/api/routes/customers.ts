@@ -10,11 +10,17 @@ import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, Name, OneOf, Uuid } from '../schemas.ts';
 
+/** What an exact re-upload meets (PATCH /v1/customers/{id}). */
+export const DuplicatesPolicy = OneOf(['accept', 'flag', 'reject'], {
+  description:
+    'An upload with the same bytes as an image in retention: accept records it (duplicateOf), flag marks it (and near duplicates) duplicateFlagged, reject answers 409 DUPLICATE_IMAGE',
+});
 const Customer = Type.Object({
   id: Uuid,
   name: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
   weight: Type.Integer({ description: "Its share of the workers against other customers' (default 1)" }),
+  duplicates: DuplicatesPolicy,
 });
 const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const limitFields = {
@@ -117,6 +123,7 @@ export const customerRoutes =
       name: c.name,
       createdAt: c.created_at.toISOString(),
       weight: c.weight,
+      duplicates: c.duplicates,
       ...(await limitsView(ctx, c)),
     });
 
@@ -164,6 +171,7 @@ export const customerRoutes =
           name: customer.name,
           createdAt: customer.created_at.toISOString(),
           weight: customer.weight,
+          duplicates: customer.duplicates,
           apiKey: key.key,
         });
       },
@@ -191,6 +199,7 @@ export const customerRoutes =
           createdAt: c.created_at.toISOString(),
           limits: ownLimits(c),
           weight: c.weight,
+          duplicates: c.duplicates,
         })),
       }),
     );

@@ -3,12 +3,12 @@ import type { FastifyPluginAsync } from 'fastify';
 import { dayRange } from '../../analytics/range.ts';
 import { CURSOR_PATTERN } from '../../catalog/images.ts';
 import { failuresByCode } from '../../processing/failures.ts';
+import { toImageBody } from '../../processing/image-view.ts';
 import { retryImage, retryStep } from '../../processing/retry.ts';
 import { customerWindow } from '../../retention/windows.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { DayRange, errorResponses, ImageBody, Matching, Text, Uuid } from '../schemas.ts';
-import { toImageBody } from './images.ts';
 
 /** An error code as the catalogue or a processor spells it. */
 const Code = Matching('^[A-Za-z0-9_.:-]{1,100}$', 'must be an error code such as CORRUPT_IMAGE', {

@@ -5,16 +5,16 @@ import type { ImageRow } from '../../catalog/schema.ts';
 import { AppError } from '../../errors.ts';
 import { type ImageFormat, MEDIA_TYPE } from '../../ingest/sniff.ts';
 import { LakeNotFound } from '../../lake/port.ts';
-import { labelsOf } from '../../processing/image-record.ts';
+import { toImageBody } from '../../processing/image-view.ts';
 import { eraseImages } from '../../retention/erase.ts';
 import { customerWindow, customerWindows } from '../../retention/windows.ts';
+import { duplicateFacts } from '../../similarity/search.ts';
 import { customerScope, requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import {
   errorResponses,
   Force,
   ImageBody,
-  type ImageBodyT,
   Matching,
   OneOf,
   ReceiptBody,
@@ -24,37 +24,15 @@ import {
 
 const Binary = Type.String({ format: 'binary', description: 'The image bytes' });
 
-export function toImageBody(row: ImageRow, retentionMs: number): ImageBodyT {
-  return {
-    id: row.id,
-    customerId: row.customer_id,
-    source: row.source,
-    status: row.status,
-    format: row.format,
-    width: row.width,
-    height: row.height,
-    bytes: Number(row.bytes),
-    checksum: row.checksum,
-    phash: row.phash,
-    filename: row.filename,
-    receivedAt: row.received_at.toISOString(),
-    processedAt: row.processed_at?.toISOString() ?? null,
-    expiresAt: new Date(row.received_at.getTime() + retentionMs).toISOString(),
-    metadata: row.metadata,
-    processors: row.processors ?? {},
-    labels: labelsOf(row),
-    renditions: (row.renditions ?? []).map((r) => ({
-      name: r.name,
-      format: r.format,
-      width: r.width,
-      height: r.height,
-      bytes: r.bytes,
-      url: `/v1/images/${row.id}/renditions/${r.name}`,
-    })),
-    ...(row.status === 'failed' && row.error_code
-      ? { error: { code: row.error_code, message: row.error_message ?? '' } }
-      : {}),
-  };
+/** The image, if the caller may see it; another customer's image is simply not found. */
+export async function imageVisibleTo(
+  ctx: ApiContext,
+  request: FastifyRequest,
+  id: string,
+): Promise<ImageRow> {
+  const image = await getImage(ctx.db, id, customerScope(request));
+  if (!image) throw new AppError('NOT_FOUND', 'No such image.');
+  return image;
 }
 
 export const imageRoutes =
@@ -64,11 +42,7 @@ export const imageRoutes =
     const reader = requireRole(ctx.db, 'customer', 'admin');
 
     /** The image, if the caller may see it; another customer's image is simply not found. */
-    async function visibleImage(request: FastifyRequest, id: string): Promise<ImageRow> {
-      const image = await getImage(ctx.db, id, customerScope(request));
-      if (!image) throw new AppError('NOT_FOUND', 'No such image.');
-      return image;
-    }
+    const visibleImage = (request: FastifyRequest, id: string) => imageVisibleTo(ctx, request, id);
 
     app.get(
       '/v1/images',
@@ -114,8 +88,11 @@ export const imageRoutes =
           page.rows.map((r) => r.customer_id),
           ctx.config.retentionMs,
         );
+        const duplicates = await duplicateFacts(ctx.db, page.rows, ctx.config.nearDistance);
         return {
-          images: page.rows.map((r) => toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs)),
+          images: page.rows.map((r) =>
+            toImageBody(r, windows.get(r.customer_id) ?? ctx.config.retentionMs, duplicates.get(r.id)),
+          ),
           next: page.next ?? null,
         };
       },
@@ -134,7 +111,15 @@ export const imageRoutes =
       },
       async (request) => {
         const image = await visibleImage(request, request.params.id);
-        return toImageBody(image, await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs));
+        const duplicates = await duplicateFacts(ctx.db, [image], ctx.config.nearDistance);
+        const body = toImageBody(
+          image,
+          await customerWindow(ctx.db, image.customer_id, ctx.config.retentionMs),
+          duplicates.get(image.id),
+        );
+        // For the operator who follows an image to its trace; a customer's key never sees it.
+        if (image.trace_id && request.principal?.role === 'admin') body.traceId = image.trace_id;
+        return body;
       },
     );
 

@@ -1,6 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { getCustomer, setLimits, setRetention, setWeight } from '../../catalog/customers.ts';
+import {
+  getCustomer,
+  setDuplicatePolicy,
+  setLimits,
+  setRetention,
+  setWeight,
+} from '../../catalog/customers.ts';
+import type { DuplicatePolicy } from '../../catalog/schema.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { AppError } from '../../errors.ts';
 import { eraseImages } from '../../retention/erase.ts';
@@ -8,7 +15,7 @@ import { listReceipts } from '../../retention/receipts.ts';
 import { requireRole } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { errorResponses, Force, Matching, ReceiptBody, toReceiptBody, Uuid } from '../schemas.ts';
-import { LimitsPatch, LimitsView, limitsView } from './customers.ts';
+import { DuplicatesPolicy, LimitsPatch, LimitsView, limitsView } from './customers.ts';
 
 export const retentionRoutes =
   (ctx: ApiContext): FastifyPluginAsync =>
@@ -93,7 +100,7 @@ export const retentionRoutes =
         onRequest: admin,
         schema: {
           summary:
-            "Set a customer's retention window (shorter than the platform's, or null for the platform's) its weight in the workers' fair share, and its limits (rates, monthly quotas, queue share; null: the default)",
+            "Set a customer's retention window (shorter than the platform's, or null for the platform's) its weight in the workers' fair share, its limits (rates, monthly quotas, queue share; null: the default), and its duplicates policy (accept, flag, reject)",
           tags: ['customers', 'retention'],
           params: Type.Object({ id: Uuid }),
           body: Type.Object(
@@ -116,6 +123,7 @@ export const retentionRoutes =
                 ]),
               ),
               limits: Type.Optional(LimitsPatch),
+              duplicates: Type.Optional(DuplicatesPolicy),
             },
             { minProperties: 1 },
           ),
@@ -127,6 +135,7 @@ export const retentionRoutes =
                 retention: Type.String(),
                 retentionMs: Type.Integer(),
                 weight: Type.Integer(),
+                duplicates: DuplicatesPolicy,
               }),
               LimitsView,
             ]),
@@ -157,6 +166,8 @@ export const retentionRoutes =
         if (request.body.retention !== undefined) await setRetention(ctx.db, customer.id, retentionMs);
         const weight = request.body.weight ?? customer.weight;
         if (request.body.weight !== undefined) await setWeight(ctx.db, customer.id, weight);
+        const duplicates = (request.body.duplicates as DuplicatePolicy | undefined) ?? customer.duplicates;
+        if (request.body.duplicates !== undefined) await setDuplicatePolicy(ctx.db, customer.id, duplicates);
         const updated = request.body.limits
           ? await setLimits(ctx.db, customer.id, request.body.limits)
           : customer;
@@ -168,6 +179,7 @@ export const retentionRoutes =
           retention: formatDuration(effective),
           retentionMs: effective,
           weight,
+          duplicates,
           ...(await limitsView(ctx, updated ?? customer)),
         };
       },

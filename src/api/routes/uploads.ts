@@ -97,7 +97,7 @@ export const uploadRoutes =
               ),
               'imagelake-priority': Type.Optional(PriorityHeader),
             }),
-            response: { 202: LandedBody, ...errorResponses(400, 401, 403, 408, 413, 415, 422, 429) },
+            response: { 202: LandedBody, ...errorResponses(400, 401, 403, 408, 409, 413, 415, 422, 429) },
           },
         },
         async (request, reply) => {

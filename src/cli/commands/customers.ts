@@ -26,7 +26,7 @@ function limitOptions(values: Record<string, unknown>): Record<string, number | 
   return settings;
 }
 
-/** `imagelake customers create|list|weight|limits`: through the running server's API, as admin. */
+/** `imagelake customers create|list|weight|duplicates|limits`: through the running server's API, as admin. */
 export async function customersCommand(
   sub: string | undefined,
   args: string[],
@@ -58,6 +58,18 @@ export async function customersCommand(
     console.log(`customer ${c.id}: weight ${c.weight}`);
     return;
   }
+  if (sub === 'duplicates') {
+    const [id, policy] = args;
+    if (!id || (policy !== undefined && !['accept', 'flag', 'reject'].includes(policy)))
+      fail('usage: imagelake customers duplicates ID [accept|flag|reject]');
+    const c = await admin().json<{ id: string; duplicates: string }>(
+      policy ? 'PATCH' : 'GET',
+      `/v1/customers/${id}`,
+      policy ? { duplicates: policy } : undefined,
+    );
+    console.log(`customer ${c.id}: duplicates ${c.duplicates}`);
+    return;
+  }
   if (sub === 'limits') {
     const id = args[0];
     if (!id) fail('usage: imagelake customers limits ID [--uploads-per-second N] [--queue-share N] ...');
@@ -82,6 +94,6 @@ export async function customersCommand(
     return;
   }
   return fail(
-    'usage: imagelake customers create NAME | customers list | customers limits ID | customers weight ID N',
+    'usage: imagelake customers create NAME | customers list | customers limits ID | customers weight ID N | customers duplicates ID [POLICY]',
   );
 }

@@ -8,9 +8,11 @@ import type { KafkaConfig } from '../../config/config.ts';
 import { AppError, PERMANENT_CODES } from '../../errors.ts';
 import type { Lake } from '../../lake/port.ts';
 import type { Metrics } from '../../observability/metrics.ts';
+import { activeSpan, failSpan } from '../../observability/tracing.ts';
 import type { Lander } from '../land.ts';
 import { connectionOptions } from './client.ts';
 import { headersOf, resolveMessage } from './contract.ts';
+import { inMessageSpan } from './message-span.ts';
 import { PartitionOffsets } from './offsets.ts';
 import { explain, ProblemReporter } from './problems.ts';
 import { ensureTopics, ingestTopics, missingTopicsError } from './topics.ts';
@@ -171,7 +173,13 @@ export class KafkaIngest {
     this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
   }
 
-  private async handle(message: Msg): Promise<void> {
+  /** One message, in a span that continues the producer's trace when it sent a traceparent header. */
+  private handle(message: Msg): Promise<void> {
+    const headers = headersOf(message.headers);
+    return inMessageSpan(message, headers, () => this.land(message, headers));
+  }
+
+  private async land(message: Msg, headers: Map<string, string>): Promise<void> {
     const { lander, lake, metrics, log, config } = this.deps;
     const topic = message.topic;
     for (let attempt = 1; ; attempt++) {
@@ -182,7 +190,7 @@ export class KafkaIngest {
             partition: message.partition,
             offset: message.offset,
             value: message.value ?? Buffer.alloc(0),
-            headers: headersOf(message.headers),
+            headers,
           },
           lake,
           config.claimPrefixes,
@@ -208,6 +216,7 @@ export class KafkaIngest {
       } catch (error) {
         // Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic.
         if (error instanceof AppError && PERMANENT_CODES.has(error.code)) {
+          failSpan(activeSpan(), error.code, error.message);
           await this.deadLetter(message, error);
           return;
         }

@@ -34,6 +34,8 @@ export interface JobContext {
     maxAttempts: number;
     /** Jobs a reprocess run keeps queued at most. */
     reprocessWindow: number;
+    /** Near-duplicates are within this many bits (IMAGELAKE_NEAR_DISTANCE). */
+    nearDistance: number;
   };
 }
 

@@ -5,11 +5,13 @@ import type { ImageRow, Rendition } from '../../catalog/schema.ts';
 import { type ErrorCode, PERMANENT_CODES } from '../../errors.ts';
 import { type ImageKeyParts, metadataKey, renditionKey } from '../../lake/object-keys.ts';
 import { LakeNotFound } from '../../lake/port.ts';
+import { activeSpan, failSpan, imageAttributes, inSpan } from '../../observability/tracing.ts';
 import type { ProcessResult } from '../context.ts';
 import { writeDerived } from '../derived.ts';
 import { keyParts, sidecarOf, writeSidecar } from '../image-record.ts';
 import { type OutcomeWrite, recordFailed, recordProcessed } from '../outcome.ts';
 import { type ChainOutcome, isRetryable } from '../processors/chain.ts';
+import { inOutcomeSpan, runPipelineTraced } from '../trace.ts';
 import { type JobContext, type JobHandler, pipelineTask, processorInput, runProcessors } from './context.ts';
 
 /**
@@ -34,6 +36,15 @@ async function processImage(ctx: JobContext, job: ClaimedJob, payload: ProcessIm
     await finish(ctx.db, job);
     return;
   }
+  activeSpan().setAttributes(
+    imageAttributes({
+      id: image.id,
+      customerId: image.customer_id,
+      source: image.source,
+      format: image.format,
+      bytes: Number(image.bytes),
+    }),
+  );
   await markProcessing(ctx.db, image.id);
   await process(ctx, job, image, started);
 }
@@ -49,10 +60,12 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
     }
     throw error;
   }
-  const answer = await pool.run(
-    pipelineTask(image, input, options.limits, processors.needsDecoded),
-    // The processors read the original after the thread is done with it: hand over a copy then.
-    { transferInput: processors.list.length === 0, lane: job },
+  const answer = await runPipelineTraced(() =>
+    pool.run(
+      pipelineTask(image, input, options.limits, processors.needsDecoded),
+      // The processors read the original after the thread is done with it: hand over a copy then.
+      { transferInput: processors.list.length === 0, lane: job },
+    ),
   );
   if (!answer.ok) return fail(ctx, job, image, started, answer.code, answer.message, false);
   const steps = await runProcessors(ctx, image, processorInput(input, answer.result));
@@ -64,18 +77,23 @@ async function process(ctx: JobContext, job: ClaimedJob, image: ImageRow, starte
   }
 
   const parts = keyParts(image);
-  const renditions = await writeOutputs(ctx, parts, answer.result, steps);
+  const renditions = await inSpan('imagelake.write-outputs', {}, () =>
+    writeOutputs(ctx, parts, answer.result, steps),
+  );
   const processedAt = clock.now();
   const timing = timingOf(image, processedAt, started);
-  const write = await recordProcessed(
-    ctx.db,
-    job,
-    image,
-    answer.result,
-    steps,
-    renditions,
-    timing,
-    options.eventsTopic,
+  const write = await inOutcomeSpan('processed', () =>
+    recordProcessed(
+      ctx.db,
+      job,
+      image,
+      answer.result,
+      steps,
+      renditions,
+      timing,
+      { eventsTopic: options.eventsTopic, retentionMs: options.retentionMs },
+      options.nearDistance,
+    ),
   );
   settle(ctx, write, job, image, renditions.map((r) => r.key).concat(metadataKey(parts)));
   if (write === 'recorded') {
@@ -137,6 +155,9 @@ async function fail(
 ) {
   const { db, metrics, log, clock } = ctx;
   const final = permanent || PERMANENT_CODES.has(code) || job.attempts >= job.maxAttempts;
+  // The job's span carries the code whether the image is retried or failed for good.
+  failSpan(activeSpan(), code, message);
+  activeSpan().setAttribute('imagelake.job.retried', !final);
   metrics.failures.inc({ code, retried: String(!final) });
   if (!final) {
     log.warn({ image: image.id, code, attempt: job.attempts }, 'processing failed; retrying with backoff');
@@ -145,14 +166,19 @@ async function fail(
     return;
   }
   const timing = timingOf(image, clock.now(), started);
-  const write = await recordFailed(
-    db,
-    job,
-    image,
-    { code, message },
-    timing,
-    ctx.options.eventsTopic,
-    processorRuns,
+  const write = await inOutcomeSpan(
+    'failed',
+    () =>
+      recordFailed(
+        db,
+        job,
+        image,
+        { code, message },
+        timing,
+        { eventsTopic: ctx.options.eventsTopic, retentionMs: ctx.options.retentionMs },
+        processorRuns,
+      ),
+    code,
   );
   settle(ctx, write, job, image, []);
   if (write === 'recorded') {

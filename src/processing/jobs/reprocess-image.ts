@@ -28,6 +28,7 @@ import { isRetryable } from '../processors/chain.ts';
 import type { HostInput } from '../processors/host.ts';
 import type { ProcessorSpec } from '../processors/spec.ts';
 import { topUp } from '../reprocess.ts';
+import { runPipelineTraced } from '../trace.ts';
 import { type JobContext, type JobHandler, pipelineTask, processorInput, runProcessors } from './context.ts';
 
 /**
@@ -101,9 +102,8 @@ async function reprocessImage(
   let hostInput = await storedInput(lake, image, readOriginal, processor.spec);
   if (!hostInput) {
     const input = await readOriginal();
-    const answer = await pool.run(
-      pipelineTask(image, input, options.limits, processor.spec.kind === 'module'),
-      { lane: job },
+    const answer = await runPipelineTraced(() =>
+      pool.run(pipelineTask(image, input, options.limits, processor.spec.kind === 'module'), { lane: job }),
     );
     if (!answer.ok) {
       await finishReprocess(db, job, 'failed');

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { EXTENSION, type ImageFormat, MEDIA_TYPE, sniff } from '../../ingest/sniff.ts';
 import type { Metrics } from '../../observability/metrics.ts';
+import { failSpan, inSpan, traceparentOf } from '../../observability/tracing.ts';
 import type { ImageMetadata } from '../context.ts';
 import { CommandHost } from './command-host.ts';
 import type { DerivedImage, HostAnswer, HostErrorCode, ProcessorRequest } from './contract.ts';
@@ -212,11 +213,20 @@ export class Processors {
         };
       } else {
         const started = performance.now();
-        const answer = await p.host.run(this.request(p, image, previous), input);
+        // Its own span; the request carries it (traceparent), so a processor that traces continues it.
+        const checked = await inSpan(
+          `imagelake.processor ${p.name}`,
+          { attributes: { 'imagelake.processor': p.name, 'imagelake.processor.version': p.version } },
+          async (span) => {
+            const answer = await p.host.run(this.request(p, image, previous), input);
+            const checked = answer.ok ? this.check(p, answer) : answer;
+            if (!checked.ok) failSpan(span, checked.code, checked.message);
+            return checked;
+          },
+        );
         const seconds = (performance.now() - started) / 1000;
         outcome.timings[p.name] = Math.round(seconds * 10_000) / 10;
         outcome.versions[p.name] = p.version;
-        const checked = answer.ok ? this.check(p, answer) : answer;
         this.metrics?.processorRuns.inc({ processor: p.name, outcome: checked.ok ? 'ok' : checked.code });
         this.metrics?.processorSeconds.observe({ processor: p.name }, seconds);
         if (checked.ok) {
@@ -263,6 +273,7 @@ export class Processors {
       metadata: image.metadata,
       previous: { ...previous },
       config: p.spec.config,
+      ...traceOf(),
     };
   }
 
@@ -315,4 +326,10 @@ export class Processors {
   async close(): Promise<void> {
     await Promise.all(this.list.map((p) => p.host.close().catch(() => {})));
   }
+}
+
+/** The processor span's context for the request, when traced: HTTP sends it as a header, commands in the frame. */
+function traceOf(): { traceparent?: string } {
+  const traceparent = traceparentOf();
+  return traceparent ? { traceparent } : {};
 }

@@ -101,6 +101,8 @@ export interface ProcessorRequest {
   metadata: ImageMetadata;
   previous: Record<string, Record<string, unknown>>;
   config: Record<string, unknown>;
+  /** The W3C traceparent of the processor's span, when the platform traces: continue it to join the image's trace. */
+  traceparent?: string;
 }
 
 /** A code a processor may give its errors: it is kept as a dimension of the statistics. */

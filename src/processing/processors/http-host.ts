@@ -106,6 +106,7 @@ export class HttpHost implements ProcessorHost {
       signal: AbortSignal.any([timeout, this.closing.signal]),
       headers: {
         ...this.spec.headers,
+        ...(request.traceparent ? { traceparent: request.traceparent } : {}),
         'imagelake-request-id': request.id,
         accept: 'application/json',
         'content-type': `multipart/form-data; boundary=${boundary}`,

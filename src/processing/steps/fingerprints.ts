@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { AppError } from '../../errors.ts';
 import type { Step } from '../context.ts';
-import { phashFromGrey32 } from '../phash.ts';
+import { isFlat, phashFromGrey32 } from '../phash.ts';
 import { fromDecoded } from './renditions.ts';
 
 /**
  * SHA-256 of the stored bytes, checked against the checksum taken at landing (so a lake object that
- * changed since is caught, not silently processed), and a 64-bit perceptual hash for near-duplicates.
+ * changed since is caught, not silently processed), and a 64-bit perceptual hash for near-duplicates
+ * (with whether the image is too flat for that hash to mean anything: phash.ts isFlat).
  */
 export const fingerprints: Step = {
   name: 'fingerprints',
@@ -21,6 +22,6 @@ export const fingerprints: Step = {
       .resize(32, 32, { fit: 'fill' })
       .raw()
       .toBuffer();
-    ctx.result.fingerprints = { sha256, phash: phashFromGrey32(grey) };
+    ctx.result.fingerprints = { sha256, phash: phashFromGrey32(grey), flat: isFlat(grey) };
   },
 };

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fields import check_fields
+from .tracing import process_span, record_failure
 
 __all__ = [
     "NAME",
@@ -278,6 +279,15 @@ def execute(spec: Processor, image_bytes: bytes, info: Mapping[str, Any]) -> Out
     EXCEPTION with "TypeName: message" (its traceback goes to stderr). A result
     that JSON cannot carry (NaN, an object of another class) is an EXCEPTION too.
     """
+    with process_span(spec.name, spec.version, info) as span:
+        outcome = _execute(spec, image_bytes, info)
+        if not outcome.ok:
+            error = outcome.error or {}
+            record_failure(span, str(error.get("code", "")), str(error.get("message", "")))
+        return outcome
+
+
+def _execute(spec: Processor, image_bytes: bytes, info: Mapping[str, Any]) -> Outcome:
     try:
         returned = spec.function(image_bytes, _normalise_info(info))
         if isinstance(returned, Result):

@@ -1,0 +1,215 @@
+// Webhook deliveries per second to a local receiver, against a bare node:http client posting the
+// same bodies to the same receiver, in the same run.
+//
+//   node bench/webhooks.ts [--deliveries 3000] [--endpoints 1] [--runs 3]
+//
+// The receiver is a node:http server in a child process that answers 204 at once. The platform
+// side is the real thing: deliveries written to PostgreSQL (the embedded one, in a temporary data
+// dir) as an outcome writes them, then one dispatcher (the `webhooks` role) claiming, signing,
+// sending and recording each. The baseline posts the same bodies with a keep-alive agent and the
+// same number of requests in flight (the per-endpoint limit times the endpoints, within the
+// dispatcher's overall limit), and signs nothing and records nothing. Each run prints both rates
+// and their ratio; the last lines give the ratio's spread over the runs.
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { createCustomer } from '../src/catalog/customers.ts';
+import { addDeliveries, countPending } from '../src/catalog/webhook-deliveries.ts';
+import { insertEndpoint } from '../src/catalog/webhooks.ts';
+import { systemClock } from '../src/clock.ts';
+import { loadConfig } from '../src/config/config.ts';
+import { createMetrics } from '../src/observability/metrics.ts';
+import { startServer } from '../src/server.ts';
+import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import { eventBody } from '../src/webhooks/events.ts';
+import { newSecret } from '../src/webhooks/signing.ts';
+
+const { values } = parseArgs({
+  options: { deliveries: { type: 'string' }, endpoints: { type: 'string' }, runs: { type: 'string' } },
+});
+const DELIVERIES = Number(values.deliveries ?? 3000);
+const ENDPOINTS = Number(values.endpoints ?? 1);
+const RUNS = Number(values.runs ?? 3);
+
+// The receiver, in a process of its own so that it does not share this one's event loop.
+const receiver = spawn(
+  process.execPath,
+  [
+    '-e',
+    `const s = require('node:http').createServer((q, r) => { q.resume(); q.on('end', () => r.writeHead(204).end()); });
+     s.keepAliveTimeout = 60000;
+     s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
+// However this process ends, the receiver goes with it.
+process.on('exit', () => receiver.kill());
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+const port = await new Promise<number>((resolve) =>
+  receiver.stdout!.once('data', (d) => resolve(Number(String(d)))),
+);
+
+const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-webhooks-'));
+const config = loadConfig({
+  IMAGELAKE_DATA_DIR: dataDir,
+  IMAGELAKE_PORT: '0',
+  IMAGELAKE_POSTGRES_PORT: '0',
+  IMAGELAKE_ADMIN_TOKEN: 'il_admin_bench-token-0123456789abcdefghijklmnopqrstuvwxyz',
+  IMAGELAKE_WEBHOOK_ALLOW_HTTP: 'true',
+  IMAGELAKE_WEBHOOK_ALLOW_PRIVATE: 'true',
+});
+// Only the catalog: the dispatcher below is the one under test.
+const server = await startServer(config, { roles: [], log: pino({ level: 'silent' }) });
+const { db } = server;
+const inFlight = Math.min(config.webhooks.concurrency, config.webhooks.perEndpoint * ENDPOINTS);
+
+const customerId = (await createCustomer(db, 'Bench')).customer.id;
+const endpoints: string[] = [];
+for (let e = 0; e < ENDPOINTS; e++)
+  endpoints.push(
+    (
+      await insertEndpoint(db, {
+        id: randomUUID(),
+        customerId,
+        url: `http://127.0.0.1:${port}/hook/${e}`,
+        description: null,
+        events: ['image.processed'],
+        secret: newSecret(),
+      })
+    ).id,
+  );
+
+/** An image.processed body of the usual size: the image as the API shows it. */
+function body(i: number): string {
+  const id = randomUUID();
+  return eventBody('image.processed', new Date(), {
+    id,
+    customerId,
+    source: 'http',
+    status: 'processed',
+    format: 'jpeg',
+    width: 4032,
+    height: 3024,
+    bytes: 2_481_123 + i,
+    checksum: 'a'.repeat(64),
+    phash: 'c3a1f0e2d4b59687',
+    filename: `IMG_${i}.jpg`,
+    receivedAt: new Date().toISOString(),
+    processedAt: new Date().toISOString(),
+    expiresAt: new Date(Date.now() + 7 * 86_400_000).toISOString(),
+    metadata: {
+      orientation: 6,
+      exif: { make: 'Apple', model: 'iPhone 15', hasGps: true, iso: 50, exposure: '1/120' },
+      colorSpace: 'srgb',
+      hasAlpha: false,
+    },
+    processors: {},
+    labels: [],
+    renditions: ['thumb', 'preview'].map((name) => ({
+      name,
+      format: 'webp',
+      width: name === 'thumb' ? 192 : 1024,
+      height: name === 'thumb' ? 256 : 1365,
+      bytes: 12_345,
+      url: `/v1/images/${id}/renditions/${name}`,
+    })),
+  });
+}
+
+async function platformRun(bodies: string[]): Promise<number> {
+  await addDeliveries(
+    db,
+    bodies.map((payload, i) => ({
+      endpointId: endpoints[i % ENDPOINTS]!,
+      customerId,
+      imageId: null,
+      eventType: 'image.processed',
+      payload,
+    })),
+    new Date(),
+  );
+  const metrics = createMetrics();
+  const dispatcher = new WebhookDispatcher({
+    db,
+    log: pino({ level: 'silent' }),
+    metrics,
+    clock: systemClock,
+    config: config.webhooks,
+  });
+  const start = performance.now();
+  dispatcher.start();
+  for (;;) {
+    const delivered = (await metrics.webhookAttempts.get()).values.find(
+      (v) => v.labels.outcome === 'delivered',
+    );
+    if ((delivered?.value ?? 0) >= bodies.length) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const seconds = (performance.now() - start) / 1000;
+  await dispatcher.stop();
+  if ((await countPending(db)) !== 0) throw new Error('deliveries left pending');
+  return bodies.length / seconds;
+}
+
+async function bareRun(bodies: string[]): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
+  const post = (payload: string, i: number) =>
+    new Promise<void>((resolve, reject) => {
+      const request = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: `/hook/${i % ENDPOINTS}`,
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
+        (response) => {
+          response.resume();
+          response.on('end', () => (response.statusCode === 204 ? resolve() : reject(new Error('not 204'))));
+        },
+      );
+      request.on('error', reject);
+      request.end(payload);
+    });
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < bodies.length) {
+        const i = next++;
+        await post(bodies[i]!, i);
+      }
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  agent.destroy();
+  return bodies.length / seconds;
+}
+
+console.log(
+  `${DELIVERIES} deliveries of ${Buffer.byteLength(body(0))} bytes to ${ENDPOINTS} endpoint(s), ${inFlight} in flight, ${RUNS} runs`,
+);
+const ratios: number[] = [];
+for (let run = 1; run <= RUNS; run++) {
+  const bodies = Array.from({ length: DELIVERIES }, (_, i) => body(i));
+  const bare = await bareRun(bodies);
+  const platform = await platformRun(bodies);
+  ratios.push(platform / bare);
+  console.log(
+    `run ${run}: platform ${platform.toFixed(0)}/s, bare node:http ${bare.toFixed(0)}/s, ratio ${(platform / bare).toFixed(2)}`,
+  );
+}
+const sorted = [...ratios].sort((a, b) => a - b);
+console.log(
+  `ratio: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, min ${sorted[0]!.toFixed(2)}, max ${sorted.at(-1)!.toFixed(2)} (aim 0.8)`,
+);
+
+await server.stop();
+receiver.kill();
+await rm(dataDir, { recursive: true, force: true });

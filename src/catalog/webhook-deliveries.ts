@@ -1,0 +1,379 @@
+// Over 350 lines on purpose: every statement on webhook_deliveries belongs to its one owner (the
+// writes, the dispatcher's claim and record, the delivery log and replay, retention's deletions and
+// audit, the dashboard's counts), so that no SQL on the table lives anywhere else.
+import { randomUUID } from 'node:crypto';
+import { type Selectable, sql } from 'kysely';
+import type { Db } from './database.ts';
+import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './schema.ts';
+
+/**
+ * The `webhook_deliveries` table: every statement on it. A delivery is written in the transaction of
+ * what it tells (landing, outcome, erasure, purge), claimed by a dispatcher under a lease with
+ * SKIP LOCKED (so several dispatchers never send the same attempt at once), and logged attempt by
+ * attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try again.
+ */
+export type DeliveryRow = Selectable<WebhookDeliveriesTable>;
+
+/** Event types whose deliveries carry only an image id, not its metadata. */
+export const END_OF_IMAGE_EVENTS = ['image.erased', 'image.expired'] as const;
+
+export interface NewDelivery {
+  endpointId: string;
+  customerId: string;
+  imageId: string | null;
+  eventType: string;
+  payload: string;
+  /** The W3C traceparent of the span writing it (the landing, the outcome), or null when untraced. */
+  traceparent?: string | null;
+}
+
+/** Writes deliveries in the caller's transaction, due now. Returns their ids. */
+export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date): Promise<string[]> {
+  if (deliveries.length === 0) return [];
+  const rows = deliveries.map((d) => ({
+    id: randomUUID(),
+    endpoint_id: d.endpointId,
+    customer_id: d.customerId,
+    image_id: d.imageId,
+    event_type: d.eventType,
+    payload: d.payload,
+    next_attempt_at: at,
+    lease_token: null,
+    lease_until: null,
+    last_status: null,
+    last_error: null,
+    created_at: at,
+    delivered_at: null,
+    traceparent: d.traceparent ?? null,
+  }));
+  for (let i = 0; i < rows.length; i += 500)
+    await db
+      .insertInto('webhook_deliveries')
+      .values(rows.slice(i, i + 500))
+      .execute();
+  return rows.map((r) => r.id);
+}
+
+// ---- The dispatcher's claim and its record of each attempt ----
+
+export interface ClaimedDelivery {
+  id: string;
+  endpointId: string;
+  customerId: string;
+  imageId: string | null;
+  eventType: string;
+  payload: string;
+  leaseToken: string;
+  /** Attempts before this one, over the delivery's life (replays included). */
+  attempts: number;
+  /** Attempts since written or replayed, before this one: the place in the retry schedule. */
+  roundAttempts: number;
+  url: string;
+  secret: string;
+  previousSecret: string | null;
+  previousSecretUntil: Date | null;
+  /** The endpoint's failure streak at the claim: a success ends it. */
+  failingSince: Date | null;
+  /** The context of the span that wrote it: the attempt's span continues it. Null when untraced. */
+  traceparent: string | null;
+}
+
+/**
+ * Takes up to `limit` due deliveries under a lease, in one statement. Endpoints are taken round
+ * robin (the one claimed longest ago first) and locked while claiming, so that across every
+ * dispatcher process no endpoint has more than `perEndpoint` deliveries leased, and one customer's
+ * backlog never holds up another's.
+ *
+ * The statement commits without waiting for the WAL flush (synchronous_commit off, set for its own
+ * transaction only): a lease lost to a PostgreSQL crash lets the delivery be sent again, a
+ * duplicate with the same webhook-id, which at least once allows; a dispatcher does not wait on
+ * the disk for every claim.
+ */
+export async function claimDue(
+  db: Db,
+  options: { limit: number; perEndpoint: number; leaseMs: number },
+): Promise<ClaimedDelivery[]> {
+  if (options.limit <= 0) return [];
+  const token = randomUUID();
+  const result = await sql<{
+    id: string;
+    endpoint_id: string;
+    image_id: string | null;
+    event_type: string;
+    payload: string;
+    attempts: number;
+    round_attempts: number;
+    traceparent: string | null;
+    customer_id: string;
+    url: string;
+    secret: string;
+    previous_secret: string | null;
+    previous_secret_until: Date | null;
+    failing_since: Date | null;
+  }>`
+    with quick as (select set_config('synchronous_commit', 'off', true)),
+    endpoints as (
+      select e.id from webhook_endpoints e, quick
+       where e.enabled
+         and exists (select 1 from webhook_deliveries d
+                      where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
+                        and (d.lease_until is null or d.lease_until < now()))
+       order by e.last_claim_at nulls first, e.id
+       limit ${options.limit}
+       for update of e skip locked),
+    picked as (
+      select d.id from endpoints e cross join lateral (
+        select d.id from webhook_deliveries d
+         where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
+           and (d.lease_until is null or d.lease_until < now())
+         order by d.next_attempt_at
+         limit greatest(0, ${options.perEndpoint}::int - (
+           select count(*)::int from webhook_deliveries l
+            where l.endpoint_id = e.id and l.lease_token is not null and l.lease_until >= now()))
+         for update of d skip locked) d
+      limit ${options.limit}),
+    turned as (
+      update webhook_endpoints set last_claim_at = now() where id in (select id from endpoints))
+    update webhook_deliveries d
+       set lease_token = ${token}, lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
+      from picked, webhook_endpoints w
+     where d.id = picked.id and w.id = d.endpoint_id
+    returning d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
+              d.traceparent, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
+              w.failing_since`.execute(db);
+  return result.rows.map((r) => ({
+    id: r.id,
+    endpointId: r.endpoint_id,
+    customerId: r.customer_id,
+    imageId: r.image_id,
+    eventType: r.event_type,
+    payload: r.payload,
+    leaseToken: token,
+    attempts: r.attempts,
+    roundAttempts: r.round_attempts,
+    url: r.url,
+    secret: r.secret,
+    previousSecret: r.previous_secret,
+    previousSecretUntil: r.previous_secret_until,
+    failingSince: r.failing_since,
+    traceparent: r.traceparent,
+  }));
+}
+
+export interface AttemptRecord {
+  claim: { id: string; leaseToken: string };
+  attempt: DeliveryAttempt;
+  next: { status: DeliveryStatus; nextAttemptAt: Date | null };
+}
+
+/**
+ * Records attempts and what follows each (delivered, tried again at `nextAttemptAt`, or failed), in
+ * one statement, each only while its lease is still held: a dispatcher that lost one (it stalled
+ * past the lease and another took the delivery) records nothing for it. Returns the ids recorded.
+ *
+ * Committed without waiting for the WAL flush (synchronous_commit off): a record lost to a
+ * PostgreSQL crash leaves its delivery leased, so it is sent again when the lease runs out, with the
+ * same webhook-id. At least once holds, and a dispatcher does not wait on the disk per delivery.
+ */
+export async function recordAttempts(db: Db, records: AttemptRecord[]): Promise<Set<string>> {
+  if (records.length === 0) return new Set();
+  const values = records.map(
+    (r) =>
+      sql`(${r.claim.id}::uuid, ${r.claim.leaseToken}::uuid, ${r.next.status}::text, ${r.next.nextAttemptAt}::timestamptz,
+           ${r.attempt.statusCode}::int, ${r.attempt.error}::text, ${JSON.stringify([r.attempt])}::jsonb, ${r.attempt.at}::timestamptz)`,
+  );
+  const result = await sql<{ id: string }>`
+    with quick as (select set_config('synchronous_commit', 'off', true))
+    update webhook_deliveries d
+       set status = v.status, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+           next_attempt_at = v.next_at, lease_token = null, lease_until = null,
+           last_status = v.code, last_error = v.error, attempt_log = d.attempt_log || v.attempt,
+           delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
+      from (values ${sql.join(values)}) as v(id, token, status, next_at, code, error, attempt, at), quick
+     where d.id = v.id and d.lease_token = v.token
+    returning d.id`.execute(db);
+  return new Set(result.rows.map((r) => r.id));
+}
+
+/** A disabled endpoint's waiting deliveries fail (a replay after re-enabling sends them). */
+export async function failPending(db: Db, endpointId: string, reason: string): Promise<number> {
+  const result = await db
+    .updateTable('webhook_deliveries')
+    .set({
+      status: 'failed',
+      next_attempt_at: null,
+      last_error: reason,
+      lease_token: null,
+      lease_until: null,
+    })
+    .where('endpoint_id', '=', endpointId)
+    .where('status', '=', 'pending')
+    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', sql<Date>`now()`)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+// ---- The delivery log and replay ----
+
+export const DELIVERY_CURSOR_PATTERN = '^[0-9]{1,15}_[0-9a-f-]{36}$';
+
+export async function listDeliveries(
+  db: Db,
+  endpointId: string,
+  filter: { status?: DeliveryStatus; from?: Date; after?: { at: Date; id: string }; limit: number },
+): Promise<{ rows: DeliveryRow[]; next: string | undefined }> {
+  let query = db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('endpoint_id', '=', endpointId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(filter.limit + 1);
+  if (filter.status) query = query.where('status', '=', filter.status);
+  if (filter.from) query = query.where('created_at', '>=', filter.from);
+  const after = filter.after;
+  if (after)
+    query = query.where((eb) =>
+      eb.or([
+        eb('created_at', '>', after.at),
+        eb.and([eb('created_at', '=', after.at), eb('id', '>', after.id)]),
+      ]),
+    );
+  const rows = await query.execute();
+  const page = rows.slice(0, filter.limit);
+  const last = page.at(-1);
+  return {
+    rows: page,
+    next: rows.length > filter.limit && last ? `${last.created_at.getTime()}_${last.id}` : undefined,
+  };
+}
+
+export function decodeDeliveryCursor(cursor: string): { at: Date; id: string } | undefined {
+  const match = /^(\d{1,15})_([0-9a-f-]{36})$/.exec(cursor);
+  if (!match) return undefined;
+  return { at: new Date(Number(match[1])), id: match[2]! };
+}
+
+export async function getDelivery(db: Db, endpointId: string, id: string): Promise<DeliveryRow | undefined> {
+  return db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('endpoint_id', '=', endpointId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+/**
+ * Sends deliveries again from the start of the schedule, with their own webhook-id. A delivery in
+ * flight keeps its lease: its attempt is recorded, then it is due again at once.
+ */
+export async function replay(
+  db: Db,
+  endpointId: string,
+  which: { id: string } | { from: Date; to: Date; status: DeliveryStatus },
+  now: Date,
+): Promise<number> {
+  let query = db
+    .updateTable('webhook_deliveries')
+    .set({ status: 'pending', round_attempts: 0, next_attempt_at: now })
+    .where('endpoint_id', '=', endpointId);
+  query =
+    'id' in which
+      ? query.where('id', '=', which.id)
+      : query
+          .where('status', '=', which.status)
+          .where('created_at', '>=', which.from)
+          .where('created_at', '<', which.to);
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+// ---- Retention: deliveries hold image metadata ----
+
+/** Deletes the deliveries about these images, in the purge's transaction; one image id per row deleted. */
+export async function deleteForImages(trx: Db, imageIds: string[]): Promise<string[]> {
+  if (imageIds.length === 0) return [];
+  const rows = await trx
+    .deleteFrom('webhook_deliveries')
+    .where('image_id', 'in', imageIds)
+    .returning('image_id')
+    .execute();
+  return rows.map((r) => r.image_id!);
+}
+
+/**
+ * Deletes deliveries older than their customer's retention window (a customer's own window when
+ * shorter than the platform's): those whose image went already (erasure and expiry events) and test
+ * events. Returns how many.
+ */
+export async function pruneExpired(db: Db, now: Date, platformMs: number): Promise<number> {
+  const result = await sql`
+    delete from webhook_deliveries d
+     using (select d2.id from webhook_deliveries d2 left join customers c on c.id = d2.customer_id
+             where d2.created_at < ${now}::timestamptz - least(coalesce(c.retention_ms, ${platformMs}),
+                   ${platformMs}) * interval '1 millisecond') old
+     where d.id = old.id`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}
+
+/** What the audit looks for: deliveries past their window, and deliveries about an image that is gone. */
+export async function auditDeliveries(
+  db: Db,
+  now: Date,
+  platformMs: number,
+): Promise<{ expired: number; oldest: Date | null; orphaned: number }> {
+  const expired = await sql<{ n: string; oldest: Date | null }>`
+    select count(*) as n, min(d.created_at) as oldest from webhook_deliveries d
+      left join customers c on c.id = d.customer_id
+     where d.created_at < ${now}::timestamptz - least(coalesce(c.retention_ms, ${platformMs}),
+           ${platformMs}) * interval '1 millisecond'`.execute(db);
+  const orphaned = await sql<{ n: string }>`
+    select count(*) as n from webhook_deliveries d
+     where d.image_id is not null
+       and d.event_type not in (${sql.join([...END_OF_IMAGE_EVENTS])})
+       and not exists (select 1 from images i where i.id = d.image_id)`.execute(db);
+  return {
+    expired: Number(expired.rows[0]?.n ?? 0),
+    oldest: expired.rows[0]?.oldest ?? null,
+    orphaned: Number(orphaned.rows[0]?.n ?? 0),
+  };
+}
+
+// ---- Observability ----
+
+/** Deliveries waiting (pending), for the backlog gauge. */
+export async function countPending(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('webhook_deliveries')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Per customer, the deliveries written in [from, to) by status: the operators' dashboard panel.
+ * The customers with the most deliveries first.
+ */
+export async function outcomesByCustomer(
+  db: Db,
+  range: { from: Date; to: Date; customerId?: string | undefined; limit: number },
+): Promise<Array<{ customer_id: string; delivered: string; failed: string; pending: string }>> {
+  let query = db
+    .selectFrom('webhook_deliveries')
+    .select([
+      'customer_id',
+      sql<string>`count(*) filter (where status = 'delivered')`.as('delivered'),
+      sql<string>`count(*) filter (where status = 'failed')`.as('failed'),
+      sql<string>`count(*) filter (where status = 'pending')`.as('pending'),
+    ])
+    .where('created_at', '>=', range.from)
+    .where('created_at', '<', range.to);
+  if (range.customerId) query = query.where('customer_id', '=', range.customerId);
+  return query
+    .groupBy('customer_id')
+    .orderBy(sql`count(*)`, 'desc')
+    .orderBy('customer_id')
+    .limit(range.limit)
+    .execute();
+}

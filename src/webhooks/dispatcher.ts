@@ -1,0 +1,259 @@
+import type { Logger } from 'pino';
+import type { Db } from '../catalog/database.ts';
+import type { DeliveryStatus } from '../catalog/schema.ts';
+import {
+  type AttemptRecord,
+  type ClaimedDelivery,
+  claimDue,
+  countPending,
+  failPending,
+  recordAttempts,
+} from '../catalog/webhook-deliveries.ts';
+import { disableEndpoint, markFailing, markHealthy } from '../catalog/webhooks.ts';
+import type { Clock } from '../clock.ts';
+import type { WebhookConfig } from '../config/config.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { retryDelay } from './schedule.ts';
+import { type AttemptResult, Sender } from './send.ts';
+import { secretsInForce, signedHeaders } from './signing.ts';
+import { inAttemptSpan, type TracedAttempt } from './trace.ts';
+
+export interface DispatcherDeps {
+  db: Db;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  config: WebhookConfig;
+  /** How often to look for due deliveries when idle. */
+  pollIntervalMs?: number;
+}
+
+/**
+ * The `webhooks` role: delivers what the outbox tables hold. It claims due deliveries under a lease
+ * (catalog/webhook-deliveries.ts `claimDue`: SKIP LOCKED, round robin over endpoints, at most
+ * `perEndpoint` in flight per endpoint across every process), sends each signed, and records the
+ * attempt only while it still holds the lease. Killed mid-send, nothing is lost: the lease runs
+ * out and any dispatcher sends the delivery again, with the same webhook-id (at least once).
+ */
+export class WebhookDispatcher {
+  private readonly deps: DispatcherDeps;
+  private readonly sender: Sender;
+  private readonly running = new Set<Promise<void>>();
+  private readonly leaseMs: number;
+  private stopping = false;
+  private loopDone: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private readonly toRecord: Array<{
+    record: AttemptRecord;
+    resolve: (recorded: boolean) => void;
+    reject: (error: unknown) => void;
+  }> = [];
+  private recording: Promise<void> | undefined;
+  /** A slot freed (or stop was asked) while the loop was not asleep: it must not sleep through it. */
+  private woken = false;
+  private backlogTimer: NodeJS.Timeout | undefined;
+
+  constructor(deps: DispatcherDeps) {
+    this.deps = deps;
+    const { config } = deps;
+    this.sender = new Sender({
+      timeoutMs: config.timeoutMs,
+      allowPrivate: config.allowPrivate,
+      socketsPerHost: config.perEndpoint,
+    });
+    // Longer than any attempt can take (and its record), so a live dispatcher never loses a
+    // delivery it is sending; short enough that a killed one's deliveries go out again soon.
+    this.leaseMs = 2 * config.timeoutMs + 1000;
+  }
+
+  start(): void {
+    this.loopDone = this.loop();
+    const refresh = () =>
+      countPending(this.deps.db).then(
+        (n) => this.deps.metrics.webhookBacklog.set(n),
+        () => {},
+      );
+    void refresh();
+    this.backlogTimer = setInterval(refresh, 5000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.backlogTimer);
+    this.wake();
+    await this.loopDone;
+    // Every attempt ends within the timeout; what is not recorded is sent again after its lease.
+    await Promise.allSettled([...this.running]);
+    this.sender.close();
+  }
+
+  private wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  private async loop(): Promise<void> {
+    const { config, log } = this.deps;
+    const pollMs = this.deps.pollIntervalMs ?? 250;
+    while (!this.stopping) {
+      // Wakes from here on (a delivery done while claiming) make the sleep below return at once.
+      this.woken = false;
+      const free = config.concurrency - this.running.size;
+      let claimed = 0;
+      if (free > 0) {
+        try {
+          claimed = this.sendAll(
+            await claimDue(this.deps.db, {
+              limit: free,
+              perEndpoint: config.perEndpoint,
+              leaseMs: this.leaseMs,
+            }),
+          );
+        } catch (error) {
+          log.warn({ err: error }, 'webhook dispatcher could not claim deliveries; trying again');
+        }
+      }
+      // Nothing due, or every slot busy: wait for a slot to free or the next poll.
+      if (claimed === 0 || this.running.size >= config.concurrency) await this.sleep(pollMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        this.woken = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakeUp = done;
+    });
+  }
+
+  private sendAll(claimed: ClaimedDelivery[]): number {
+    for (const delivery of claimed) {
+      const sending: Promise<void> = this.deliver(delivery)
+        .catch((error) =>
+          this.deps.log.error({ err: error, delivery: delivery.id }, 'webhook delivery failed'),
+        )
+        .finally(() => {
+          this.running.delete(sending);
+          this.wake();
+        });
+      this.running.add(sending);
+    }
+    return claimed.length;
+  }
+
+  /** One attempt: sign, send, record, and what the answer means for the endpoint. */
+  private async deliver(delivery: ClaimedDelivery): Promise<void> {
+    const { db, clock, metrics, config, log } = this.deps;
+    const at = clock.now();
+    const headers = signedHeaders(secretsInForce(delivery, at), delivery.id, at, delivery.payload);
+    const { result, outcome, next, ended } = await inAttemptSpan(delivery, async (traceHeaders) => {
+      const result = await this.sender.send(delivery.url, { ...headers, ...traceHeaders }, delivery.payload);
+      const ended = clock.now();
+      const next = nextStep(delivery, result, ended);
+      return { result, outcome: outcomeOf(result, next), next, ended };
+    });
+    const recorded = await this.record({
+      claim: delivery,
+      attempt: {
+        at: at.toISOString(),
+        statusCode: result.statusCode,
+        error: result.error,
+        latencyMs: result.latencyMs,
+      },
+      next,
+    });
+    metrics.webhookAttempts.inc({ outcome });
+    metrics.webhookSeconds.observe({ outcome }, result.latencyMs / 1000);
+    if (!recorded) return;
+    if (result.verdict === 'delivered') {
+      if (delivery.failingSince) await markHealthy(db, delivery.endpointId);
+      return;
+    }
+    if (result.verdict === 'gone')
+      return this.disable(delivery, 'gone', 'the receiver answered 410 Gone', ended);
+    const failingSince = (await markFailing(db, delivery.endpointId, ended)) ?? ended;
+    if (ended.getTime() - failingSince.getTime() >= config.disableAfterMs)
+      await this.disable(
+        delivery,
+        'failing',
+        `every attempt failed since ${failingSince.toISOString()}`,
+        ended,
+      );
+    else if (next.status === 'failed')
+      log.info(
+        { delivery: delivery.id, endpoint: delivery.endpointId, error: result.error },
+        'webhook delivery failed for good',
+      );
+  }
+
+  /**
+   * Records an attempt with the others that end meanwhile: one statement for all of them, so the
+   * catalog sees a write per batch rather than per delivery. Says whether this one was recorded.
+   */
+  private record(record: AttemptRecord): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.toRecord.push({ record, resolve, reject });
+      if (!this.recording) this.recording = this.flush().finally(() => (this.recording = undefined));
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.toRecord.length > 0) {
+      const batch = this.toRecord.splice(0, 500);
+      try {
+        const recorded = await recordAttempts(
+          this.deps.db,
+          batch.map((b) => b.record),
+        );
+        for (const b of batch) b.resolve(recorded.has(b.record.claim.id));
+      } catch (error) {
+        for (const b of batch) b.reject(error);
+      }
+    }
+  }
+
+  private async disable(
+    delivery: ClaimedDelivery,
+    reason: 'gone' | 'failing',
+    why: string,
+    at: Date,
+  ): Promise<void> {
+    const { db, metrics, log } = this.deps;
+    if (!(await disableEndpoint(db, delivery.endpointId, why, at))) return;
+    const failed = await failPending(db, delivery.endpointId, `endpoint disabled: ${why}`);
+    metrics.webhookEndpointsDisabled.inc({ reason });
+    log.warn(
+      { endpoint: delivery.endpointId, customer: delivery.customerId, reason: why, failed },
+      'webhook endpoint disabled; the customer can re-enable it and replay what failed',
+    );
+  }
+}
+
+/** An attempt's outcome, as metrics and spans name it. */
+function outcomeOf(result: AttemptResult, next: { status: DeliveryStatus }): TracedAttempt['outcome'] {
+  if (result.verdict === 'delivered') return 'delivered';
+  if (result.verdict === 'gone') return 'gone';
+  return next.status === 'pending' ? 'retry' : 'failed';
+}
+
+/** What follows an attempt: delivered, tried again later (the schedule or Retry-After), or failed. */
+export function nextStep(
+  delivery: Pick<ClaimedDelivery, 'roundAttempts'>,
+  result: AttemptResult,
+  ended: Date,
+): { status: DeliveryStatus; nextAttemptAt: Date | null } {
+  if (result.verdict === 'delivered') return { status: 'delivered', nextAttemptAt: null };
+  if (result.verdict !== 'retry') return { status: 'failed', nextAttemptAt: null };
+  const delay = retryDelay(delivery.roundAttempts + 1, result.retryAfterMs);
+  if (delay === undefined) return { status: 'failed', nextAttemptAt: null };
+  return { status: 'pending', nextAttemptAt: new Date(ended.getTime() + delay) };
+}

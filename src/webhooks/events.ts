@@ -1,0 +1,97 @@
+import type { Db } from '../catalog/database.ts';
+import { getImage } from '../catalog/images.ts';
+import type { ImageRow } from '../catalog/schema.ts';
+import { addDeliveries } from '../catalog/webhook-deliveries.ts';
+import { subscribedEndpoints } from '../catalog/webhooks.ts';
+import { traceparentOf } from '../observability/tracing.ts';
+import { toImageBody } from '../processing/image-view.ts';
+import { customerWindow } from '../retention/windows.ts';
+
+/** The events a customer may subscribe an endpoint to. */
+export const WEBHOOK_EVENTS = [
+  'image.received',
+  'image.processed',
+  'image.failed',
+  'image.erased',
+  'image.expired',
+] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** The body every delivery sends: `{"type", "timestamp", "data"}`. */
+export function eventBody(type: string, at: Date, data: Record<string, unknown>): string {
+  return JSON.stringify({ type, timestamp: at.toISOString(), data });
+}
+
+/**
+ * Writes the deliveries of an image event in the caller's transaction (landing's, outcome's), one
+ * per enabled endpoint of the image's customer subscribed to it, so the event commits with what it
+ * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment.
+ */
+export async function announceImage(
+  trx: Db,
+  type: 'image.received' | 'image.processed' | 'image.failed',
+  imageId: string,
+  at: Date,
+  platformRetentionMs: number,
+): Promise<void> {
+  const image = await getImage(trx, imageId);
+  if (!image) return;
+  const endpoints = await subscribedEndpoints(trx, image.customer_id, type);
+  if (endpoints.length === 0) return;
+  const data = toImageBody(image, await customerWindow(trx, image.customer_id, platformRetentionMs));
+  await deliverTo(trx, endpoints, image, type, eventBody(type, at, data), at);
+}
+
+/**
+ * Writes image.erased or image.expired deliveries in the erasure's or purge's transaction, after the
+ * image's earlier deliveries were deleted with it. They carry no metadata (the image is gone): its
+ * id, its customer, when it was received and when it went.
+ */
+export async function announceEnd(
+  trx: Db,
+  type: 'image.erased' | 'image.expired',
+  images: Array<Pick<ImageRow, 'id' | 'customer_id' | 'received_at'>>,
+  at: Date,
+): Promise<void> {
+  const byCustomer = new Map<string, Array<{ id: string }>>();
+  for (const image of images) {
+    if (!byCustomer.has(image.customer_id))
+      byCustomer.set(image.customer_id, await subscribedEndpoints(trx, image.customer_id, type));
+    const endpoints = byCustomer.get(image.customer_id)!;
+    if (endpoints.length === 0) continue;
+    const payload = eventBody(type, at, {
+      id: image.id,
+      customerId: image.customer_id,
+      receivedAt: image.received_at.toISOString(),
+      [type === 'image.erased' ? 'erasedAt' : 'expiredAt']: at.toISOString(),
+    });
+    await deliverTo(trx, endpoints, image, type, payload, at);
+  }
+}
+
+/**
+ * One delivery of an image's event per endpoint, due now. Each keeps the context of the span it is
+ * written in (the landing, the outcome): its attempts' spans join the image's trace.
+ */
+async function deliverTo(
+  trx: Db,
+  endpoints: Array<{ id: string }>,
+  image: Pick<ImageRow, 'id' | 'customer_id'>,
+  type: WebhookEvent,
+  payload: string,
+  at: Date,
+): Promise<void> {
+  const traceparent = traceparentOf();
+  await addDeliveries(
+    trx,
+    endpoints.map((e) => ({
+      endpointId: e.id,
+      customerId: image.customer_id,
+      imageId: image.id,
+      eventType: type,
+      payload,
+      traceparent,
+    })),
+    at,
+  );
+}

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Webhook } from 'standardwebhooks';
+import { loadConfig } from '../../src/config/config.ts';
+import { refusedAddress } from '../../src/webhooks/address-guard.ts';
+import { nextStep } from '../../src/webhooks/dispatcher.ts';
+import { parseRetryAfter, RETRY_SCHEDULE_MS, retryDelay } from '../../src/webhooks/schedule.ts';
+import { newSecret, secretsInForce, signedHeaders } from '../../src/webhooks/signing.ts';
+
+describe('webhook retry schedule', () => {
+  it('is the Standard Webhooks schedule, then gives up', () => {
+    const s = 1000;
+    const m = 60 * s;
+    const h = 60 * m;
+    assert.deepEqual(RETRY_SCHEDULE_MS, [
+      0,
+      5 * s,
+      5 * m,
+      30 * m,
+      2 * h,
+      5 * h,
+      10 * h,
+      14 * h,
+      20 * h,
+      24 * h,
+    ]);
+    assert.equal(retryDelay(1), 5 * s, 'after the first attempt fails');
+    assert.equal(retryDelay(9), 24 * h);
+    assert.equal(retryDelay(10), undefined, 'ten attempts in all');
+  });
+
+  it("takes a receiver's Retry-After in place of the step, up to a day", () => {
+    assert.equal(retryDelay(1, 1000), 1000);
+    assert.equal(retryDelay(3, 0), 0);
+    assert.equal(retryDelay(1, 2 * 86_400_000), 5000, 'past a day the schedule applies');
+    assert.equal(retryDelay(10, 1000), undefined, 'it does not extend the schedule');
+  });
+
+  it('reads Retry-After as seconds or an HTTP date', () => {
+    const now = new Date('2026-11-29T10:00:00Z');
+    assert.equal(parseRetryAfter('7', now), 7000);
+    assert.equal(parseRetryAfter('Sun, 29 Nov 2026 10:00:30 GMT', now), 30_000);
+    assert.equal(parseRetryAfter('Sun, 29 Nov 2026 09:00:00 GMT', now), 0, 'a date past is now');
+    assert.equal(parseRetryAfter('soon', now), undefined);
+    assert.equal(parseRetryAfter(undefined, now), undefined);
+  });
+
+  it('delivered, retried, failed or gone: what follows an attempt', () => {
+    const ended = new Date('2026-11-29T10:00:00Z');
+    const attempt = (verdict: 'delivered' | 'retry' | 'gone' | 'final', retryAfterMs?: number) => ({
+      verdict,
+      statusCode: null,
+      error: null,
+      latencyMs: 1,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+    assert.deepEqual(nextStep({ roundAttempts: 0 }, attempt('delivered'), ended), {
+      status: 'delivered',
+      nextAttemptAt: null,
+    });
+    assert.deepEqual(nextStep({ roundAttempts: 0 }, attempt('retry'), ended), {
+      status: 'pending',
+      nextAttemptAt: new Date(ended.getTime() + 5000),
+    });
+    assert.deepEqual(
+      nextStep({ roundAttempts: 0 }, attempt('retry', 2000), ended).nextAttemptAt,
+      new Date(ended.getTime() + 2000),
+    );
+    assert.equal(nextStep({ roundAttempts: 9 }, attempt('retry'), ended).status, 'failed');
+    assert.equal(nextStep({ roundAttempts: 0 }, attempt('final'), ended).status, 'failed');
+    assert.equal(nextStep({ roundAttempts: 0 }, attempt('gone'), ended).status, 'failed');
+  });
+});
+
+describe('webhook address guard', () => {
+  it('refuses loopback, private, link-local, metadata and reserved addresses', () => {
+    for (const address of [
+      '127.0.0.1',
+      '127.8.9.10',
+      '10.0.0.1',
+      '172.16.0.1',
+      '172.31.255.255',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.100.100.200',
+      '0.0.0.0',
+      '224.0.0.1',
+      '255.255.255.255',
+      '::1',
+      '::',
+      'fe80::1',
+      'fd00:ec2::254',
+      'fc00::1',
+      '::ffff:127.0.0.1',
+      '::ffff:169.254.169.254',
+      '64:ff9b::a00:1',
+    ])
+      assert.ok(refusedAddress(address), address);
+  });
+
+  it('lets public addresses through', () => {
+    for (const address of [
+      '93.184.216.34',
+      '8.8.8.8',
+      '172.32.0.1',
+      '2606:4700:4700::1111',
+      '::ffff:8.8.8.8',
+    ])
+      assert.equal(refusedAddress(address), undefined, address);
+  });
+});
+
+describe('webhook signing', () => {
+  it('makes whsec_ secrets that the standardwebhooks package verifies with', () => {
+    const secret = newSecret();
+    assert.match(secret, /^whsec_[A-Za-z0-9+/]{32}$/);
+    const body = JSON.stringify({ type: 'webhook.test', timestamp: new Date().toISOString(), data: {} });
+    const headers = signedHeaders([secret], 'msg-1', new Date(), body);
+    assert.deepEqual(new Webhook(secret).verify(body, headers), JSON.parse(body));
+    assert.throws(() => new Webhook(newSecret()).verify(body, headers), /No matching signature/);
+  });
+
+  it('signs with the previous secret too until the rotation overlap ends', () => {
+    const now = new Date('2026-11-29T10:00:00Z');
+    const endpoint = {
+      secret: 'whsec_bmV3',
+      previousSecret: 'whsec_b2xk',
+      previousSecretUntil: new Date(now.getTime() + 1),
+    };
+    assert.deepEqual(secretsInForce(endpoint, now), ['whsec_bmV3', 'whsec_b2xk']);
+    assert.deepEqual(secretsInForce(endpoint, new Date(now.getTime() + 1)), ['whsec_bmV3']);
+    assert.deepEqual(secretsInForce({ ...endpoint, previousSecret: null }, now), ['whsec_bmV3']);
+  });
+});
+
+describe('webhook settings', () => {
+  it('default to https, public addresses, 15 s, five days', () => {
+    const { webhooks } = loadConfig({});
+    assert.equal(webhooks.allowHttp, false);
+    assert.equal(webhooks.allowPrivate, false);
+    assert.equal(webhooks.timeoutMs, 15_000);
+    assert.equal(webhooks.disableAfterMs, 5 * 86_400_000);
+  });
+
+  it('are read and checked with the others', () => {
+    const { webhooks } = loadConfig({
+      IMAGELAKE_WEBHOOK_ALLOW_HTTP: 'true',
+      IMAGELAKE_WEBHOOK_ALLOW_PRIVATE: 'true',
+      IMAGELAKE_WEBHOOK_TIMEOUT: '2s',
+      IMAGELAKE_WEBHOOK_CONCURRENCY: '8',
+    });
+    assert.equal(webhooks.allowHttp && webhooks.allowPrivate, true);
+    assert.equal(webhooks.timeoutMs, 2000);
+    assert.equal(webhooks.concurrency, 8);
+    assert.throws(
+      () => loadConfig({ IMAGELAKE_WEBHOOK_ALLOW_PRIVATE: 'maybe', IMAGELAKE_WEBHOOK_TIMEOUT: 'soon' }),
+      (error: Error) =>
+        /IMAGELAKE_WEBHOOK_ALLOW_PRIVATE="maybe" is not true or false/.test(error.message) &&
+        /IMAGELAKE_WEBHOOK_TIMEOUT="soon"/.test(error.message),
+    );
+  });
+});
