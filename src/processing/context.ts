@@ -83,6 +83,8 @@ export interface StepContext {
   probe?: Metadata;
   /** A TIFF libvips refused, as the fallback decoder read its header (processing/variants.ts). */
   tiff?: TiffLayout;
+  /** An animated AVIF with no still image: decode its first frame (processing/avif-sequence.ts). */
+  avifSequence?: boolean;
   /** What to decode when it is not the input itself (the still image of an animated AVIF). */
   decodeInput?: Buffer;
   /** A GIF whose frames reach outside its canvas: the canvas to cut the picture to. */

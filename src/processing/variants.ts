@@ -1,12 +1,14 @@
 import sharp, { type Sharp } from 'sharp';
 import UTIF from 'utif2';
 import { AppError } from '../errors.ts';
+import { LZMA, uncompressLzma } from './tiff-lzma.ts';
 
 /**
  * Variants of the formats the platform claims that sharp's prebuilt libvips does not decode. TIFF
  * is a container for many layouts: libvips reads most (BigTIFF, planar, tiled, 16-bit, float, LZW),
  * and UTIF.js (pure JavaScript, run in the processing thread with the pixel limit checked before a
- * byte is decompressed) reads the rest it knows: CIELAB, 12-bit samples, old-style JPEG. What
+ * byte is decompressed) reads the rest it knows: CIELAB, 12-bit samples, old-style JPEG; LZMA strips
+ * are decompressed first (tiff-lzma.ts) and then read by UTIF.js as uncompressed. What
  * neither can decode ends UNSUPPORTED_VARIANT naming the variant: the bytes are a valid container,
  * so it is no CORRUPT_IMAGE, which stays for broken bytes.
  */
@@ -27,6 +29,12 @@ const COMPRESSION: Record<number, string> = {
   50000: 'Zstandard compression',
   50001: 'WebP compression',
 };
+/**
+ * What sharp's prebuilt libvips decompresses. A tiled TIFF in another compression (LZMA, Zstandard)
+ * it decodes without an error as a black picture, so those go to the fallback before libvips.
+ */
+const LIBVIPS_COMPRESSIONS = new Set([1, 2, 3, 4, 5, 7, 8, 32773, 32946, 50001]);
+export const libvipsReads = (t: TiffLayout) => LIBVIPS_COMPRESSIONS.has(t.compression);
 /** What UTIF.js decompresses (and toRGBA8 or this module turns into pixels). */
 const UTIF_COMPRESSIONS = new Set([1, 2, 3, 4, 5, 6, 7, 8, 32773, 32946]);
 const PHOTOMETRIC: Record<number, string> = {
@@ -158,15 +166,22 @@ function twelveBitToRgba(t: TiffLayout, data: Uint8Array): Uint8Array {
  * Decodes a TIFF that libvips refused, with UTIF.js, to RGBA pixels for sharp. Checks the pixel limit
  * first; a layout it cannot decode either is UNSUPPORTED_VARIANT.
  */
-export function decodeTiffVariant(input: Buffer, t: TiffLayout, maxPixels: number): Sharp {
+export async function decodeTiffVariant(
+  input: Buffer,
+  layout: TiffLayout,
+  maxPixels: number,
+): Promise<Sharp> {
+  let [bytes, t] = [input, layout];
   if (t.width * t.height > maxPixels)
     throw new AppError('TOO_MANY_PIXELS', `${t.width}x${t.height} is over the limit of ${maxPixels} pixels.`);
   const variant = tiffVariant(t);
   const unsupported = (why: string) => new AppError('UNSUPPORTED_VARIANT', `${variant}: ${why}.`);
-  if (!UTIF_COMPRESSIONS.has(t.compression)) throw unsupported('no decoder here reads this compression');
+  if (!UTIF_COMPRESSIONS.has(t.compression) && t.compression !== LZMA)
+    throw unsupported('no decoder here reads this compression');
   if (t.planar && t.samples > 1) throw unsupported('no fallback decoder reads planar data of this layout');
+  if (t.compression === LZMA) ({ input: bytes, layout: t } = await uncompressLzma(bytes, t));
   try {
-    UTIF.decodeImage(input, t.ifd);
+    UTIF.decodeImage(bytes, t.ifd);
   } catch (error) {
     throw unsupported(`decoding failed (${String((error as Error)?.message ?? error).slice(0, 200)})`);
   }

@@ -71,12 +71,15 @@ describe('every variant of a claimed format', () => {
     'tiff-planar-16bit-lzw',
     'tiff-tiled-8bit-lzw',
     'tiff-tiled-16bit-raw',
+    'tiff-lzma',
+    'tiff-lzma-tiled',
     'tiff-cielab',
     'tiff-12bit',
     'tiff-float32',
     'tiff-old-jpeg',
     'gif-frame-outside',
     'avif-sequence',
+    'avif-sequence-no-still',
   ];
   // Grey variants are compared with the grey reference, colour ones with the RGB one.
   const grey = new Set(['tiff-tiled-16bit-raw', 'tiff-12bit', 'tiff-float32']);
@@ -108,12 +111,22 @@ describe('every variant of a claimed format', () => {
     });
   }
 
-  for (const [name, variant] of [['tiff-lzma', /TIFF, RGB, 3 × 8-bit samples, LZMA compression/]] as const) {
-    it(`${name}: a valid container whose variant nothing here decodes ends UNSUPPORTED_VARIANT, naming it`, async () => {
+  // Each file that ends failed: its code, and what its message must say.
+  const refused = [
+    // A valid container whose variant nothing here decodes: UNSUPPORTED_VARIANT, naming the variant.
+    ['tiff-zstd', 'UNSUPPORTED_VARIANT', /TIFF, RGB, 3 × 8-bit samples, Zstandard compression/],
+    // An LZMA strip that expands past the pixels the image holds is stopped there.
+    ['tiff-lzma-bomb', 'CORRUPT_IMAGE', /strip 0 .*more than the 17751 bytes/],
+    ['tiff-lzma-truncated', 'CORRUPT_IMAGE', /TIFF with LZMA compression: strip 0 could not be decompressed/],
+    ['avif-sequence-no-track', 'CORRUPT_IMAGE', /AVIF image sequence has no track with a picture size/],
+    ['avif-sequence-zeroed', 'CORRUPT_IMAGE', /first frame of the AVIF image sequence could not be decoded/],
+  ] as const;
+  for (const [name, code, message] of refused) {
+    it(`${name}: failed with ${code}, the message saying why`, async () => {
       const image = images.get(name);
       assert.equal(image.status, 'failed');
-      assert.equal(image.error.code, 'UNSUPPORTED_VARIANT');
-      assert.match(image.error.message, variant);
+      assert.equal(image.error.code, code);
+      assert.match(image.error.message, message);
     });
   }
 
@@ -126,7 +139,7 @@ describe('every variant of a claimed format', () => {
     assert.equal(image.error.code, 'CORRUPT_IMAGE');
     const failures = (await api(t.url, customer.apiKey, 'GET', '/v1/failures')).body;
     assert.deepEqual(failures.codes.map((g: any) => [g.code, g.images]).sort(), [
-      ['CORRUPT_IMAGE', 1],
+      ['CORRUPT_IMAGE', 5],
       ['UNSUPPORTED_VARIANT', 1],
     ]);
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { sequenceSize } from '../../src/processing/avif-sequence.ts';
 import {
   gifCanvas,
   isAvifSequence,
@@ -26,6 +27,33 @@ describe('variants read from headers', () => {
     assert.equal(withStill.subarray(8, 12).toString('latin1'), 'avis', 'the input itself is left as it was');
     assert.equal(stillOfAvifSequence(ftyp('avis', 'avis', 'msf1')), undefined);
     assert.equal(isAvifSequence(ftyp('avif', 'avif', 'mif1')), false);
+  });
+
+  it("an image sequence's picture size is read from its track header (version 0 and 1)", () => {
+    const box = (type: string, ...parts: Buffer[]) => {
+      const body = Buffer.concat(parts);
+      const head = Buffer.alloc(8);
+      head.writeUInt32BE(8 + body.length, 0);
+      head.write(type, 4, 'latin1');
+      return Buffer.concat([head, body]);
+    };
+    const tkhd = (version: number, width: number, height: number) => {
+      const body = Buffer.alloc(version === 1 ? 96 : 84);
+      body[0] = version;
+      body.writeUInt32BE(width << 16, body.length - 8);
+      body.writeUInt32BE(height << 16, body.length - 4);
+      return box('tkhd', body);
+    };
+    const file = (...traks: Buffer[]) =>
+      Buffer.concat([
+        box('ftyp', Buffer.from('avis\0\0\0\0avismsf1', 'latin1')),
+        box('moov', ...traks.map((t) => box('trak', t))),
+      ]);
+    // An audio-like track of no size comes first; the picture's track is the one with a size.
+    assert.deepEqual(sequenceSize(file(tkhd(0, 0, 0), tkhd(0, 97, 61))), { width: 97, height: 61 });
+    assert.deepEqual(sequenceSize(file(tkhd(1, 4000, 3000))), { width: 4000, height: 3000 });
+    assert.equal(sequenceSize(ftyp('avis', 'avis')), undefined, 'no moov box');
+    assert.equal(sequenceSize(file(tkhd(0, 97, 61)).subarray(0, 60)), undefined, 'cut short');
   });
 
   it("a GIF's canvas is its logical screen", () => {

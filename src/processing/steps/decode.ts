@@ -1,5 +1,6 @@
 import sharp, { type Sharp } from 'sharp';
 import { AppError } from '../../errors.ts';
+import { decodeAvifSequence } from '../avif-sequence.ts';
 import type { Step } from '../context.ts';
 import { decodeHeic } from '../heic.ts';
 import { decodeTiffVariant, readTiff, scaleUnitFloat } from '../variants.ts';
@@ -29,13 +30,20 @@ export const decode: Step = {
     try {
       const needsOwnDecoder = meta.format === 'heif' && meta.compression === 'hevc';
       const source = ctx.tiff
-        ? decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
-        : needsOwnDecoder
-          ? await decodeHeic(ctx.input, maxPixels)
-          : sharp(ctx.decodeInput ?? ctx.input, {
-              limitInputPixels: maxPixels,
-              failOn: 'error',
-            }).autoOrient();
+        ? await decodeTiffVariant(ctx.input, ctx.tiff, maxPixels)
+        : ctx.avifSequence
+          ? await decodeAvifSequence(ctx.input, maxPixels)
+          : needsOwnDecoder
+            ? await decodeHeic(ctx.input, maxPixels)
+            : sharp(ctx.decodeInput ?? ctx.input, {
+                limitInputPixels: maxPixels,
+                failOn: 'error',
+              }).autoOrient();
+      if (ctx.avifSequence) {
+        // The track header gave the size shown (for the limit); the frame's own size is the image's.
+        const { width, height } = await source.metadata();
+        ctx.probe = { ...meta, width, height };
+      }
       const float = meta.depth === 'float' || meta.depth === 'double';
       await toDecoded(float ? await scaleUnitFloat(source) : source);
     } catch (error) {
@@ -45,7 +53,7 @@ export const decode: Step = {
       const tiff = meta.format === 'tiff' && !ctx.tiff ? readTiff(ctx.input) : undefined;
       if (tiff) {
         ctx.tiff = tiff;
-        await toDecoded(decodeTiffVariant(ctx.input, tiff, maxPixels));
+        await toDecoded(await decodeTiffVariant(ctx.input, tiff, maxPixels));
         return;
       }
       throw new AppError('CORRUPT_IMAGE', `Decoding failed: ${(error as Error).message.split('\n')[0]}`);

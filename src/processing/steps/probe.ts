@@ -1,7 +1,8 @@
 import sharp from 'sharp';
 import { AppError } from '../../errors.ts';
+import { sequenceSize } from '../avif-sequence.ts';
 import type { Step } from '../context.ts';
-import { gifCanvas, isAvifSequence, readTiff, stillOfAvifSequence } from '../variants.ts';
+import { gifCanvas, isAvifSequence, libvipsReads, readTiff, stillOfAvifSequence } from '../variants.ts';
 
 /**
  * Reads the header only (no pixels), so limits can be checked before anything large is decoded. A
@@ -12,6 +13,10 @@ export const probe: Step = {
   async run(ctx) {
     try {
       ctx.probe = await sharp(ctx.input, { limitInputPixels: false }).metadata();
+      if (ctx.probe.format === 'tiff') {
+        const tiff = readTiff(ctx.input);
+        if (tiff && !libvipsReads(tiff)) ctx.tiff = tiff;
+      }
     } catch (error) {
       const tiff = readTiff(ctx.input);
       if (tiff) {
@@ -20,13 +25,17 @@ export const probe: Step = {
       } else if (isAvifSequence(ctx.input)) {
         // Its first frame, as the still image the file carries for still decoders; or none.
         const still = stillOfAvifSequence(ctx.input);
-        if (!still)
-          throw new AppError(
-            'UNSUPPORTED_VARIANT',
-            'AVIF image sequence (animated AVIF) without a still image: no decoder here reads its frames.',
-          );
-        ctx.decodeInput = still;
-        ctx.probe = await sharp(still, { limitInputPixels: false }).metadata();
+        if (still) {
+          ctx.decodeInput = still;
+          ctx.probe = await sharp(still, { limitInputPixels: false }).metadata();
+        } else {
+          // No still image: the first frame, decoded by libavif; its size from the track header.
+          const size = sequenceSize(ctx.input);
+          if (!size)
+            throw new AppError('CORRUPT_IMAGE', 'The AVIF image sequence has no track with a picture size.');
+          ctx.avifSequence = true;
+          ctx.probe = { format: 'heif', compression: 'av1', ...size, pages: 1 } as typeof ctx.probe;
+        }
       } else {
         throw new AppError(
           'CORRUPT_IMAGE',
