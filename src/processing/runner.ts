@@ -94,6 +94,8 @@ export class Runner {
       for (const job of claimed) this.dispatch(job, times);
       if (claimed.length >= free && free > 0) continue;
       if (this.notified && free > claimed.length) continue;
+      // stop() may have come while this pass was claiming, when there was no wait to cut short.
+      if (!this.running) break;
       polled = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(true), pollIntervalMs);
         this.wake = () => {
