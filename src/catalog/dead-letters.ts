@@ -103,3 +103,16 @@ export async function pruneDeadLetters(db: Db, before: Date): Promise<number> {
     .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** Records older than `before` the purge should have dropped (for the audit): how many, and the oldest. */
+export async function deadLettersBefore(
+  db: Db,
+  before: Date,
+): Promise<{ count: number; oldest: Date | null }> {
+  const row = await db
+    .selectFrom('dead_letters')
+    .select((eb) => [eb.fn.countAll<string>().as('n'), eb.fn.min('dead_lettered_at').as('oldest')])
+    .where('dead_lettered_at', '<', before)
+    .executeTakeFirstOrThrow();
+  return { count: Number(row.n), oldest: (row.oldest as Date | null) ?? null };
+}

@@ -1,6 +1,7 @@
 import { staleDaily } from '../analytics/rollups.ts';
 import { allRetentions } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
+import { deadLettersBefore } from '../catalog/dead-letters.ts';
 import { activeHolds } from '../catalog/holds.ts';
 import { orphanHashes } from '../catalog/image-hashes.ts';
 import { auditPage, countImages, holdsOver } from '../catalog/images-retention.ts';
@@ -20,6 +21,7 @@ export type FindingKind =
   | 'orphan-object'
   | 'expired-aggregates'
   | 'expired-deliveries'
+  | 'expired-dead-letters'
   | 'orphan-deliveries'
   | 'orphan-hash'
   | 'unfinished-run'
@@ -213,6 +215,14 @@ export async function audit(deps: AuditDeps, onProgress?: AuditProgress): Promis
       where: 'catalog',
       subject: 'webhook_deliveries',
       detail: `${deliveries.expired} webhook deliveries older than their window (oldest ${deliveries.oldest?.toISOString()})`,
+    });
+  const letters = await deadLettersBefore(db, new Date(now.getTime() - retentionMs));
+  if (letters.count > 0)
+    findings.push({
+      kind: 'expired-dead-letters',
+      where: 'catalog',
+      subject: 'dead_letters',
+      detail: `${letters.count} records of dead-lettered Kafka messages older than the window (oldest ${letters.oldest?.toISOString()})`,
     });
   if (deliveries.orphaned > 0)
     findings.push({

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { systemClock } from '../../src/clock.ts';
+import { audit } from '../../src/retention/audit.ts';
 import { jpeg } from '../fixtures/images.ts';
 import { ADMIN, api, cli, createCustomer, startTestServer, type TestServer, until } from './harness.ts';
 import { brokers, createTopics, produce } from './kafka-broker.ts';
@@ -99,5 +101,31 @@ describe('replaying dead letters', () => {
 
     const bad = await replay('--since', 'yesterday-ish');
     assert.equal(bad.code, 2, bad.out);
+
+    // Past the window (7 days by default) the records go with the purge, under their own ledger kind,
+    // and until then the audit names them.
+    const backdated = await t.server.db
+      .updateTable('dead_letters')
+      .set({ dead_lettered_at: new Date(Date.now() - 8 * 86_400_000) })
+      .executeTakeFirst();
+    assert.ok(Number(backdated.numUpdatedRows) >= 2);
+    const auditNow = () =>
+      audit({
+        db: t.server.db,
+        lake: t.server.lake,
+        clock: systemClock,
+        retentionMs: 7 * 86_400_000,
+        statsRetentionMs: 400 * 86_400_000,
+      });
+    assert.deepEqual(
+      (await auditNow()).findings.filter((f) => f.kind === 'expired-dead-letters').map((f) => f.subject),
+      ['dead_letters'],
+    );
+    const receipt = await t.server.purgeNow();
+    assert.equal(receipt?.body.deleted['dead-letter']?.count, Number(backdated.numUpdatedRows));
+    assert.deepEqual(
+      (await auditNow()).findings.filter((f) => f.kind === 'expired-dead-letters'),
+      [],
+    );
   });
 });
