@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import pino from 'pino';
 import type { Fact } from '../../src/analytics/facts.ts';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
+import { audit } from '../../src/retention/audit.ts';
 import { type Role, type RunningServer, startServer } from '../../src/server.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/imagelake.js', import.meta.url));
@@ -221,4 +223,18 @@ export function factFor(customerId: string, at: Date, over: Partial<Fact> = {}):
     processorRuns: {},
     ...over,
   };
+}
+
+/** Uploads `bytes` and waits until the image is processed (it fails the test otherwise). */
+export async function uploadProcessed(t: TestServer, key: string, bytes: Buffer): Promise<any> {
+  const landed = await upload(t.url, key, bytes);
+  assert.equal(landed.status, 202, JSON.stringify(landed.body));
+  const image = await settled(t.url, key, landed.body.id);
+  assert.equal(image.status, 'processed');
+  return image;
+}
+
+/** The retention audit of a test server's catalog and lake, with a window of `retentionMs` (7 days). */
+export function auditOf(t: TestServer, clock: Clock, retentionMs = 7 * DAY) {
+  return audit({ db: t.server.db, lake: t.server.lake, clock, retentionMs, statsRetentionMs: 400 * DAY });
 }

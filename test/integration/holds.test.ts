@@ -9,32 +9,24 @@ import {
   ListObjectVersionsCommand,
 } from '@aws-sdk/client-s3';
 import { S3Lake } from '../../src/lake/s3.ts';
-import { audit } from '../../src/retention/audit.ts';
 import { verifyReceipts } from '../../src/retention/receipts.ts';
 import { jpeg } from '../fixtures/images.ts';
 import {
   ADMIN,
   api,
+  auditOf,
   createCustomer,
   DAY,
-  settled,
   startTestServer,
   TestClock,
   type TestServer,
-  upload,
+  uploadProcessed,
 } from './harness.ts';
 import { s3Service } from './s3-service.ts';
 
 async function processed(t: TestServer, key: string, seed: number): Promise<any> {
-  const landed = await upload(t.url, key, await jpeg({ seed }));
-  assert.equal(landed.status, 202, JSON.stringify(landed.body));
-  const image = await settled(t.url, key, landed.body.id);
-  assert.equal(image.status, 'processed');
-  return image;
+  return uploadProcessed(t, key, await jpeg({ seed }));
 }
-
-const auditOf = (t: TestServer, clock: TestClock) =>
-  audit({ db: t.server.db, lake: t.server.lake, clock, retentionMs: 7 * DAY, statsRetentionMs: 400 * DAY });
 
 describe('legal holds', () => {
   it("keep a held customer's images past the window while another's go, with receipts, audit and release", async () => {

@@ -2,9 +2,17 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { systemClock } from '../../src/clock.ts';
-import { audit } from '../../src/retention/audit.ts';
 import { jpeg } from '../fixtures/images.ts';
-import { ADMIN, api, cli, createCustomer, startTestServer, type TestServer, until } from './harness.ts';
+import {
+  ADMIN,
+  api,
+  auditOf,
+  cli,
+  createCustomer,
+  startTestServer,
+  type TestServer,
+  until,
+} from './harness.ts';
 import { brokers, createTopics, produce } from './kafka-broker.ts';
 
 const run = randomUUID().slice(0, 8);
@@ -109,14 +117,7 @@ describe('replaying dead letters', () => {
       .set({ dead_lettered_at: new Date(Date.now() - 8 * 86_400_000) })
       .executeTakeFirst();
     assert.ok(Number(backdated.numUpdatedRows) >= 2);
-    const auditNow = () =>
-      audit({
-        db: t.server.db,
-        lake: t.server.lake,
-        clock: systemClock,
-        retentionMs: 7 * 86_400_000,
-        statsRetentionMs: 400 * 86_400_000,
-      });
+    const auditNow = () => auditOf(t, systemClock);
     assert.deepEqual(
       (await auditNow()).findings.filter((f) => f.kind === 'expired-dead-letters').map((f) => f.subject),
       ['dead_letters'],

@@ -4,42 +4,22 @@ import { sql } from 'kysely';
 import pino from 'pino';
 import type { Lake } from '../../src/lake/port.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
-import { audit } from '../../src/retention/audit.ts';
 import { purgeExpired } from '../../src/retention/purge.ts';
 import { verifyReceipts } from '../../src/retention/receipts.ts';
 import { jpeg, png } from '../fixtures/images.ts';
 import {
   ADMIN,
   api,
+  auditOf,
   cli,
   createCustomer,
   DAY,
-  settled,
   startTestServer,
   TestClock,
-  type TestServer,
-  upload,
+  uploadProcessed,
 } from './harness.ts';
 
 const WINDOW = 7 * DAY;
-
-async function uploadSettled(t: TestServer, key: string, bytes: Buffer): Promise<any> {
-  const landed = await upload(t.url, key, bytes);
-  assert.equal(landed.status, 202, JSON.stringify(landed.body));
-  const image = await settled(t.url, key, landed.body.id);
-  assert.equal(image.status, 'processed');
-  return image;
-}
-
-function auditOf(t: TestServer, clock: TestClock) {
-  return audit({
-    db: t.server.db,
-    lake: t.server.lake,
-    clock,
-    retentionMs: WINDOW,
-    statsRetentionMs: 400 * DAY,
-  });
-}
 
 function totals(receipts: any[]): Record<string, number> {
   const sum: Record<string, number> = {};
@@ -61,9 +41,9 @@ describe('retention you can prove', () => {
       const set = await api(t.url, ADMIN, 'PATCH', `/v1/customers/${b.id}`, { retention: '2d' });
       assert.deepEqual(set.body.retention, '2d');
 
-      const a1 = await uploadSettled(t, a.apiKey, await jpeg({ seed: 1 }));
-      await uploadSettled(t, a.apiKey, await png());
-      const b1 = await uploadSettled(t, b.apiKey, await jpeg({ seed: 2 }));
+      const a1 = await uploadProcessed(t, a.apiKey, await jpeg({ seed: 1 }));
+      await uploadProcessed(t, a.apiKey, await png());
+      const b1 = await uploadProcessed(t, b.apiKey, await jpeg({ seed: 2 }));
       assert.equal(
         Date.parse(b1.expiresAt) - Date.parse(b1.receivedAt),
         2 * DAY,
@@ -72,8 +52,8 @@ describe('retention you can prove', () => {
       assert.equal(Date.parse(a1.expiresAt) - Date.parse(a1.receivedAt), 7 * DAY);
 
       clock.advance(3 * DAY);
-      const a3 = await uploadSettled(t, a.apiKey, await jpeg({ seed: 3 }));
-      await uploadSettled(t, b.apiKey, await jpeg({ seed: 4 }));
+      const a3 = await uploadProcessed(t, a.apiKey, await jpeg({ seed: 3 }));
+      await uploadProcessed(t, b.apiKey, await jpeg({ seed: 4 }));
 
       const first = (await api(t.url, ADMIN, 'POST', '/v1/purges')).body;
       assert.equal(first.kind, 'retention');
@@ -97,7 +77,7 @@ describe('retention you can prove', () => {
         'a 5-day-old image stays',
       );
 
-      const report = await auditOf(t, clock);
+      const report = await auditOf(t, clock, WINDOW);
       assert.deepEqual(report.findings, []);
       assert.equal(report.scanned.catalogRows, 1);
       assert.equal(report.scanned.lakeObjects, 4, 'the one image left: original, two renditions, sidecar');
@@ -130,7 +110,7 @@ describe('retention you can prove', () => {
     try {
       const c = await createCustomer(t.url, 'Crashing purge');
       for (let i = 0; i < 5; i++)
-        await uploadSettled(t, c.apiKey, await jpeg({ seed: 10 + i, width: 120, height: 90 }));
+        await uploadProcessed(t, c.apiKey, await jpeg({ seed: 10 + i, width: 120, height: 90 }));
       clock.advance(8 * DAY);
 
       // The lake "dies" after six deletions, in the middle of the second batch.
@@ -150,11 +130,11 @@ describe('retention you can prove', () => {
         batchSize: 2,
       };
       await assert.rejects(purgeExpired({ ...deps, lake: dying }), /killed/);
-      const broken = await auditOf(t, clock);
+      const broken = await auditOf(t, clock, WINDOW);
       assert.ok(broken.findings.length > 0, 'the interrupted purge left copies behind');
 
       const receipt = await purgeExpired({ ...deps, lake: t.server.lake });
-      assert.deepEqual((await auditOf(t, clock)).findings, []);
+      assert.deepEqual((await auditOf(t, clock, WINDOW)).findings, []);
       const { receipts } = (await api(t.url, ADMIN, 'GET', '/v1/purges')).body;
       assert.equal(receipts.length, 2, 'the resumed run and the new one');
       assert.equal(
@@ -176,10 +156,10 @@ describe('retention you can prove', () => {
       const gone = await createCustomer(t.url, 'Leaving');
       const stays = await createCustomer(t.url, 'Staying');
       const goneImages = [
-        await uploadSettled(t, gone.apiKey, await jpeg({ seed: 20 })),
-        await uploadSettled(t, gone.apiKey, await png()),
+        await uploadProcessed(t, gone.apiKey, await jpeg({ seed: 20 })),
+        await uploadProcessed(t, gone.apiKey, await png()),
       ];
-      const kept = await uploadSettled(t, stays.apiKey, await jpeg({ seed: 21 }));
+      const kept = await uploadProcessed(t, stays.apiKey, await jpeg({ seed: 21 }));
       // An object of a landing that crashed before its row: erasure must find it in the lake.
       await t.server.lake.put(
         `raw/dt=2026-01-01/customer=${gone.id}/00000000-0000-4000-8000-00000000dead.jpg`,
@@ -201,7 +181,7 @@ describe('retention you can prove', () => {
         for await (const o of t.server.lake.list(area)) left.push(o.key);
       assert.ok(left.length === 4 && left.every((k) => k.includes(`customer=${stays.id}`)), left.join('\n'));
       assert.equal((await api(t.url, stays.apiKey, 'GET', `/v1/images/${kept.id}`)).body.status, 'processed');
-      assert.deepEqual((await auditOf(t, clock)).findings, []);
+      assert.deepEqual((await auditOf(t, clock, WINDOW)).findings, []);
     } finally {
       await t.stop();
     }
@@ -213,7 +193,7 @@ describe('retention you can prove', () => {
     try {
       const c = await createCustomer(t.url, 'Tamper');
       for (let i = 0; i < 4; i++) {
-        const image = await uploadSettled(t, c.apiKey, await jpeg({ seed: 30 + i, width: 64, height: 64 }));
+        const image = await uploadProcessed(t, c.apiKey, await jpeg({ seed: 30 + i, width: 64, height: 64 }));
         await api(t.url, c.apiKey, 'DELETE', `/v1/images/${image.id}`);
       }
       // The server's own settings: its data dir and the lake folder in it, whatever the shell says.
