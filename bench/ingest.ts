@@ -178,8 +178,9 @@ async function client(options: Options): Promise<void> {
   const images = await photos(options.folder);
   // Every upload distinct (the platform dedupes nothing by content, but a fair test sends new bytes):
   // the last byte after the JPEG/PNG end is a counter, which decoders ignore.
-  const uploads = Array.from({ length: options.files }, (_, i) =>
-    Buffer.concat([images[i % images.length]!, Buffer.from(`#${i}`)]),
+  const uploads = Array.from(
+    { length: options.files },
+    (_, i) => new Uint8Array(Buffer.concat([images[i % images.length]!, Buffer.from(`#${i}`)])),
   );
   parentPort!.on('message', async (message: Round | 'ready') => {
     try {
@@ -198,7 +199,11 @@ async function client(options: Options): Promise<void> {
 }
 
 /** Sends every upload, `concurrency` at a time; returns the seconds it took. */
-async function send(uploads: Buffer[], concurrency: number, { url, headers }: Round): Promise<number> {
+async function send(
+  uploads: Uint8Array<ArrayBuffer>[],
+  concurrency: number,
+  { url, headers }: Round,
+): Promise<number> {
   const started = performance.now();
   let next = 0;
   await Promise.all(

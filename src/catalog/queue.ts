@@ -54,7 +54,14 @@ export const NOTIFY_CHANNEL = 'imagelake_jobs';
  * landings are stamped one after another, in any number of processes.
  */
 async function stamp(db: Db, customerId: string, priority: JobPriority, count: number): Promise<number[]> {
-  const result = await sql<{ last_vt: number; weight: number }>`
+  const result = await stamped(customerId, priority, count).execute(db);
+  const { last_vt: last, weight } = result.rows[0]!;
+  return Array.from({ length: count }, (_, k) => last - (count - 1 - k) / weight);
+}
+
+/** The statement of `stamp`: the customer's queue_shares row moved on by `count` jobs, its new last_vt. */
+function stamped(customerId: string, priority: JobPriority, count: number) {
+  return sql<{ last_vt: number; weight: number }>`
     with head as (
       select coalesce((
         select vt from jobs
@@ -75,9 +82,7 @@ async function stamp(db: Db, customerId: string, priority: JobPriority, count: n
         case when (select found from waiting) then s.last_vt else 0 end,
         (select vt from head)
       ) + ${count} / (select weight from w)
-    returning last_vt, (select weight from w) as weight`.execute(db);
-  const { last_vt: last, weight } = result.rows[0]!;
-  return Array.from({ length: count }, (_, k) => last - (count - 1 - k) / weight);
+    returning last_vt, (select weight from w) as weight`;
 }
 
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
@@ -88,28 +93,15 @@ export async function enqueue(
   kind = PROCESS_IMAGE,
 ): Promise<void> {
   const priority = job.priority ?? 'interactive';
-  const [vt] = await stamp(db, job.customerId, priority, 1);
-  await db
-    .insertInto('jobs')
-    .values({
-      kind,
-      image_id: job.imageId,
-      customer_id: job.customerId,
-      priority,
-      vt: vt!,
-      state: 'queued',
-      max_attempts: maxAttempts,
-      run_at: sql<Date>`now()` as never,
-      lease_token: null,
-      lease_until: null,
-      last_error: null,
-      processor: null,
-      run_id: null,
-      traceparent: job.traceparent ?? null,
-    })
-    .execute();
-  // Wakes idle workers at once instead of at their next poll; delivered only if the transaction commits.
-  await sql`select pg_notify(${NOTIFY_CHANNEL}, ${kind})`.execute(db);
+  // One statement, one round trip on the landing's path: stamped, inserted, and the workers woken
+  // (pg_notify is delivered only if the transaction commits). Unset columns are null.
+  await sql`
+    with stamp as (${stamped(job.customerId, priority, 1)})
+    insert into jobs (kind, image_id, customer_id, priority, vt, state, max_attempts, run_at, traceparent)
+    select ${kind}, ${job.imageId}, ${job.customerId}, ${priority}, stamp.last_vt, 'queued', ${maxAttempts},
+      now(), ${job.traceparent ?? null}
+    from stamp
+    returning pg_notify(${NOTIFY_CHANNEL}, ${kind})`.execute(db);
 }
 
 /**

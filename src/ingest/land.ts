@@ -170,6 +170,10 @@ export class Lander {
       const image = await db.transaction().execute(async (trx) => {
         const flagged = await this.checkDuplicate(trx, input, checksum);
         const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
+        await announceImage(trx, 'image.received', inserted, receivedAt, this.deps.retentionMs);
+        // The customer's shared rows (the month's quota, its place in the queue, the day's usage) come
+        // last: each is locked from its update to the commit, so concurrent landings of one customer
+        // wait on each other only for these last statements.
         // Counted in the landing's transaction: the month's usage and the image commit together.
         const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
           images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
@@ -187,7 +191,6 @@ export class Lander {
           this.deps.maxAttempts,
         );
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
-        await announceImage(trx, 'image.received', id, receivedAt, this.deps.retentionMs);
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });

@@ -25,16 +25,17 @@ export function eventBody(type: string, at: Date, data: Record<string, unknown>)
 /**
  * Writes the deliveries of an image event in the caller's transaction (landing's, outcome's), one
  * per enabled endpoint of the image's customer subscribed to it, so the event commits with what it
- * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment.
+ * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment: the row
+ * the caller just wrote when it has it (the landing's insert), else read here.
  */
 export async function announceImage(
   trx: Db,
   type: 'image.received' | 'image.processed' | 'image.failed',
-  imageId: string,
+  imageOrId: ImageRow | string,
   at: Date,
   platformRetentionMs: number,
 ): Promise<void> {
-  const image = await getImage(trx, imageId);
+  const image = typeof imageOrId === 'string' ? await getImage(trx, imageOrId) : imageOrId;
   if (!image) return;
   const endpoints = await subscribedEndpoints(trx, image.customer_id, type);
   if (endpoints.length === 0) return;
