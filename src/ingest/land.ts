@@ -1,3 +1,6 @@
+// Over 350 lines: one landing's workflow (idempotency, limits, the body to the lake, the catalog's
+// transaction, each refusal counted) shares the Lander's dependencies and metrics; split, it would
+// scatter one sequence whose order is the guarantee (bytes durable before the row that names them).
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -17,7 +20,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { activeTraceId, imageAttributes, inSpan, traceparentOf } from '../observability/tracing.ts';
 import { announceImage } from '../webhooks/events.ts';
 import type { EffectiveLimits } from './customer-limits.ts';
-import { EXTENSION, SNIFF_BYTES, sniff } from './sniff.ts';
+import { EXTENSION, type ImageFormat, SNIFF_BYTES, sniff } from './sniff.ts';
 
 export interface LandDeps {
   db: Db;
@@ -41,6 +44,12 @@ export interface LandInput {
   filename?: string | undefined;
   /** 'bulk' for a backfill: processed only when no interactive work waits. Default 'interactive'. */
   priority?: JobPriority | undefined;
+}
+
+/** What goes to the lake: the format the first bytes showed, and the body, checked as it is written. */
+interface Landing {
+  format: ImageFormat;
+  body: Buffer | Readable;
 }
 
 export interface Landed {
@@ -101,30 +110,6 @@ export class Lander {
 
     const id = randomUUID();
     const receivedAt = clock.now();
-    const chunks = (Buffer.isBuffer(input.body) ? Readable.from([input.body]) : input.body)[
-      Symbol.asyncIterator
-    ]();
-    const head: Buffer[] = [];
-    let headBytes = 0;
-    let ended = false;
-    while (headBytes < SNIFF_BYTES) {
-      const next = await chunks.next().catch((error) => {
-        throw error instanceof AppError ? this.reject(input, error) : error;
-      });
-      if (next.done) {
-        ended = true;
-        break;
-      }
-      const chunk = asBuffer(next.value);
-      head.push(chunk);
-      headBytes += chunk.length;
-    }
-    if (headBytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
-    const format = sniff(Buffer.concat(head));
-    if (!format) {
-      throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
-    }
-
     const hash = createHash('sha256');
     let bytes = 0;
     const { maxBytes } = this.deps.limits;
@@ -134,18 +119,15 @@ export class Lander {
       hash.update(chunk);
       return chunk;
     };
-    async function* everything(): AsyncGenerator<Buffer> {
-      for (const chunk of head) yield take(chunk);
-      while (!ended) {
-        const next = await chunks.next();
-        if (next.done) break;
-        yield take(asBuffer(next.value));
-      }
-    }
+    // A body already in memory (a Kafka message's value) is checked, hashed and written whole; a
+    // stream is sniffed on its first bytes, then checked and hashed chunk by chunk on its way.
+    const { format, body } = Buffer.isBuffer(input.body)
+      ? this.whole(input, input.body, take)
+      : await this.streamed(input, input.body, take);
 
     const key = rawKey({ imageId: id, customerId: input.customerId, receivedAt }, EXTENSION[format]);
     try {
-      await lake.put(key, Readable.from(everything()));
+      await lake.put(key, body);
     } catch (error) {
       if (error instanceof AppError) throw this.reject(input, error);
       throw new AppError('LAKE_UNAVAILABLE', undefined, { cause: error });
@@ -206,6 +188,52 @@ export class Lander {
       }
       throw error;
     }
+  }
+
+  private whole(input: LandInput, body: Buffer, take: (chunk: Buffer) => Buffer): Landing {
+    if (body.length === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
+    const format = sniff(body.subarray(0, SNIFF_BYTES));
+    if (!format) throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
+    try {
+      return { format, body: take(body) };
+    } catch (error) {
+      throw error instanceof AppError ? this.reject(input, error) : error;
+    }
+  }
+
+  private async streamed(
+    input: LandInput,
+    stream: Readable,
+    take: (chunk: Buffer) => Buffer,
+  ): Promise<Landing> {
+    const chunks = stream[Symbol.asyncIterator]();
+    const head: Buffer[] = [];
+    let headBytes = 0;
+    let ended = false;
+    while (headBytes < SNIFF_BYTES) {
+      const next = await chunks.next().catch((error) => {
+        throw error instanceof AppError ? this.reject(input, error) : error;
+      });
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      const chunk = asBuffer(next.value);
+      head.push(chunk);
+      headBytes += chunk.length;
+    }
+    if (headBytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
+    const format = sniff(Buffer.concat(head));
+    if (!format) throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
+    async function* everything(): AsyncGenerator<Buffer> {
+      for (const chunk of head) yield take(chunk);
+      while (!ended) {
+        const next = await chunks.next();
+        if (next.done) break;
+        yield take(asBuffer(next.value));
+      }
+    }
+    return { format, body: Readable.from(everything()) };
   }
 
   /**

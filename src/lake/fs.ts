@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
 
@@ -33,13 +33,22 @@ export class FsLake implements Lake {
     const temp = join(dirname(target), `.tmp-${randomBytes(6).toString('hex')}`);
     const handle = await openNew(temp);
     try {
-      // One descriptor from the write to the fsync (`flush`: fsynced before the stream closes it),
-      // the bytes counted by the stream: no second open or stat of the file.
-      const file = createWriteStream('', { fd: handle, flush: durable });
-      await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, file);
+      // One descriptor from the write to the fsync, the bytes counted as they are written: no second
+      // open or stat of the file. A stream's `flush` fsyncs before the stream closes the descriptor.
+      let bytes: number;
+      if (Buffer.isBuffer(body)) {
+        await handle.writeFile(body);
+        if (durable) await handle.sync();
+        await handle.close();
+        bytes = body.length;
+      } else {
+        const file = createWriteStream('', { fd: handle, flush: durable });
+        await pipeline(body, file);
+        bytes = file.bytesWritten;
+      }
       await rename(temp, target);
       if (durable) await this.syncDir(dirname(target));
-      return file.bytesWritten;
+      return bytes;
     } catch (error) {
       await handle.close().catch(() => {});
       await rm(temp, { force: true });
