@@ -5,8 +5,8 @@
 // Produces the corpus images (those under the broker's message limit) to a fresh topic, then times
 // (a) kcat reading the whole topic to /dev/null: the floor any consumer pays to get the bytes, and
 // (b) imagelake's kafka role landing every message: fetch, sniff, hash, durable lake write, catalog
-// row and queued job. Needs kcat (Debian: apt-get install kcat) and a broker (IMAGELAKE_KAFKA_BROKERS,
-// or the project's own started by scripts/services/kafka).
+// row and queued job. Needs kcat (installed by scripts/services/apt-install when missing) and a
+// broker (IMAGELAKE_KAFKA_BROKERS, or the project's own started by scripts/services/kafka).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -22,6 +22,11 @@ import { startServer } from '../src/server.ts';
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { limit: { type: 'string' } } });
 const MESSAGE_LIMIT = 9 * 1024 * 1024;
 
+// kcat is installed when missing, as the service scripts install their tools (Debian's kcat package).
+if (spawnSync('kcat', ['-V']).status !== 0)
+  execFileSync('bash', [new URL('../scripts/services/apt-install', import.meta.url).pathname, 'kcat'], {
+    stdio: 'inherit',
+  });
 if (spawnSync('kcat', ['-V']).status !== 0) throw new Error('kcat is missing: apt-get install kcat');
 const script = new URL('../scripts/services/kafka', import.meta.url).pathname;
 let bootstrap = process.env.IMAGELAKE_KAFKA_BROKERS;
