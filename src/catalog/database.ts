@@ -28,6 +28,7 @@ import * as traceContext from './migrations/0027_trace_context.ts';
 import * as holds from './migrations/0028_holds.ts';
 import * as failures from './migrations/0029_failures.ts';
 import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts';
+import * as counterSlots from './migrations/0032_counter_slots.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -139,6 +140,7 @@ const MIGRATIONS = {
   '0028_holds': holds,
   '0029_failures': failures,
   '0030_webhook_trace_context': webhookTraceContext,
+  '0032_counter_slots': counterSlots,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

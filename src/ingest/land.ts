@@ -171,11 +171,15 @@ export class Lander {
         const flagged = await this.checkDuplicate(trx, input, checksum);
         const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
         // Counted in the landing's transaction: the month's usage and the image commit together.
-        const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
+        const counted = await countLanding(trx, input.customerId, receivedAt, bytes, {
           images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
           bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
         });
-        if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
+        if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
+        await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
+        await announceImage(trx, 'image.received', id, receivedAt, this.deps.retentionMs);
+        // Last: the job's virtual time locks the customer's row of the fair queue until the commit,
+        // and each of the customer's landings waits for it, so it is held for as short as can be.
         await enqueue(
           trx,
           {
@@ -186,8 +190,6 @@ export class Lander {
           },
           this.deps.maxAttempts,
         );
-        await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
-        await announceImage(trx, 'image.received', id, receivedAt, this.deps.retentionMs);
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
