@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import sharp from 'sharp';
 import { runningEmbeddedUrl } from '../src/catalog/embedded.ts';
-import { cpuBetween, treeCpuMs, treePids } from './process-tree.ts';
+import { cpuBetween, threadCpuMs, treeCpuMs, treePids } from './process-tree.ts';
 import { startServe, stopServe } from './serve-process.ts';
 
 const { values } = parseArgs({
@@ -178,11 +178,16 @@ try {
     const counters = await pgCounters();
     const files = countFiles(lakeDir);
     const before = treeCpuMs(serve.child.pid!);
+    const threadsBefore = threadCpuMs(serve.child.pid!);
     const started = performance.now();
     const landedSeconds = await upload(bodies);
     await waitUntilDone();
     const finishedSeconds = (performance.now() - started) / 1000;
     const cpu = cpuBetween(before, treeCpuMs(serve.child.pid!));
+    const threads = [...threadCpuMs(serve.child.pid!)]
+      .map(([name, ms]) => [name, (ms - (threadsBefore.get(name) ?? 0)) / IMAGES] as const)
+      .filter(([, ms]) => ms >= 0.05)
+      .sort((a, b) => b[1] - a[1]);
     const after = await pgCounters();
     const r = {
       'landed/s': IMAGES / landedSeconds,
@@ -203,6 +208,9 @@ try {
       `run ${run + 1}: landed ${r['landed/s'].toFixed(0)}/s, finished ${r['finished/s'].toFixed(0)}/s, ` +
         `${r['cpu ms/image'].toFixed(2)} ms CPU/image (node ${r['node ms/image'].toFixed(2)}, postgres ${r['postgres ms/image'].toFixed(2)}); ` +
         `bare ${r['bare/s'].toFixed(0)}/s, ${r['bare cpu ms/image'].toFixed(2)} ms CPU/image`,
+    );
+    console.log(
+      `  node's threads, ms/image: ${threads.map(([n, ms]) => `${n} ${ms.toFixed(2)}`).join(', ')}`,
     );
   }
 

@@ -77,3 +77,26 @@ export function cpuBetween(
   }
   return used;
 }
+
+/** CPU ms (user + system) of each thread of one process, summed by thread name (main, libuv, V8, vips...). */
+export function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+      out.set(name, (out.get(name) ?? 0) + ms);
+    } catch {
+      // Gone.
+    }
+  }
+  return out;
+}

@@ -9,5 +9,11 @@ import { sql } from 'kysely';
  */
 export const COUNTER_SLOTS = 16;
 
-/** The slot of the connection running the statement: a connection runs one transaction at a time. */
-export const counterSlot = sql<number>`(pg_backend_pid() % ${sql.lit(COUNTER_SLOTS)})::smallint`;
+/**
+ * The slot of the connection running the statement (a connection runs one transaction at a time).
+ * A session can pin its slot with the setting imagelake.counter_slot: `npm run bench:rollups` pins
+ * every writer to slot 0 to measure one row per key beside the slots, in the same run.
+ */
+export const counterSlot = sql<number>`coalesce(
+  nullif(current_setting('imagelake.counter_slot', true), '')::smallint,
+  (pg_backend_pid() % ${sql.lit(COUNTER_SLOTS)})::smallint)`;
