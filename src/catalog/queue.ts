@@ -53,7 +53,14 @@ export const NOTIFY_CHANNEL = 'imagelake_jobs';
  * The row in queue_shares is locked until the caller's transaction commits: one customer's
  * landings are stamped one after another, in any number of processes.
  */
-async function stamp(db: Db, customerId: string, priority: JobPriority, count: number): Promise<number[]> {
+async function stamp(
+  db: Db,
+  customerId: string,
+  priority: JobPriority,
+  count: number,
+  /** Commit without waiting for the WAL flush (a statement of its own, see reserveVirtualTime). */
+  asynchronous = false,
+): Promise<number[]> {
   const result = await sql<{ last_vt: number; weight: number }>`
     with head as (
       select coalesce((
@@ -62,6 +69,7 @@ async function stamp(db: Db, customerId: string, priority: JobPriority, count: n
         order by priority desc, vt, id limit 1), 0) as vt
     ), w as (
       select coalesce((select weight from customers where id = ${customerId}), 1)::float8 as weight
+        ${asynchronous ? sql`, set_config('synchronous_commit', 'off', true) as asynchronous` : sql``}
     ), waiting as (
       select exists (
         select 1 from jobs
@@ -80,15 +88,35 @@ async function stamp(db: Db, customerId: string, priority: JobPriority, count: n
   return Array.from({ length: count }, (_, k) => last - (count - 1 - k) / weight);
 }
 
+/**
+ * A landing's job's virtual time, stamped in a statement of its own just before the landing's
+ * transaction. Stamped inside it, the customer's row in queue_shares stayed locked until the
+ * landing committed (its WAL flush included), so every concurrent upload of one customer queued
+ * behind the one before. On its own the row is held for one statement, committed without waiting
+ * for the flush: losing the stamp in a crash only lets the next one start from the head again, and
+ * the landing's own commit flushes it anyway. A landing refused after this (its quota, a duplicate)
+ * leaves a gap of 1/weight in its customer's virtual time, which only that customer pays.
+ */
+export async function reserveVirtualTime(db: Db, customerId: string, priority: JobPriority): Promise<number> {
+  return (await stamp(db, customerId, priority, 1, true))[0]!;
+}
+
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
 export async function enqueue(
   db: Db,
-  job: { imageId: string; customerId: string; priority?: JobPriority; traceparent?: string | null },
+  job: {
+    imageId: string;
+    customerId: string;
+    priority?: JobPriority;
+    traceparent?: string | null;
+    /** Taken by reserveVirtualTime before the transaction; stamped here when absent. */
+    vt?: number;
+  },
   maxAttempts: number,
   kind = PROCESS_IMAGE,
 ): Promise<void> {
   const priority = job.priority ?? 'interactive';
-  const [vt] = await stamp(db, job.customerId, priority, 1);
+  const vt = job.vt ?? (await stamp(db, job.customerId, priority, 1))[0];
   await db
     .insertInto('jobs')
     .values({

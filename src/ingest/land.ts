@@ -6,7 +6,7 @@ import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
 import { countWaiting, findByIdempotencyKey, firstWithChecksum, insertImage } from '../catalog/images.ts';
 import { lockContent } from '../catalog/locks.ts';
-import { depth, enqueue } from '../catalog/queue.ts';
+import { depth, enqueue, reserveVirtualTime } from '../catalog/queue.ts';
 import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
@@ -167,6 +167,7 @@ export class Lander {
       trace_id: activeTraceId(),
     };
     try {
+      const vt = await reserveVirtualTime(db, input.customerId, input.priority ?? 'interactive');
       const image = await db.transaction().execute(async (trx) => {
         const flagged = await this.checkDuplicate(trx, input, checksum);
         const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
@@ -177,9 +178,13 @@ export class Lander {
         });
         if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
-        await announceImage(trx, 'image.received', id, receivedAt, this.deps.retentionMs);
-        // Last: the job's virtual time locks the customer's row of the fair queue until the commit,
-        // and each of the customer's landings waits for it, so it is held for as short as can be.
+        await announceImage(
+          trx,
+          'image.received',
+          { id, customerId: input.customerId },
+          receivedAt,
+          this.deps.retentionMs,
+        );
         await enqueue(
           trx,
           {
@@ -187,6 +192,7 @@ export class Lander {
             customerId: input.customerId,
             priority: input.priority,
             traceparent: traceparentOf(),
+            vt,
           },
           this.deps.maxAttempts,
         );

@@ -111,7 +111,13 @@ async function announce(
       traceparent: traceparentOf(),
     });
   // The image as updated above, in this transaction.
-  await announceImage(db, event.type as 'image.processed' | 'image.failed', event.id, at, to.retentionMs);
+  await announceImage(
+    db,
+    event.type as 'image.processed' | 'image.failed',
+    { id: event.id, customerId: event.customerId },
+    at,
+    to.retentionMs,
+  );
 }
 
 type Timing = { processedAt: Date; queueMs: number; processingMs: number };

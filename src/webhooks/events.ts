@@ -30,16 +30,17 @@ export function eventBody(type: string, at: Date, data: Record<string, unknown>)
 export async function announceImage(
   trx: Db,
   type: 'image.received' | 'image.processed' | 'image.failed',
-  imageId: string,
+  image: { id: string; customerId: string },
   at: Date,
   platformRetentionMs: number,
 ): Promise<void> {
-  const image = await getImage(trx, imageId);
-  if (!image) return;
-  const endpoints = await subscribedEndpoints(trx, image.customer_id, type);
+  // The endpoints first: most customers have none, and then the image need not be read at all.
+  const endpoints = await subscribedEndpoints(trx, image.customerId, type);
   if (endpoints.length === 0) return;
-  const data = toImageBody(image, await customerWindow(trx, image.customer_id, platformRetentionMs));
-  await deliverTo(trx, endpoints, image, type, eventBody(type, at, data), at);
+  const row = await getImage(trx, image.id);
+  if (!row) return;
+  const data = toImageBody(row, await customerWindow(trx, row.customer_id, platformRetentionMs));
+  await deliverTo(trx, endpoints, row, type, eventBody(type, at, data), at);
 }
 
 /**
