@@ -171,13 +171,6 @@ export class Lander {
       const image = await db.transaction().execute(async (trx) => {
         const flagged = await this.checkDuplicate(trx, input, checksum);
         const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
-        // Counted in the landing's transaction: the month's usage and the image commit together.
-        const counted = await countLanding(trx, input.customerId, receivedAt, bytes, {
-          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
-          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
-        });
-        if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
-        await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
         await announceImage(
           trx,
           'image.received',
@@ -196,6 +189,15 @@ export class Lander {
           },
           this.deps.maxAttempts,
         );
+        // Counted in the landing's transaction: the month's usage and the image commit together.
+        // Last, since their rows (or a quota's lock) are held until the commit and other landings
+        // of the customer may want them.
+        const counted = await countLanding(trx, input.customerId, receivedAt, bytes, {
+          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
+          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
+        });
+        if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
+        await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
         return inserted;
       });
       metrics.ingested.inc({ source: input.source, outcome: 'accepted' });

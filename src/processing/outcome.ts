@@ -180,7 +180,8 @@ export async function recordProcessed(
     const duplicate = await indexFingerprints(trx, image, result.fingerprints, nearDistance);
     const processors = steps.versions;
     const processorRuns = runsOf(steps);
-    await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
+    await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
+    // The counters last: their rows are held until the commit.
     await recordFact(trx, {
       ...factBase(image, timing),
       outcome: 'processed',
@@ -193,7 +194,7 @@ export async function recordProcessed(
       processorRuns,
       duplicate,
     });
-    await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
+    await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
   });
 }
 
@@ -208,7 +209,8 @@ export async function recordFailed(
   processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
   return recordOutcome(db, job, image, failedRecord(error, timing), async (trx) => {
-    await countUsage(trx, image, timing, 'failed', 0, processorRuns);
+    await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
+    // The counters last: their rows are held until the commit.
     await recordFact(trx, {
       ...factBase(image, timing),
       outcome: 'failed',
@@ -221,6 +223,6 @@ export async function recordFailed(
       processorRuns,
       duplicate: null,
     });
-    await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
+    await countUsage(trx, image, timing, 'failed', 0, processorRuns);
   });
 }
