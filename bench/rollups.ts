@@ -9,8 +9,9 @@
 // processing/outcome.ts, one transaction after another. While they run, PostgreSQL's client
 // backends are sampled every 10 ms from pg_stat_activity and counted by what they wait on: Lock
 // (transactionid, tuple: another transaction holds the row), LWLock, IO (WAL flush), Client (waiting
-// for the process's next statement), or CPU (running, no wait event). Then the rollups are checked
-// against the facts, exact.
+// for the process's next statement: the worker processes are the bottleneck), or CPU (running, no
+// wait event). Beside them, the CPU milliseconds per outcome of PostgreSQL and of the node
+// processes, and how many cores were busy. Then the rollups are checked against the facts, exact.
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,6 +19,7 @@ import { sql } from 'kysely';
 import { runningEmbeddedUrl } from '../src/catalog/embedded.ts';
 import type { ClaimedJob } from '../src/catalog/queue.ts';
 import { generatedCatalog, step } from './generated-catalog.ts';
+import { cpuBetween, treeCpuMs } from './process-tree.ts';
 
 const { values } = parseArgs({
   options: {
@@ -130,9 +132,12 @@ try {
             await new Promise((r) => setTimeout(r, 10));
           }
         })();
+        // This process's tree: the embedded PostgreSQL and the worker processes (and this one).
+        const cpuBefore = treeCpuMs(process.pid);
         const started = performance.now();
         const results = await Promise.all(using.map((c) => ask(c, { go: SECONDS * 1000 })));
         const seconds = (performance.now() - started) / 1000;
+        const cpu = cpuBetween(cpuBefore, treeCpuMs(process.pid));
         sampling = false;
         await sampler;
         const done = results.reduce((n, r) => n + r.done!, 0);
@@ -144,6 +149,9 @@ try {
         const key = `${workers} process${workers > 1 ? 'es' : ''}, ${mode}${ROUNDS > 1 ? ` (round ${round + 1})` : ''}`;
         table[key] = {
           'outcomes/s': Math.round(rate),
+          'PG ms/outcome': +(cpu.postgres / done).toFixed(2),
+          'node ms/outcome': +(cpu.node / done).toFixed(2),
+          'cores busy': +((cpu.postgres + cpu.node) / 1000 / seconds).toFixed(2),
           [`vs ${WORKERS[0]}`]: +(rate / base[mode]!).toFixed(2),
           Lock: share((k) => k.startsWith('Lock:')),
           CPU: share((k) => k === 'CPU'),
