@@ -14,7 +14,7 @@
 // Per image it also prints what goes in the capacity model: PostgreSQL statements (the server's
 // PostgreSQL runs with pg_stat_statements), transactions, rows written, WAL bytes, lake objects
 // written, and (in a separate sample under strace, which slows what it watches) fsync calls of node
-// and of PostgreSQL. With --profile DIR the server runs with node --cpu-prof and the top functions by
+// and of PostgreSQL (`--syscalls %file,%desc,fsync` counts every file call instead). With --profile DIR the server runs with node --cpu-prof and the top functions by
 // self time are printed. Aim: at least 500 images/s, at most 3 ms of CPU per image.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     profile: { type: 'string' },
     'strace-images': { type: 'string', default: '200' },
+    // The system calls counted under strace, per image (e.g. %file,%desc,fsync for every file call).
+    syscalls: { type: 'string', default: 'fsync,fdatasync,sync_file_range' },
   },
 });
 const IMAGES = Number(values.images);
@@ -45,8 +47,9 @@ const CONCURRENCY = Number(values.concurrency);
 const RUNS = Number(values.runs);
 const STRACE_IMAGES = Number(values['strace-images']);
 const ADMIN = 'il_admin_bench-overhead-0123456789abcdefghijklmnopq';
-// The benchmark's own queries carry this mark, so the statement counts leave them out.
-const MARK = '/* bench-overhead */';
+// The benchmark's own queries name a column bench_overhead, so the statement counts leave them out
+// (pg_stat_statements keeps no leading comment).
+const MARK = '/* bench_overhead */';
 
 /** `count` distinct 64x64 PNGs: random pixels, so no two are alike (nor near duplicates). */
 async function tinyImages(count: number): Promise<Buffer[]> {
@@ -120,19 +123,20 @@ async function pgCounters() {
   const { rows } = await db.query(`${MARK}
     select xact_commit::bigint as commits, (tup_inserted + tup_updated + tup_deleted)::bigint as rows,
            pg_current_wal_lsn()::text as lsn,
-           (select coalesce(sum(calls), 0) from pg_stat_statements where query not like '%bench-overhead%')::bigint as statements
+           (select coalesce(sum(calls), 0) from pg_stat_statements where query not like '%bench_overhead%')::bigint as statements,
+           1 as bench_overhead
     from pg_stat_database where datname = current_database()`);
   return rows[0] as { commits: string; rows: string; lsn: string; statements: string };
 }
 
 async function walBytes(from: string, to: string): Promise<number> {
-  const { rows } = await db.query(`${MARK} select pg_wal_lsn_diff($1, $2)::bigint as n`, [to, from]);
+  const { rows } = await db.query(`${MARK} select pg_wal_lsn_diff($1, $2)::bigint as n, 1 as bench_overhead`, [to, from]);
   return Number(rows[0].n);
 }
 
 async function waitUntilDone(): Promise<void> {
   for (;;) {
-    const { rows } = await db.query(`${MARK} select count(*)::int as n from jobs`);
+    const { rows } = await db.query(`${MARK} select count(*)::int as n, 1 as bench_overhead from jobs`);
     if (rows[0].n === 0) return;
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -174,7 +178,7 @@ try {
     const bareSeconds = await bare(bodies);
     const bareCpu = cpuBetween(bareBefore, treeCpuMs(baselinePid));
 
-    await db.query(`${MARK} select pg_stat_statements_reset()`);
+    await db.query(`${MARK} select pg_stat_statements_reset() as bench_overhead`);
     const counters = await pgCounters();
     const files = countFiles(lakeDir);
     const before = treeCpuMs(serve.child.pid!);
@@ -235,7 +239,7 @@ try {
   // Where PostgreSQL's time went in the last run: its statements by total time.
   const { rows: top } = await db.query(
     `${MARK} select calls, round(total_exec_time::numeric, 1) as ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) as query
-     from pg_stat_statements where query not like '%bench-overhead%' order by total_exec_time desc limit 20`,
+     from pg_stat_statements where query not like '%bench_overhead%' order by total_exec_time desc limit 20`,
   );
   console.log(`\nPostgreSQL statements of the last run (${IMAGES} images), by total time:`);
   for (const s of top)
@@ -273,15 +277,13 @@ try {
     const exited = new Promise((r) => strace.once('exit', r));
     strace.kill('SIGINT');
     await exited;
+    // strace -c: % time, seconds, usecs/call, calls, [errors], syscall; then a total line.
     const calls = readFileSync(out, 'utf8')
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
-      .filter((f) => ['fsync', 'fdatasync', 'sync_file_range'].includes(f.at(-1)!));
-    console.log(`\nfsyncs per image (strace over ${STRACE_IMAGES} images, node and PostgreSQL):`);
-    for (const f of calls) {
-      // strace -c: % time, seconds, usecs/call, calls, [errors], syscall
-      console.log(`  ${f.at(-1)}: ${(Number(f[3]) / STRACE_IMAGES).toFixed(2)}`);
-    }
+      .filter((f) => /^\d/.test(f[0] ?? '') && f.length >= 5 && f.at(-1) !== 'total');
+    console.log(`\nsystem calls per image (strace over ${STRACE_IMAGES} images, node and PostgreSQL):`);
+    for (const f of calls) console.log(`  ${f.at(-1)}: ${(Number(f[3]) / STRACE_IMAGES).toFixed(2)}`);
   }
 } finally {
   await db.end().catch(() => {});

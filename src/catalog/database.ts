@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { spreadCounterSlots } from './counter-slots.ts';
 import * as initial from './migrations/0001_initial.ts';
 import * as retention from './migrations/0002_retention.ts';
 import * as outbox from './migrations/0003_outbox.ts';
@@ -66,6 +67,7 @@ export function connect(url: string, options: ConnectOptions = {}): { db: Db; po
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   guardCatalogPool(pool);
+  spreadCounterSlots(pool);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 
