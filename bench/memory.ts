@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { processTree, rssOf } from './process-tree.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -63,35 +64,7 @@ async function largest(): Promise<Buffer[]> {
 
 /** Resident bytes of a process and all its descendants, from /proc. */
 function treeRss(root: number): number {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const tree = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, parent] of parents)
-      if (tree.has(parent) && !tree.has(pid)) {
-        tree.add(pid);
-        grew = true;
-      }
-  }
-  let bytes = 0;
-  for (const pid of tree) {
-    try {
-      const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      bytes += Number(rss?.[1] ?? 0) * 1024;
-    } catch {
-      // Gone.
-    }
-  }
-  return bytes;
+  return rssOf(processTree(root));
 }
 
 async function startServe(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
