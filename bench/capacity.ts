@@ -8,7 +8,8 @@
 // a time, and processed. Measured between before and after, and printed per image:
 // - CPU milliseconds of the api process, the worker process (its threads included) and PostgreSQL
 //   (every backend), from /proc;
-// - PostgreSQL transactions, rows written, and WAL bytes (pg_stat_database, pg_current_wal_lsn);
+// - PostgreSQL transactions, rows written, WAL bytes and the database's growth (pg_stat_database,
+//   pg_current_wal_lsn, pg_database_size: what the images' 7 days of catalog rows take);
 // - lake requests by operation and bytes written (the processes' imagelake_lake_* metrics);
 // - the image's bytes, and the size of its outcome event (what Kafka and webhooks carry).
 // The baseline beside it, in the same run: sharp alone doing the image work of one photo (decode
@@ -123,15 +124,17 @@ interface Reading {
   cpu: { api: Map<number, number>; worker: Map<number, number>; postgres: Map<number, number> };
   xacts: number;
   rows: number;
+  size: number;
   wal: bigint;
   lake: Map<string, number>;
 }
 
 async function read(): Promise<Reading> {
   const stats = (
-    await sql<{ xacts: string; rows: string; lsn: string }>`
+    await sql<{ xacts: string; rows: string; size: string; lsn: string }>`
       select (xact_commit + xact_rollback)::text as xacts,
              (tup_inserted + tup_updated + tup_deleted)::text as rows,
+             pg_database_size(current_database())::text as size,
              pg_current_wal_lsn()::text as lsn
         from pg_stat_database where datname = current_database()`.execute(db)
   ).rows[0]!;
@@ -149,6 +152,7 @@ async function read(): Promise<Reading> {
     },
     xacts: Number(stats.xacts),
     rows: Number(stats.rows),
+    size: Number(stats.size),
     wal: (high! << 32n) + low!,
     lake: await lakeCounters(),
   };
@@ -242,6 +246,7 @@ try {
       transactions: +per(after.xacts - before.xacts).toFixed(1),
       'rows written': +per(after.rows - before.rows).toFixed(1),
       'WAL KB': +(Number(after.wal - before.wal) / IMAGES / 1024).toFixed(1),
+      'database growth KB': +((after.size - before.size) / IMAGES / 1024).toFixed(1),
     },
   });
   console.table({ 'lake per image': lake });
