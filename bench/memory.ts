@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { treeRss } from './process-tree.ts';
+import { processTree, rssOf } from './process-tree.ts';
 import { startServe } from './serve-process.ts';
 
 const { values, positionals } = parseArgs({
@@ -60,6 +60,11 @@ async function largest(): Promise<Buffer[]> {
         .toBuffer(),
     ),
   );
+}
+
+/** Resident bytes of a process and all its descendants, from /proc. */
+function treeRss(root: number): number {
+  return rssOf(processTree(root));
 }
 
 const photos = await largest();

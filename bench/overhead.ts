@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import sharp from 'sharp';
 import { runningEmbeddedUrl } from '../src/catalog/embedded.ts';
-import { cpuBetween, threadCpuMs, treeCpuMs, treePids } from './process-tree.ts';
+import { cpuByKindBetween, namedCpuMs, processTree, threadCpuMs } from './process-tree.ts';
 import { startServe, stopServe } from './serve-process.ts';
 
 const { values } = parseArgs({
@@ -130,7 +130,10 @@ async function pgCounters() {
 }
 
 async function walBytes(from: string, to: string): Promise<number> {
-  const { rows } = await db.query(`${MARK} select pg_wal_lsn_diff($1, $2)::bigint as n, 1 as bench_overhead`, [to, from]);
+  const { rows } = await db.query(
+    `${MARK} select pg_wal_lsn_diff($1, $2)::bigint as n, 1 as bench_overhead`,
+    [to, from],
+  );
   return Number(rows[0].n);
 }
 
@@ -174,20 +177,20 @@ try {
   for (let run = 0; run < RUNS; run++) {
     const bodies = await tinyImages(IMAGES);
     // The baseline first.
-    const bareBefore = treeCpuMs(baselinePid);
+    const bareBefore = namedCpuMs(processTree(baselinePid));
     const bareSeconds = await bare(bodies);
-    const bareCpu = cpuBetween(bareBefore, treeCpuMs(baselinePid));
+    const bareCpu = cpuByKindBetween(bareBefore, namedCpuMs(processTree(baselinePid)));
 
     await db.query(`${MARK} select pg_stat_statements_reset() as bench_overhead`);
     const counters = await pgCounters();
     const files = countFiles(lakeDir);
-    const before = treeCpuMs(serve.child.pid!);
+    const before = namedCpuMs(processTree(serve.child.pid!));
     const threadsBefore = threadCpuMs(serve.child.pid!);
     const started = performance.now();
     const landedSeconds = await upload(bodies);
     await waitUntilDone();
     const finishedSeconds = (performance.now() - started) / 1000;
-    const cpu = cpuBetween(before, treeCpuMs(serve.child.pid!));
+    const cpu = cpuByKindBetween(before, namedCpuMs(processTree(serve.child.pid!)));
     const threads = [...threadCpuMs(serve.child.pid!)]
       .map(([name, ms]) => [name, (ms - (threadsBefore.get(name) ?? 0)) / IMAGES] as const)
       .filter(([, ms]) => ms >= 0.05)
@@ -250,7 +253,7 @@ try {
   // fsyncs: a sample under strace (node's and PostgreSQL's), not timed.
   if (STRACE_IMAGES > 0) {
     const out = join(root, 'strace.txt');
-    const pids = treePids(serve.child.pid!).flatMap((pid) => {
+    const pids = [...processTree(serve.child.pid!)].flatMap((pid) => {
       try {
         return readdirSync(`/proc/${pid}/task`);
       } catch {

@@ -1,35 +1,46 @@
-// A process and its descendants read from /proc: the server's node process with its embedded
-// PostgreSQL (postmaster and backends) is one tree, so memory and CPU are measured for all of it.
+// A process and its descendants, read from /proc (Linux): what a benchmark charges to a server
+// whose work is spread over child processes (the embedded PostgreSQL's backends, worker threads'
+// processes, services).
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** The pids of `root` and of every process descending from it, alive now. */
-export function treePids(root: number): number[] {
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux Node runs on). */
+const TICKS_PER_SECOND = 100;
+
+/** The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined; // The process ended while we looked.
+  }
+}
+
+/** `root` and every process under it, but not those under `exclude`. */
+export function processTree(root: number, exclude: number[] = []): Set<number> {
   const parents = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // The process ended while we looked.
-    }
+    const fields = statFields(Number(entry));
+    if (fields) parents.set(Number(entry), Number(fields[1]));
   }
+  const left = new Set(exclude);
   const tree = new Set([root]);
   for (let grew = true; grew; ) {
     grew = false;
     for (const [pid, parent] of parents)
-      if (tree.has(parent) && !tree.has(pid)) {
+      if (tree.has(parent) && !tree.has(pid) && !left.has(pid)) {
         tree.add(pid);
         grew = true;
       }
   }
-  return [...tree];
+  return tree;
 }
 
-/** Resident bytes of a process and all its descendants. */
-export function treeRss(root: number): number {
+/** Resident bytes of the processes. */
+export function rssOf(pids: Iterable<number>): number {
   let bytes = 0;
-  for (const pid of treePids(root)) {
+  for (const pid of pids) {
     try {
       const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       bytes += Number(rss?.[1] ?? 0) * 1024;
@@ -40,21 +51,39 @@ export function treeRss(root: number): number {
   return bytes;
 }
 
-const TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux this runs on
+/** CPU seconds (user and system) the processes have used, each by pid. */
+export function cpuSecondsOf(pids: Iterable<number>): Map<number, number> {
+  const seconds = new Map<number, number>();
+  for (const pid of pids) {
+    const fields = statFields(pid);
+    // utime and stime are fields 14 and 15 of stat; here, after pid and comm, 11 and 12.
+    if (fields) seconds.set(pid, (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND);
+  }
+  return seconds;
+}
 
 /**
- * CPU milliseconds (user + system) the tree has used: each live process's own time and that of its
- * children already ended and waited for (cutime, cstime), so a backend that quits is still counted.
- * `name` tells which process a figure belongs to, to split the server's from PostgreSQL's.
+ * CPU seconds a set of processes used between two readings; processes that started meanwhile count
+ * in full, those that ended count up to the first reading only (their last ticks are lost).
  */
-export function treeCpuMs(root: number): Map<number, { name: string; ms: number }> {
+export function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of after) total += seconds - (before.get(pid) ?? 0);
+  return total;
+}
+
+/**
+ * CPU milliseconds of each process with its name: its own user and system time and that of its
+ * children it has waited for (cutime, cstime), so a PostgreSQL backend that ended still counts.
+ */
+export function namedCpuMs(pids: Iterable<number>): Map<number, { name: string; ms: number }> {
   const out = new Map<number, { name: string; ms: number }>();
-  for (const pid of treePids(root)) {
+  for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name and state.
+      // utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after pid and comm.
       const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
       out.set(pid, { name, ms: (ticks * 1000) / TICKS_PER_SECOND });
     } catch {
@@ -64,8 +93,8 @@ export function treeCpuMs(root: number): Map<number, { name: string; ms: number 
   return out;
 }
 
-/** CPU ms used between two readings of treeCpuMs, by kind: node (the server) and postgres. */
-export function cpuBetween(
+/** CPU ms used between two readings of namedCpuMs: PostgreSQL's processes apart from the rest (node). */
+export function cpuByKindBetween(
   before: Map<number, { name: string; ms: number }>,
   after: Map<number, { name: string; ms: number }>,
 ): { node: number; postgres: number } {
@@ -78,7 +107,7 @@ export function cpuBetween(
   return used;
 }
 
-/** CPU ms (user + system) of each thread of one process, summed by thread name (main, libuv, V8, vips...). */
+/** CPU ms of each thread of one process, summed by thread name (MainThread, libuv-worker, V8Worker...). */
 export function threadCpuMs(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   let tasks: string[] = [];
@@ -92,8 +121,10 @@ export function threadCpuMs(pid: number): Map<string, number> {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
-      out.set(name, (out.get(name) ?? 0) + ms);
+      out.set(
+        name,
+        (out.get(name) ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND,
+      );
     } catch {
       // Gone.
     }

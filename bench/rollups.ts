@@ -19,7 +19,7 @@ import { sql } from 'kysely';
 import { runningEmbeddedUrl } from '../src/catalog/embedded.ts';
 import type { ClaimedJob } from '../src/catalog/queue.ts';
 import { generatedCatalog, step } from './generated-catalog.ts';
-import { cpuBetween, treeCpuMs } from './process-tree.ts';
+import { cpuByKindBetween, namedCpuMs, processTree } from './process-tree.ts';
 
 const { values } = parseArgs({
   options: {
@@ -133,11 +133,11 @@ try {
           }
         })();
         // This process's tree: the embedded PostgreSQL and the worker processes (and this one).
-        const cpuBefore = treeCpuMs(process.pid);
+        const cpuBefore = namedCpuMs(processTree(process.pid));
         const started = performance.now();
         const results = await Promise.all(using.map((c) => ask(c, { go: SECONDS * 1000 })));
         const seconds = (performance.now() - started) / 1000;
-        const cpu = cpuBetween(cpuBefore, treeCpuMs(process.pid));
+        const cpu = cpuByKindBetween(cpuBefore, namedCpuMs(processTree(process.pid)));
         sampling = false;
         await sampler;
         const done = results.reduce((n, r) => n + r.done!, 0);
