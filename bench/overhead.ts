@@ -137,6 +137,17 @@ async function walBytes(from: string, to: string): Promise<number> {
   return Number(rows[0].n);
 }
 
+/** The server's lake requests by operation, and bytes written, from its /metrics. */
+async function lakeCounters(): Promise<Map<string, number>> {
+  const text = await (await fetch(`${serve.url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^imagelake_lake_requests_total\{operation="([^"]+)"\} (\S+)$/gm))
+    out.set(m[1]!, Number(m[2]));
+  const written = /^imagelake_lake_written_bytes_total(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  out.set('bytes written', Number(written?.[1] ?? 0));
+  return out;
+}
+
 async function waitUntilDone(): Promise<void> {
   for (;;) {
     const { rows } = await db.query(`${MARK} select count(*)::int as n, 1 as bench_overhead from jobs`);
@@ -184,6 +195,7 @@ try {
     await db.query(`${MARK} select pg_stat_statements_reset() as bench_overhead`);
     const counters = await pgCounters();
     const files = countFiles(lakeDir);
+    const lakeBefore = await lakeCounters();
     const before = namedCpuMs(processTree(serve.child.pid!));
     const threadsBefore = threadCpuMs(serve.child.pid!);
     const started = performance.now();
@@ -196,6 +208,9 @@ try {
       .filter(([, ms]) => ms >= 0.05)
       .sort((a, b) => b[1] - a[1]);
     const after = await pgCounters();
+    const lake = [...(await lakeCounters())].map(
+      ([k, v]) => [k, (v - (lakeBefore.get(k) ?? 0)) / IMAGES] as const,
+    );
     const r = {
       'landed/s': IMAGES / landedSeconds,
       'finished/s': IMAGES / finishedSeconds,
