@@ -222,14 +222,15 @@ try {
       'rows written/image': (Number(after.rows) - Number(counters.rows)) / IMAGES,
       'WAL bytes/image': (await walBytes(counters.lsn, after.lsn)) / IMAGES,
       'lake objects/image': (countFiles(lakeDir) - files) / IMAGES,
+      ...Object.fromEntries(lake.filter(([, n]) => n > 0).map(([op, n]) => [`lake ${op}/image`, n] as const)),
       'bare/s': IMAGES / bareSeconds,
       'bare cpu ms/image': (bareCpu.node + bareCpu.postgres) / IMAGES,
-    };
+    } as Record<string, number>;
     results.push(r);
     console.log(
-      `run ${run + 1}: landed ${r['landed/s'].toFixed(0)}/s, finished ${r['finished/s'].toFixed(0)}/s, ` +
-        `${r['cpu ms/image'].toFixed(2)} ms CPU/image (node ${r['node ms/image'].toFixed(2)}, postgres ${r['postgres ms/image'].toFixed(2)}); ` +
-        `bare ${r['bare/s'].toFixed(0)}/s, ${r['bare cpu ms/image'].toFixed(2)} ms CPU/image`,
+      `run ${run + 1}: landed ${r['landed/s']!.toFixed(0)}/s, finished ${r['finished/s']!.toFixed(0)}/s, ` +
+        `${r['cpu ms/image']!.toFixed(2)} ms CPU/image (node ${r['node ms/image']!.toFixed(2)}, postgres ${r['postgres ms/image']!.toFixed(2)}); ` +
+        `bare ${r['bare/s']!.toFixed(0)}/s, ${r['bare cpu ms/image']!.toFixed(2)} ms CPU/image`,
     );
     console.log(
       `  node's threads, ms/image: ${threads.map(([n, ms]) => `${n} ${ms.toFixed(2)}`).join(', ')}`,
