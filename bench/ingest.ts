@@ -25,7 +25,7 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
-import { descendantsCpuMs } from './process-tree.ts';
+import { cpuByKindBetween, namedCpuMs, processTree } from './process-tree.ts';
 
 interface Options {
   folder: string | undefined;
@@ -111,13 +111,13 @@ async function main(): Promise<void> {
   /** One round: its seconds, and the CPU milliseconds per upload of the server and of its PostgreSQL. */
   async function timed(round: Round): Promise<{ seconds: number; serverMs: number; postgresMs: number }> {
     const process0 = process.cpuUsage();
-    const postgres0 = descendantsCpuMs(process.pid);
+    const postgres0 = postgresCpu();
     const sent = await ask<Sent>(round);
     const used = process.cpuUsage(process0);
     return {
       seconds: sent.seconds,
       serverMs: ((used.user + used.system) / 1000 - sent.clientCpuMs) / FILES,
-      postgresMs: (descendantsCpuMs(process.pid) - postgres0) / FILES,
+      postgresMs: cpuByKindBetween(postgres0, postgresCpu()).postgres / FILES,
     };
   }
 
@@ -171,6 +171,13 @@ async function main(): Promise<void> {
     await rm(dataDir, { recursive: true, force: true });
     await rm(baselineDir, { recursive: true, force: true });
   }
+}
+
+/** The CPU of this process's children: the embedded PostgreSQL's processes, ended backends included. */
+function postgresCpu() {
+  const children = processTree(process.pid);
+  children.delete(process.pid);
+  return namedCpuMs(children);
 }
 
 /** The client thread: builds the uploads once, then sends a round whenever it is asked. */

@@ -8,7 +8,7 @@
 //
 // Aim: peak under 1.5 GB, nothing refused but by the documented limits (the answers are counted
 // by status and code).
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { treeRss } from './process-tree.ts';
+import { processTree, rssOf } from './process-tree.ts';
+import { startServe } from './serve-process.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -25,7 +26,6 @@ const { values, positionals } = parseArgs({
 const UPLOADS = Number(values.uploads);
 const ROUNDS = Number(values.rounds);
 const ADMIN = 'il_admin_bench-memory-0123456789abcdefghijklmnopqrs';
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
 function corpus(): string | undefined {
   if (positionals[0]) return positionals[0];
@@ -62,37 +62,14 @@ async function largest(): Promise<Buffer[]> {
   );
 }
 
-async function startServe(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
-    env: {
-      ...process.env,
-      IMAGELAKE_DATA_DIR: dataDir,
-      IMAGELAKE_PORT: String(port),
-      IMAGELAKE_POSTGRES_PORT: '0',
-      IMAGELAKE_ADMIN_TOKEN: ADMIN,
-      IMAGELAKE_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    if (
-      await fetch(`${url}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return { child, url };
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  child.kill('SIGKILL');
-  throw new Error('the server did not become ready');
+/** Resident bytes of a process and all its descendants, from /proc. */
+function treeRss(root: number): number {
+  return rssOf(processTree(root));
 }
 
 const photos = await largest();
 const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-memory-'));
-const { child, url } = await startServe(dataDir);
+const { child, url } = await startServe(dataDir, ADMIN);
 let peak = 0;
 const sampler = setInterval(() => {
   peak = Math.max(peak, treeRss(child.pid!));

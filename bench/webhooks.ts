@@ -28,6 +28,7 @@ import { startServer } from '../src/server.ts';
 import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { eventBody } from '../src/webhooks/events.ts';
 import { newSecret } from '../src/webhooks/signing.ts';
+import { cpuBetween, cpuSecondsOf, processTree } from './process-tree.ts';
 
 const { values } = parseArgs({
   options: { deliveries: { type: 'string' }, endpoints: { type: 'string' }, runs: { type: 'string' } },
@@ -121,7 +122,32 @@ function body(i: number): string {
   });
 }
 
-async function platformRun(bodies: string[]): Promise<number> {
+/** CPU seconds of this process and of the embedded PostgreSQL (this process's other children). */
+function cpuNow(): { self: Map<number, number>; postgres: Map<number, number> } {
+  const all = cpuSecondsOf(processTree(process.pid, [receiver.pid!]));
+  const self = new Map([[process.pid, all.get(process.pid) ?? 0]]);
+  all.delete(process.pid);
+  return { self, postgres: all };
+}
+
+interface RunFigures {
+  rate: number;
+  /** CPU microseconds per delivery: this process (the dispatcher, or the bare client). */
+  selfUs: number;
+  /** The same, of PostgreSQL. */
+  postgresUs: number;
+}
+
+function figures(count: number, seconds: number, before: ReturnType<typeof cpuNow>): RunFigures {
+  const after = cpuNow();
+  return {
+    rate: count / seconds,
+    selfUs: (cpuBetween(before.self, after.self) / count) * 1e6,
+    postgresUs: (cpuBetween(before.postgres, after.postgres) / count) * 1e6,
+  };
+}
+
+async function platformRun(bodies: string[]): Promise<RunFigures> {
   await addDeliveries(
     db,
     bodies.map((payload, i) => ({
@@ -141,6 +167,7 @@ async function platformRun(bodies: string[]): Promise<number> {
     clock: systemClock,
     config: config.webhooks,
   });
+  const cpu = cpuNow();
   const start = performance.now();
   dispatcher.start();
   for (;;) {
@@ -151,12 +178,13 @@ async function platformRun(bodies: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, 5));
   }
   const seconds = (performance.now() - start) / 1000;
+  const measured = figures(bodies.length, seconds, cpu);
   await dispatcher.stop();
   if ((await countPending(db)) !== 0) throw new Error('deliveries left pending');
-  return bodies.length / seconds;
+  return measured;
 }
 
-async function bareRun(bodies: string[]): Promise<number> {
+async function bareRun(bodies: string[]): Promise<RunFigures> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
   const post = (payload: string, i: number) =>
     new Promise<void>((resolve, reject) => {
@@ -178,6 +206,7 @@ async function bareRun(bodies: string[]): Promise<number> {
       request.end(payload);
     });
   let next = 0;
+  const cpu = cpuNow();
   const start = performance.now();
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
@@ -188,8 +217,9 @@ async function bareRun(bodies: string[]): Promise<number> {
     }),
   );
   const seconds = (performance.now() - start) / 1000;
+  const measured = figures(bodies.length, seconds, cpu);
   agent.destroy();
-  return bodies.length / seconds;
+  return measured;
 }
 
 console.log(
@@ -200,9 +230,10 @@ for (let run = 1; run <= RUNS; run++) {
   const bodies = Array.from({ length: DELIVERIES }, (_, i) => body(i));
   const bare = await bareRun(bodies);
   const platform = await platformRun(bodies);
-  ratios.push(platform / bare);
+  ratios.push(platform.rate / bare.rate);
   console.log(
-    `run ${run}: platform ${platform.toFixed(0)}/s, bare node:http ${bare.toFixed(0)}/s, ratio ${(platform / bare).toFixed(2)}`,
+    `run ${run}: platform ${platform.rate.toFixed(0)}/s, bare node:http ${bare.rate.toFixed(0)}/s, ratio ${(platform.rate / bare.rate).toFixed(2)}; ` +
+      `CPU per delivery: dispatcher ${platform.selfUs.toFixed(0)} µs + PostgreSQL ${platform.postgresUs.toFixed(0)} µs, bare client ${bare.selfUs.toFixed(0)} µs`,
   );
 }
 const sorted = [...ratios].sort((a, b) => a - b);

@@ -19,6 +19,7 @@ import { CatalogLocker } from './ingest/tus-locker.ts';
 import { openTusStorage } from './ingest/tus-store.ts';
 import { UploadSlots } from './ingest/upload-slots.ts';
 import { Uploads } from './ingest/uploads.ts';
+import { meteredLake } from './lake/metered.ts';
 import { openLake } from './lake/open.ts';
 import type { Lake } from './lake/port.ts';
 import { createMetrics } from './observability/metrics.ts';
@@ -101,10 +102,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       }
     }
 
-    const lake = openLake(config);
-    await lake.check();
-    // The api takes resumable uploads into it; the scheduler's purge deletes the abandoned ones.
-    const tusStorage = openTusStorage(lake, { expiryMs: config.tus.expiryMs, s3: config.s3 });
+    const store = openLake(config);
+    await store.check();
+    // Counted by operation in /metrics. Resumable uploads' parts are written by the tus store's own
+    // client (not counted); the api takes them into the lake, and the scheduler's purge deletes the
+    // abandoned ones.
+    const lake = meteredLake(store, metrics);
+    const tusStorage = openTusStorage(store, { expiryMs: config.tus.expiryMs, s3: config.s3 });
 
     if (roles.has('worker')) {
       await recordDeclarations(db, processors, clock.now());
@@ -315,7 +319,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       log.info({ url: opsUrl, roles: [...roles] }, 'imagelake is serving health and metrics');
     }
 
-    return { url, opsUrl, lake, db, purgeNow, generatedAdminToken, stop: stopAll };
+    return { url, opsUrl, lake: store, db, purgeNow, generatedAdminToken, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -20,11 +20,12 @@ export async function duplicatesByDay(
 ): Promise<DuplicateDay[]> {
   const customer = f.customerId ? sql`and customer_id = ${f.customerId}::uuid` : sql``;
   const { rows } = await sql<DuplicateDay>`
-    select day::text as day, customer_id as "customerId", images::int as images,
-           exact_duplicates::int as exact, near_duplicates::int as near
+    select day::text as day, customer_id as "customerId", sum(images)::int as images,
+           sum(exact_duplicates)::int as exact, sum(near_duplicates)::int as near
     from analytics.rollup_daily_customers
     where day between ${f.from}::date and ${f.to}::date ${customer}
-      and (exact_duplicates > 0 or near_duplicates > 0)
+    group by day, customer_id
+    having sum(exact_duplicates) > 0 or sum(near_duplicates) > 0
     order by day, customer_id`.execute(db);
   return rows;
 }

@@ -1,8 +1,9 @@
 import { sql } from 'kysely';
+import { counterSlot } from '../catalog/counter-slots.ts';
 import type { Db } from '../catalog/database.ts';
 import { utcDay } from '../clock.ts';
 import type { Fact, ProcessorRuns } from './facts.ts';
-import { bucketOf, LATENCY_BUCKET_COUNT } from './histogram.ts';
+import { addHistograms, bucketOf, LATENCY_BUCKET_COUNT } from './histogram.ts';
 
 /**
  * The rollup tables of the analytics schema (rollup_daily, rollup_hourly, rollup_daily_totals,
@@ -24,54 +25,54 @@ const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600
 export async function addToRollups(db: Db, f: Fact, megapixels: number, sign: 1 | -1 = 1): Promise<void> {
   if (sign === 1) await rollUpProcessorRuns(db, f.receivedAt, f.customerId, f.processorRuns);
   const bucket = bucketOf(f.processingMs);
-  for (const [table, column, value] of [
-    ['rollup_hourly', 'hour', hourOf(f.receivedAt)],
-    ['rollup_daily', 'day', utcDay(f.receivedAt)],
-  ] as const) {
-    await sql`
-      insert into ${sql.table(`analytics.${table}`)} as r (${sql.ref(column)}, customer_id, format, source, outcome, error_code,
-        images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
-      values (${value}, ${f.customerId}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''},
-        ${sign}, ${sign * f.bytes}, ${sign * megapixels}, ${sign * f.queueMs}, ${sign * f.processingMs},
-        (select array_agg(case when i = ${bucket} then ${sign} else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
-      on conflict (${sql.ref(column)}, customer_id, format, source, outcome, error_code) do update set
+  const hist = Array.from({ length: LATENCY_BUCKET_COUNT }, (_, i) => (i + 1 === bucket ? sign : 0));
+  const day = utcDay(f.receivedAt);
+  const failed = f.outcome === 'failed' ? sign : 0;
+  // The wide rollups' sums (hourly, daily, everyone's totals), as each adds an outcome.
+  const sums = sql`
         images = r.images + excluded.images,
         bytes = r.bytes + excluded.bytes,
         megapixels = r.megapixels + excluded.megapixels,
         queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
         processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
-        latency_hist[${bucket}] = r.latency_hist[${bucket}] + ${sign}`.execute(db);
-  }
-  // The narrow rollups the dashboard reads most: everyone's totals, and each customer's totals.
+        latency_hist[${bucket}] = r.latency_hist[${bucket}] + ${sign}`;
+  const wide = sql`${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, ${counterSlot}, ${sign}, ${sign * f.bytes},
+        ${sign * megapixels}, ${sign * f.queueMs}, ${sign * f.processingMs}, ${hist}::int[]`;
+  // Every rollup in one statement (one round trip; PostgreSQL runs each data-modifying WITH once).
   await sql`
-    insert into analytics.rollup_daily_totals as r (day, format, source, outcome, error_code, images, bytes, megapixels,
-      queue_ms_sum, processing_ms_sum, latency_hist)
-    values (${utcDay(f.receivedAt)}, ${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, ${sign}, ${sign * f.bytes}, ${sign * megapixels},
-      ${sign * f.queueMs}, ${sign * f.processingMs}, (select array_agg(case when i = ${bucket} then ${sign} else 0 end order by i) from generate_series(1, ${sql.lit(LATENCY_BUCKET_COUNT)}) i))
-    on conflict (day, format, source, outcome, error_code) do update set
-      images = r.images + excluded.images,
-      bytes = r.bytes + excluded.bytes,
-      megapixels = r.megapixels + excluded.megapixels,
-      queue_ms_sum = r.queue_ms_sum + excluded.queue_ms_sum,
-      processing_ms_sum = r.processing_ms_sum + excluded.processing_ms_sum,
-      latency_hist[${bucket}] = r.latency_hist[${bucket}] + ${sign}`.execute(db);
-  // Each customer's totals by day and by month, for the customer rankings.
-  await sql`
-    insert into analytics.rollup_monthly_customers as r (month, customer_id, images, failed, bytes)
-    values (${`${utcDay(f.receivedAt).slice(0, 7)}-01`}, ${f.customerId}, ${sign}, ${f.outcome === 'failed' ? sign : 0}, ${sign * f.bytes})
-    on conflict (month, customer_id) do update set
-      images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes`.execute(
-    db,
-  );
-  // By day also its exact and near duplicates (0026), for the dashboard's duplicates panel.
-  await sql`
-    insert into analytics.rollup_daily_customers as r (day, customer_id, images, failed, bytes, exact_duplicates, near_duplicates)
-    values (${utcDay(f.receivedAt)}, ${f.customerId}, ${sign}, ${f.outcome === 'failed' ? sign : 0}, ${sign * f.bytes},
-      ${f.duplicate === 'exact' ? sign : 0}, ${f.duplicate === 'near' ? sign : 0})
-    on conflict (day, customer_id) do update set
-      images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes,
-      exact_duplicates = r.exact_duplicates + excluded.exact_duplicates,
-      near_duplicates = r.near_duplicates + excluded.near_duplicates`.execute(db);
+    with hourly as (
+      insert into analytics.rollup_hourly as r (hour, customer_id, format, source, outcome, error_code, slot,
+        images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
+      values (${hourOf(f.receivedAt)}, ${f.customerId}, ${wide})
+      on conflict (hour, customer_id, format, source, outcome, error_code, slot) do update set ${sums}
+    ), daily as (
+      insert into analytics.rollup_daily as r (day, customer_id, format, source, outcome, error_code, slot,
+        images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
+      values (${day}, ${f.customerId}, ${wide})
+      on conflict (day, customer_id, format, source, outcome, error_code, slot) do update set ${sums}
+    ), totals as (
+      -- The narrow rollups the dashboard reads most: everyone's totals, and each customer's totals.
+      insert into analytics.rollup_daily_totals as r (day, format, source, outcome, error_code, slot,
+        images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)
+      values (${day}, ${wide})
+      on conflict (day, format, source, outcome, error_code, slot) do update set ${sums}
+    ), monthly as (
+      -- Each customer's totals by day and by month, for the customer rankings.
+      insert into analytics.rollup_monthly_customers as r (month, customer_id, slot, images, failed, bytes)
+      values (${`${day.slice(0, 7)}-01`}, ${f.customerId}, ${counterSlot}, ${sign}, ${failed}, ${sign * f.bytes})
+      on conflict (month, customer_id, slot) do update set
+        images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes
+    ), customers as (
+      -- By day also its exact and near duplicates (0026), for the dashboard's duplicates panel.
+      insert into analytics.rollup_daily_customers as r (day, customer_id, slot, images, failed, bytes, exact_duplicates, near_duplicates)
+      values (${day}, ${f.customerId}, ${counterSlot}, ${sign}, ${failed}, ${sign * f.bytes},
+        ${f.duplicate === 'exact' ? sign : 0}, ${f.duplicate === 'near' ? sign : 0})
+      on conflict (day, customer_id, slot) do update set
+        images = r.images + excluded.images, failed = r.failed + excluded.failed, bytes = r.bytes + excluded.bytes,
+        exact_duplicates = r.exact_duplicates + excluded.exact_duplicates,
+        near_duplicates = r.near_duplicates + excluded.near_duplicates
+    )
+    select 1`.execute(db);
 }
 
 /**
@@ -87,13 +88,13 @@ export async function rollUpProcessorRuns(
   const entries = Object.entries(runs);
   if (entries.length === 0) return;
   await sql`
-    insert into analytics.rollup_processors_daily as r (day, customer_id, processor, version, outcome, runs, ms_sum, latency_hist)
-    select ${utcDay(receivedAt)}::date, ${customerId}::uuid, u.processor, u.version, u.outcome, 1, u.ms,
+    insert into analytics.rollup_processors_daily as r (day, customer_id, processor, version, outcome, slot, runs, ms_sum, latency_hist)
+    select ${utcDay(receivedAt)}::date, ${customerId}::uuid, u.processor, u.version, u.outcome, ${counterSlot}, 1, u.ms,
            (select array_agg((i = u.bucket)::int order by i) from generate_series(1, ${LATENCY_BUCKET_COUNT}) i)
     from unnest(${entries.map(([name]) => name)}::text[], ${entries.map(([, r]) => r.version ?? '')}::text[],
                 ${entries.map(([, r]) => r.error ?? 'ok')}::text[], ${entries.map(([, r]) => r.ms ?? 0)}::float8[],
                 ${entries.map(([, r]) => bucketOf(r.ms ?? 0))}::int[]) as u(processor, version, outcome, ms, bucket)
-    on conflict (day, customer_id, processor, version, outcome) do update set
+    on conflict (day, customer_id, processor, version, outcome, slot) do update set
       runs = r.runs + 1,
       ms_sum = r.ms_sum + excluded.ms_sum,
       latency_hist = (select array_agg(a + b order by n)
@@ -149,30 +150,53 @@ export async function rollupDays(db: Db): Promise<string[]> {
 
 type Page = (db: Db, day: string, offset: number, limit: number) => Promise<Record<string, unknown>[]>;
 
-/** One page of a day's rows of each rollup the export writes, in a stable order. */
+/** The histograms of a key's slots (a 2-D array from array_agg) added into one. */
+function foldHistograms<T extends { latency_hist: number[][] }>(rows: T[]) {
+  return rows.map((r) => ({ ...r, latency_hist: r.latency_hist.reduce(addHistograms) }));
+}
+
+const ROLLUP_SUMS = sql`sum(images)::bigint as images, sum(bytes)::bigint as bytes, sum(megapixels)::float8 as megapixels,
+  sum(queue_ms_sum)::bigint as queue_ms_sum, sum(processing_ms_sum)::bigint as processing_ms_sum,
+  array_agg(latency_hist) as latency_hist`;
+
+/**
+ * One page of a day's rows of each rollup the export writes, in a stable order: one row per key,
+ * its slots (catalog/counter-slots.ts) summed, so the files hold what one row per key would.
+ */
 export const rollupsOfDay: Record<'daily' | 'hourly' | 'processors', Page> = {
   daily: async (db, day, offset, limit) =>
-    (
-      await sql<
-        Record<string, unknown>
-      >`select * from analytics.rollup_daily where day = ${day} order by customer_id, format, source, outcome, error_code limit ${limit} offset ${offset}`.execute(
-        db,
-      )
-    ).rows,
+    foldHistograms(
+      (
+        await sql<{ latency_hist: number[][] }>`
+          select day, customer_id, format, source, outcome, error_code, ${ROLLUP_SUMS}
+          from analytics.rollup_daily where day = ${day}
+          group by day, customer_id, format, source, outcome, error_code
+          order by customer_id, format, source, outcome, error_code limit ${limit} offset ${offset}`.execute(
+          db,
+        )
+      ).rows,
+    ),
   hourly: async (db, day, offset, limit) =>
-    (
-      await sql<
-        Record<string, unknown>
-      >`select * from analytics.rollup_hourly where hour >= ${day}::date and hour < ${day}::date + 1 order by hour, customer_id, format, source, outcome, error_code limit ${limit} offset ${offset}`.execute(
-        db,
-      )
-    ).rows,
+    foldHistograms(
+      (
+        await sql<{ latency_hist: number[][] }>`
+          select hour, customer_id, format, source, outcome, error_code, ${ROLLUP_SUMS}
+          from analytics.rollup_hourly where hour >= ${day}::date and hour < ${day}::date + 1
+          group by hour, customer_id, format, source, outcome, error_code
+          order by hour, customer_id, format, source, outcome, error_code limit ${limit} offset ${offset}`.execute(
+          db,
+        )
+      ).rows,
+    ),
   processors: async (db, day, offset, limit) =>
-    (
-      await sql<
-        Record<string, unknown>
-      >`select * from analytics.rollup_processors_daily where day = ${day} order by customer_id, processor, version, outcome limit ${limit} offset ${offset}`.execute(
-        db,
-      )
-    ).rows,
+    foldHistograms(
+      (
+        await sql<{ latency_hist: number[][] }>`
+          select day, customer_id, processor, version, outcome, sum(runs)::int as runs, sum(ms_sum)::float8 as ms_sum,
+            array_agg(latency_hist) as latency_hist
+          from analytics.rollup_processors_daily where day = ${day}
+          group by day, customer_id, processor, version, outcome
+          order by customer_id, processor, version, outcome limit ${limit} offset ${offset}`.execute(db)
+      ).rows,
+    ),
 };

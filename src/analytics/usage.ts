@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { counterSlot } from '../catalog/counter-slots.ts';
 import type { Db } from '../catalog/database.ts';
 import { utcDay } from '../clock.ts';
 
@@ -7,7 +8,9 @@ import { utcDay } from '../clock.ts';
  * the table is here. Each count is added in the transaction that already records what it counts
  * (landing, the outcome), so a retry or a second worker never counts twice; the bytes held at the
  * end of a day are a snapshot the scheduler takes once the day is over. Holds no image data and is
- * kept for the statistics window.
+ * kept for the statistics window. A day's row of a customer is split over slots
+ * (catalog/counter-slots.ts) so concurrent landings and outcomes do not queue on one row; every
+ * read here sums them.
  */
 
 export interface UsageRow {
@@ -32,9 +35,9 @@ export async function addReceived(
   u: { customerId: string; receivedAt: Date; bytes: number },
 ): Promise<void> {
   await sql`
-    insert into analytics.usage_daily as u (day, customer_id, images_received, bytes_received)
-    values (${utcDay(u.receivedAt)}, ${u.customerId}, 1, ${u.bytes})
-    on conflict (day, customer_id) do update set
+    insert into analytics.usage_daily as u (day, customer_id, slot, images_received, bytes_received)
+    values (${utcDay(u.receivedAt)}, ${u.customerId}, ${counterSlot}, 1, ${u.bytes})
+    on conflict (day, customer_id, slot) do update set
       images_received = u.images_received + 1, bytes_received = u.bytes_received + excluded.bytes_received`.execute(
     db,
   );
@@ -54,10 +57,10 @@ export async function addOutcome(
 ): Promise<void> {
   const processed = u.outcome === 'processed' ? 1 : 0;
   await sql`
-    insert into analytics.usage_daily as u (day, customer_id, images_processed, images_failed, processing_ms, cpu_ms, processor_ms)
-    values (${utcDay(u.processedAt)}, ${u.customerId}, ${processed}, ${1 - processed}, ${Math.round(u.processingMs)},
+    insert into analytics.usage_daily as u (day, customer_id, slot, images_processed, images_failed, processing_ms, cpu_ms, processor_ms)
+    values (${utcDay(u.processedAt)}, ${u.customerId}, ${counterSlot}, ${processed}, ${1 - processed}, ${Math.round(u.processingMs)},
       ${u.cpuMs}, ${JSON.stringify(u.processorMs)}::jsonb)
-    on conflict (day, customer_id) do update set
+    on conflict (day, customer_id, slot) do update set
       images_processed = u.images_processed + excluded.images_processed,
       images_failed = u.images_failed + excluded.images_failed,
       processing_ms = u.processing_ms + excluded.processing_ms,
@@ -74,9 +77,9 @@ export async function addProcessorTime(
 ): Promise<void> {
   if (Object.keys(u.processorMs).length === 0) return;
   await sql`
-    insert into analytics.usage_daily as u (day, customer_id, processor_ms)
-    values (${utcDay(u.at)}, ${u.customerId}, ${JSON.stringify(u.processorMs)}::jsonb)
-    on conflict (day, customer_id) do update set
+    insert into analytics.usage_daily as u (day, customer_id, slot, processor_ms)
+    values (${utcDay(u.at)}, ${u.customerId}, ${counterSlot}, ${JSON.stringify(u.processorMs)}::jsonb)
+    on conflict (day, customer_id, slot) do update set
       processor_ms = (
         select coalesce(jsonb_object_agg(k, coalesce((u.processor_ms ->> k)::float8, 0) + coalesce((excluded.processor_ms ->> k)::float8, 0)), '{}')
         from (select jsonb_object_keys(u.processor_ms || excluded.processor_ms) as k) keys)`.execute(db);
@@ -84,7 +87,8 @@ export async function addProcessorTime(
 
 /**
  * The end-of-day snapshot of bytes held, per customer. Idempotent: a day already snapshotted keeps
- * its first value (later purges must not rewrite what was held at the time).
+ * its first value (later purges must not rewrite what was held at the time). Kept in slot 0 alone,
+ * so the sum over the slots is the snapshot.
  */
 export async function recordHeld(
   db: Db,
@@ -96,8 +100,21 @@ export async function recordHeld(
     insert into analytics.usage_daily as u (day, customer_id, bytes_held)
     select ${day}::date, h.customer_id, h.bytes
     from unnest(${held.map((h) => h.customerId)}::uuid[], ${held.map((h) => h.bytes)}::bigint[]) as h(customer_id, bytes)
-    on conflict (day, customer_id) do update set bytes_held = excluded.bytes_held
+    on conflict (day, customer_id, slot) do update set bytes_held = excluded.bytes_held
     where u.bytes_held is null`.execute(db);
+}
+
+/** A day's row of a customer, its slots summed (processor_ms as each slot's, added by addProcessorMs). */
+const USAGE_SUMS = sql`sum(images_received)::bigint as images_received, sum(bytes_received)::bigint as bytes_received,
+  sum(images_processed)::bigint as images_processed, sum(images_failed)::bigint as images_failed,
+  sum(processing_ms)::bigint as processing_ms, sum(cpu_ms)::float8 as cpu_ms,
+  jsonb_agg(processor_ms) as processor_ms, sum(bytes_held)::bigint as bytes_held`;
+
+/** The slots' milliseconds by processor, added. */
+function addProcessorMs(slots: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const slot of slots) for (const [k, v] of Object.entries(slot)) out[k] = (out[k] ?? 0) + Number(v);
+  return out;
 }
 
 /** Usage rows from `from` to `to` (inclusive days), of one customer or all, oldest first. */
@@ -114,14 +131,14 @@ export async function usageBetween(
     images_failed: string;
     processing_ms: string;
     cpu_ms: number;
-    processor_ms: Record<string, number>;
+    processor_ms: Record<string, number>[];
     bytes_held: string | null;
   }>`
-    select day::text as day, customer_id, images_received, bytes_received, images_processed, images_failed,
-      processing_ms, cpu_ms, processor_ms, bytes_held
+    select day::text as day, customer_id, ${USAGE_SUMS}
     from analytics.usage_daily
     where day between ${range.from}::date and ${range.to}::date
       ${range.customerId ? sql`and customer_id = ${range.customerId}` : sql``}
+    group by day, customer_id
     order by day, customer_id
     limit 100000`.execute(db);
   return rows.rows.map((r) => ({
@@ -134,7 +151,7 @@ export async function usageBetween(
     processingMs: Number(r.processing_ms),
     cpuSeconds: Math.round(Number(r.cpu_ms)) / 1000,
     processorMs: Object.fromEntries(
-      Object.entries(r.processor_ms ?? {}).map(([k, v]) => [k, Math.round(Number(v) * 10) / 10]),
+      Object.entries(addProcessorMs(r.processor_ms)).map(([k, v]) => [k, Math.round(v * 10) / 10]),
     ),
     bytesHeld: r.bytes_held === null ? null : Number(r.bytes_held),
   }));
@@ -162,10 +179,9 @@ export async function usageOfDay(
   limit: number,
 ): Promise<Record<string, unknown>[]> {
   return (
-    await sql<
-      Record<string, unknown>
-    >`select * from analytics.usage_daily where day = ${day} order by customer_id limit ${limit} offset ${offset}`.execute(
-      db,
-    )
-  ).rows;
+    await sql<{ processor_ms: Record<string, number>[] }>`
+      select day, customer_id, ${USAGE_SUMS}
+      from analytics.usage_daily where day = ${day}
+      group by day, customer_id order by customer_id limit ${limit} offset ${offset}`.execute(db)
+  ).rows.map((r) => ({ ...r, processor_ms: addProcessorMs(r.processor_ms) }));
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { spreadCounterSlots } from './counter-slots.ts';
 import * as initial from './migrations/0001_initial.ts';
 import * as retention from './migrations/0002_retention.ts';
 import * as outbox from './migrations/0003_outbox.ts';
@@ -28,6 +29,7 @@ import * as traceContext from './migrations/0027_trace_context.ts';
 import * as holds from './migrations/0028_holds.ts';
 import * as failures from './migrations/0029_failures.ts';
 import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts';
+import * as counterSlots from './migrations/0032_counter_slots.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -65,6 +67,7 @@ export function connect(url: string, options: ConnectOptions = {}): { db: Db; po
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   guardCatalogPool(pool);
+  spreadCounterSlots(pool);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 
@@ -139,6 +142,7 @@ const MIGRATIONS = {
   '0028_holds': holds,
   '0029_failures': failures,
   '0030_webhook_trace_context': webhookTraceContext,
+  '0032_counter_slots': counterSlots,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

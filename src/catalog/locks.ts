@@ -55,3 +55,12 @@ export async function unlockNamed(client: pg.PoolClient, name: string): Promise<
 export async function lockContent(trx: Db, customerId: string, checksum: string): Promise<void> {
   await sql`select pg_advisory_xact_lock(hashtextextended(${`${customerId}:${checksum}`}, 0))`.execute(trx);
 }
+
+/**
+ * A transaction lock on one customer's monthly quota, released at commit: the landings of a customer
+ * with a quota take turns reading the month's count and adding to it, in any process, so two at
+ * once never both take the last image of the month.
+ */
+export async function lockQuota(trx: Db, customerId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`quota:${customerId}`}, 0))`.execute(trx);
+}

@@ -53,15 +53,15 @@ export const NOTIFY_CHANNEL = 'imagelake_jobs';
  * The row in queue_shares is locked until the caller's transaction commits: one customer's
  * landings are stamped one after another, in any number of processes.
  */
-async function stamp(db: Db, customerId: string, priority: JobPriority, count: number): Promise<number[]> {
-  const result = await stamped(customerId, priority, count).execute(db);
-  const { last_vt: last, weight } = result.rows[0]!;
-  return Array.from({ length: count }, (_, k) => last - (count - 1 - k) / weight);
-}
-
-/** The statement of `stamp`: the customer's queue_shares row moved on by `count` jobs, its new last_vt. */
-function stamped(customerId: string, priority: JobPriority, count: number) {
-  return sql<{ last_vt: number; weight: number }>`
+async function stamp(
+  db: Db,
+  customerId: string,
+  priority: JobPriority,
+  count: number,
+  /** Commit without waiting for the WAL flush (a statement of its own, see reserveVirtualTime). */
+  asynchronous = false,
+): Promise<number[]> {
+  const result = await sql<{ last_vt: number; weight: number }>`
     with head as (
       select coalesce((
         select vt from jobs
@@ -69,6 +69,7 @@ function stamped(customerId: string, priority: JobPriority, count: number) {
         order by priority desc, vt, id limit 1), 0) as vt
     ), w as (
       select coalesce((select weight from customers where id = ${customerId}), 1)::float8 as weight
+        ${asynchronous ? sql`, set_config('synchronous_commit', 'off', true) as asynchronous` : sql``}
     ), waiting as (
       select exists (
         select 1 from jobs
@@ -82,26 +83,62 @@ function stamped(customerId: string, priority: JobPriority, count: number) {
         case when (select found from waiting) then s.last_vt else 0 end,
         (select vt from head)
       ) + ${count} / (select weight from w)
-    returning last_vt, (select weight from w) as weight`;
+    returning last_vt, (select weight from w) as weight`.execute(db);
+  const { last_vt: last, weight } = result.rows[0]!;
+  return Array.from({ length: count }, (_, k) => last - (count - 1 - k) / weight);
+}
+
+/**
+ * A landing's job's virtual time, stamped in a statement of its own just before the landing's
+ * transaction. Stamped inside it, the customer's row in queue_shares stayed locked until the
+ * landing committed (its WAL flush included), so every concurrent upload of one customer queued
+ * behind the one before. On its own the row is held for one statement, committed without waiting
+ * for the flush: losing the stamp in a crash only lets the next one start from the head again, and
+ * the landing's own commit flushes it anyway. A landing refused after this (its quota, a duplicate)
+ * leaves a gap of 1/weight in its customer's virtual time, which only that customer pays.
+ */
+export async function reserveVirtualTime(db: Db, customerId: string, priority: JobPriority): Promise<number> {
+  return (await stamp(db, customerId, priority, 1, true))[0]!;
 }
 
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
 export async function enqueue(
   db: Db,
-  job: { imageId: string; customerId: string; priority?: JobPriority; traceparent?: string | null },
+  job: {
+    imageId: string;
+    customerId: string;
+    priority?: JobPriority;
+    traceparent?: string | null;
+    /** Taken by reserveVirtualTime before the transaction; stamped here when absent. */
+    vt?: number;
+  },
   maxAttempts: number,
   kind = PROCESS_IMAGE,
 ): Promise<void> {
   const priority = job.priority ?? 'interactive';
-  // One statement, one round trip on the landing's path: stamped, inserted, and the workers woken
-  // (pg_notify is delivered only if the transaction commits). Unset columns are null.
-  await sql`
-    with stamp as (${stamped(job.customerId, priority, 1)})
-    insert into jobs (kind, image_id, customer_id, priority, vt, state, max_attempts, run_at, traceparent)
-    select ${kind}, ${job.imageId}, ${job.customerId}, ${priority}, stamp.last_vt, 'queued', ${maxAttempts},
-      now(), ${job.traceparent ?? null}
-    from stamp
-    returning pg_notify(${NOTIFY_CHANNEL}, ${kind})`.execute(db);
+  const vt = job.vt ?? (await stamp(db, job.customerId, priority, 1))[0];
+  await db
+    .insertInto('jobs')
+    .values({
+      kind,
+      image_id: job.imageId,
+      customer_id: job.customerId,
+      priority,
+      vt: vt!,
+      state: 'queued',
+      max_attempts: maxAttempts,
+      run_at: sql<Date>`now()` as never,
+      lease_token: null,
+      lease_until: null,
+      last_error: null,
+      processor: null,
+      run_id: null,
+      traceparent: job.traceparent ?? null,
+    })
+    // Wakes idle workers at once instead of at their next poll, in the same round trip; delivered
+    // only if the transaction commits.
+    .returning(sql<string>`pg_notify(${NOTIFY_CHANNEL}, ${kind})`.as('notified'))
+    .execute();
 }
 
 /**

@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
+import { counterSlot } from './counter-slots.ts';
 import type { Db } from './database.ts';
+import { lockQuota } from './locks.ts';
 
 /** The first day of the UTC month of a moment, 'YYYY-MM-01': the key of a customer's month. */
 export function utcMonth(at: Date): string {
@@ -12,12 +14,12 @@ export interface MonthUsage {
   bytes: number;
 }
 
-/** A customer's landings in the UTC month of `at` (zero when nothing landed). */
+/** A customer's landings in the UTC month of `at` (zero when nothing landed): the sum of its slots. */
 export async function usageOf(db: Db, customerId: string, at: Date): Promise<MonthUsage> {
   const month = utcMonth(at);
   const row = await db
     .selectFrom('quota_usage')
-    .select(['images', 'bytes'])
+    .select((eb) => [eb.fn.sum<string>('images').as('images'), eb.fn.sum<string>('bytes').as('bytes')])
     .where('customer_id', '=', customerId)
     .where('month', '=', month)
     .executeTakeFirst();
@@ -26,9 +28,13 @@ export async function usageOf(db: Db, customerId: string, at: Date): Promise<Mon
 
 /**
  * Counts one landed image of `bytes` against its customer's month, in the landing's transaction,
- * only if the month stays within `max` (images and bytes; Infinity: no limit). One statement on one
- * row per customer-month: two processes landing at once queue on the row, so the quota is never
- * overrun. Returns the month's usage after the image, or undefined when it would go over.
+ * only if the month stays within `max` (images and bytes; Infinity: no limit). Returns false when
+ * it would go over.
+ *
+ * The month is kept in slots (counter-slots.ts), so landings without a quota add to their own row
+ * and never wait for each other. A customer with a quota takes turns on its quota lock (any
+ * process), reads the month's sum and adds only within it: the lock is held to the commit, so the
+ * next landing's sum includes this one and the quota is never overrun.
  */
 export async function countLanding(
   db: Db,
@@ -36,21 +42,19 @@ export async function countLanding(
   at: Date,
   bytes: number,
   max: { images: number; bytes: number },
-): Promise<MonthUsage | undefined> {
+): Promise<boolean> {
   const month = utcMonth(at);
-  // bigint bounds: "no limit" is the largest bigint, so one statement serves both.
-  const maxImages = Number.isFinite(max.images) ? String(max.images) : '9223372036854775807';
-  const maxBytes = Number.isFinite(max.bytes) ? String(max.bytes) : '9223372036854775807';
-  const result = await sql<{ images: string; bytes: string }>`
-    insert into quota_usage as q (customer_id, month, images, bytes)
-    select ${customerId}::uuid, ${month}::date, 1, ${bytes}::bigint
-    where 1 <= ${maxImages}::bigint and ${bytes}::bigint <= ${maxBytes}::bigint
-    on conflict (customer_id, month) do update set
-      images = q.images + 1, bytes = q.bytes + excluded.bytes
-      where q.images + 1 <= ${maxImages}::bigint and q.bytes + excluded.bytes <= ${maxBytes}::bigint
-    returning images, bytes`.execute(db);
-  const row = result.rows[0];
-  return row ? { month, images: Number(row.images), bytes: Number(row.bytes) } : undefined;
+  if (Number.isFinite(max.images) || Number.isFinite(max.bytes)) {
+    await lockQuota(db, customerId);
+    const used = await usageOf(db, customerId, at);
+    if (used.images + 1 > max.images || used.bytes + bytes > max.bytes) return false;
+  }
+  await sql`
+    insert into quota_usage as q (customer_id, month, slot, images, bytes)
+    values (${customerId}::uuid, ${month}::date, ${counterSlot}, 1, ${bytes}::bigint)
+    on conflict (customer_id, month, slot) do update set
+      images = q.images + 1, bytes = q.bytes + excluded.bytes`.execute(db);
+  return true;
 }
 
 /**

@@ -54,6 +54,8 @@ export interface QuotaUsageTable {
   month: ColumnType<string, string, string>;
   images: BigInt;
   bytes: BigInt;
+  /** One of the month's rows (catalog/counter-slots.ts); the month's usage is their sum. */
+  slot: Generated<number>;
 }
 
 export interface ApiKeysTable {
@@ -203,6 +205,8 @@ interface RollupColumns {
   queue_ms_sum: BigInt;
   processing_ms_sum: BigInt;
   latency_hist: ColumnType<number[], string, string>;
+  /** One of the key's rows (catalog/counter-slots.ts); a count is the sum over them. */
+  slot: Generated<number>;
 }
 
 export interface RollupDailyTable extends RollupColumns {

@@ -79,10 +79,14 @@ export interface ClaimedDelivery {
 }
 
 /**
- * Takes up to `limit` due deliveries under a lease, in one statement. Endpoints are taken round
- * robin (the one claimed longest ago first) and locked while claiming, so that across every
- * dispatcher process no endpoint has more than `perEndpoint` deliveries leased, and one customer's
- * backlog never holds up another's.
+ * Takes up to `limit` due deliveries under a lease held by `holder` (one dispatcher process), in
+ * one statement. Endpoints are taken round robin (the one claimed longest ago first) and locked
+ * while claiming, and one customer's backlog never holds up another's.
+ *
+ * An endpoint's concurrency holds across every process: a dispatcher sends at most `perEndpoint`
+ * of an endpoint's deliveries at once, and leases a few rounds ahead (up to `ahead`) only while no
+ * other dispatcher holds a lease on that endpoint; while another does, leases on it stay within
+ * `perEndpoint` in all. Either way no more than `perEndpoint` are in flight to it.
  *
  * The statement commits without waiting for the WAL flush (synchronous_commit off, set for its own
  * transaction only): a lease lost to a PostgreSQL crash lets the delivery be sent again, a
@@ -91,10 +95,10 @@ export interface ClaimedDelivery {
  */
 export async function claimDue(
   db: Db,
-  options: { limit: number; perEndpoint: number; leaseMs: number },
+  options: { holder: string; limit: number; perEndpoint: number; ahead: number; leaseMs: number },
 ): Promise<ClaimedDelivery[]> {
   if (options.limit <= 0) return [];
-  const token = randomUUID();
+  const token = options.holder;
   const result = await sql<{
     id: string;
     endpoint_id: string;
@@ -121,15 +125,22 @@ export async function claimDue(
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
        for update of e skip locked),
+    leases as (
+      select e.id,
+             count(l.id) filter (where l.lease_token = ${token}::uuid)::int as mine,
+             count(l.id) filter (where l.lease_token <> ${token}::uuid)::int as others
+        from endpoints e
+        left join webhook_deliveries l
+          on l.endpoint_id = e.id and l.lease_token is not null and l.lease_until >= now()
+       group by e.id),
     picked as (
-      select d.id from endpoints e cross join lateral (
+      select d.id from leases e cross join lateral (
         select d.id from webhook_deliveries d
          where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
            and (d.lease_until is null or d.lease_until < now())
          order by d.next_attempt_at
-         limit greatest(0, ${options.perEndpoint}::int - (
-           select count(*)::int from webhook_deliveries l
-            where l.endpoint_id = e.id and l.lease_token is not null and l.lease_until >= now()))
+         limit greatest(0, case when e.others = 0 then ${options.ahead}::int
+                                else ${options.perEndpoint}::int - e.others end - e.mine)
          for update of d skip locked) d
       limit ${options.limit}),
     turned as (
@@ -177,22 +188,40 @@ export interface AttemptRecord {
  */
 export async function recordAttempts(db: Db, records: AttemptRecord[]): Promise<Set<string>> {
   if (records.length === 0) return new Set();
-  const values = records.map(
-    (r) =>
-      sql`(${r.claim.id}::uuid, ${r.claim.leaseToken}::uuid, ${r.next.status}::text, ${r.next.nextAttemptAt}::timestamptz,
-           ${r.attempt.statusCode}::int, ${r.attempt.error}::text, ${JSON.stringify([r.attempt])}::jsonb, ${r.attempt.at}::timestamptz)`,
-  );
+  // One array per column (unnest), not one parameter per value: a batch of hundreds is still a
+  // statement of eight parameters to send and plan.
+  const column = <T>(pick: (r: AttemptRecord) => T): T[] => records.map(pick);
   const result = await sql<{ id: string }>`
     with quick as (select set_config('synchronous_commit', 'off', true))
     update webhook_deliveries d
        set status = v.status, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
            next_attempt_at = v.next_at, lease_token = null, lease_until = null,
-           last_status = v.code, last_error = v.error, attempt_log = d.attempt_log || v.attempt,
+           last_status = v.code, last_error = v.error, attempt_log = d.attempt_log || jsonb_build_array(v.attempt),
            delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
-      from (values ${sql.join(values)}) as v(id, token, status, next_at, code, error, attempt, at), quick
+      from unnest(${column((r) => r.claim.id)}::uuid[], ${column((r) => r.claim.leaseToken)}::uuid[],
+                  ${column((r) => r.next.status)}::text[], ${column((r) => r.next.nextAttemptAt)}::timestamptz[],
+                  ${column((r) => r.attempt.statusCode)}::int[], ${column((r) => r.attempt.error)}::text[],
+                  ${column((r) => JSON.stringify(r.attempt))}::jsonb[], ${column((r) => r.attempt.at)}::timestamptz[])
+             as v(id, token, status, next_at, code, error, attempt, at), quick
      where d.id = v.id and d.lease_token = v.token
     returning d.id`.execute(db);
   return new Set(result.rows.map((r) => r.id));
+}
+
+/**
+ * Gives back leased deliveries a dispatcher will not send (it is stopping, or their lease is too
+ * short for an attempt to end inside it): any dispatcher may claim them at once, rather than after
+ * the lease. Only while the lease is still this claim's.
+ */
+export async function releaseClaims(
+  db: Db,
+  claims: Array<{ id: string; leaseToken: string }>,
+): Promise<void> {
+  if (claims.length === 0) return;
+  await sql`
+    update webhook_deliveries d set lease_token = null, lease_until = null
+      from unnest(${claims.map((c) => c.id)}::uuid[], ${claims.map((c) => c.leaseToken)}::uuid[]) as v(id, token)
+     where d.id = v.id and d.lease_token = v.token`.execute(db);
 }
 
 /** A disabled endpoint's waiting deliveries fail (a replay after re-enabling sends them). */

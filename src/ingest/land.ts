@@ -9,7 +9,7 @@ import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
 import { countWaiting, findByIdempotencyKey, firstWithChecksum, insertImage } from '../catalog/images.ts';
 import { lockContent } from '../catalog/locks.ts';
-import { depth, enqueue } from '../catalog/queue.ts';
+import { depth, enqueue, reserveVirtualTime } from '../catalog/queue.ts';
 import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
 import type { Clock } from '../clock.ts';
@@ -149,19 +149,17 @@ export class Lander {
       trace_id: activeTraceId(),
     };
     try {
+      const vt = await reserveVirtualTime(db, input.customerId, input.priority ?? 'interactive');
       const image = await db.transaction().execute(async (trx) => {
         const flagged = await this.checkDuplicate(trx, input, checksum);
         const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
-        await announceImage(trx, 'image.received', inserted, receivedAt, this.deps.retentionMs);
-        // The customer's shared rows (the month's quota, its place in the queue, the day's usage) come
-        // last: each is locked from its update to the commit, so concurrent landings of one customer
-        // wait on each other only for these last statements.
-        // Counted in the landing's transaction: the month's usage and the image commit together.
-        const usage = await countLanding(trx, input.customerId, receivedAt, bytes, {
-          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
-          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
-        });
-        if (!usage) throw this.reject(input, quotaExceeded(limits!, 'this image'));
+        await announceImage(
+          trx,
+          'image.received',
+          { id, customerId: input.customerId },
+          receivedAt,
+          this.deps.retentionMs,
+        );
         await enqueue(
           trx,
           {
@@ -169,9 +167,18 @@ export class Lander {
             customerId: input.customerId,
             priority: input.priority,
             traceparent: traceparentOf(),
+            vt,
           },
           this.deps.maxAttempts,
         );
+        // Counted in the landing's transaction: the month's usage and the image commit together.
+        // Last, since their rows (or a quota's lock) are held until the commit and other landings
+        // of the customer may want them.
+        const counted = await countLanding(trx, input.customerId, receivedAt, bytes, {
+          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
+          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
+        });
+        if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
         await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
         return inserted;
       });

@@ -1,18 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import {
-  createReadStream,
-  createWriteStream,
-  close as fsClose,
-  open as fsOpen,
-  writeFile as fsWriteFile,
-  fsync,
-  type WriteStream,
-} from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
 
 /**
@@ -22,6 +12,8 @@ import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOption
  */
 export class FsLake implements Lake {
   readonly root: string;
+  private readonly madeDirs = new Set<string>();
+  private readonly dirSyncs = new Map<string, { queued?: Promise<void>; running?: Promise<void> }>();
 
   constructor(root: string) {
     this.root = root;
@@ -39,43 +31,96 @@ export class FsLake implements Lake {
   async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<number> {
     const durable = options.durable ?? true;
     const target = this.path(key);
-    const temp = join(dirname(target), `.tmp-${randomBytes(6).toString('hex')}`);
-    const fd = await openNew(temp);
-    let file: WriteStream | undefined;
+    const dir = dirname(target);
+    const temp = join(dir, `.tmp-${randomBytes(6).toString('hex')}`);
+    // One descriptor for the whole write (open, write, fsync, close): a small object costs four
+    // calls on libuv's threads, which is most of what storing a thumbnail costs.
+    const handle = await this.create(temp, dir);
+    let bytes = 0;
     try {
-      // One descriptor from the first byte to the fsync, the bytes counted as they are written: no
-      // second open or stat of the file. A plain descriptor, not a FileHandle: its callback writes
-      // cost about half the CPU per chunk of the FileHandle's promises.
-      let bytes: number;
-      if (Buffer.isBuffer(body)) {
-        try {
-          await writeAll(fd, body);
-          if (durable) await fsyncFd(fd);
-        } finally {
-          await closeFd(fd);
+      try {
+        if (Buffer.isBuffer(body)) {
+          await handle.writeFile(body);
+          bytes = body.length;
+        } else {
+          for await (const chunk of body) {
+            const buffer = chunk as Buffer;
+            await handle.write(buffer, 0, buffer.length);
+            bytes += buffer.length;
+          }
         }
-        bytes = body.length;
-      } else {
-        // The stream owns the descriptor from here: it closes it when done or failed, after the
-        // fsync when durable (`flush`), before the pipeline settles.
-        file = createWriteStream('', { fd, flush: durable });
-        await pipeline(body, file);
-        bytes = file.bytesWritten;
+        if (durable) await handle.sync();
+      } finally {
+        await handle.close();
       }
       await rename(temp, target);
-      if (durable) await this.syncDir(dirname(target));
-      return bytes;
     } catch (error) {
-      // pipeline closes the file when a stream fails, but not when it refuses its arguments before
-      // starting: without this the descriptor would stay open (one per refused upload).
-      if (file && !file.closed) {
-        const closed = new Promise<void>((resolve) => file!.once('close', () => resolve()));
-        file.destroy();
-        await closed;
-      }
       await rm(temp, { force: true });
       throw error;
     }
+    if (durable) await this.syncDirGrouped(dir);
+    return bytes;
+  }
+
+  /**
+   * Creates the temporary file of a write. Folders known to exist are not made again (a mkdir per
+   * object was one more call on libuv's threads); one removed since (the purge prunes empty day
+   * partitions, in any process) is made again when the create finds it gone.
+   */
+  private async create(temp: string, dir: string): Promise<FileHandle> {
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.rememberDir(dir);
+    }
+    try {
+      return await open(temp, 'wx');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      this.madeDirs.delete(dir);
+      await mkdir(dir, { recursive: true });
+      this.rememberDir(dir);
+      return open(temp, 'wx');
+    }
+  }
+
+  private rememberDir(dir: string): void {
+    // Bounded: renditions get a folder per image, so the set would otherwise grow with the lake.
+    if (this.madeDirs.size >= 4096) this.madeDirs.clear();
+    this.madeDirs.add(dir);
+  }
+
+  /**
+   * The folder's fsync that makes a rename durable, shared by the writes into one folder at once
+   * (group commit): a rename done before a folder's fsync starts is covered by it, so a write joins
+   * the fsync queued and not started yet, or queues the next one. Concurrent uploads into one day
+   * partition then cost one folder fsync per round instead of one each.
+   */
+  private syncDirGrouped(dir: string): Promise<void> {
+    let state = this.dirSyncs.get(dir);
+    if (!state) {
+      state = {};
+      this.dirSyncs.set(dir, state);
+    }
+    if (state.queued) return state.queued;
+    const s = state;
+    const queued = (s.running ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => {
+        // From here a new rename needs an fsync that starts after this one: the next queued.
+        s.queued = undefined;
+        const running = this.syncDir(dir);
+        s.running = running;
+        void running
+          .catch(() => {})
+          .finally(() => {
+            if (s.running !== running) return;
+            s.running = undefined;
+            if (!s.queued) this.dirSyncs.delete(dir);
+          });
+        return running;
+      });
+    s.queued = queued;
+    return queued;
   }
 
   // The rename is durable only once the directory entry is on disk.
@@ -189,22 +234,3 @@ export class FsLake implements Lake {
     await this.put('.health/check', Buffer.from(new Date().toISOString()));
   }
 }
-
-/**
- * Creates a file that must not exist yet. Its folder usually does (a day's partition of a customer),
- * so it is made only when the open says it is missing: one system call per write instead of three.
- */
-async function openNew(path: string): Promise<number> {
-  try {
-    return await openFd(path, 'wx');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await mkdir(dirname(path), { recursive: true });
-    return openFd(path, 'wx');
-  }
-}
-
-const openFd = promisify(fsOpen);
-const writeAll = promisify(fsWriteFile) as (fd: number, data: Buffer) => Promise<void>;
-const fsyncFd = promisify(fsync);
-const closeFd = promisify(fsClose);

@@ -177,6 +177,20 @@ export function createMetrics() {
       help: 'Webhook deliveries waiting to be delivered (due now or retrying later), every customer',
       registers: [registry],
     }),
+    // The lake: what each process asks of the store, the figures an S3 bill and its request-rate
+    // limits (per prefix) are counted in.
+    lakeRequests: new Counter({
+      name: 'imagelake_lake_requests_total',
+      help: 'Objects operated on in the lake, by operation (put, get, head, delete, list, children); a batched delete counts each object',
+      labelNames: ['operation'] as const,
+      registers: [registry],
+    }),
+    lakeWrittenBytes: new Counter({
+      name: 'imagelake_lake_written_bytes_total',
+      help: 'Bytes written to the lake, by durability: durable (originals, flushed before they are acknowledged) or derived (renditions, sidecars)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
     webhookEndpointsDisabled: new Counter({
       name: 'imagelake_webhook_endpoints_disabled_total',
       help: 'Endpoints disabled by the dispatcher, by reason: gone (410), failing (every attempt failed for the disable period)',

@@ -111,7 +111,13 @@ async function announce(
       traceparent: traceparentOf(),
     });
   // The image as updated above, in this transaction.
-  await announceImage(db, event.type as 'image.processed' | 'image.failed', event.id, at, to.retentionMs);
+  await announceImage(
+    db,
+    event.type as 'image.processed' | 'image.failed',
+    { id: event.id, customerId: event.customerId },
+    at,
+    to.retentionMs,
+  );
 }
 
 type Timing = { processedAt: Date; queueMs: number; processingMs: number };
@@ -174,7 +180,8 @@ export async function recordProcessed(
     const duplicate = await indexFingerprints(trx, image, result.fingerprints, nearDistance);
     const processors = steps.versions;
     const processorRuns = runsOf(steps);
-    await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
+    await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
+    // The counters last: their rows are held until the commit.
     await recordFact(trx, {
       ...factBase(image, timing),
       outcome: 'processed',
@@ -187,7 +194,7 @@ export async function recordProcessed(
       processorRuns,
       duplicate,
     });
-    await announce(trx, to, outcomeEvent(image, timing, { width, height, processors }), timing.processedAt);
+    await countUsage(trx, image, timing, 'processed', result.cpuMs ?? 0, processorRuns);
   });
 }
 
@@ -202,7 +209,8 @@ export async function recordFailed(
   processorRuns: ProcessorRuns = {},
 ): Promise<OutcomeWrite> {
   return recordOutcome(db, job, image, failedRecord(error, timing), async (trx) => {
-    await countUsage(trx, image, timing, 'failed', 0, processorRuns);
+    await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
+    // The counters last: their rows are held until the commit.
     await recordFact(trx, {
       ...factBase(image, timing),
       outcome: 'failed',
@@ -215,6 +223,6 @@ export async function recordFailed(
       processorRuns,
       duplicate: null,
     });
-    await announce(trx, to, outcomeEvent(image, timing, { error }), timing.processedAt);
+    await countUsage(trx, image, timing, 'failed', 0, processorRuns);
   });
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
 import type { DeliveryStatus } from '../catalog/schema.ts';
@@ -8,11 +9,13 @@ import {
   countPending,
   failPending,
   recordAttempts,
+  releaseClaims,
 } from '../catalog/webhook-deliveries.ts';
 import { disableEndpoint, markFailing, markHealthy } from '../catalog/webhooks.ts';
 import type { Clock } from '../clock.ts';
 import type { WebhookConfig } from '../config/config.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { HeldDeliveries } from './held-deliveries.ts';
 import { retryDelay } from './schedule.ts';
 import { type AttemptResult, Sender } from './send.ts';
 import { secretsInForce, signedHeaders } from './signing.ts';
@@ -29,17 +32,35 @@ export interface DispatcherDeps {
 }
 
 /**
+ * Rounds of an endpoint's deliveries leased at once: one claim feeds several rounds of sends, so a
+ * fast receiver is not held to a catalog statement per delivery.
+ */
+const ROUNDS_AHEAD = 32;
+
+/**
  * The `webhooks` role: delivers what the outbox tables hold. It claims due deliveries under a lease
- * (catalog/webhook-deliveries.ts `claimDue`: SKIP LOCKED, round robin over endpoints, at most
- * `perEndpoint` in flight per endpoint across every process), sends each signed, and records the
- * attempt only while it still holds the lease. Killed mid-send, nothing is lost: the lease runs
- * out and any dispatcher sends the delivery again, with the same webhook-id (at least once).
+ * (catalog/webhook-deliveries.ts `claimDue`: SKIP LOCKED, round robin over endpoints, an endpoint's
+ * concurrency held across processes), sends each signed, at most `perEndpoint` at a time per
+ * endpoint, and records the attempt only while it still holds the lease.
+ *
+ * A claim leases up to ROUNDS_AHEAD rounds of an endpoint's deliveries (while no other dispatcher
+ * holds any of them); they are sent a round at a time, and the next ones are claimed when half of
+ * those leases have ended. A delivery whose lease no longer leaves room for an attempt (a slow
+ * receiver) is given back rather than sent. Attempts are recorded in batches, and a slot frees
+ * when the receiver answers, not when the record is written. Killed mid-send, nothing is lost: the leases run out and any dispatcher sends the
+ * deliveries again, with the same webhook-id (at least once).
  */
 export class WebhookDispatcher {
   private readonly deps: DispatcherDeps;
   private readonly sender: Sender;
-  private readonly running = new Set<Promise<void>>();
+  private readonly held = new HeldDeliveries();
+  /** Attempts not yet recorded: what stop waits for. */
+  private readonly unfinished = new Set<Promise<void>>();
   private readonly leaseMs: number;
+  /** This dispatcher's leases: the catalog tells them from other processes' by it. */
+  private readonly holder = randomUUID();
+  /** Endpoints the last claim gave deliveries, and '' when it was cut short: more may be due. */
+  private readonly mayHaveMore = new Set<string>();
   private stopping = false;
   private loopDone: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
@@ -49,7 +70,7 @@ export class WebhookDispatcher {
     reject: (error: unknown) => void;
   }> = [];
   private recording: Promise<void> | undefined;
-  /** A slot freed (or stop was asked) while the loop was not asleep: it must not sleep through it. */
+  /** A claim is wanted (or stop was asked) while the loop was not asleep: it must not sleep through it. */
   private woken = false;
   private backlogTimer: NodeJS.Timeout | undefined;
 
@@ -82,8 +103,10 @@ export class WebhookDispatcher {
     clearInterval(this.backlogTimer);
     this.wake();
     await this.loopDone;
+    // What is leased and not sent goes back at once, for another dispatcher to send.
+    await this.giveBack(this.held.drain());
     // Every attempt ends within the timeout; what is not recorded is sent again after its lease.
-    await Promise.allSettled([...this.running]);
+    await Promise.allSettled([...this.unfinished]);
     this.sender.close();
   }
 
@@ -92,29 +115,44 @@ export class WebhookDispatcher {
     this.wakeUp?.();
   }
 
+  /** Leases one process holds at most: enough rounds to keep every slot busy between claims. */
+  private get capacity(): number {
+    return this.deps.config.concurrency * ROUNDS_AHEAD;
+  }
+
+  private get allowance(): number {
+    return this.deps.config.perEndpoint * ROUNDS_AHEAD;
+  }
+
   private async loop(): Promise<void> {
-    const { config, log } = this.deps;
+    const { log } = this.deps;
     const pollMs = this.deps.pollIntervalMs ?? 250;
     while (!this.stopping) {
-      // Wakes from here on (a delivery done while claiming) make the sleep below return at once.
+      // Wakes from here on (leases ended while claiming) make the sleep below return at once.
       this.woken = false;
-      const free = config.concurrency - this.running.size;
-      let claimed = 0;
-      if (free > 0) {
+      const room = this.capacity - this.held.held;
+      if (room > 0) {
         try {
-          claimed = this.sendAll(
-            await claimDue(this.deps.db, {
-              limit: free,
-              perEndpoint: config.perEndpoint,
-              leaseMs: this.leaseMs,
-            }),
-          );
+          const started = performance.now();
+          const claimed = await claimDue(this.deps.db, {
+            holder: this.holder,
+            limit: room,
+            perEndpoint: this.deps.config.perEndpoint,
+            ahead: this.allowance,
+            leaseMs: this.leaseMs,
+          });
+          this.held.add(claimed, started + this.leaseMs);
+          // An endpoint the claim gave anything may have more; at worst one claim finds nothing.
+          this.mayHaveMore.clear();
+          for (const delivery of claimed) this.mayHaveMore.add(delivery.endpointId);
+          if (claimed.length >= room) this.mayHaveMore.add('');
         } catch (error) {
           log.warn({ err: error }, 'webhook dispatcher could not claim deliveries; trying again');
         }
       }
-      // Nothing due, or every slot busy: wait for a slot to free or the next poll.
-      if (claimed === 0 || this.running.size >= config.concurrency) await this.sleep(pollMs);
+      this.pump();
+      // The next claim waits for half of an endpoint's leases to end (a wake) or the next poll.
+      await this.sleep(pollMs);
     }
   }
 
@@ -135,23 +173,68 @@ export class WebhookDispatcher {
     });
   }
 
-  private sendAll(claimed: ClaimedDelivery[]): number {
-    for (const delivery of claimed) {
-      const sending: Promise<void> = this.deliver(delivery)
-        .catch((error) =>
-          this.deps.log.error({ err: error, delivery: delivery.id }, 'webhook delivery failed'),
-        )
-        .finally(() => {
-          this.running.delete(sending);
-          this.wake();
-        });
-      this.running.add(sending);
-    }
-    return claimed.length;
+  /** Fills the free slots; deliveries whose lease would end before an attempt could are given back. */
+  private pump(): void {
+    if (this.stopping) return;
+    const { concurrency, perEndpoint, timeoutMs } = this.deps.config;
+    const { send, expired } = this.held.take(
+      concurrency - this.held.inFlight,
+      perEndpoint,
+      performance.now() + timeoutMs + 1000,
+    );
+    for (const delivery of send) this.send(delivery);
+    if (expired.length > 0)
+      void this.giveBack(expired).then(() => {
+        for (const delivery of expired) this.leaseEnded(delivery);
+      });
   }
 
-  /** One attempt: sign, send, record, and what the answer means for the endpoint. */
-  private async deliver(delivery: ClaimedDelivery): Promise<void> {
+  /** A lease ended: claim the endpoint's next rounds when half of its leases have. */
+  private leaseEnded(delivery: ClaimedDelivery): void {
+    if (this.stopping) return;
+    const endpointId = delivery.endpointId;
+    if (this.mayHaveMore.has(endpointId) && this.held.leasedFor(endpointId) <= this.allowance / 2) {
+      this.mayHaveMore.delete(endpointId);
+      this.wake();
+    } else if (this.mayHaveMore.has('') && this.held.held <= this.capacity / 2) {
+      this.mayHaveMore.delete('');
+      this.wake();
+    }
+  }
+
+  private async giveBack(deliveries: ClaimedDelivery[]): Promise<void> {
+    try {
+      await releaseClaims(this.deps.db, deliveries);
+    } catch (error) {
+      // Their leases run out on their own; they are sent a little later.
+      this.deps.log.warn({ err: error }, 'webhook dispatcher could not give back leased deliveries');
+    }
+  }
+
+  private send(delivery: ClaimedDelivery): void {
+    let answered = false;
+    const answer = () => {
+      if (answered) return;
+      answered = true;
+      this.held.answered(delivery);
+      this.pump();
+    };
+    const sending: Promise<void> = this.deliver(delivery, answer)
+      .catch((error) => this.deps.log.error({ err: error, delivery: delivery.id }, 'webhook delivery failed'))
+      .finally(() => {
+        answer();
+        this.unfinished.delete(sending);
+        this.held.ended(delivery);
+        this.leaseEnded(delivery);
+      });
+    this.unfinished.add(sending);
+  }
+
+  /**
+   * One attempt: sign, send, record, and what the answer means for the endpoint. `answered` is
+   * called when the receiver has answered (or the attempt ended without an answer).
+   */
+  private async deliver(delivery: ClaimedDelivery, answered: () => void): Promise<void> {
     const { db, clock, metrics, config, log } = this.deps;
     const at = clock.now();
     const headers = signedHeaders(secretsInForce(delivery, at), delivery.id, at, delivery.payload);
@@ -161,6 +244,7 @@ export class WebhookDispatcher {
       const next = nextStep(delivery, result, ended);
       return { result, outcome: outcomeOf(result, next), next, ended };
     });
+    answered();
     const recorded = await this.record({
       claim: delivery,
       attempt: {

@@ -25,22 +25,22 @@ export function eventBody(type: string, at: Date, data: Record<string, unknown>)
 /**
  * Writes the deliveries of an image event in the caller's transaction (landing's, outcome's), one
  * per enabled endpoint of the image's customer subscribed to it, so the event commits with what it
- * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment: the row
- * the caller just wrote when it has it (the landing's insert), else read here.
+ * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment.
  */
 export async function announceImage(
   trx: Db,
   type: 'image.received' | 'image.processed' | 'image.failed',
-  imageOrId: ImageRow | string,
+  image: { id: string; customerId: string },
   at: Date,
   platformRetentionMs: number,
 ): Promise<void> {
-  const image = typeof imageOrId === 'string' ? await getImage(trx, imageOrId) : imageOrId;
-  if (!image) return;
-  const endpoints = await subscribedEndpoints(trx, image.customer_id, type);
+  // The endpoints first: most customers have none, and then the image need not be read at all.
+  const endpoints = await subscribedEndpoints(trx, image.customerId, type);
   if (endpoints.length === 0) return;
-  const data = toImageBody(image, await customerWindow(trx, image.customer_id, platformRetentionMs));
-  await deliverTo(trx, endpoints, image, type, eventBody(type, at, data), at);
+  const row = await getImage(trx, image.id);
+  if (!row) return;
+  const data = toImageBody(row, await customerWindow(trx, row.customer_id, platformRetentionMs));
+  await deliverTo(trx, endpoints, row, type, eventBody(type, at, data), at);
 }
 
 /**

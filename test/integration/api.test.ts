@@ -27,6 +27,32 @@ describe('health and contract', () => {
     assert.match(metrics, /imagelake_purge_lag_seconds/);
   });
 
+  it("counts the lake's requests and written bytes in /metrics", async () => {
+    const counters = async () => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      const read = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+      return {
+        puts: read(/imagelake_lake_requests_total\{operation="put"\} (\d+)/),
+        gets: read(/imagelake_lake_requests_total\{operation="get"\} (\d+)/),
+        durable: read(/imagelake_lake_written_bytes_total\{kind="durable"\} (\d+)/),
+        derived: read(/imagelake_lake_written_bytes_total\{kind="derived"\} (\d+)/),
+      };
+    };
+    const before = await counters();
+    const bytes = await jpeg({ width: 640, height: 480, seed: 7 });
+    const { status, body } = await upload(t.url, acme.apiKey, bytes);
+    assert.equal(status, 202);
+    assert.equal((await settled(t.url, acme.apiKey, body.id)).status, 'processed');
+    const after = await counters();
+    assert.ok(after.durable - before.durable >= bytes.length, 'the original, written durably');
+    assert.ok(after.derived > before.derived, 'renditions and sidecars, derived');
+    assert.ok(
+      after.puts - before.puts >= 2,
+      `the original and its derivatives (${after.puts - before.puts} puts)`,
+    );
+    assert.ok(after.gets > before.gets, 'the worker read the original back');
+  });
+
   it('serves an OpenAPI document generated from the route schemas', async () => {
     const doc = await (await fetch(`${t.url}/openapi.json`)).json();
     assert.equal(doc.openapi, '3.1.0');

@@ -429,6 +429,52 @@ describe('webhooks', () => {
     }
   });
 
+  it('leases several rounds at once, and a dispatcher that stops gives back what it had not sent', async () => {
+    const third = await spawnServer(env, ['webhooks']);
+    const held = await receiver();
+    const answers: Array<() => void> = [];
+    held.answer = (_, response) => answers.push(() => response.end());
+    const hook = await register(acme.apiKey, held.url, ['image.failed']);
+    const catalog = new pg.Client({ connectionString: postgres.url });
+    await catalog.connect();
+    const leased = async () =>
+      Number(
+        (
+          await catalog.query(
+            `select count(*) from webhook_deliveries where endpoint_id = $1 and lease_token is not null`,
+            [hook.id],
+          )
+        ).rows[0].count,
+      );
+    try {
+      // Every dispatcher but the third is stopped: it alone claims these.
+      dispatcher!.kill('SIGKILL');
+      await new Promise((resolve) => dispatcher!.once('exit', resolve));
+      for (let i = 0; i < 6; i++) await sendTest(acme.apiKey, hook.id);
+      await until('two in flight', async () => held.received.length === 2);
+      // Six leased by one claim, two of them sent (the endpoint's limit), four waiting their turn.
+      await until('six leased', async () => (await leased()) === 6);
+      third.child.kill('SIGTERM');
+      // Stopping, it gives back the four it had not sent, and waits for the two in flight.
+      await until('four given back', async () => (await leased()) === 2);
+      for (const answer of answers.splice(0)) answer();
+      await new Promise((resolve) => third.child.once('exit', resolve));
+      assert.equal(await leased(), 0, 'the two answered were recorded');
+      assert.equal(held.received.length, 2, 'nothing was sent after the stop began');
+      await startDispatcher();
+      held.answer = (_, response) => response.end();
+      // Given back, they are the next dispatcher's to send (no lease to wait out).
+      await until('all six', async () => held.received.length === 6);
+      const ids = new Set(held.received.map((r) => r.headers['webhook-id']));
+      assert.equal(ids.size, 6, 'each sent once');
+    } finally {
+      await catalog.end();
+      third.child.kill('SIGKILL');
+      if (!dispatcher || dispatcher.exitCode !== null || dispatcher.signalCode !== null)
+        await startDispatcher();
+    }
+  });
+
   it('disables an endpoint whose every attempt has failed for five days', async () => {
     const down = new Receiver();
     down.port = await freePort();

@@ -25,3 +25,38 @@ describe('the filesystem lake refused a body', () => {
     assert.deepEqual(await readdir(join(root, 'raw', 'a')), []);
   });
 });
+
+describe('the filesystem lake writing many objects at once', () => {
+  it('shares one folder fsync among the writes into a folder at once, and every one lands', async () => {
+    const lake = new FsLake(join(await mkdtemp(join(tmpdir(), 'imagelake-lake-')), 'lake'));
+    let syncs = 0;
+    const syncDir = Reflect.get(lake, 'syncDir') as (dir: string) => Promise<void>;
+    Reflect.set(lake, 'syncDir', async (dir: string) => {
+      syncs++;
+      // A slow disk: the writes that rename meanwhile wait for the next fsync, one for all of them.
+      await new Promise((r) => setTimeout(r, 30));
+      await syncDir.call(lake, dir);
+    });
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        lake.put(`raw/dt=2026-11-29/${i}.bin`, Buffer.from(`object ${i}`)),
+      ),
+    );
+    for (let i = 0; i < 16; i++)
+      assert.equal((await lake.getBuffer(`raw/dt=2026-11-29/${i}.bin`)).toString(), `object ${i}`);
+    assert.ok(syncs >= 1 && syncs <= 3, `${syncs} folder fsyncs for 16 writes`);
+    // A write after the others have their fsync gets one of its own.
+    await lake.put('raw/dt=2026-11-29/late.bin', Buffer.from('late'));
+    assert.ok(syncs >= 2);
+  });
+
+  it('makes a folder again when it was removed since it was made (the purge prunes empty partitions)', async () => {
+    const lake = new FsLake(join(await mkdtemp(join(tmpdir(), 'imagelake-lake-')), 'lake'));
+    await lake.put('raw/dt=2026-11-28/a.bin', Buffer.from('a'));
+    // Another process's purge deletes the object and its emptied partition.
+    await new FsLake(lake.root).delete('raw/dt=2026-11-28/a.bin');
+    assert.equal(await lake.head('raw/dt=2026-11-28/a.bin'), undefined);
+    assert.equal(await lake.put('raw/dt=2026-11-28/b.bin', Buffer.from('bb')), 2);
+    assert.equal((await lake.getBuffer('raw/dt=2026-11-28/b.bin')).toString(), 'bb');
+  });
+});

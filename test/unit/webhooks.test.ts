@@ -120,6 +120,21 @@ describe('webhook signing', () => {
     assert.throws(() => new Webhook(newSecret()).verify(body, headers), /No matching signature/);
   });
 
+  it('signs as the standardwebhooks package does, byte for byte, with every secret in force', () => {
+    const at = new Date('2026-11-29T10:00:00.750Z');
+    const body = JSON.stringify({ type: 'image.processed', data: { filename: 'été 🌅.jpg' } });
+    const [current, previous] = [newSecret(), newSecret()];
+    const headers = signedHeaders([current, previous], 'msg-2', at, body);
+    assert.equal(headers['webhook-timestamp'], '1795946400');
+    assert.equal(
+      headers['webhook-signature'],
+      `${new Webhook(current).sign('msg-2', at, body)} ${new Webhook(previous).sign('msg-2', at, body)}`,
+    );
+    // A receiver that knows only the previous secret (mid-rotation) still verifies.
+    const fresh = signedHeaders([current, previous], 'msg-3', new Date(), body);
+    assert.deepEqual(new Webhook(previous).verify(body, fresh), JSON.parse(body));
+  });
+
   it('signs with the previous secret too until the rotation overlap ends', () => {
     const now = new Date('2026-11-29T10:00:00Z');
     const endpoint = {

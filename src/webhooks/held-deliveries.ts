@@ -1,0 +1,113 @@
+import type { ClaimedDelivery } from '../catalog/webhook-deliveries.ts';
+
+/** A leased delivery waiting for a slot, and until when (this process's clock) its lease holds. */
+interface Waiting {
+  delivery: ClaimedDelivery;
+  leaseEnds: number;
+}
+
+/**
+ * What one dispatcher holds under lease, by endpoint: deliveries waiting for a slot, sends in
+ * flight, and leases not yet ended (an attempt answered but not yet recorded still holds its
+ * lease, and counts against the endpoint's allowance in the catalog's claim). The dispatcher asks
+ * it which delivery goes next (endpoints in turn, at most `perEndpoint` in flight to each) and
+ * whether an endpoint has sent enough of its leased rounds to claim the next ones.
+ */
+export class HeldDeliveries {
+  /** Waiting, by endpoint; the map's order is the turn's order. */
+  private readonly waiting = new Map<string, Waiting[]>();
+  private readonly sending = new Map<string, number>();
+  private readonly leased = new Map<string, number>();
+  private waitingTotal = 0;
+  private sendingTotal = 0;
+  private leasedTotal = 0;
+
+  get inFlight(): number {
+    return this.sendingTotal;
+  }
+
+  /** Leases held: waiting, in flight, or answered and not yet recorded. */
+  get held(): number {
+    return this.leasedTotal;
+  }
+
+  leasedFor(endpointId: string): number {
+    return this.leased.get(endpointId) ?? 0;
+  }
+
+  add(claimed: ClaimedDelivery[], leaseEnds: number): void {
+    for (const delivery of claimed) {
+      const id = delivery.endpointId;
+      const queue = this.waiting.get(id);
+      if (queue) queue.push({ delivery, leaseEnds });
+      else this.waiting.set(id, [{ delivery, leaseEnds }]);
+      bump(this.leased, id, 1);
+    }
+    this.waitingTotal += claimed.length;
+    this.leasedTotal += claimed.length;
+  }
+
+  /**
+   * The next deliveries to send, one per endpoint in turn, until `slots` are filled or every
+   * endpoint with waiting deliveries has `perEndpoint` in flight. Those whose lease ends before
+   * `mustLastUntil` are returned apart, to be given back rather than sent.
+   */
+  take(
+    slots: number,
+    perEndpoint: number,
+    mustLastUntil: number,
+  ): { send: ClaimedDelivery[]; expired: ClaimedDelivery[] } {
+    const send: ClaimedDelivery[] = [];
+    const expired: ClaimedDelivery[] = [];
+    let progressed = true;
+    while (progressed && send.length < slots && this.waitingTotal > 0) {
+      progressed = false;
+      for (const [id, queue] of this.waiting) {
+        if (send.length >= slots) break;
+        if ((this.sending.get(id) ?? 0) >= perEndpoint) continue;
+        const next = queue.shift()!;
+        this.waitingTotal--;
+        // The endpoint goes to the back of the turn; an empty queue leaves it.
+        this.waiting.delete(id);
+        if (queue.length > 0) this.waiting.set(id, queue);
+        progressed = true;
+        if (next.leaseEnds < mustLastUntil) {
+          expired.push(next.delivery);
+          this.ended(next.delivery);
+        } else {
+          send.push(next.delivery);
+          bump(this.sending, id, 1);
+          this.sendingTotal++;
+        }
+      }
+    }
+    return { send, expired };
+  }
+
+  /** The receiver answered (or the attempt ended without an answer): its slot is free. */
+  answered(delivery: ClaimedDelivery): void {
+    bump(this.sending, delivery.endpointId, -1);
+    this.sendingTotal--;
+  }
+
+  /** The lease ended: the attempt is recorded (or was not, the lease being lost), or given back. */
+  ended(delivery: ClaimedDelivery): void {
+    bump(this.leased, delivery.endpointId, -1);
+    this.leasedTotal--;
+  }
+
+  /** Takes every waiting delivery out (the dispatcher is stopping: they are given back). */
+  drain(): ClaimedDelivery[] {
+    const all = [...this.waiting.values()].flat().map((w) => w.delivery);
+    this.waiting.clear();
+    this.waitingTotal = 0;
+    for (const delivery of all) this.ended(delivery);
+    return all;
+  }
+}
+
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const value = (counts.get(key) ?? 0) + by;
+  if (value > 0) counts.set(key, value);
+  else counts.delete(key);
+}
