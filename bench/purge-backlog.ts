@@ -10,7 +10,7 @@
 //   `metadata/…/<id>.json`, the renditions `renditions/…/<id>/thumb.webp` and `preview.webp`.
 // Objects are a few bytes each: the purge's cost is per object and per row, not per byte.
 // The rollups are not generated: they hold no image data and outlive the images (statistics window).
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sql } from 'kysely';
 import type { Db } from '../src/catalog/database.ts';
@@ -165,7 +165,10 @@ export async function writeLakeObjects(
   });
 }
 
-/** The baseline for the folder lake: the same files removed by a bare loop of fs.rm. */
+/**
+ * The baseline for the folder lake: the same files removed by a bare loop of unlink, the least a
+ * file's removal costs (fs.rm would add an lstat to each). Folders are left: the purge prunes them.
+ */
 export async function bareFolderDelete(
   root: string,
   backlog: Backlog,
@@ -174,6 +177,6 @@ export async function bareFolderDelete(
   concurrency: number,
 ): Promise<void> {
   await eachIndex(count, concurrency, async (n) => {
-    for (const key of objectKeys(backlog, first + n)) await rm(join(root, key), { force: true });
+    for (const key of objectKeys(backlog, first + n)) await unlink(join(root, key));
   });
 }

@@ -9,7 +9,7 @@
 // sum of the processes' proportional set sizes, sampled each second). It then checks that no image
 // row and no lake object is left, that the receipts count exactly the images and objects made,
 // and that the receipt chain verifies. The baseline, in the same run: as many objects of the same
-// layout deleted by a bare loop (fs.rm on the folder lake; DeleteObjects of 1000 keys on S3) at the
+// layout deleted by a bare loop (unlink on the folder lake; DeleteObjects of 1000 keys on S3) at the
 // purge's own concurrency.
 //
 // S3 is the project's MinIO (scripts/services/s3, started if need be) or the one in
@@ -128,7 +128,22 @@ function pssOf(pids: number[]): number {
   return kb * 1024;
 }
 
+/** CPU seconds of these processes (and of the children they reaped), from /proc. */
+function cpuOf(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {}
+  }
+  return ticks / 100;
+}
+
 interface ChildResult {
+  nodeCpuSeconds: number;
+  postgresCpuSeconds: number;
   seconds: number;
   peakRssBytes: number;
   peakPostgresPssBytes: number;
@@ -147,9 +162,12 @@ async function child(env: Record<string, string>): Promise<void> {
   const sampler = setInterval(() => {
     peakPostgres = Math.max(peakPostgres, pssOf(descendants(process.pid)));
   }, 1000);
+  const cpuBefore = { node: process.cpuUsage(), postgres: cpuOf(descendants(process.pid)) };
   const started = performance.now();
   await server.purgeNow();
   const seconds = (performance.now() - started) / 1000;
+  const nodeCpu = process.cpuUsage(cpuBefore.node);
+  const postgresCpuSeconds = cpuOf(descendants(process.pid)) - cpuBefore.postgres;
   clearInterval(sampler);
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   const { rows } = await sql<{ n: string }>`select count(*) as n from images`.execute(server.db);
@@ -160,6 +178,8 @@ async function child(env: Record<string, string>): Promise<void> {
   for (const r of receipts)
     for (const [kind, c] of Object.entries(r.body.deleted)) deleted[kind] = (deleted[kind] ?? 0) + c.count;
   const result: ChildResult = {
+    nodeCpuSeconds: (nodeCpu.user + nodeCpu.system) / 1e6,
+    postgresCpuSeconds,
     seconds,
     peakRssBytes,
     peakPostgresPssBytes: peakPostgres,
@@ -276,7 +296,7 @@ async function oneRun(run: number, s3: Record<string, string>) {
       writeFolderObjects(bareRoot, bare, 0, IMAGES, WRITE_CONCURRENCY),
     );
     bareSeconds = (
-      await timed('bare fs.rm', () => bareFolderDelete(bareRoot, bare, 0, IMAGES, DELETE_CONCURRENCY))
+      await timed('bare unlink', () => bareFolderDelete(bareRoot, bare, 0, IMAGES, DELETE_CONCURRENCY))
     ).seconds;
   }
   await rm(dataDir, { recursive: true, force: true });
@@ -300,7 +320,8 @@ async function oneRun(run: number, s3: Record<string, string>) {
   console.log(
     `  purge: ${result.seconds.toFixed(1)} s, ${(IMAGES / result.seconds).toFixed(0)} images/s, ` +
       `${(objects / result.seconds).toFixed(0)} objects/s; peak RSS ${mb(result.peakRssBytes)} (node), ` +
-      `${mb(result.peakPostgresPssBytes)} (PostgreSQL, PSS)`,
+      `${mb(result.peakPostgresPssBytes)} (PostgreSQL, PSS); CPU ${result.nodeCpuSeconds.toFixed(0)} s (node), ` +
+      `${result.postgresCpuSeconds.toFixed(0)} s (PostgreSQL)`,
   );
   console.log(
     `  bare: ${bareSeconds.toFixed(1)} s, ${(objects / bareSeconds).toFixed(0)} objects/s; ` +
