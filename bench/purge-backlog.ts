@@ -130,53 +130,42 @@ export async function eachIndex(
 
 const BODY = Buffer.from('imagelake bench\n');
 
-/** Writes images first..first+count-1's objects into a folder lake at `root`, straight to files. */
-export async function writeFolderObjects(
-  root: string,
+/** Runs `work` on each object key of images first..first+count-1, `concurrency` images at a time. */
+async function eachObject(
   backlog: Backlog,
-  first: number,
-  count: number,
-  concurrency: number,
+  range: Range,
+  work: (key: string) => Promise<unknown>,
 ): Promise<void> {
-  const made = new Set<string>();
-  await eachIndex(count, concurrency, async (n) => {
-    for (const key of objectKeys(backlog, first + n)) {
-      const path = join(root, key);
-      const dir = dirname(path);
-      if (!made.has(dir)) {
-        await mkdir(dir, { recursive: true });
-        made.add(dir);
-      }
-      await writeFile(path, BODY);
-    }
+  await eachIndex(range.count, range.concurrency, async (n) => {
+    for (const key of objectKeys(backlog, range.first + n)) await work(key);
   });
 }
 
-/** Writes images first..first+count-1's objects through a lake (the S3 one). */
-export async function writeLakeObjects(
-  lake: Lake,
-  backlog: Backlog,
-  first: number,
-  count: number,
-  concurrency: number,
-): Promise<void> {
-  await eachIndex(count, concurrency, async (n) => {
-    for (const key of objectKeys(backlog, first + n)) await lake.put(key, BODY, { durable: false });
+type Range = { first: number; count: number; concurrency: number };
+
+/** Writes the objects into a folder lake at `root`, straight to files. */
+export async function writeFolderObjects(root: string, backlog: Backlog, range: Range): Promise<void> {
+  const made = new Set<string>();
+  await eachObject(backlog, range, async (key) => {
+    const path = join(root, key);
+    const dir = dirname(path);
+    if (!made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      made.add(dir);
+    }
+    await writeFile(path, BODY);
   });
+}
+
+/** Writes the objects through a lake (the S3 one). */
+export async function writeLakeObjects(lake: Lake, backlog: Backlog, range: Range): Promise<void> {
+  await eachObject(backlog, range, (key) => lake.put(key, BODY, { durable: false }));
 }
 
 /**
  * The baseline for the folder lake: the same files removed by a bare loop of unlink, the least a
  * file's removal costs (fs.rm would add an lstat to each). Folders are left: the purge prunes them.
  */
-export async function bareFolderDelete(
-  root: string,
-  backlog: Backlog,
-  first: number,
-  count: number,
-  concurrency: number,
-): Promise<void> {
-  await eachIndex(count, concurrency, async (n) => {
-    for (const key of objectKeys(backlog, first + n)) await unlink(join(root, key));
-  });
+export async function bareFolderDelete(root: string, backlog: Backlog, range: Range): Promise<void> {
+  await eachObject(backlog, range, (key) => unlink(join(root, key)));
 }

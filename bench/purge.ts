@@ -14,7 +14,7 @@
 //
 // S3 is the project's MinIO (scripts/services/s3, started if need be) or the one in
 // IMAGELAKE_S3_ENDPOINT, under a prefix of its own that the purge leaves empty.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -40,6 +40,7 @@ import {
   writeFolderObjects,
   writeLakeObjects,
 } from './purge-backlog.ts';
+import { s3Settings } from './s3-settings.ts';
 
 const { values } = parseArgs({
   options: {
@@ -59,21 +60,6 @@ const WRITE_CONCURRENCY = 64;
 /** The purge's own delete concurrency (src/retention/runs.ts), which the bare baseline matches. */
 const DELETE_CONCURRENCY = LAKE === 's3' ? 8 : 32;
 const DAY = 86_400_000;
-
-const s3script = fileURLToPath(new URL('../scripts/services/s3', import.meta.url));
-function s3Settings(): Record<string, string> {
-  if (process.env.IMAGELAKE_S3_ENDPOINT)
-    return Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => k.startsWith('AWS_') || k.startsWith('IMAGELAKE_S3_')),
-    ) as Record<string, string>;
-  execFileSync('bash', [s3script, 'start'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  return Object.fromEntries(
-    execFileSync('bash', [s3script, 'env'], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .map((l) => l.split('=') as [string, string]),
-  );
-}
 
 function serverEnv(dataDir: string, lakeUrl: string | undefined, s3: Record<string, string>) {
   return {
@@ -142,6 +128,7 @@ function cpuOf(pids: number[]): number {
 }
 
 interface ChildResult {
+  rssAtStartBytes: number;
   nodeCpuSeconds: number;
   postgresCpuSeconds: number;
   seconds: number;
@@ -158,10 +145,14 @@ interface ChildResult {
 async function child(env: Record<string, string>): Promise<void> {
   const server = await startServer(loadConfig(env), { roles: [], log: pino({ level: 'warn' }) });
   const before = (await listReceipts(server.db, { limit: 1 }))[0]?.seq ?? 0;
+  // Sampling costs this process some CPU: the process list is read once (PostgreSQL's backends are
+  // the pool's, which stay), the few PostgreSQL processes' sizes each two seconds.
   let peakPostgres = 0;
+  const postgres = descendants(process.pid);
   const sampler = setInterval(() => {
-    peakPostgres = Math.max(peakPostgres, pssOf(descendants(process.pid)));
-  }, 1000);
+    peakPostgres = Math.max(peakPostgres, pssOf(postgres));
+  }, 2000);
+  const rssAtStart = process.memoryUsage().rss;
   const cpuBefore = { node: process.cpuUsage(), postgres: cpuOf(descendants(process.pid)) };
   const started = performance.now();
   await server.purgeNow();
@@ -178,6 +169,7 @@ async function child(env: Record<string, string>): Promise<void> {
   for (const r of receipts)
     for (const [kind, c] of Object.entries(r.body.deleted)) deleted[kind] = (deleted[kind] ?? 0) + c.count;
   const result: ChildResult = {
+    rssAtStartBytes: rssAtStart,
     nodeCpuSeconds: (nodeCpu.user + nodeCpu.system) / 1e6,
     postgresCpuSeconds,
     seconds,
@@ -251,10 +243,9 @@ async function oneRun(run: number, s3: Record<string, string>) {
     await sql`vacuum analyze`.execute(server.db);
   });
   const lakeRoot = join(dataDir, 'lake');
+  const all = { first: 0, count: IMAGES, concurrency: WRITE_CONCURRENCY };
   await timed(`writing ${IMAGES * OBJECTS_PER_IMAGE} objects`, () =>
-    LAKE === 's3'
-      ? writeLakeObjects(server.lake, backlog, 0, IMAGES, WRITE_CONCURRENCY)
-      : writeFolderObjects(lakeRoot, backlog, 0, IMAGES, WRITE_CONCURRENCY),
+    LAKE === 's3' ? writeLakeObjects(server.lake, backlog, all) : writeFolderObjects(lakeRoot, backlog, all),
   );
   await server.stop();
 
@@ -272,9 +263,7 @@ async function oneRun(run: number, s3: Record<string, string>) {
     const barePrefix = `${prefix}-bare`;
     const { S3Lake } = await import('../src/lake/s3.ts');
     const bareLake = new S3Lake({ bucket, prefix: `${barePrefix}/`, client });
-    await timed(`writing ${objects} objects for the baseline`, () =>
-      writeLakeObjects(bareLake, bare, 0, IMAGES, WRITE_CONCURRENCY),
-    );
+    await timed(`writing ${objects} objects for the baseline`, () => writeLakeObjects(bareLake, bare, all));
     bareSeconds = (
       await timed('bare DeleteObjects', () =>
         eachIndex(Math.ceil(IMAGES / 250), DELETE_CONCURRENCY, async (page) => {
@@ -292,11 +281,11 @@ async function oneRun(run: number, s3: Record<string, string>) {
     ).seconds;
   } else {
     const bareRoot = join(dataDir, 'bare');
-    await timed(`writing ${objects} files for the baseline`, () =>
-      writeFolderObjects(bareRoot, bare, 0, IMAGES, WRITE_CONCURRENCY),
-    );
+    await timed(`writing ${objects} files for the baseline`, () => writeFolderObjects(bareRoot, bare, all));
     bareSeconds = (
-      await timed('bare unlink', () => bareFolderDelete(bareRoot, bare, 0, IMAGES, DELETE_CONCURRENCY))
+      await timed('bare unlink', () =>
+        bareFolderDelete(bareRoot, bare, { ...all, concurrency: DELETE_CONCURRENCY }),
+      )
     ).seconds;
   }
   await rm(dataDir, { recursive: true, force: true });
@@ -319,7 +308,7 @@ async function oneRun(run: number, s3: Record<string, string>) {
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
   console.log(
     `  purge: ${result.seconds.toFixed(1)} s, ${(IMAGES / result.seconds).toFixed(0)} images/s, ` +
-      `${(objects / result.seconds).toFixed(0)} objects/s; peak RSS ${mb(result.peakRssBytes)} (node), ` +
+      `${(objects / result.seconds).toFixed(0)} objects/s; peak RSS ${mb(result.peakRssBytes)} (node; ${mb(result.rssAtStartBytes)} when started), ` +
       `${mb(result.peakPostgresPssBytes)} (PostgreSQL, PSS); CPU ${result.nodeCpuSeconds.toFixed(0)} s (node), ` +
       `${result.postgresCpuSeconds.toFixed(0)} s (PostgreSQL)`,
   );

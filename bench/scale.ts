@@ -23,6 +23,7 @@ import { FsLake } from '../src/lake/fs.ts';
 import type { Lake } from '../src/lake/port.ts';
 import { S3Lake } from '../src/lake/s3.ts';
 import { startServer } from '../src/server.ts';
+import { s3Settings } from './s3-settings.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -32,21 +33,6 @@ const LIMIT = Number(values.limit ?? 40);
 const WORKERS = (values.workers ?? '1,2,4').split(',').map(Number);
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
-const s3script = fileURLToPath(new URL('../scripts/services/s3', import.meta.url));
-/** MinIO's settings: those in the environment, or the scripts/services/s3 server's (started if need be). */
-function s3Settings(): Record<string, string> {
-  if (process.env.IMAGELAKE_S3_ENDPOINT)
-    return Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => k.startsWith('AWS_') || k.startsWith('IMAGELAKE_S3_')),
-    ) as Record<string, string>;
-  execFileSync('bash', [s3script, 'start'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  return Object.fromEntries(
-    execFileSync('bash', [s3script, 'env'], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .map((l) => l.split('=') as [string, string]),
-  );
-}
 const s3env = s3Settings();
 for (const [k, v] of Object.entries(s3env)) if (k.startsWith('AWS_')) process.env[k] = v;
 
