@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pino from 'pino';
@@ -150,6 +151,50 @@ describe('retention you can prove', () => {
       );
       const sum = totals(receipts);
       assert.deepEqual([sum.raw, sum.rendition, sum.metadata, sum.catalog], [5, 10, 5, 5]);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('purges a backlog over the run cap in several runs, each sealed with its receipt, every image counted once', async () => {
+    const clock = new TestClock();
+    const t = await startTestServer({ IMAGELAKE_RETENTION: '7d' }, ['api', 'worker'], clock);
+    try {
+      const c = await createCustomer(t.url, 'Large backlog');
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++)
+        ids.push(
+          (await uploadProcessed(t, c.apiKey, await jpeg({ seed: 40 + i, width: 64, height: 48 }))).id,
+        );
+      clock.advance(8 * DAY);
+      const last = await purgeExpired({
+        db: t.server.db,
+        lake: t.server.lake,
+        clock,
+        log: pino({ level: 'silent' }),
+        metrics: createMetrics(),
+        retentionMs: WINDOW,
+        statsRetentionMs: 400 * DAY,
+        batchSize: 2,
+        maxImagesPerRun: 2,
+      });
+      const { receipts } = (await api(t.url, ADMIN, 'GET', '/v1/purges')).body;
+      assert.deepEqual(
+        receipts.map((r: any) => r.deleted.catalog?.count ?? 0),
+        [1, 2, 2],
+        'newest first: runs of 2, 2 and the last image',
+      );
+      assert.equal(receipts[0].runId, last.body.runId, 'the purge answers with its last run');
+      const sum = totals(receipts);
+      assert.deepEqual([sum.raw, sum.rendition, sum.metadata, sum.catalog, sum.fact], [5, 10, 5, 5, 5]);
+      const subjects = receipts.flatMap((r: any) => r.subjects).sort();
+      assert.deepEqual(
+        subjects,
+        ids.map((id) => createHash('sha256').update(id).digest('hex')).sort(),
+        'each image in exactly one receipt',
+      );
+      assert.deepEqual((await auditOf(t, clock, WINDOW)).findings, []);
+      assert.equal((await verifyReceipts(t.server.db)).ok, true);
     } finally {
       await t.stop();
     }
