@@ -22,10 +22,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { loadConfig } from '../src/config/config.ts';
+import { IMAGE_AREAS } from '../src/lake/object-keys.ts';
 import { s3ClientConfig } from '../src/lake/s3.ts';
 import { listReceipts, verifyReceipts } from '../src/retention/receipts.ts';
 import { startServer } from '../src/server.ts';
@@ -198,18 +199,13 @@ async function runChild(env: Record<string, string>): Promise<ChildResult> {
   return JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult;
 }
 
-/** Files left under the folder lake's image areas. */
-async function filesUnder(root: string): Promise<number> {
-  let n = 0;
-  for (const area of ['raw', 'renditions', 'metadata']) {
-    const entries = await readdir(join(root, area), { recursive: true, withFileTypes: true }).catch(() => []);
-    n += entries.filter((e) => e.isFile()).length;
-  }
-  return n;
+/** Files left under a folder. */
+async function filesUnder(dir: string): Promise<number> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).length;
 }
 
 async function s3Keys(client: S3Client, bucket: string, prefix: string): Promise<number> {
-  const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
   let n = 0;
   let token: string | undefined;
   do {
@@ -254,7 +250,13 @@ async function oneRun(run: number, s3: Record<string, string>) {
   const client = new S3Client(
     s3ClientConfig({ endpoint: s3.IMAGELAKE_S3_ENDPOINT, region: 'us-east-1' } as never),
   );
-  const left = LAKE === 's3' ? await s3Keys(client, bucket, `${prefix}/`) : await filesUnder(lakeRoot);
+  // Only the image areas: the lake's own check object (.health/check) stays, as it would in production.
+  let left = 0;
+  for (const area of IMAGE_AREAS)
+    left +=
+      LAKE === 's3'
+        ? await s3Keys(client, bucket, `${prefix}/${area}/`)
+        : await filesUnder(join(lakeRoot, area));
 
   // The baseline: as many objects of the same layout, deleted bare.
   const bare = { ...backlog, startMs: backlog.startMs };
