@@ -17,6 +17,7 @@ import {
   DAY,
   startTestServer,
   TestClock,
+  type TestServer,
   uploadProcessed,
 } from './harness.ts';
 
@@ -28,6 +29,18 @@ function totals(receipts: any[]): Record<string, number> {
     for (const [kind, c] of Object.entries(r.deleted as Record<string, { count: number }>))
       sum[kind] = (sum[kind] ?? 0) + c.count;
   return sum;
+}
+
+/** What purgeExpired needs of a test server, to call it with a lake or limits of the test's own. */
+function purgeDeps(t: TestServer, clock: TestClock) {
+  return {
+    db: t.server.db,
+    clock,
+    log: pino({ level: 'silent' }),
+    metrics: createMetrics(),
+    retentionMs: WINDOW,
+    statsRetentionMs: 400 * DAY,
+  };
 }
 
 describe('retention you can prove', () => {
@@ -127,15 +140,7 @@ describe('retention you can prove', () => {
         await t.server.lake.deleteMany(keys.slice(0, room));
         if (deletions > 6) throw new Error('killed');
       };
-      const deps = {
-        db: t.server.db,
-        clock,
-        log: pino({ level: 'silent' }),
-        metrics: createMetrics(),
-        retentionMs: WINDOW,
-        statsRetentionMs: 400 * DAY,
-        batchSize: 2,
-      };
+      const deps = { ...purgeDeps(t, clock), batchSize: 2 };
       await assert.rejects(purgeExpired({ ...deps, lake: dying }), /killed/);
       const broken = await auditOf(t, clock, WINDOW);
       assert.ok(broken.findings.length > 0, 'the interrupted purge left copies behind');
@@ -168,13 +173,8 @@ describe('retention you can prove', () => {
         );
       clock.advance(8 * DAY);
       const last = await purgeExpired({
-        db: t.server.db,
+        ...purgeDeps(t, clock),
         lake: t.server.lake,
-        clock,
-        log: pino({ level: 'silent' }),
-        metrics: createMetrics(),
-        retentionMs: WINDOW,
-        statsRetentionMs: 400 * DAY,
         batchSize: 2,
         maxImagesPerRun: 2,
       });
