@@ -247,6 +247,14 @@ async function oneRun(run: number, s3: Record<string, string>) {
 
   const result = await runChild(env);
   const objects = IMAGES * OBJECTS_PER_IMAGE;
+  // Printed at once: the baseline below takes as long again.
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
+  console.log(
+    `  purge: ${result.seconds.toFixed(1)} s, ${(IMAGES / result.seconds).toFixed(0)} images/s, ` +
+      `${(objects / result.seconds).toFixed(0)} objects/s; peak RSS ${mb(result.peakRssBytes)} (node; ${mb(result.rssAtStartBytes)} when started), ` +
+      `${mb(result.peakPostgresPssBytes)} (PostgreSQL, PSS); CPU ${result.nodeCpuSeconds.toFixed(0)} s (node), ` +
+      `${result.postgresCpuSeconds.toFixed(0)} s (PostgreSQL)`,
+  );
   const client = new S3Client(
     s3ClientConfig({ endpoint: s3.IMAGELAKE_S3_ENDPOINT, region: 'us-east-1' } as never),
   );
@@ -312,13 +320,6 @@ async function oneRun(run: number, s3: Record<string, string>) {
     wrong.length === 0 &&
     result.subjects === IMAGES &&
     result.chainOk;
-  const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
-  console.log(
-    `  purge: ${result.seconds.toFixed(1)} s, ${(IMAGES / result.seconds).toFixed(0)} images/s, ` +
-      `${(objects / result.seconds).toFixed(0)} objects/s; peak RSS ${mb(result.peakRssBytes)} (node; ${mb(result.rssAtStartBytes)} when started), ` +
-      `${mb(result.peakPostgresPssBytes)} (PostgreSQL, PSS); CPU ${result.nodeCpuSeconds.toFixed(0)} s (node), ` +
-      `${result.postgresCpuSeconds.toFixed(0)} s (PostgreSQL)`,
-  );
   console.log(
     `  bare: ${bareSeconds.toFixed(1)} s, ${(objects / bareSeconds).toFixed(0)} objects/s; ` +
       `purge/bare objects/s ratio ${(bareSeconds / result.seconds).toFixed(2)}`,
