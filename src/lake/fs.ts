@@ -1,12 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
+import { mapLimit } from '../parallel.ts';
 import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
 
 /** Bytes of a streamed body gathered before each write to the file. */
 const WRITE_BATCH = 1 << 20;
+
+/** How many files deleteMany removes at once. */
+export const FS_DELETE_CONCURRENCY = 32;
 
 /**
  * The lake on a local filesystem. A write goes to a temporary file beside its target, is fsynced,
@@ -180,7 +195,7 @@ export class FsLake implements Lake {
 
   async delete(key: string): Promise<void> {
     const path = this.path(key);
-    await rm(path, { force: true });
+    await unlinkIfPresent(path);
     await this.pruneEmptyParents(dirname(path));
   }
 
@@ -211,8 +226,14 @@ export class FsLake implements Lake {
   }
 
   async deleteMany(keys: string[]): Promise<void> {
-    // One after another: parallel prunes of the same folders would race each other.
-    for (const key of keys) await this.delete(key);
+    // Many files at once: each removal waits on the disk, and a purge removes millions. Then each
+    // folder they were in is pruned once, not once per file. Two prunes meeting in a parent are
+    // harmless: rmdir removes only an empty folder, and the one that fails stops there.
+    const paths = keys.map((key) => this.path(key));
+    await mapLimit(paths, FS_DELETE_CONCURRENCY, unlinkIfPresent);
+    await mapLimit([...new Set(paths.map((path) => dirname(path)))], FS_DELETE_CONCURRENCY, (dir) =>
+      this.pruneEmptyParents(dir),
+    );
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -247,5 +268,14 @@ export class FsLake implements Lake {
   async check(): Promise<void> {
     await mkdir(this.root, { recursive: true });
     await this.put('.health/check', Buffer.from(new Date().toISOString()));
+  }
+}
+
+/** Removes a file; an absent one is not an error (purges are retried). One call, where rm adds an lstat. */
+async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
 }

@@ -16,7 +16,11 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Settings } from '../config/config.ts';
+import { mapLimit } from '../parallel.ts';
 import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOptions } from './port.ts';
+
+/** How many DeleteObjects requests (of up to 1000 keys) deleteMany keeps in flight. */
+export const S3_DELETE_CONCURRENCY = 4;
 
 export interface S3LakeOptions {
   bucket: string;
@@ -158,11 +162,13 @@ export class S3Lake implements Lake {
 
   async deleteMany(keys: string[]): Promise<void> {
     if (await this.objectLock()) {
-      for (const key of keys) await this.deleteVersions(key);
+      await mapLimit(keys, S3_DELETE_CONCURRENCY * 8, (key) => this.deleteVersions(key));
       return;
     }
-    for (let i = 0; i < keys.length; i += 1000) {
-      const batch = keys.slice(i, i + 1000);
+    // DeleteObjects takes at most 1000 keys; several requests in flight keep the store busy.
+    const batches: string[][] = [];
+    for (let i = 0; i < keys.length; i += 1000) batches.push(keys.slice(i, i + 1000));
+    await mapLimit(batches, S3_DELETE_CONCURRENCY, async (batch) => {
       const result = await this.client.send(
         new DeleteObjectsCommand({
           Bucket: this.bucket,
@@ -174,7 +180,7 @@ export class S3Lake implements Lake {
         throw new Error(
           `Deleting ${failed.length} objects failed, e.g. ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message}`,
         );
-    }
+    });
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

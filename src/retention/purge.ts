@@ -43,9 +43,18 @@ export interface PurgeDeps extends RunDeps {
   claimPrefixes?: string[];
   statsRetentionMs: number;
   batchSize?: number;
+  /** At most this many images in one run (one receipt); MAX_IMAGES_PER_RUN by default. */
+  maxImagesPerRun?: number;
   /** Resumable uploads' store and expiry: abandoned ones are deleted (kind upload). */
   tus?: { storage: TusStorage; expiryMs: number };
 }
+
+/**
+ * A run takes at most this many images. Its receipt lists each one's subject hash (67 bytes of JSON
+ * each) and is built in memory when the run is sealed, so a backlog of millions goes in several
+ * runs, each sealed with a receipt of a few megabytes, rather than in one of tens of megabytes.
+ */
+export const MAX_IMAGES_PER_RUN = 50_000;
 
 export async function expiredImages(
   db: Db,
@@ -59,12 +68,14 @@ export async function expiredImages(
 /**
  * The retention purge: every copy of every image past its window (originals, renditions, sidecars,
  * catalog rows and jobs), objects of landings that crashed in day partitions past the window, and
- * aggregate rows past the statistics window. First it finishes any run a crash left open. Ends with
- * a receipt.
+ * aggregate rows past the statistics window. First it finishes any run a crash left open. Each run
+ * ends with a receipt; a backlog over MAX_IMAGES_PER_RUN images takes several runs. Returns the
+ * last run's receipt (the one that also counts orphans, uploads and aggregates).
  */
 export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   const { db, lake, clock, log, metrics, retentionMs } = deps;
-  const batchSize = deps.batchSize ?? 200;
+  const batchSize = deps.batchSize ?? 1000;
+  const maxImagesPerRun = deps.maxImagesPerRun ?? MAX_IMAGES_PER_RUN;
   await resumeOpenRuns(deps);
   // Usage's bytes held at the end of yesterday, before this tick's purge deletes anything.
   await snapshotHeldBytes(deps);
@@ -74,18 +85,49 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
   await lockAllHeldObjects(deps);
   const shortest = await shortestWindow(db, retentionMs);
   const holds = await expiredByHold(db, now, retentionMs, shortest);
-  const runId = await openRun(db, clock, 'retention', { reason: 'retention window' }, retentionMs, holds);
+  const scope = { reason: 'retention window' };
+  let runId = await openRun(db, clock, 'retention', scope, retentionMs, holds);
+  // What the tick's runs deleted, for the metrics; not the receipts themselves (their subjects).
+  const tally = { images: 0, objects: 0, receipts: [] as number[] };
+  const count = (receipt: Receipt) => {
+    const deleted = receipt.body.deleted;
+    tally.images += deleted.catalog?.count ?? 0;
+    tally.objects += ['raw', 'rendition', 'metadata', 'orphan'].reduce(
+      (n, k) => n + (deleted[k]?.count ?? 0),
+      0,
+    );
+    tally.receipts.push(receipt.seq);
+  };
 
   const factDays = new Set<string>();
+  let inRun = 0;
+  let executing: Promise<void> = Promise.resolve();
   for (;;) {
     const batch = await expiredImages(db, now, retentionMs, batchSize);
     if (batch.length === 0) break;
     const taken = await planImages(deps, runId, batch, 'image.expired', factDays);
-    await executeRun(deps, runId);
+    // This batch's objects are deleted while the next batch is planned: one waits on the lake, the
+    // other mostly on the catalog. Its ledger lines are committed, so a crash meanwhile loses nothing.
+    await executing;
+    executing = executeRun(deps, runId);
+    executing.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled
     // Rows locked by a concurrent erasure are that erasure's to delete; stop rather than spin on them.
     if (taken === 0) break;
+    inRun += taken;
+    if (inRun >= maxImagesPerRun) {
+      await executing;
+      // A full run is sealed with its receipt and the backlog goes on in a new one (its holds were
+      // counted in the first).
+      await planFactFiles(deps, runId, factDays);
+      factDays.clear();
+      await executeRun(deps, runId);
+      count(await sealRun(deps, runId));
+      runId = await openRun(db, clock, 'retention', scope, retentionMs);
+      inRun = 0;
+    }
   }
 
+  await executing;
   await planFactFiles(deps, runId, factDays);
   await planOrphanHashes(db, runId);
 
@@ -165,16 +207,13 @@ export async function purgeExpired(deps: PurgeDeps): Promise<Receipt> {
 
   await executeRun(deps, runId);
   const receipt = await sealRun(deps, runId);
-  const images = receipt.body.deleted.catalog?.count ?? 0;
-  const objects = ['raw', 'rendition', 'metadata', 'orphan'].reduce(
-    (n, k) => n + (receipt.body.deleted[k]?.count ?? 0),
-    0,
-  );
+  count(receipt);
+  const { images, objects } = tally;
   metrics.purgedImages.inc(images);
   metrics.purgedObjects.inc(objects);
   metrics.purgeRuns.inc({ result: 'ok' });
   if (images || objects)
-    log.info({ receipt: receipt.seq, images, objects }, 'retention purge deleted expired copies');
+    log.info({ receipts: tally.receipts, images, objects }, 'retention purge deleted expired copies');
   return receipt;
 }
 

@@ -30,6 +30,7 @@ import { type Clock, utcDay } from '../clock.ts';
 import { imageIdOfKey, metadataKey, renditionPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { mapLimit } from '../parallel.ts';
 import { announceEnd } from '../webhooks/events.ts';
 import {
   appendReceipt,
@@ -86,15 +87,27 @@ export async function openRun(
 export async function objectsOf(lake: Lake, image: ImageToDelete): Promise<LedgerItem[]> {
   const parts = { imageId: image.id, customerId: image.customer_id, receivedAt: image.received_at };
   const subject = subjectHash(image.id);
+  const renditions = async () => {
+    const found: LedgerItem[] = [];
+    for await (const object of lake.list(renditionPrefix(parts)))
+      found.push({ kind: 'rendition', key: object.key, subjectHash: subject, bytes: object.bytes });
+    return found;
+  };
+  // Three independent round trips (two on S3 are HEADs, one a LIST): asked at once.
+  const [raw, sidecar, listed] = await Promise.all([
+    lake.head(image.raw_key),
+    lake.head(metadataKey(parts)),
+    renditions(),
+  ]);
   const items: LedgerItem[] = [];
-  const raw = await lake.head(image.raw_key);
   if (raw) items.push({ kind: 'raw', key: raw.key, subjectHash: subject, bytes: raw.bytes });
-  const sidecar = await lake.head(metadataKey(parts));
   if (sidecar) items.push({ kind: 'metadata', key: sidecar.key, subjectHash: subject, bytes: sidecar.bytes });
-  for await (const object of lake.list(renditionPrefix(parts)))
-    items.push({ kind: 'rendition', key: object.key, subjectHash: subject, bytes: object.bytes });
+  items.push(...listed);
   return items;
 }
+
+/** How many images' objects a batch's planning looks up at once (each three lake round trips). */
+const LOOKUP_CONCURRENCY = 16;
 
 /**
  * Plans a batch of images: lists their objects, then in one transaction takes the rows that are still
@@ -111,8 +124,13 @@ export async function planImages(
   options: { force?: boolean } = {},
 ): Promise<number> {
   if (images.length === 0) return 0;
-  const listed = new Map<string, LedgerItem[]>();
-  for (const image of images) listed.set(image.id, await objectsOf(deps.lake, image));
+  const listed = new Map(
+    await mapLimit(
+      images,
+      LOOKUP_CONCURRENCY,
+      async (image) => [image.id, await objectsOf(deps.lake, image)] as const,
+    ),
+  );
   return deps.db.transaction().execute(async (trx) => {
     await heartbeat(trx, runId);
     // Holds placed before this point are seen below; one placed later waits for this transaction.
@@ -137,6 +155,7 @@ export async function planImages(
     }
     // The per-image analytics facts follow their image; the rollups, which hold no image data, stay.
     const ids = locked.map((r) => r.id);
+    const taken = new Set(ids);
     const facts = await deleteForImages(trx, ids);
     for (const imageId of facts)
       items.push({ kind: 'fact', key: null, subjectHash: subjectHash(imageId), bytes: 0, done: true });
@@ -145,7 +164,7 @@ export async function planImages(
       items.push({ kind: 'hash', key: null, subjectHash: subjectHash(imageId), bytes: 0, done: true });
     // Their day's Parquet file still holds them: it goes too, and the next export rewrites it without them.
     if (facts.length)
-      for (const image of images) if (ids.includes(image.id)) factDays?.add(utcDay(image.received_at));
+      for (const image of images) if (taken.has(image.id)) factDays?.add(utcDay(image.received_at));
     // Webhook deliveries hold the image's metadata: they go with it, each counted in the receipt.
     for (const imageId of await deleteDeliveries(trx, ids))
       items.push({
@@ -161,7 +180,7 @@ export async function planImages(
     await announceEnd(
       trx,
       event,
-      images.filter((i) => ids.includes(i.id)),
+      images.filter((i) => taken.has(i.id)),
       deps.clock.now(),
     );
     return locked.length;
@@ -210,12 +229,19 @@ export async function recordDone(db: Db, runId: string, kind: string, count: num
   );
 }
 
+/**
+ * How many pending ledger lines executeRun deletes at a time: each page is one read, the lake's
+ * deleteMany (parallel inside: files at once, or DeleteObjects of 1000 keys), and one update.
+ */
+const EXECUTE_PAGE = 4000;
+
 /** Deletes every object the ledger still lists as pending, ticking each off. Idempotent. */
 export async function executeRun(deps: RunDeps, runId: string): Promise<void> {
   for (;;) {
-    const pending = await pendingLines(deps.db, runId, 200);
+    const pending = await pendingLines(deps.db, runId, EXECUTE_PAGE);
     if (pending.length === 0) return;
-    for (const item of pending) if (item.key) await deps.lake.delete(item.key);
+    const keys = pending.flatMap((item) => (item.key ? [item.key] : []));
+    if (keys.length) await deps.lake.deleteMany(keys);
     await markDone(
       deps.db,
       pending.map((p) => p.id),

@@ -1,7 +1,7 @@
 import type { Db } from '../catalog/database.ts';
 import { getImage } from '../catalog/images.ts';
 import type { ImageRow } from '../catalog/schema.ts';
-import { addDeliveries } from '../catalog/webhook-deliveries.ts';
+import { addDeliveries, type NewDelivery } from '../catalog/webhook-deliveries.ts';
 import { subscribedEndpoints } from '../catalog/webhooks.ts';
 import { traceparentOf } from '../observability/tracing.ts';
 import { toImageBody } from '../processing/image-view.ts';
@@ -55,6 +55,9 @@ export async function announceEnd(
   at: Date,
 ): Promise<void> {
   const byCustomer = new Map<string, Array<{ id: string }>>();
+  // Every image's deliveries in one go: a purge announces a thousand images per transaction.
+  const deliveries: NewDelivery[] = [];
+  const traceparent = traceparentOf();
   for (const image of images) {
     if (!byCustomer.has(image.customer_id))
       byCustomer.set(image.customer_id, await subscribedEndpoints(trx, image.customer_id, type));
@@ -66,8 +69,9 @@ export async function announceEnd(
       receivedAt: image.received_at.toISOString(),
       [type === 'image.erased' ? 'erasedAt' : 'expiredAt']: at.toISOString(),
     });
-    await deliverTo(trx, endpoints, image, type, payload, at);
+    deliveries.push(...deliveriesTo(endpoints, image, type, payload, traceparent));
   }
+  await addDeliveries(trx, deliveries, at);
 }
 
 /**
@@ -82,17 +86,22 @@ async function deliverTo(
   payload: string,
   at: Date,
 ): Promise<void> {
-  const traceparent = traceparentOf();
-  await addDeliveries(
-    trx,
-    endpoints.map((e) => ({
-      endpointId: e.id,
-      customerId: image.customer_id,
-      imageId: image.id,
-      eventType: type,
-      payload,
-      traceparent,
-    })),
-    at,
-  );
+  await addDeliveries(trx, deliveriesTo(endpoints, image, type, payload, traceparentOf()), at);
+}
+
+function deliveriesTo(
+  endpoints: Array<{ id: string }>,
+  image: Pick<ImageRow, 'id' | 'customer_id'>,
+  type: WebhookEvent,
+  payload: string,
+  traceparent: string | null,
+): NewDelivery[] {
+  return endpoints.map((e) => ({
+    endpointId: e.id,
+    customerId: image.customer_id,
+    imageId: image.id,
+    eventType: type,
+    payload,
+    traceparent,
+  }));
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pino from 'pino';
@@ -16,6 +17,7 @@ import {
   DAY,
   startTestServer,
   TestClock,
+  type TestServer,
   uploadProcessed,
 } from './harness.ts';
 
@@ -27,6 +29,18 @@ function totals(receipts: any[]): Record<string, number> {
     for (const [kind, c] of Object.entries(r.deleted as Record<string, { count: number }>))
       sum[kind] = (sum[kind] ?? 0) + c.count;
   return sum;
+}
+
+/** What purgeExpired needs of a test server, to call it with a lake or limits of the test's own. */
+function purgeDeps(t: TestServer, clock: TestClock) {
+  return {
+    db: t.server.db,
+    clock,
+    log: pino({ level: 'silent' }),
+    metrics: createMetrics(),
+    retentionMs: WINDOW,
+    statsRetentionMs: 400 * DAY,
+  };
 }
 
 describe('retention you can prove', () => {
@@ -113,22 +127,20 @@ describe('retention you can prove', () => {
         await uploadProcessed(t, c.apiKey, await jpeg({ seed: 10 + i, width: 120, height: 90 }));
       clock.advance(8 * DAY);
 
-      // The lake "dies" after six deletions, in the middle of the second batch.
+      // The lake "dies" after six deletions, in the middle of the first batch's eight objects.
       let deletions = 0;
       const dying: Lake = Object.create(t.server.lake);
       dying.delete = async (key: string) => {
         if (++deletions > 6) throw new Error('killed');
         return t.server.lake.delete(key);
       };
-      const deps = {
-        db: t.server.db,
-        clock,
-        log: pino({ level: 'silent' }),
-        metrics: createMetrics(),
-        retentionMs: WINDOW,
-        statsRetentionMs: 400 * DAY,
-        batchSize: 2,
+      dying.deleteMany = async (keys: string[]) => {
+        const room = Math.max(0, 6 - deletions);
+        deletions += keys.length;
+        await t.server.lake.deleteMany(keys.slice(0, room));
+        if (deletions > 6) throw new Error('killed');
       };
+      const deps = { ...purgeDeps(t, clock), batchSize: 2 };
       await assert.rejects(purgeExpired({ ...deps, lake: dying }), /killed/);
       const broken = await auditOf(t, clock, WINDOW);
       assert.ok(broken.findings.length > 0, 'the interrupted purge left copies behind');
@@ -139,11 +151,50 @@ describe('retention you can prove', () => {
       assert.equal(receipts.length, 2, 'the resumed run and the new one');
       assert.equal(
         receipt.body.deleted.catalog?.count,
-        3,
-        'the crash hit the first batch of 2; the new run takes the other 3',
+        1,
+        "the crash hit the first batch's objects while the second batch was planned: the resumed run finishes those 4, the new run takes the last",
       );
       const sum = totals(receipts);
       assert.deepEqual([sum.raw, sum.rendition, sum.metadata, sum.catalog], [5, 10, 5, 5]);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('purges a backlog over the run cap in several runs, each sealed with its receipt, every image counted once', async () => {
+    const clock = new TestClock();
+    const t = await startTestServer({ IMAGELAKE_RETENTION: '7d' }, ['api', 'worker'], clock);
+    try {
+      const c = await createCustomer(t.url, 'Large backlog');
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++)
+        ids.push(
+          (await uploadProcessed(t, c.apiKey, await jpeg({ seed: 40 + i, width: 64, height: 48 }))).id,
+        );
+      clock.advance(8 * DAY);
+      const last = await purgeExpired({
+        ...purgeDeps(t, clock),
+        lake: t.server.lake,
+        batchSize: 2,
+        maxImagesPerRun: 2,
+      });
+      const { receipts } = (await api(t.url, ADMIN, 'GET', '/v1/purges')).body;
+      assert.deepEqual(
+        receipts.map((r: any) => r.deleted.catalog?.count ?? 0),
+        [1, 2, 2],
+        'newest first: runs of 2, 2 and the last image',
+      );
+      assert.equal(receipts[0].runId, last.body.runId, 'the purge answers with its last run');
+      const sum = totals(receipts);
+      assert.deepEqual([sum.raw, sum.rendition, sum.metadata, sum.catalog, sum.fact], [5, 10, 5, 5, 5]);
+      const subjects = receipts.flatMap((r: any) => r.subjects).sort();
+      assert.deepEqual(
+        subjects,
+        ids.map((id) => createHash('sha256').update(id).digest('hex')).sort(),
+        'each image in exactly one receipt',
+      );
+      assert.deepEqual((await auditOf(t, clock, WINDOW)).findings, []);
+      assert.equal((await verifyReceipts(t.server.db)).ok, true);
     } finally {
       await t.stop();
     }

@@ -60,3 +60,26 @@ describe('the filesystem lake writing many objects at once', () => {
     assert.equal((await lake.getBuffer('raw/dt=2026-11-28/b.bin')).toString(), 'bb');
   });
 });
+
+describe('the filesystem lake deleting many', () => {
+  it('removes every file, prunes each folder they emptied up to the lake, and keeps folders still in use', async () => {
+    const root = join(await mkdtemp(join(tmpdir(), 'imagelake-lake-')), 'lake');
+    const lake = new FsLake(root);
+    const keys: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      keys.push(
+        `renditions/dt=2026-01-01/customer=a/${i}/thumb.webp`,
+        `renditions/dt=2026-01-01/customer=a/${i}/preview.webp`,
+      );
+      keys.push(`raw/dt=2026-01-0${1 + (i % 2)}/customer=a/${i}.jpg`);
+    }
+    for (const key of keys) await lake.put(key, Buffer.from('x'), { durable: false });
+    await lake.put('raw/dt=2026-01-02/customer=b/kept.jpg', Buffer.from('x'), { durable: false });
+    await lake.deleteMany([...keys, 'raw/dt=2026-01-01/customer=a/absent.jpg']);
+    assert.deepEqual(await lake.children(''), ['raw']);
+    assert.deepEqual(await lake.children('raw/'), ['dt=2026-01-02']);
+    const left: string[] = [];
+    for await (const o of lake.list('')) left.push(o.key);
+    assert.deepEqual(left, ['raw/dt=2026-01-02/customer=b/kept.jpg']);
+  });
+});
