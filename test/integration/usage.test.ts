@@ -19,6 +19,14 @@ import {
 
 const meanColor = fileURLToPath(new URL('../fixtures/processors/mean-color.ts', import.meta.url));
 const clock = new TestClock();
+// Months turn in these tests: the file runs on the 10th of next month (same time of day), whatever
+// today is, so that a day or a month on lands where the assertions expect.
+{
+  const now = new Date();
+  clock.offsetMs =
+    Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 10, now.getUTCHours(), now.getUTCMinutes()) -
+    now.getTime();
+}
 let t: TestServer;
 let a: { id: string; apiKey: string };
 let b: { id: string; apiKey: string };
