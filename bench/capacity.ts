@@ -14,7 +14,7 @@
 // - the image's bytes, and the size of its outcome event (what Kafka and webhooks carry).
 // The baseline beside it, in the same run: sharp alone doing the image work of one photo (decode
 // once to 1280 px, two WebP renditions), its CPU per image, and the worker's CPU as a ratio of it.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -30,6 +30,7 @@ import { startEmbeddedPostgres } from '../src/catalog/embedded.ts';
 import { eventBody } from '../src/webhooks/events.ts';
 import { cpuBetween, cpuSecondsOf, processTree } from './process-tree.ts';
 import { s3Settings } from './s3-settings.ts';
+import { startServe, stopServe } from './serve-process.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -41,7 +42,6 @@ const { values, positionals } = parseArgs({
 });
 const IMAGES = Number(values.images);
 const CONCURRENCY = Number(values.concurrency);
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const ADMIN = 'il_admin_bench-capacity-0123456789abcdefghijklmn';
 
 const folder =
@@ -68,42 +68,25 @@ const lakeEnv =
     ? { ...s3Settings(), IMAGELAKE_LAKE_URL: `s3://imagelake/capacity-${randomUUID()}` }
     : { IMAGELAKE_LAKE_URL: `file://${join(root, 'lake')}` };
 const env = {
-  ...process.env,
   ...lakeEnv,
   IMAGELAKE_DATABASE_URL: postgres.url,
-  IMAGELAKE_ADMIN_TOKEN: ADMIN,
-  IMAGELAKE_LOG_LEVEL: 'warn',
   IMAGELAKE_MAX_QUEUE_DEPTH: '100000',
 };
 
-const children: ChildProcess[] = [];
+const servers: ChildProcess[] = [];
 process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
+  for (const child of servers) child.kill('SIGKILL');
 });
 
-/** Starts `imagelake serve` with the roles; resolves with its pid and base URL once it answers. */
-async function serve(roles: string, port: number): Promise<{ pid: number; url: string }> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--roles', roles], {
-    env: { ...env, IMAGELAKE_PORT: String(port), IMAGELAKE_DATA_DIR: join(root, roles) },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  children.push(child);
-  const url = `http://127.0.0.1:${port}`;
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
-    if (child.exitCode !== null) throw new Error(`imagelake serve --roles ${roles} exited`);
-    const ok = await fetch(`${url}/healthz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return { pid: child.pid!, url };
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`imagelake serve --roles ${roles} did not answer`);
+/** `imagelake serve` with these roles only, in a process of its own: its pid and base URL. */
+async function serve(roles: string): Promise<{ pid: number; url: string }> {
+  const { child, url } = await startServe(join(root, roles), ADMIN, env, [], [roles]);
+  servers.push(child);
+  return { pid: child.pid!, url };
 }
 
-const port = 30000 + Math.floor(Math.random() * 20000);
-const api = await serve('api', port);
-const worker = await serve('worker', port + 1);
+const api = await serve('api');
+const worker = await serve('worker');
 
 /** The lake counters of both processes, summed: requests by operation, bytes by kind. */
 async function lakeCounters(): Promise<Map<string, number>> {
@@ -255,10 +238,7 @@ try {
     `baseline, sharp alone on the same photos: ${sharpMs.toFixed(0)} CPU ms per image; the worker uses ${(workerMs / sharpMs).toFixed(2)}x that`,
   );
 } finally {
-  for (const child of children) child.kill('SIGTERM');
-  await Promise.all(
-    children.map((c) => new Promise((r) => (c.exitCode !== null ? r(0) : c.once('exit', r)))),
-  );
+  await Promise.all(servers.map(stopServe));
   await db.destroy();
   await postgres.stop();
   await rm(root, { recursive: true, force: true });

@@ -6,15 +6,20 @@ import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
-/** Starts serve with these settings on a random port, and waits until it answers /readyz. */
+/**
+ * Starts serve with these settings on a random port (node flags in `args`; every role unless
+ * `roles` names some), and waits until it answers /readyz.
+ */
 export async function startServe(
   dataDir: string,
   admin: string,
   env: Record<string, string> = {},
   args: string[] = [],
+  roles: string[] = [],
 ): Promise<{ child: ChildProcess; url: string }> {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [...args, MAIN, 'serve'], {
+  const serveArgs = roles.length > 0 ? ['serve', '--roles', roles.join(',')] : ['serve'];
+  const child = spawn(process.execPath, [...args, MAIN, ...serveArgs], {
     env: {
       ...process.env,
       IMAGELAKE_DATA_DIR: dataDir,

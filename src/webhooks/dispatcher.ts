@@ -59,8 +59,10 @@ export class WebhookDispatcher {
   private readonly leaseMs: number;
   /** This dispatcher's leases: the catalog tells them from other processes' by it. */
   private readonly holder = randomUUID();
-  /** Endpoints the last claim gave deliveries, and '' when it was cut short: more may be due. */
+  /** Endpoints the last claim gave deliveries: they may have more due. */
   private readonly mayHaveMore = new Set<string>();
+  /** The last claim was cut short by the room left: endpoints it did not reach may have some due. */
+  private claimCutShort = false;
   private stopping = false;
   private loopDone: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
@@ -145,7 +147,7 @@ export class WebhookDispatcher {
           // An endpoint the claim gave anything may have more; at worst one claim finds nothing.
           this.mayHaveMore.clear();
           for (const delivery of claimed) this.mayHaveMore.add(delivery.endpointId);
-          if (claimed.length >= room) this.mayHaveMore.add('');
+          this.claimCutShort = claimed.length >= room;
         } catch (error) {
           log.warn({ err: error }, 'webhook dispatcher could not claim deliveries; trying again');
         }
@@ -196,8 +198,8 @@ export class WebhookDispatcher {
     if (this.mayHaveMore.has(endpointId) && this.held.leasedFor(endpointId) <= this.allowance / 2) {
       this.mayHaveMore.delete(endpointId);
       this.wake();
-    } else if (this.mayHaveMore.has('') && this.held.held <= this.capacity / 2) {
-      this.mayHaveMore.delete('');
+    } else if (this.claimCutShort && this.held.held <= this.capacity / 2) {
+      this.claimCutShort = false;
       this.wake();
     }
   }
