@@ -29,6 +29,7 @@ import * as traceContext from './migrations/0027_trace_context.ts';
 import * as holds from './migrations/0028_holds.ts';
 import * as failures from './migrations/0029_failures.ts';
 import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts';
+import * as webhookEndpointDispatchers from './migrations/0031_webhook_endpoint_dispatchers.ts';
 import * as counterSlots from './migrations/0032_counter_slots.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
@@ -142,6 +143,7 @@ const MIGRATIONS = {
   '0028_holds': holds,
   '0029_failures': failures,
   '0030_webhook_trace_context': webhookTraceContext,
+  '0031_webhook_endpoint_dispatchers': webhookEndpointDispatchers,
   '0032_counter_slots': counterSlots,
 };
 

@@ -339,6 +339,9 @@ export interface WebhookEndpointsTable {
   disabled_at: Timestamp | null;
   failing_since: Timestamp | null;
   last_claim_at: Timestamp | null;
+  /** The dispatcher process sending this endpoint's deliveries, and until when (the claim's lease). */
+  dispatcher: Generated<string | null>;
+  dispatcher_until: Generated<Timestamp | null>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
@@ -368,8 +371,6 @@ export interface WebhookDeliveriesTable {
   /** Attempts since the delivery was written or last replayed: its place in the retry schedule. */
   round_attempts: Generated<number>;
   next_attempt_at: Timestamp | null;
-  lease_token: string | null;
-  lease_until: Timestamp | null;
   last_status: number | null;
   last_error: string | null;
   attempt_log: ColumnType<DeliveryAttempt[], string | undefined, string>;

@@ -8,9 +8,9 @@ import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './
 
 /**
  * The `webhook_deliveries` table: every statement on it. A delivery is written in the transaction of
- * what it tells (landing, outcome, erasure, purge), claimed by a dispatcher under a lease with
- * SKIP LOCKED (so several dispatchers never send the same attempt at once), and logged attempt by
- * attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try again.
+ * what it tells (landing, outcome, erasure, purge), claimed by the dispatcher that holds its
+ * endpoint's lease (so several dispatchers never send the same attempt at once), and logged attempt
+ * by attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try again.
  */
 export type DeliveryRow = Selectable<WebhookDeliveriesTable>;
 
@@ -38,8 +38,6 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
     event_type: d.eventType,
     payload: d.payload,
     next_attempt_at: at,
-    lease_token: null,
-    lease_until: null,
     last_status: null,
     last_error: null,
     created_at: at,
@@ -63,7 +61,6 @@ export interface ClaimedDelivery {
   imageId: string | null;
   eventType: string;
   payload: string;
-  leaseToken: string;
   /** Attempts before this one, over the delivery's life (replays included). */
   attempts: number;
   /** Attempts since written or replayed, before this one: the place in the retry schedule. */
@@ -78,27 +75,38 @@ export interface ClaimedDelivery {
   traceparent: string | null;
 }
 
+/** What a dispatcher already holds, by endpoint: the claim skips these and tops each endpoint up. */
+export interface Held {
+  /** Every delivery held (waiting, in flight, or answered and not yet recorded). */
+  ids: string[];
+  /** How many of them each endpoint has. */
+  byEndpoint: ReadonlyMap<string, number>;
+}
+
 /**
- * Takes up to `limit` due deliveries under a lease held by `holder` (one dispatcher process), in
- * one statement. Endpoints are taken round robin (the one claimed longest ago first) and locked
- * while claiming, and one customer's backlog never holds up another's.
+ * Takes due deliveries for `holder` (one dispatcher process), in one statement: endpoints round
+ * robin (the one claimed longest ago first), each locked while claiming and then leased to the
+ * holder on its row (webhook_endpoints.dispatcher, until `leaseMs` from now), and up to `ahead` of
+ * each one's due deliveries, less what the holder already holds of it. An endpoint another live
+ * dispatcher holds is skipped: one process at a time sends an endpoint's deliveries, so its
+ * concurrency limit is that process's own count, across any number of them. The lease runs out
+ * when its holder stops claiming (it died, or has nothing due); then any dispatcher takes it.
  *
- * An endpoint's concurrency holds across every process: a dispatcher sends at most `perEndpoint`
- * of an endpoint's deliveries at once, and leases a few rounds ahead (up to `ahead`) only while no
- * other dispatcher holds a lease on that endpoint; while another does, leases on it stay within
- * `perEndpoint` in all. Either way no more than `perEndpoint` are in flight to it.
+ * Deliveries are read, not written: a claim costs a write per endpoint, not per delivery, and due
+ * deliveries leave no row versions behind for the next claim to step over. The statement writes
+ * the endpoint rows here rather than in catalog/webhooks.ts (their owner otherwise) because the
+ * lease and the read must be one statement.
  *
- * The statement commits without waiting for the WAL flush (synchronous_commit off, set for its own
- * transaction only): a lease lost to a PostgreSQL crash lets the delivery be sent again, a
- * duplicate with the same webhook-id, which at least once allows; a dispatcher does not wait on
- * the disk for every claim.
+ * Committed without waiting for the WAL flush (synchronous_commit off, for its own transaction
+ * only): a lease lost to a PostgreSQL crash lets another dispatcher send the deliveries again,
+ * duplicates with the same webhook-id, which at least once allows.
  */
 export async function claimDue(
   db: Db,
-  options: { holder: string; limit: number; perEndpoint: number; ahead: number; leaseMs: number },
+  options: { holder: string; limit: number; ahead: number; leaseMs: number; held: Held },
 ): Promise<ClaimedDelivery[]> {
   if (options.limit <= 0) return [];
-  const token = options.holder;
+  const { holder, held, ahead } = options;
   const result = await sql<{
     id: string;
     endpoint_id: string;
@@ -116,42 +124,41 @@ export async function claimDue(
     failing_since: Date | null;
   }>`
     with quick as (select set_config('synchronous_commit', 'off', true)),
+    mine as (
+      select * from unnest(${[...held.byEndpoint.keys()]}::uuid[], ${[...held.byEndpoint.values()]}::int[])
+        as m(endpoint_id, held)),
     endpoints as (
-      select e.id from webhook_endpoints e, quick
+      select e.id, coalesce(m.held, 0) as held
+        from webhook_endpoints e cross join quick left join mine m on m.endpoint_id = e.id
        where e.enabled
+         and (e.dispatcher is null or e.dispatcher = ${holder}::uuid or e.dispatcher_until < now())
+         and coalesce(m.held, 0) < ${ahead}::int
          and exists (select 1 from webhook_deliveries d
                       where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
-                        and (d.lease_until is null or d.lease_until < now()))
+                        and d.id <> all(${held.ids}::uuid[]))
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
        for update of e skip locked),
-    leases as (
-      select e.id,
-             count(l.id) filter (where l.lease_token = ${token}::uuid)::int as mine,
-             count(l.id) filter (where l.lease_token <> ${token}::uuid)::int as others
+    leased as (
+      update webhook_endpoints w
+         set dispatcher = ${holder}::uuid, last_claim_at = now(),
+             dispatcher_until = now() + ${options.leaseMs} * interval '1 millisecond'
         from endpoints e
-        left join webhook_deliveries l
-          on l.endpoint_id = e.id and l.lease_token is not null and l.lease_until >= now()
-       group by e.id),
-    picked as (
-      select d.id from leases e cross join lateral (
-        select d.id from webhook_deliveries d
-         where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
-           and (d.lease_until is null or d.lease_until < now())
+       where w.id = e.id
+      returning w.id, e.held, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
+                w.failing_since)
+    select d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
+           d.traceparent, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
+           w.failing_since
+      from leased w cross join lateral (
+        select d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
+               d.traceparent
+          from webhook_deliveries d
+         where d.endpoint_id = w.id and d.status = 'pending' and d.next_attempt_at <= now()
+           and d.id <> all(${held.ids}::uuid[])
          order by d.next_attempt_at
-         limit greatest(0, case when e.others = 0 then ${options.ahead}::int
-                                else ${options.perEndpoint}::int - e.others end - e.mine)
-         for update of d skip locked) d
-      limit ${options.limit}),
-    turned as (
-      update webhook_endpoints set last_claim_at = now() where id in (select id from endpoints))
-    update webhook_deliveries d
-       set lease_token = ${token}, lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
-      from picked, webhook_endpoints w
-     where d.id = picked.id and w.id = d.endpoint_id
-    returning d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
-              d.traceparent, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
-              w.failing_since`.execute(db);
+         limit ${ahead}::int - w.held) d
+     limit ${options.limit}`.execute(db);
   return result.rows.map((r) => ({
     id: r.id,
     endpointId: r.endpoint_id,
@@ -159,7 +166,6 @@ export async function claimDue(
     imageId: r.image_id,
     eventType: r.event_type,
     payload: r.payload,
-    leaseToken: token,
     attempts: r.attempts,
     roundAttempts: r.round_attempts,
     url: r.url,
@@ -172,59 +178,50 @@ export async function claimDue(
 }
 
 export interface AttemptRecord {
-  claim: { id: string; leaseToken: string };
+  id: string;
   attempt: DeliveryAttempt;
   next: { status: DeliveryStatus; nextAttemptAt: Date | null };
 }
 
 /**
  * Records attempts and what follows each (delivered, tried again at `nextAttemptAt`, or failed), in
- * one statement, each only while its lease is still held: a dispatcher that lost one (it stalled
- * past the lease and another took the delivery) records nothing for it. Returns the ids recorded.
+ * one statement, each only while `holder` still holds its endpoint: a dispatcher that lost it (it
+ * stalled past the lease and another took the endpoint) records nothing, and the other sends the
+ * delivery again. Returns the ids recorded.
  *
  * Committed without waiting for the WAL flush (synchronous_commit off): a record lost to a
- * PostgreSQL crash leaves its delivery leased, so it is sent again when the lease runs out, with the
- * same webhook-id. At least once holds, and a dispatcher does not wait on the disk per delivery.
+ * PostgreSQL crash leaves its delivery pending, so it is sent again, with the same webhook-id. At
+ * least once holds, and a dispatcher does not wait on the disk per delivery.
  */
-export async function recordAttempts(db: Db, records: AttemptRecord[]): Promise<Set<string>> {
+export async function recordAttempts(db: Db, holder: string, records: AttemptRecord[]): Promise<Set<string>> {
   if (records.length === 0) return new Set();
   // One array per column (unnest), not one parameter per value: a batch of hundreds is still a
-  // statement of eight parameters to send and plan.
+  // statement of a few parameters to send and plan.
   const column = <T>(pick: (r: AttemptRecord) => T): T[] => records.map(pick);
   const result = await sql<{ id: string }>`
     with quick as (select set_config('synchronous_commit', 'off', true))
     update webhook_deliveries d
        set status = v.status, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
-           next_attempt_at = v.next_at, lease_token = null, lease_until = null,
-           last_status = v.code, last_error = v.error, attempt_log = d.attempt_log || jsonb_build_array(v.attempt),
+           next_attempt_at = v.next_at, last_status = v.code, last_error = v.error,
+           attempt_log = d.attempt_log || jsonb_build_array(v.attempt),
            delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
-      from unnest(${column((r) => r.claim.id)}::uuid[], ${column((r) => r.claim.leaseToken)}::uuid[],
-                  ${column((r) => r.next.status)}::text[], ${column((r) => r.next.nextAttemptAt)}::timestamptz[],
-                  ${column((r) => r.attempt.statusCode)}::int[], ${column((r) => r.attempt.error)}::text[],
-                  ${column((r) => JSON.stringify(r.attempt))}::jsonb[], ${column((r) => r.attempt.at)}::timestamptz[])
-             as v(id, token, status, next_at, code, error, attempt, at), quick
-     where d.id = v.id and d.lease_token = v.token
+      from unnest(${column((r) => r.id)}::uuid[], ${column((r) => r.next.status)}::text[],
+                  ${column((r) => r.next.nextAttemptAt)}::timestamptz[], ${column((r) => r.attempt.statusCode)}::int[],
+                  ${column((r) => r.attempt.error)}::text[], ${column((r) => JSON.stringify(r.attempt))}::jsonb[],
+                  ${column((r) => r.attempt.at)}::timestamptz[])
+             as v(id, status, next_at, code, error, attempt, at), quick
+     where d.id = v.id
+       -- A subquery, not a join: the plan goes from each record to its row by the primary key,
+       -- never from the endpoint through all of its deliveries.
+       and (select w.dispatcher from webhook_endpoints w where w.id = d.endpoint_id) = ${holder}::uuid
     returning d.id`.execute(db);
   return new Set(result.rows.map((r) => r.id));
 }
 
 /**
- * Gives back leased deliveries a dispatcher will not send (it is stopping, or their lease is too
- * short for an attempt to end inside it): any dispatcher may claim them at once, rather than after
- * the lease. Only while the lease is still this claim's.
+ * A disabled endpoint's waiting deliveries fail (a replay after re-enabling sends them). An attempt
+ * in flight still records what its receiver answered.
  */
-export async function releaseClaims(
-  db: Db,
-  claims: Array<{ id: string; leaseToken: string }>,
-): Promise<void> {
-  if (claims.length === 0) return;
-  await sql`
-    update webhook_deliveries d set lease_token = null, lease_until = null
-      from unnest(${claims.map((c) => c.id)}::uuid[], ${claims.map((c) => c.leaseToken)}::uuid[]) as v(id, token)
-     where d.id = v.id and d.lease_token = v.token`.execute(db);
-}
-
-/** A disabled endpoint's waiting deliveries fail (a replay after re-enabling sends them). */
 export async function failPending(db: Db, endpointId: string, reason: string): Promise<number> {
   const result = await db
     .updateTable('webhook_deliveries')
@@ -232,12 +229,9 @@ export async function failPending(db: Db, endpointId: string, reason: string): P
       status: 'failed',
       next_attempt_at: null,
       last_error: reason,
-      lease_token: null,
-      lease_until: null,
     })
     .where('endpoint_id', '=', endpointId)
     .where('status', '=', 'pending')
-    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', sql<Date>`now()`)]))
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
@@ -294,7 +288,8 @@ export async function getDelivery(db: Db, endpointId: string, id: string): Promi
 
 /**
  * Sends deliveries again from the start of the schedule, with their own webhook-id. A delivery in
- * flight keeps its lease: its attempt is recorded, then it is due again at once.
+ * flight when replayed ends as its attempt's record says (its receiver has it when that is
+ * delivered).
  */
 export async function replay(
   db: Db,

@@ -3,8 +3,10 @@ import type { Db } from './database.ts';
 import type { WebhookEndpointsTable } from './schema.ts';
 
 /**
- * The `webhook_endpoints` table: every statement on it. What an endpoint is and how deliveries to
- * it are made is told in webhooks/ (the service) and catalog/webhook-deliveries.ts (the log).
+ * The `webhook_endpoints` table: every statement on it but one, the dispatcher's claim
+ * (catalog/webhook-deliveries.ts `claimDue`), which leases endpoints to a dispatcher in the statement
+ * that reads their due deliveries. What an endpoint is and how deliveries to it are made is told in
+ * webhooks/ (the service) and catalog/webhook-deliveries.ts (the log).
  */
 export type EndpointRow = Selectable<WebhookEndpointsTable>;
 
@@ -161,4 +163,17 @@ export async function disableEndpoint(db: Db, id: string, reason: string, at: Da
     .where('enabled', '=', true)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * A stopping dispatcher gives up the endpoints it holds (catalog/webhook-deliveries.ts `claimDue`
+ * leases them), after its last attempt is recorded: another dispatcher takes them at once rather
+ * than when the lease runs out.
+ */
+export async function releaseEndpoints(db: Db, dispatcher: string): Promise<void> {
+  await db
+    .updateTable('webhook_endpoints')
+    .set({ dispatcher: null, dispatcher_until: null })
+    .where('dispatcher', '=', dispatcher)
+    .execute();
 }

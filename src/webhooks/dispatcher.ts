@@ -3,18 +3,17 @@ import type { Logger } from 'pino';
 import type { Db } from '../catalog/database.ts';
 import type { DeliveryStatus } from '../catalog/schema.ts';
 import {
-  type AttemptRecord,
   type ClaimedDelivery,
   claimDue,
   countPending,
   failPending,
   recordAttempts,
-  releaseClaims,
 } from '../catalog/webhook-deliveries.ts';
-import { disableEndpoint, markFailing, markHealthy } from '../catalog/webhooks.ts';
+import { disableEndpoint, markFailing, markHealthy, releaseEndpoints } from '../catalog/webhooks.ts';
 import type { Clock } from '../clock.ts';
 import type { WebhookConfig } from '../config/config.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { AttemptRecorder } from './attempt-recorder.ts';
 import { HeldDeliveries } from './held-deliveries.ts';
 import { retryDelay } from './schedule.ts';
 import { type AttemptResult, Sender } from './send.ts';
@@ -32,23 +31,25 @@ export interface DispatcherDeps {
 }
 
 /**
- * Rounds of an endpoint's deliveries leased at once: one claim feeds several rounds of sends, so a
- * fast receiver is not held to a catalog statement per delivery.
+ * Rounds of an endpoint's deliveries claimed at once: one claim feeds several rounds of sends, so a
+ * fast receiver is not held to a catalog statement per round.
  */
 const ROUNDS_AHEAD = 32;
 
 /**
- * The `webhooks` role: delivers what the outbox tables hold. It claims due deliveries under a lease
- * (catalog/webhook-deliveries.ts `claimDue`: SKIP LOCKED, round robin over endpoints, an endpoint's
- * concurrency held across processes), sends each signed, at most `perEndpoint` at a time per
- * endpoint, and records the attempt only while it still holds the lease.
+ * The `webhooks` role: delivers what the outbox tables hold. It claims endpoints with their due
+ * deliveries (catalog/webhook-deliveries.ts `claimDue`: SKIP LOCKED, round robin over endpoints,
+ * each endpoint leased to one dispatcher at a time, so its concurrency holds across processes),
+ * sends each delivery signed, at most `perEndpoint` at a time per endpoint, and records the attempt
+ * only while it still holds the endpoint.
  *
- * A claim leases up to ROUNDS_AHEAD rounds of an endpoint's deliveries (while no other dispatcher
- * holds any of them); they are sent a round at a time, and the next ones are claimed when half of
- * those leases have ended. A delivery whose lease no longer leaves room for an attempt (a slow
- * receiver) is given back rather than sent. Attempts are recorded in batches, and a slot frees
- * when the receiver answers, not when the record is written. Killed mid-send, nothing is lost: the leases run out and any dispatcher sends the
- * deliveries again, with the same webhook-id (at least once).
+ * A claim takes up to ROUNDS_AHEAD rounds of an endpoint's deliveries and renews its lease; they
+ * are sent a round at a time, and the next ones are claimed when half of them have ended. A
+ * delivery whose endpoint lease no longer leaves room for an attempt (a slow receiver) is let go
+ * unsent, for the next claim. Attempts are recorded in batches, and a slot frees when the receiver
+ * answers, not when the record is written. Killed mid-send, nothing is lost: the endpoint's lease
+ * runs out and any dispatcher sends its pending deliveries again, with the same webhook-id (at least
+ * once). Stopping, it lets the endpoints go once its last attempt is recorded.
  */
 export class WebhookDispatcher {
   private readonly deps: DispatcherDeps;
@@ -57,7 +58,7 @@ export class WebhookDispatcher {
   /** Attempts not yet recorded: what stop waits for. */
   private readonly unfinished = new Set<Promise<void>>();
   private readonly leaseMs: number;
-  /** This dispatcher's leases: the catalog tells them from other processes' by it. */
+  /** This dispatcher: the catalog's endpoint leases name it. */
   private readonly holder = randomUUID();
   /** Endpoints the last claim gave deliveries: they may have more due. */
   private readonly mayHaveMore = new Set<string>();
@@ -66,12 +67,7 @@ export class WebhookDispatcher {
   private stopping = false;
   private loopDone: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
-  private readonly toRecord: Array<{
-    record: AttemptRecord;
-    resolve: (recorded: boolean) => void;
-    reject: (error: unknown) => void;
-  }> = [];
-  private recording: Promise<void> | undefined;
+  private readonly recorder: AttemptRecorder;
   /** A claim is wanted (or stop was asked) while the loop was not asleep: it must not sleep through it. */
   private woken = false;
   private backlogTimer: NodeJS.Timeout | undefined;
@@ -87,6 +83,7 @@ export class WebhookDispatcher {
     // Longer than any attempt can take (and its record), so a live dispatcher never loses a
     // delivery it is sending; short enough that a killed one's deliveries go out again soon.
     this.leaseMs = 2 * config.timeoutMs + 1000;
+    this.recorder = new AttemptRecorder((records) => recordAttempts(deps.db, this.holder, records));
   }
 
   start(): void {
@@ -105,11 +102,19 @@ export class WebhookDispatcher {
     clearInterval(this.backlogTimer);
     this.wake();
     await this.loopDone;
-    // What is leased and not sent goes back at once, for another dispatcher to send.
-    await this.giveBack(this.held.drain());
-    // Every attempt ends within the timeout; what is not recorded is sent again after its lease.
+    // What waits is let go unsent; every attempt in flight ends within the timeout and is recorded.
+    this.held.drain();
     await Promise.allSettled([...this.unfinished]);
     this.sender.close();
+    // Then the endpoints are free for another dispatcher at once, rather than when the leases end.
+    try {
+      await releaseEndpoints(this.deps.db, this.holder);
+    } catch (error) {
+      this.deps.log.warn(
+        { err: error },
+        'webhook dispatcher could not let its endpoints go; their leases run out',
+      );
+    }
   }
 
   private wake(): void {
@@ -117,7 +122,7 @@ export class WebhookDispatcher {
     this.wakeUp?.();
   }
 
-  /** Leases one process holds at most: enough rounds to keep every slot busy between claims. */
+  /** Deliveries one process holds at most: enough rounds to keep every slot busy between claims. */
   private get capacity(): number {
     return this.deps.config.concurrency * ROUNDS_AHEAD;
   }
@@ -130,7 +135,7 @@ export class WebhookDispatcher {
     const { log } = this.deps;
     const pollMs = this.deps.pollIntervalMs ?? 250;
     while (!this.stopping) {
-      // Wakes from here on (leases ended while claiming) make the sleep below return at once.
+      // Wakes from here on (deliveries ended while claiming) make the sleep below return at once.
       this.woken = false;
       const room = this.capacity - this.held.held;
       if (room > 0) {
@@ -139,9 +144,9 @@ export class WebhookDispatcher {
           const claimed = await claimDue(this.deps.db, {
             holder: this.holder,
             limit: room,
-            perEndpoint: this.deps.config.perEndpoint,
             ahead: this.allowance,
             leaseMs: this.leaseMs,
+            held: this.held.snapshot(),
           });
           this.held.add(claimed, started + this.leaseMs);
           // An endpoint the claim gave anything may have more; at worst one claim finds nothing.
@@ -153,7 +158,7 @@ export class WebhookDispatcher {
         }
       }
       this.pump();
-      // The next claim waits for half of an endpoint's leases to end (a wake) or the next poll.
+      // The next claim waits for half of an endpoint's deliveries to end (a wake) or the next poll.
       await this.sleep(pollMs);
     }
   }
@@ -175,7 +180,7 @@ export class WebhookDispatcher {
     });
   }
 
-  /** Fills the free slots; deliveries whose lease would end before an attempt could are given back. */
+  /** Fills the free slots; deliveries whose endpoint lease would end before an attempt could are let go. */
   private pump(): void {
     if (this.stopping) return;
     const { concurrency, perEndpoint, timeoutMs } = this.deps.config;
@@ -185,14 +190,12 @@ export class WebhookDispatcher {
       performance.now() + timeoutMs + 1000,
     );
     for (const delivery of send) this.send(delivery);
-    if (expired.length > 0)
-      void this.giveBack(expired).then(() => {
-        for (const delivery of expired) this.leaseEnded(delivery);
-      });
+    // Still pending in the catalog: the next claim reads them again, and renews the lease.
+    for (const delivery of expired) this.heldEnded(delivery);
   }
 
-  /** A lease ended: claim the endpoint's next rounds when half of its leases have. */
-  private leaseEnded(delivery: ClaimedDelivery): void {
+  /** A delivery is held no more: claim the endpoint's next rounds when half of its have ended. */
+  private heldEnded(delivery: ClaimedDelivery): void {
     if (this.stopping) return;
     const endpointId = delivery.endpointId;
     if (this.mayHaveMore.has(endpointId) && this.held.leasedFor(endpointId) <= this.allowance / 2) {
@@ -201,15 +204,6 @@ export class WebhookDispatcher {
     } else if (this.claimCutShort && this.held.held <= this.capacity / 2) {
       this.claimCutShort = false;
       this.wake();
-    }
-  }
-
-  private async giveBack(deliveries: ClaimedDelivery[]): Promise<void> {
-    try {
-      await releaseClaims(this.deps.db, deliveries);
-    } catch (error) {
-      // Their leases run out on their own; they are sent a little later.
-      this.deps.log.warn({ err: error }, 'webhook dispatcher could not give back leased deliveries');
     }
   }
 
@@ -227,7 +221,7 @@ export class WebhookDispatcher {
         answer();
         this.unfinished.delete(sending);
         this.held.ended(delivery);
-        this.leaseEnded(delivery);
+        this.heldEnded(delivery);
       });
     this.unfinished.add(sending);
   }
@@ -247,8 +241,8 @@ export class WebhookDispatcher {
       return { result, outcome: outcomeOf(result, next), next, ended };
     });
     answered();
-    const recorded = await this.record({
-      claim: delivery,
+    const recorded = await this.recorder.record({
+      id: delivery.id,
       attempt: {
         at: at.toISOString(),
         statusCode: result.statusCode,
@@ -279,32 +273,6 @@ export class WebhookDispatcher {
         { delivery: delivery.id, endpoint: delivery.endpointId, error: result.error },
         'webhook delivery failed for good',
       );
-  }
-
-  /**
-   * Records an attempt with the others that end meanwhile: one statement for all of them, so the
-   * catalog sees a write per batch rather than per delivery. Says whether this one was recorded.
-   */
-  private record(record: AttemptRecord): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      this.toRecord.push({ record, resolve, reject });
-      if (!this.recording) this.recording = this.flush().finally(() => (this.recording = undefined));
-    });
-  }
-
-  private async flush(): Promise<void> {
-    while (this.toRecord.length > 0) {
-      const batch = this.toRecord.splice(0, 500);
-      try {
-        const recorded = await recordAttempts(
-          this.deps.db,
-          batch.map((b) => b.record),
-        );
-        for (const b of batch) b.resolve(recorded.has(b.record.claim.id));
-      } catch (error) {
-        for (const b of batch) b.reject(error);
-      }
-    }
   }
 
   private async disable(

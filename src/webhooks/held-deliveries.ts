@@ -1,23 +1,24 @@
-import type { ClaimedDelivery } from '../catalog/webhook-deliveries.ts';
+import type { ClaimedDelivery, Held } from '../catalog/webhook-deliveries.ts';
 
-/** A leased delivery waiting for a slot, and until when (this process's clock) its lease holds. */
+/** A claimed delivery waiting for a slot, and until when (this process's clock) its endpoint's lease holds. */
 interface Waiting {
   delivery: ClaimedDelivery;
   leaseEnds: number;
 }
 
 /**
- * What one dispatcher holds under lease, by endpoint: deliveries waiting for a slot, sends in
- * flight, and leases not yet ended (an attempt answered but not yet recorded still holds its
- * lease, and counts against the endpoint's allowance in the catalog's claim). The dispatcher asks
- * it which delivery goes next (endpoints in turn, at most `perEndpoint` in flight to each) and
- * whether an endpoint has sent enough of its leased rounds to claim the next ones.
+ * What one dispatcher holds, by endpoint: deliveries waiting for a slot, sends in flight, and
+ * attempts answered but not yet recorded (the next claim must not read them again, and they count
+ * against the endpoint's allowance). The dispatcher asks it which delivery goes next (endpoints in
+ * turn, at most `perEndpoint` in flight to each) and whether an endpoint has sent enough of its
+ * claimed rounds to claim the next ones.
  */
 export class HeldDeliveries {
   /** Waiting, by endpoint; the map's order is the turn's order. */
   private readonly waiting = new Map<string, Waiting[]>();
   private readonly sending = new Map<string, number>();
   private readonly leased = new Map<string, number>();
+  private readonly ids = new Set<string>();
   private waitingTotal = 0;
   private sendingTotal = 0;
   private leasedTotal = 0;
@@ -42,6 +43,7 @@ export class HeldDeliveries {
       if (queue) queue.push({ delivery, leaseEnds });
       else this.waiting.set(id, [{ delivery, leaseEnds }]);
       bump(this.leased, id, 1);
+      this.ids.add(delivery.id);
     }
     this.waitingTotal += claimed.length;
     this.leasedTotal += claimed.length;
@@ -90,13 +92,19 @@ export class HeldDeliveries {
     this.sendingTotal--;
   }
 
-  /** The lease ended: the attempt is recorded (or was not, the lease being lost), or given back. */
+  /** Held no more: the attempt is recorded (or was not, the endpoint being lost), or it was let go. */
   ended(delivery: ClaimedDelivery): void {
     bump(this.leased, delivery.endpointId, -1);
     this.leasedTotal--;
+    this.ids.delete(delivery.id);
   }
 
-  /** Takes every waiting delivery out (the dispatcher is stopping: they are given back). */
+  /** What the next claim skips, and how many each endpoint has. */
+  snapshot(): Held {
+    return { ids: [...this.ids], byEndpoint: this.leased };
+  }
+
+  /** Takes every waiting delivery out (the dispatcher is stopping: they are let go unsent). */
   drain(): ClaimedDelivery[] {
     const all = [...this.waiting.values()].flat().map((w) => w.delivery);
     this.waiting.clear();

@@ -33,6 +33,7 @@ export interface SendPolicy {
 export class Sender {
   private readonly policy: SendPolicy;
   private readonly agents: { http: http.Agent; https: https.Agent };
+  private readonly targets = new Map<string, Target | { refused: string }>();
 
   constructor(policy: SendPolicy) {
     this.policy = policy;
@@ -49,40 +50,34 @@ export class Sender {
   async send(url: string, headers: Record<string, string>, body: string): Promise<AttemptResult> {
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
-    let target: URL;
-    try {
-      target = new URL(url);
-    } catch {
-      return { verdict: 'final', statusCode: null, error: 'the URL is not valid', latencyMs: 0 };
-    }
-    // Names are checked by the agents' lookup as they connect; an IP literal never goes through it.
-    const host = hostOf(target);
-    if (!this.policy.allowPrivate && isIP(host)) {
-      const why = refusedAddress(host);
-      if (why) return { verdict: 'final', statusCode: null, error: `refused: ${why}`, latencyMs: 0 };
-    }
-    const secure = target.protocol === 'https:';
-    const client = secure ? https : http;
+    const target = this.targetOf(url);
+    if ('refused' in target)
+      return { verdict: 'final', statusCode: null, error: target.refused, latencyMs: 0 };
+    const client = target.secure ? https : http;
     return new Promise<AttemptResult>((resolve) => {
+      let settled = false;
+      const settle = (result: AttemptResult) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
       const request = client.request(
-        target,
         {
+          ...target.options,
           method: 'POST',
-          agent: secure ? this.agents.https : this.agents.http,
+          agent: target.secure ? this.agents.https : this.agents.http,
           headers: {
             ...headers,
             'content-type': 'application/json',
             'content-length': String(Buffer.byteLength(body)),
             'user-agent': 'imagelake-webhooks/1',
           },
-          signal: AbortSignal.timeout(this.policy.timeoutMs),
         },
         (response) => {
           const statusCode = response.statusCode ?? 0;
-          const retryAfterMs = parseRetryAfter(
-            response.headers['retry-after'] as string | undefined,
-            new Date(),
-          );
+          const retryAfter = response.headers['retry-after'];
+          const retryAfterMs = retryAfter === undefined ? undefined : parseRetryAfter(retryAfter, new Date());
           let read = 0;
           response.on('data', (chunk: Buffer) => {
             read += chunk.length;
@@ -90,7 +85,7 @@ export class Sender {
             if (read > MAX_ANSWER_BYTES) response.destroy();
           });
           const done = () =>
-            resolve({
+            settle({
               verdict: verdictOf(statusCode),
               statusCode,
               error: statusCode >= 200 && statusCode < 300 ? null : `HTTP ${statusCode}`,
@@ -102,15 +97,17 @@ export class Sender {
           response.on('error', () => {});
         },
       );
+      // One timer for the whole attempt (connect, send, answer). A plain timer rather than
+      // AbortSignal.timeout, whose weak references cost more than the rest of a request's own work.
+      const timer = setTimeout(() => request.destroy(new AttemptTimeout()), this.policy.timeoutMs);
       request.on('error', (error: NodeJS.ErrnoException) => {
         const refused = error instanceof RefusedAddressError;
-        const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
-        resolve({
+        settle({
           verdict: refused ? 'final' : 'retry',
           statusCode: null,
           error: refused
             ? `refused: ${error.message}`
-            : timedOut
+            : error instanceof AttemptTimeout
               ? `no answer within ${this.policy.timeoutMs} ms`
               : `${error.code ?? error.name}: ${error.message}`.slice(0, 300),
           latencyMs: elapsed(),
@@ -120,10 +117,65 @@ export class Sender {
     });
   }
 
+  /**
+   * Where a URL sends, parsed once per URL (a dispatcher sends to few, thousands of times each), or
+   * why it may not: an IP literal never goes through the agents' lookup, so it is checked here.
+   */
+  private targetOf(url: string): Target | { refused: string } {
+    let target = this.targets.get(url);
+    if (!target) {
+      if (this.targets.size >= MAX_TARGETS) this.targets.clear();
+      target = parseTarget(url, this.policy.allowPrivate);
+      this.targets.set(url, target);
+    }
+    return target;
+  }
+
   close(): void {
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
+}
+
+/** Parsed URLs kept at most: past the cap the cache starts again. */
+const MAX_TARGETS = 10_000;
+
+interface Target {
+  secure: boolean;
+  options: { protocol: string; hostname: string; port?: string; path: string; auth?: string };
+}
+
+function parseTarget(url: string, allowPrivate: boolean): Target | { refused: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { refused: 'the URL is not valid' };
+  }
+  // Names are checked by the agents' lookup as they connect; an IP literal never goes through it.
+  const host = hostOf(parsed);
+  if (!allowPrivate && isIP(host)) {
+    const why = refusedAddress(host);
+    if (why) return { refused: `refused: ${why}` };
+  }
+  return {
+    secure: parsed.protocol === 'https:',
+    options: {
+      protocol: parsed.protocol,
+      hostname: host,
+      path: `${parsed.pathname}${parsed.search}`,
+      ...(parsed.port ? { port: parsed.port } : {}),
+      // Credentials in the URL (https://user:secret@host/) go as Basic auth, as node:http sends them.
+      ...(parsed.username
+        ? { auth: `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}` }
+        : {}),
+    },
+  };
+}
+
+/** An attempt that outlived its timeout. */
+class AttemptTimeout extends Error {
+  override readonly name = 'TimeoutError';
 }
 
 function verdictOf(status: number): AttemptResult['verdict'] {

@@ -9,6 +9,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
+import { claimDue, recordAttempts } from '../../src/catalog/webhook-deliveries.ts';
 import { audit } from '../../src/retention/audit.ts';
 import { Sender } from '../../src/webhooks/send.ts';
 import { jpeg } from '../fixtures/images.ts';
@@ -159,7 +160,11 @@ describe('webhooks', () => {
       verify(acmeHook.secret, { ...processed!, body: processed!.body.replace('processed', 'failed') }),
     );
 
-    const log = await deliveries(acme.apiKey, acmeHook.id);
+    // Attempts are recorded a moment after the receiver answers (in batches).
+    const log = await until('both recorded', async () => {
+      const rows = await deliveries(acme.apiKey, acmeHook.id);
+      return rows.every((d: any) => d.status !== 'pending') && rows;
+    });
     assert.equal(log.length, 2);
     for (const d of log) {
       assert.equal(d.status, 'delivered');
@@ -271,7 +276,10 @@ describe('webhooks', () => {
     assert.equal(replay.body.replayed, 1);
     await until('the replay', async () => gone.received.length === 2);
     assert.equal(gone.received[1]!.headers['webhook-id'], id);
-    assert.equal((await delivery(acme.apiKey, hook.id, id)).status, 'delivered');
+    await until(
+      'recorded delivered',
+      async () => (await delivery(acme.apiKey, hook.id, id)).status === 'delivered',
+    );
   });
 
   it('replays one delivery with its own webhook-id', async () => {
@@ -339,6 +347,28 @@ describe('webhooks', () => {
       return d?.status === 'delivered' && d;
     });
     assert.equal(delivered.attemptLog[0].statusCode, 200);
+  });
+
+  it("gives up on a receiver that does not answer within the timeout, and sends a URL's credentials as Basic auth", async () => {
+    const silent = await receiver();
+    silent.answer = () => {};
+    const sender = new Sender({ timeoutMs: 300, allowPrivate: true, socketsPerHost: 2 });
+    try {
+      const unanswered = await sender.send(silent.url, {}, '{}');
+      assert.equal(unanswered.verdict, 'retry', 'a timeout is tried again');
+      assert.equal(unanswered.error, 'no answer within 300 ms');
+      assert.ok(unanswered.latencyMs >= 290 && unanswered.latencyMs < 2000, `${unanswered.latencyMs} ms`);
+      const guarded = await receiver();
+      const withCredentials = guarded.url.replace('http://', 'http://hooks:s%3Acret@');
+      assert.equal((await sender.send(withCredentials, {}, '{}')).verdict, 'delivered');
+      assert.equal(
+        guarded.received[0]!.headers.authorization,
+        `Basic ${Buffer.from('hooks:s:cret').toString('base64')}`,
+      );
+      assert.equal((await sender.send('not a url', {}, '{}')).error, 'the URL is not valid');
+    } finally {
+      sender.close();
+    }
   });
 
   it("counts attempts, their time and the backlog in the dispatcher's /metrics", async () => {
@@ -429,7 +459,7 @@ describe('webhooks', () => {
     }
   });
 
-  it('leases several rounds at once, and a dispatcher that stops gives back what it had not sent', async () => {
+  it('claims several rounds at once under a lease on the endpoint, and a stopping dispatcher lets it go', async () => {
     const third = await spawnServer(env, ['webhooks']);
     const held = await receiver();
     const answers: Array<() => void> = [];
@@ -437,11 +467,14 @@ describe('webhooks', () => {
     const hook = await register(acme.apiKey, held.url, ['image.failed']);
     const catalog = new pg.Client({ connectionString: postgres.url });
     await catalog.connect();
-    const leased = async () =>
+    const holder = async () =>
+      (await catalog.query(`select dispatcher from webhook_endpoints where id = $1`, [hook.id])).rows[0]
+        .dispatcher as string | null;
+    const pending = async () =>
       Number(
         (
           await catalog.query(
-            `select count(*) from webhook_deliveries where endpoint_id = $1 and lease_token is not null`,
+            `select count(*) from webhook_deliveries where endpoint_id = $1 and status = 'pending'`,
             [hook.id],
           )
         ).rows[0].count,
@@ -451,19 +484,23 @@ describe('webhooks', () => {
       dispatcher!.kill('SIGKILL');
       await new Promise((resolve) => dispatcher!.once('exit', resolve));
       for (let i = 0; i < 6; i++) await sendTest(acme.apiKey, hook.id);
+      // Claimed by one dispatcher, two sent (the endpoint's limit), four waiting their turn.
       await until('two in flight', async () => held.received.length === 2);
-      // Six leased by one claim, two of them sent (the endpoint's limit), four waiting their turn.
-      await until('six leased', async () => (await leased()) === 6);
+      const leasedTo = await holder();
+      assert.ok(leasedTo, 'the endpoint is leased to the dispatcher sending its deliveries');
       third.child.kill('SIGTERM');
-      // Stopping, it gives back the four it had not sent, and waits for the two in flight.
-      await until('four given back', async () => (await leased()) === 2);
+      // Stopping, it sends nothing more, waits for the two in flight, records them, and only then
+      // lets the endpoint go.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(await holder(), leasedTo, 'held while attempts are in flight');
       for (const answer of answers.splice(0)) answer();
       await new Promise((resolve) => third.child.once('exit', resolve));
-      assert.equal(await leased(), 0, 'the two answered were recorded');
+      assert.equal(await holder(), null, 'let go once the last attempt was recorded');
+      assert.equal(await pending(), 4, 'the two answered were recorded; four wait');
       assert.equal(held.received.length, 2, 'nothing was sent after the stop began');
       await startDispatcher();
       held.answer = (_, response) => response.end();
-      // Given back, they are the next dispatcher's to send (no lease to wait out).
+      // Let go, the endpoint is the next dispatcher's at once (no lease to wait out).
       await until('all six', async () => held.received.length === 6);
       const ids = new Set(held.received.map((r) => r.headers['webhook-id']));
       assert.equal(ids.size, 6, 'each sent once');
@@ -472,6 +509,35 @@ describe('webhooks', () => {
       third.child.kill('SIGKILL');
       if (!dispatcher || dispatcher.exitCode !== null || dispatcher.signalCode !== null)
         await startDispatcher();
+    }
+  });
+
+  it('records nothing for a dispatcher whose endpoint lease ran out: the one that took the endpoint sends again', async () => {
+    const target = await receiver();
+    const hook = await register(acme.apiKey, target.url, ['image.failed']);
+    const { db } = platform.server;
+    const nothingHeld = { ids: [], byEndpoint: new Map<string, number>() };
+    try {
+      // The test claims in place of the dispatcher process, which is stopped meanwhile.
+      dispatcher!.kill('SIGKILL');
+      await new Promise((resolve) => dispatcher!.once('exit', resolve));
+      const id = await sendTest(acme.apiKey, hook.id);
+      const [first, second] = ['a', 'b'].map((c) => `${c.repeat(8)}-0000-4000-8000-${c.repeat(12)}`);
+      const claim = (holder: string) =>
+        claimDue(db, { holder, limit: 10, ahead: 10, leaseMs: 400, held: nothingHeld }).then((ds) =>
+          ds.filter((d) => d.endpointId === hook.id).map((d) => d.id),
+        );
+      assert.deepEqual(await claim(first!), [id]);
+      assert.deepEqual(await claim(second!), [], 'leased: no other dispatcher takes the endpoint');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.deepEqual(await claim(second!), [id], 'the lease ran out: another dispatcher takes it all');
+      const attempt = { at: new Date().toISOString(), statusCode: 204, error: null, latencyMs: 1 };
+      const next = { status: 'delivered' as const, nextAttemptAt: null };
+      assert.equal((await recordAttempts(db, first!, [{ id, attempt, next }])).size, 0, 'the first lost it');
+      assert.deepEqual([...(await recordAttempts(db, second!, [{ id, attempt, next }]))], [id]);
+      assert.equal((await delivery(acme.apiKey, hook.id, id)).attempts, 1);
+    } finally {
+      await startDispatcher();
     }
   });
 
