@@ -1,15 +1,17 @@
 // Webhook deliveries per second to a local receiver, against a bare node:http client posting the
 // same bodies to the same receiver, in the same run.
 //
-//   node bench/webhooks.ts [--deliveries 3000] [--endpoints 1] [--runs 3]
+//   node bench/webhooks.ts [--deliveries 3000] [--endpoints 1] [--runs 3] [--rounds 5]
 //
 // The receiver is a node:http server in a child process that answers 204 at once. The platform
 // side is the real thing: deliveries written to PostgreSQL (the embedded one, in a temporary data
 // dir) as an outcome writes them, then one dispatcher (the `webhooks` role) claiming, signing,
 // sending and recording each. The baseline posts the same bodies with a keep-alive agent and the
 // same number of requests in flight (the per-endpoint limit times the endpoints, within the
-// dispatcher's overall limit), and signs nothing and records nothing. Each run prints both rates
-// and their ratio; the last lines give the ratio's spread over the runs.
+// dispatcher's overall limit), and signs nothing and records nothing. A run takes turns, `rounds`
+// times: a share of its deliveries posted bare, then as many delivered by the platform; a busy
+// machine then slows both sides alike, rather than whichever ran while the load came. Each run
+// prints both rates and their ratio; the last lines give the ratio's spread over the runs.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,11 +33,17 @@ import { newSecret } from '../src/webhooks/signing.ts';
 import { cpuBetween, cpuSecondsOf, processTree } from './process-tree.ts';
 
 const { values } = parseArgs({
-  options: { deliveries: { type: 'string' }, endpoints: { type: 'string' }, runs: { type: 'string' } },
+  options: {
+    deliveries: { type: 'string' },
+    endpoints: { type: 'string' },
+    runs: { type: 'string' },
+    rounds: { type: 'string' },
+  },
 });
 const DELIVERIES = Number(values.deliveries ?? 3000);
 const ENDPOINTS = Number(values.endpoints ?? 1);
 const RUNS = Number(values.runs ?? 3);
+const ROUNDS = Number(values.rounds ?? 5);
 
 // The receiver, in a process of its own so that it does not share this one's event loop.
 const receiver = spawn(
@@ -130,24 +138,36 @@ function cpuNow(): { self: Map<number, number>; postgres: Map<number, number> } 
   return { self, postgres: all };
 }
 
-interface RunFigures {
-  rate: number;
-  /** CPU microseconds per delivery: this process (the dispatcher, or the bare client). */
-  selfUs: number;
-  /** The same, of PostgreSQL. */
-  postgresUs: number;
+/** What one side spent on its deliveries: wall seconds and CPU seconds. */
+interface Spent {
+  count: number;
+  seconds: number;
+  /** CPU seconds of this process (the dispatcher, or the bare client). */
+  self: number;
+  /** CPU seconds of PostgreSQL. */
+  postgres: number;
 }
 
-function figures(count: number, seconds: number, before: ReturnType<typeof cpuNow>): RunFigures {
+function spent(count: number, seconds: number, before: ReturnType<typeof cpuNow>): Spent {
   const after = cpuNow();
   return {
-    rate: count / seconds,
-    selfUs: (cpuBetween(before.self, after.self) / count) * 1e6,
-    postgresUs: (cpuBetween(before.postgres, after.postgres) / count) * 1e6,
+    count,
+    seconds,
+    self: cpuBetween(before.self, after.self),
+    postgres: cpuBetween(before.postgres, after.postgres),
   };
 }
 
-async function platformRun(bodies: string[]): Promise<RunFigures> {
+function add(a: Spent, b: Spent): Spent {
+  return {
+    count: a.count + b.count,
+    seconds: a.seconds + b.seconds,
+    self: a.self + b.self,
+    postgres: a.postgres + b.postgres,
+  };
+}
+
+async function platformRun(bodies: string[]): Promise<Spent> {
   await addDeliveries(
     db,
     bodies.map((payload, i) => ({
@@ -178,13 +198,13 @@ async function platformRun(bodies: string[]): Promise<RunFigures> {
     await new Promise((r) => setTimeout(r, 5));
   }
   const seconds = (performance.now() - start) / 1000;
-  const measured = figures(bodies.length, seconds, cpu);
+  const measured = spent(bodies.length, seconds, cpu);
   await dispatcher.stop();
   if ((await countPending(db)) !== 0) throw new Error('deliveries left pending');
   return measured;
 }
 
-async function bareRun(bodies: string[]): Promise<RunFigures> {
+async function bareRun(bodies: string[]): Promise<Spent> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
   const post = (payload: string, i: number) =>
     new Promise<void>((resolve, reject) => {
@@ -217,23 +237,31 @@ async function bareRun(bodies: string[]): Promise<RunFigures> {
     }),
   );
   const seconds = (performance.now() - start) / 1000;
-  const measured = figures(bodies.length, seconds, cpu);
+  const measured = spent(bodies.length, seconds, cpu);
   agent.destroy();
   return measured;
 }
 
 console.log(
-  `${DELIVERIES} deliveries of ${Buffer.byteLength(body(0))} bytes to ${ENDPOINTS} endpoint(s), ${inFlight} in flight, ${RUNS} runs`,
+  `${DELIVERIES} deliveries of ${Buffer.byteLength(body(0))} bytes to ${ENDPOINTS} endpoint(s), ${inFlight} in flight, ${RUNS} runs of ${ROUNDS} rounds`,
 );
+const none: Spent = { count: 0, seconds: 0, self: 0, postgres: 0 };
+const us = (seconds: number, count: number) => ((seconds / count) * 1e6).toFixed(0);
 const ratios: number[] = [];
 for (let run = 1; run <= RUNS; run++) {
-  const bodies = Array.from({ length: DELIVERIES }, (_, i) => body(i));
-  const bare = await bareRun(bodies);
-  const platform = await platformRun(bodies);
-  ratios.push(platform.rate / bare.rate);
+  let bare = none;
+  let platform = none;
+  for (let round = 0; round < ROUNDS; round++) {
+    const share = Math.ceil(DELIVERIES / ROUNDS);
+    const bodies = Array.from({ length: share }, (_, i) => body(round * share + i));
+    bare = add(bare, await bareRun(bodies));
+    platform = add(platform, await platformRun(bodies));
+  }
+  const rate = (s: Spent) => s.count / s.seconds;
+  ratios.push(rate(platform) / rate(bare));
   console.log(
-    `run ${run}: platform ${platform.rate.toFixed(0)}/s, bare node:http ${bare.rate.toFixed(0)}/s, ratio ${(platform.rate / bare.rate).toFixed(2)}; ` +
-      `CPU per delivery: dispatcher ${platform.selfUs.toFixed(0)} µs + PostgreSQL ${platform.postgresUs.toFixed(0)} µs, bare client ${bare.selfUs.toFixed(0)} µs`,
+    `run ${run}: platform ${rate(platform).toFixed(0)}/s, bare node:http ${rate(bare).toFixed(0)}/s, ratio ${(rate(platform) / rate(bare)).toFixed(2)}; ` +
+      `CPU per delivery: dispatcher ${us(platform.self, platform.count)} µs + PostgreSQL ${us(platform.postgres, platform.count)} µs, bare client ${us(bare.self, bare.count)} µs`,
   );
 }
 const sorted = [...ratios].sort((a, b) => a - b);
