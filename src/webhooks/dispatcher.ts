@@ -137,7 +137,7 @@ export class WebhookDispatcher {
     while (!this.stopping) {
       // Wakes from here on (deliveries ended while claiming) make the sleep below return at once.
       this.woken = false;
-      const room = this.capacity - this.held.held;
+      const room = this.capacity - this.held.pending;
       if (room > 0) {
         try {
           const started = performance.now();
@@ -191,17 +191,21 @@ export class WebhookDispatcher {
     );
     for (const delivery of send) this.send(delivery);
     // Still pending in the catalog: the next claim reads them again, and renews the lease.
-    for (const delivery of expired) this.heldEnded(delivery);
+    for (const delivery of expired) this.claimIfLow(delivery);
   }
 
-  /** A delivery is held no more: claim the endpoint's next rounds when half of its have ended. */
-  private heldEnded(delivery: ClaimedDelivery): void {
+  /**
+   * A delivery was answered (or let go): claim the endpoint's next rounds when half of what it
+   * claimed is. Not when recorded: records wait for their batch, and the endpoint must not wait
+   * for them.
+   */
+  private claimIfLow(delivery: ClaimedDelivery): void {
     if (this.stopping) return;
     const endpointId = delivery.endpointId;
-    if (this.mayHaveMore.has(endpointId) && this.held.leasedFor(endpointId) <= this.allowance / 2) {
+    if (this.mayHaveMore.has(endpointId) && this.held.pendingFor(endpointId) <= this.allowance / 2) {
       this.mayHaveMore.delete(endpointId);
       this.wake();
-    } else if (this.claimCutShort && this.held.held <= this.capacity / 2) {
+    } else if (this.claimCutShort && this.held.pending <= this.capacity / 2) {
       this.claimCutShort = false;
       this.wake();
     }
@@ -213,6 +217,7 @@ export class WebhookDispatcher {
       if (answered) return;
       answered = true;
       this.held.answered(delivery);
+      this.claimIfLow(delivery);
       this.pump();
     };
     const sending: Promise<void> = this.deliver(delivery, answer)
@@ -221,7 +226,6 @@ export class WebhookDispatcher {
         answer();
         this.unfinished.delete(sending);
         this.held.ended(delivery);
-        this.heldEnded(delivery);
       });
     this.unfinished.add(sending);
   }

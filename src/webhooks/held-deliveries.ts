@@ -8,32 +8,34 @@ interface Waiting {
 
 /**
  * What one dispatcher holds, by endpoint: deliveries waiting for a slot, sends in flight, and
- * attempts answered but not yet recorded (the next claim must not read them again, and they count
- * against the endpoint's allowance). The dispatcher asks it which delivery goes next (endpoints in
- * turn, at most `perEndpoint` in flight to each) and whether an endpoint has sent enough of its
- * claimed rounds to claim the next ones.
+ * attempts answered but not yet recorded (the next claim must not read them again). The dispatcher
+ * asks it which delivery goes next (endpoints in turn, at most `perEndpoint` in flight to each) and
+ * whether an endpoint has sent enough of its claimed rounds (waiting or in flight) to claim the next
+ * ones.
  */
 export class HeldDeliveries {
   /** Waiting, by endpoint; the map's order is the turn's order. */
   private readonly waiting = new Map<string, Waiting[]>();
   private readonly sending = new Map<string, number>();
-  private readonly leased = new Map<string, number>();
+  /** Waiting or in flight, by endpoint: what a claim tops up (answered ones are only being recorded). */
+  private readonly unanswered = new Map<string, number>();
   private readonly ids = new Set<string>();
   private waitingTotal = 0;
   private sendingTotal = 0;
-  private leasedTotal = 0;
+  private unansweredTotal = 0;
 
   get inFlight(): number {
     return this.sendingTotal;
   }
 
-  /** Leases held: waiting, in flight, or answered and not yet recorded. */
-  get held(): number {
-    return this.leasedTotal;
+  /** Waiting or in flight, all endpoints together. */
+  get pending(): number {
+    return this.unansweredTotal;
   }
 
-  leasedFor(endpointId: string): number {
-    return this.leased.get(endpointId) ?? 0;
+  /** Waiting or in flight for one endpoint. */
+  pendingFor(endpointId: string): number {
+    return this.unanswered.get(endpointId) ?? 0;
   }
 
   add(claimed: ClaimedDelivery[], leaseEnds: number): void {
@@ -42,11 +44,11 @@ export class HeldDeliveries {
       const queue = this.waiting.get(id);
       if (queue) queue.push({ delivery, leaseEnds });
       else this.waiting.set(id, [{ delivery, leaseEnds }]);
-      bump(this.leased, id, 1);
+      bump(this.unanswered, id, 1);
       this.ids.add(delivery.id);
     }
     this.waitingTotal += claimed.length;
-    this.leasedTotal += claimed.length;
+    this.unansweredTotal += claimed.length;
   }
 
   /**
@@ -75,6 +77,7 @@ export class HeldDeliveries {
         progressed = true;
         if (next.leaseEnds < mustLastUntil) {
           expired.push(next.delivery);
+          this.unansweredEnded(next.delivery);
           this.ended(next.delivery);
         } else {
           send.push(next.delivery);
@@ -90,18 +93,22 @@ export class HeldDeliveries {
   answered(delivery: ClaimedDelivery): void {
     bump(this.sending, delivery.endpointId, -1);
     this.sendingTotal--;
+    this.unansweredEnded(delivery);
+  }
+
+  private unansweredEnded(delivery: ClaimedDelivery): void {
+    bump(this.unanswered, delivery.endpointId, -1);
+    this.unansweredTotal--;
   }
 
   /** Held no more: the attempt is recorded (or was not, the endpoint being lost), or it was let go. */
   ended(delivery: ClaimedDelivery): void {
-    bump(this.leased, delivery.endpointId, -1);
-    this.leasedTotal--;
     this.ids.delete(delivery.id);
   }
 
-  /** What the next claim skips, and how many each endpoint has. */
+  /** What the next claim skips (all held), and how many each endpoint has waiting or in flight. */
   snapshot(): Held {
-    return { ids: [...this.ids], byEndpoint: this.leased };
+    return { ids: [...this.ids], byEndpoint: this.unanswered };
   }
 
   /** Takes every waiting delivery out (the dispatcher is stopping: they are let go unsent). */
@@ -109,7 +116,10 @@ export class HeldDeliveries {
     const all = [...this.waiting.values()].flat().map((w) => w.delivery);
     this.waiting.clear();
     this.waitingTotal = 0;
-    for (const delivery of all) this.ended(delivery);
+    for (const delivery of all) {
+      this.unansweredEnded(delivery);
+      this.ended(delivery);
+    }
     return all;
   }
 }
