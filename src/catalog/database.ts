@@ -31,6 +31,7 @@ import * as failures from './migrations/0029_failures.ts';
 import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts';
 import * as webhookEndpointDispatchers from './migrations/0031_webhook_endpoint_dispatchers.ts';
 import * as counterSlots from './migrations/0032_counter_slots.ts';
+import * as queueVacuum from './migrations/0033_queue_vacuum.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -145,6 +146,7 @@ const MIGRATIONS = {
   '0030_webhook_trace_context': webhookTraceContext,
   '0031_webhook_endpoint_dispatchers': webhookEndpointDispatchers,
   '0032_counter_slots': counterSlots,
+  '0033_queue_vacuum': queueVacuum,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

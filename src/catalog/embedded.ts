@@ -195,7 +195,16 @@ export async function startEmbeddedPostgres(
       persistent: true,
       // As root, PostgreSQL refuses to run; the package then creates and uses a 'postgres' OS user.
       createPostgresUser: true,
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+      // Autovacuum looks at each table every 5 s rather than every minute: the job queue's claims
+      // walk past the row versions its last claims left until a vacuum takes them (migration 0033).
+      postgresFlags: [
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'max_connections=200',
+        '-c',
+        'autovacuum_naptime=5s',
+      ],
       onLog: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
       onError: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
     });
