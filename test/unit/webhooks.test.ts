@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { Webhook } from 'standardwebhooks';
 import { loadConfig } from '../../src/config/config.ts';
 import { refusedAddress } from '../../src/webhooks/address-guard.ts';
+import { AttemptRecorder } from '../../src/webhooks/attempt-recorder.ts';
 import { nextStep } from '../../src/webhooks/dispatcher.ts';
 import { parseRetryAfter, RETRY_SCHEDULE_MS, retryDelay } from '../../src/webhooks/schedule.ts';
 import { newSecret, secretsInForce, signedHeaders } from '../../src/webhooks/signing.ts';
@@ -173,5 +174,56 @@ describe('webhook settings', () => {
         /IMAGELAKE_WEBHOOK_ALLOW_PRIVATE="maybe" is not true or false/.test(error.message) &&
         /IMAGELAKE_WEBHOOK_TIMEOUT="soon"/.test(error.message),
     );
+  });
+});
+
+describe('webhook attempt records', () => {
+  const attempt = { at: '2026-01-01T00:00:00.000Z', statusCode: 204, error: null, latencyMs: 1 };
+  const record = (id: string) => ({
+    id,
+    attempt,
+    next: { status: 'delivered' as const, nextAttemptAt: null },
+  });
+
+  it('writes the attempts that end together in one batch, and says which were recorded', async () => {
+    const batches: string[][] = [];
+    const recorder = new AttemptRecorder(async (records) => {
+      batches.push(records.map((r) => r.id));
+      // The catalog refuses one: its endpoint went to another dispatcher.
+      return new Set(records.map((r) => r.id).filter((id) => id !== 'b'));
+    });
+    const results = await Promise.all(['a', 'b', 'c'].map((id) => recorder.record(record(id))));
+    assert.deepEqual(batches, [['a', 'b', 'c']]);
+    assert.deepEqual(results, [true, false, true]);
+  });
+
+  it('writes one batch at a time: what ends meanwhile goes in the next one', async () => {
+    const batches: string[][] = [];
+    let release: () => void = () => {};
+    const recorder = new AttemptRecorder(async (records) => {
+      batches.push(records.map((r) => r.id));
+      if (batches.length === 1) await new Promise<void>((resolve) => (release = resolve));
+      return new Set(records.map((r) => r.id));
+    });
+    const first = recorder.record(record('a'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(batches, [['a']], 'the first batch is being written');
+    const later = [recorder.record(record('b')), recorder.record(record('c'))];
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(batches.length, 1, 'nothing else is written while it is');
+    release();
+    assert.deepEqual(await Promise.all([first, ...later]), [true, true, true]);
+    assert.deepEqual(batches, [['a'], ['b', 'c']]);
+  });
+
+  it('fails the attempts of a batch whose write failed, and goes on with the next', async () => {
+    let calls = 0;
+    const recorder = new AttemptRecorder(async (records) => {
+      calls++;
+      if (calls === 1) throw new Error('the catalog is down');
+      return new Set(records.map((r) => r.id));
+    });
+    await assert.rejects(recorder.record(record('a')), /the catalog is down/);
+    assert.equal(await recorder.record(record('b')), true);
   });
 });
