@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Webhook } from 'standardwebhooks';
+import type { ClaimedDelivery } from '../../src/catalog/webhook-deliveries.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { refusedAddress } from '../../src/webhooks/address-guard.ts';
 import { AttemptRecorder } from '../../src/webhooks/attempt-recorder.ts';
 import { nextStep } from '../../src/webhooks/dispatcher.ts';
+import { HeldDeliveries } from '../../src/webhooks/held-deliveries.ts';
 import { parseRetryAfter, RETRY_SCHEDULE_MS, retryDelay } from '../../src/webhooks/schedule.ts';
 import { newSecret, secretsInForce, signedHeaders } from '../../src/webhooks/signing.ts';
 
@@ -225,5 +227,46 @@ describe('webhook attempt records', () => {
     });
     await assert.rejects(recorder.record(record('a')), /the catalog is down/);
     assert.equal(await recorder.record(record('b')), true);
+  });
+});
+
+describe('what a webhook dispatcher holds', () => {
+  const delivery = (id: string, endpointId: string) => ({ id, endpointId }) as ClaimedDelivery;
+
+  it('sends endpoints in turn, at most the limit in flight to each, and lets go of what its lease cannot cover', () => {
+    const held = new HeldDeliveries();
+    held.add([delivery('a1', 'a'), delivery('a2', 'a'), delivery('a3', 'a'), delivery('b1', 'b')], 1000);
+    held.add([delivery('c1', 'c')], 10);
+    const { send, expired } = held.take(10, 2, 500);
+    assert.deepEqual(
+      send.map((d) => d.id),
+      ['a1', 'b1', 'a2'],
+      'in turn; a third of a waits for a slot',
+    );
+    assert.deepEqual(
+      expired.map((d) => d.id),
+      ['c1'],
+      "c's lease ends before an attempt could",
+    );
+    assert.equal(held.inFlight, 3);
+  });
+
+  it('counts a delivery for the next claim until it is answered, and skips it until it is recorded', () => {
+    const held = new HeldDeliveries();
+    const [a1, a2] = [delivery('a1', 'a'), delivery('a2', 'a')];
+    held.add([a1!, a2!], 1000);
+    held.take(1, 1, 0);
+    assert.equal(held.pendingFor('a'), 2);
+    held.answered(a1!);
+    assert.equal(held.pendingFor('a'), 1, 'answered: the endpoint may be topped up');
+    assert.deepEqual(held.snapshot().ids.sort(), ['a1', 'a2'], 'not yet recorded: the claim still skips it');
+    held.ended(a1!);
+    assert.deepEqual(held.snapshot().ids, ['a2']);
+    assert.deepEqual(
+      held.drain().map((d) => d.id),
+      ['a2'],
+    );
+    assert.equal(held.pending, 0);
+    assert.deepEqual(held.snapshot().ids, []);
   });
 });
