@@ -87,7 +87,8 @@ export interface Held {
  * Takes due deliveries for `holder` (one dispatcher process), in one statement: endpoints round
  * robin (the one claimed longest ago first), each locked while claiming and then leased to the
  * holder on its row (webhook_endpoints.dispatcher, until `leaseMs` from now), and up to `ahead` of
- * each one's due deliveries, less what the holder already holds of it. An endpoint another live
+ * each one's due deliveries, less what the holder already holds of it, and no more than its share
+ * of `limit` among the endpoints claimed. An endpoint another live
  * dispatcher holds is skipped: one process at a time sends an endpoint's deliveries, so its
  * concurrency limit is that process's own count, across any number of them. The lease runs out
  * when its holder stops claiming (it died, or has nothing due); then any dispatcher takes it.
@@ -157,7 +158,9 @@ export async function claimDue(
          where d.endpoint_id = w.id and d.status = 'pending' and d.next_attempt_at <= now()
            and d.id <> all(${held.ids}::uuid[])
          order by d.next_attempt_at
-         limit ${ahead}::int - w.held) d
+         -- The room is shared out among the endpoints claimed: many endpoints with a backlog each
+         -- get some now, rather than the first few all of it and the others none until it drains.
+         limit least(${ahead}::int - w.held, ceil(${options.limit}::numeric / (select count(*) from leased))::int)) d
      limit ${options.limit}`.execute(db);
   return result.rows.map((r) => ({
     id: r.id,

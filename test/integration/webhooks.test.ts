@@ -10,6 +10,7 @@ import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
 import { claimDue, recordAttempts } from '../../src/catalog/webhook-deliveries.ts';
+import { releaseEndpoints } from '../../src/catalog/webhooks.ts';
 import { audit } from '../../src/retention/audit.ts';
 import { Sender } from '../../src/webhooks/send.ts';
 import { jpeg } from '../fixtures/images.ts';
@@ -539,6 +540,38 @@ describe('webhooks', () => {
     } finally {
       await startDispatcher();
     }
+  });
+
+  it("shares a claim's room among the endpoints with deliveries due", async () => {
+    const [first, second] = [await receiver(), await receiver()];
+    const hooks = [
+      await register(acme.apiKey, first.url, ['image.failed']),
+      await register(acme.apiKey, second.url, ['image.failed']),
+    ];
+    const { db } = platform.server;
+    try {
+      dispatcher!.kill('SIGKILL');
+      await new Promise((resolve) => dispatcher!.once('exit', resolve));
+      for (const hook of hooks) for (let i = 0; i < 4; i++) await sendTest(acme.apiKey, hook.id);
+      const claimed = await claimDue(db, {
+        holder: 'cccccccc-0000-4000-8000-cccccccccccc',
+        limit: 4,
+        ahead: 256,
+        leaseMs: 60_000,
+        held: { ids: [], byEndpoint: new Map() },
+      });
+      const of = (hookId: string) => claimed.filter((d) => d.endpointId === hookId).length;
+      assert.deepEqual(
+        hooks.map((h) => of(h.id)),
+        [2, 2],
+        'two each, not four to the first and none to the second',
+      );
+      // Let the endpoints go, for the dispatcher that starts below.
+      await releaseEndpoints(db, 'cccccccc-0000-4000-8000-cccccccccccc');
+    } finally {
+      await startDispatcher();
+    }
+    await until('all eight', async () => first.received.length === 4 && second.received.length === 4);
   });
 
   it('disables an endpoint whose every attempt has failed for five days', async () => {
