@@ -98,7 +98,17 @@ async function stamp(
  * leaves a gap of 1/weight in its customer's virtual time, which only that customer pays.
  */
 export async function reserveVirtualTime(db: Db, customerId: string, priority: JobPriority): Promise<number> {
-  return (await stamp(db, customerId, priority, 1, true))[0]!;
+  return (await reserveVirtualTimes(db, customerId, priority, 1))[0]!;
+}
+
+/** The virtual times of `count` landings of one customer recorded together, as reserveVirtualTime. */
+export async function reserveVirtualTimes(
+  db: Db,
+  customerId: string,
+  priority: JobPriority,
+  count: number,
+): Promise<number[]> {
+  return stamp(db, customerId, priority, count, true);
 }
 
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
@@ -139,6 +149,46 @@ export async function enqueue(
     // only if the transaction commits.
     .returning(sql<string>`pg_notify(${NOTIFY_CHANNEL}, ${kind})`.as('notified'))
     .execute();
+}
+
+/**
+ * Queues several landed images' processing in the caller's transaction (a group commit's), each
+ * with the virtual time reserved for it, and wakes the workers once it commits.
+ */
+export async function enqueueMany(
+  db: Db,
+  jobs: Array<{
+    imageId: string;
+    customerId: string;
+    priority: JobPriority;
+    traceparent: string | null;
+    vt: number;
+  }>,
+  maxAttempts: number,
+): Promise<void> {
+  if (jobs.length === 0) return;
+  await db
+    .insertInto('jobs')
+    .values(
+      jobs.map((job) => ({
+        kind: PROCESS_IMAGE,
+        image_id: job.imageId,
+        customer_id: job.customerId,
+        priority: job.priority,
+        vt: job.vt,
+        state: 'queued' as const,
+        max_attempts: maxAttempts,
+        run_at: sql<Date>`now()` as never,
+        lease_token: null,
+        lease_until: null,
+        last_error: null,
+        processor: null,
+        run_id: null,
+        traceparent: job.traceparent,
+      })),
+    )
+    .execute();
+  await sql`select pg_notify(${NOTIFY_CHANNEL}, ${PROCESS_IMAGE})`.execute(db);
 }
 
 /**
