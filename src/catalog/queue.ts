@@ -187,8 +187,10 @@ export async function enqueueMany(
         traceparent: job.traceparent,
       })),
     )
+    // As enqueue's, in the same round trip: PostgreSQL delivers a transaction's identical
+    // notifications once.
+    .returning(sql<string>`pg_notify(${NOTIFY_CHANNEL}, ${PROCESS_IMAGE})`.as('notified'))
     .execute();
-  await sql`select pg_notify(${NOTIFY_CHANNEL}, ${PROCESS_IMAGE})`.execute(db);
 }
 
 /**

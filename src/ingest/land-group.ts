@@ -10,6 +10,7 @@ import { enqueueMany, reserveVirtualTimes } from '../catalog/queue.ts';
 import { countLanding, utcMonth } from '../catalog/quota-usage.ts';
 import type { DuplicatePolicy, ImageRow, JobPriority, NewImage } from '../catalog/schema.ts';
 import { utcDay } from '../clock.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { contextOf, inSpan, linkTo } from '../observability/tracing.ts';
 import { announceImage } from '../webhooks/events.ts';
 
@@ -30,6 +31,7 @@ export interface LandingGroupDeps {
   maxAttempts: number;
   /** The platform's retention window: an image.received webhook says when the image expires. */
   retentionMs: number;
+  metrics: Pick<Metrics, 'landingGroups'>;
 }
 
 /** Images in one group at most: one statement inserts them all, and a fallback records each alone. */
@@ -79,8 +81,10 @@ export class LandingGroup {
         const recordings = group.map((member) => member.recording);
         try {
           const images = await this.commit(recordings);
+          this.deps.metrics.landingGroups.observe({ outcome: 'committed' }, group.length);
           for (const [i, member] of group.entries()) member.resolve(images[i]!);
         } catch {
+          this.deps.metrics.landingGroups.observe({ outcome: 'alone' }, group.length);
           await Promise.all(group.map((member) => member.alone().then(member.resolve, member.reject)));
         }
       }
