@@ -4,11 +4,14 @@
 //
 // Produces the corpus images (those under the broker's message limit) --repeat times to a fresh
 // topic, each copy with its own message ids, so each timing lasts seconds rather than one second
-// that a single hiccup of a shared machine moves a lot. Then, --runs times, it times in turn
-// (a) kcat reading the whole topic to /dev/null: the floor any consumer pays to get the bytes, and
-// (b) imagelake's kafka role landing every message, on a fresh catalog and lake and in a fresh
-// consumer group: fetch, sniff, hash, durable lake write, catalog row and queued job. Each run's
-// ratio is printed with the machine's load at its start and the CPU seconds the landing took (node,
+// that a single hiccup of a shared machine moves a lot. Then, --runs times, it times one after the
+// other (a) kcat reading the whole topic to /dev/null: the floor any consumer pays to get the bytes,
+// (b) the Kafka client imagelake uses (@platformatic/kafka) reading it in a fresh group in this
+// process, doing nothing with the messages: the floor for a consumer in Node, and
+// (c) imagelake's kafka role landing every message, on a fresh catalog and lake and in a fresh
+// consumer group: fetch, sniff, hash, durable lake write, catalog row and queued job. The ratio
+// compared with the aim is (c) against (a); (c) against (b) says what the landing itself costs.
+// Each run's ratio is printed with the machine's load at its start and the CPU seconds the landing took (node,
 // and its PostgreSQL), then the median and spread of the runs. --profile DIR writes a CPU profile of
 // each landing (node's main thread: open it in Chrome's DevTools or speedscope).
 // Needs kcat (installed by scripts/services/apt-install when missing) and a broker
@@ -21,7 +24,7 @@ import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Admin, Producer } from '@platformatic/kafka';
+import { Admin, Consumer, Producer } from '@platformatic/kafka';
 import pino from 'pino';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
@@ -124,11 +127,41 @@ function timeKcat(): number {
   return (performance.now() - started) / 1000;
 }
 
+/** Seconds for the Kafka client alone to receive every message, its group join included. */
+async function timeClient(run: number): Promise<number> {
+  const consumer = new Consumer({
+    clientId: 'bench',
+    bootstrapBrokers: [bootstrap!],
+    groupId: `bench-${topic}-client-${run}`,
+    autocommit: false,
+  });
+  const started = performance.now();
+  // As the kafka role consumes (ingest/kafka/consumer.ts): its fetch wait, and messages in hand.
+  const stream = await consumer.consume({
+    topics: [topic],
+    autocommit: false,
+    mode: 'earliest',
+    maxWaitTime: 500,
+    highWaterMark: 8,
+  });
+  let received = 0;
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', () => {
+      if (++received === messages) resolve();
+    });
+    stream.on('error', reject);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  await stream.close();
+  await consumer.close();
+  return seconds;
+}
+
 /**
  * Seconds to land every message with the group join, and from the first landing to the last; the
  * CPU seconds of this process (the server runs in it) and of its PostgreSQL meanwhile.
  */
-async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat'>> {
+async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'client'>> {
   const dataDir = `${template}-run${run}`;
   // cp -a keeps the catalog's files owned by the user PostgreSQL runs as.
   execFileSync('cp', ['-a', template, dataDir]);
@@ -189,6 +222,7 @@ async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat'>> {
 interface Run {
   load: number;
   kcat: number;
+  client: number;
   withJoin: number;
   steady: number;
   nodeCpu: number;
@@ -203,11 +237,13 @@ try {
     execFileSync('sync');
     const load = loadavg()[0]!;
     const kcat = timeKcat();
+    // The landing before the client alone, so the first run's landing starts as cold as a server.
     const landing = await timeLanding(run);
+    const client = await timeClient(run);
     const { withJoin, steady } = landing;
-    results.push({ load, kcat, ...landing });
+    results.push({ load, kcat, client, ...landing });
     console.log(
-      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node, ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
+      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node, ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
     );
   }
 } finally {
@@ -231,6 +267,7 @@ console.table(
       {
         load: +r.load.toFixed(2),
         'kcat s': +r.kcat.toFixed(2),
+        'client s': +r.client.toFixed(2),
         'landing s': +r.withJoin.toFixed(2),
         'steady s': +r.steady.toFixed(2),
         'CPU s node': +r.nodeCpu.toFixed(2),
@@ -243,4 +280,7 @@ console.table(
 );
 console.log(
   `ratio imagelake / kcat: ${summary(results.map((r) => r.kcat / r.withJoin))} with the group join, ${summary(results.map((r) => r.kcat / r.steady))} in steady state (aim 0.9 with the group join)`,
+);
+console.log(
+  `ratio Kafka client alone / kcat: ${summary(results.map((r) => r.kcat / r.client))}; imagelake / client alone: ${summary(results.map((r) => r.client / r.withJoin))}, both with the group join`,
 );
