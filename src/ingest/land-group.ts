@@ -11,7 +11,7 @@ import { countLanding, utcMonth } from '../catalog/quota-usage.ts';
 import type { DuplicatePolicy, ImageRow, JobPriority, NewImage } from '../catalog/schema.ts';
 import { utcDay } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { contextOf, inSpan, linkTo } from '../observability/tracing.ts';
+import { contextOf, inContext, inSpan, linkTo } from '../observability/tracing.ts';
 import { announceImage } from '../webhooks/events.ts';
 
 /** A landing whose bytes are durable in the lake, waiting for its catalog row. */
@@ -133,13 +133,17 @@ async function recordTogether(deps: LandingGroupDeps, recordings: Recording[]): 
       trx,
       recordings.map((r, i) => ({ ...r.row, duplicate_flagged: flagged[i]! })),
     );
-    for (const image of images)
-      await announceImage(
-        trx,
-        'image.received',
-        { id: image.id, customerId: image.customer_id },
-        image.received_at,
-        deps.retentionMs,
+    // In its landing's context: the image.received deliveries keep the landing's traceparent, so
+    // their attempts join the image's trace, as a landing alone's do.
+    for (const [i, image] of images.entries())
+      await inContext(contextOf(recordings[i]!.traceparent), () =>
+        announceImage(
+          trx,
+          'image.received',
+          { id: image.id, customerId: image.customer_id },
+          image.received_at,
+          deps.retentionMs,
+        ),
       );
     await enqueueMany(
       trx,
