@@ -11,7 +11,7 @@ import { countLanding, utcMonth } from '../catalog/quota-usage.ts';
 import type { DuplicatePolicy, ImageRow, JobPriority, NewImage } from '../catalog/schema.ts';
 import { utcDay } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { contextOf, inContext, inSpan, linkTo } from '../observability/tracing.ts';
+import { activeContext, contextOf, inContext, inSpan, linkTo } from '../observability/tracing.ts';
 import { announceImage } from '../webhooks/events.ts';
 
 /** A landing whose bytes are durable in the lake, waiting for its catalog row. */
@@ -67,8 +67,10 @@ export class LandingGroup {
    * duplicate, over its quota, landed before under its key): what its group falls back to.
    */
   record(recording: Recording, alone: () => Promise<ImageRow>): Promise<ImageRow> {
+    // Run from the drain, in the context of whichever landing started it: bound to its own here.
+    const context = activeContext();
     return new Promise((resolve, reject) => {
-      this.waiting.push({ recording, alone, resolve, reject });
+      this.waiting.push({ recording, alone: () => inContext(context, alone), resolve, reject });
       if (!this.running) void this.drain();
     });
   }
