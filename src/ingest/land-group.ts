@@ -37,49 +37,63 @@ export interface LandingGroupDeps {
 /** Images in one group at most: one statement inserts them all, and a fallback records each alone. */
 const MAX_GROUP = 64;
 
+/** A landing waiting for its group's transaction. */
+interface Member {
+  recording: Recording;
+  alone: () => Promise<ImageRow>;
+  resolve: (image: ImageRow) => void;
+  reject: (error: unknown) => void;
+}
+
 /**
- * One transaction at a time per process: landings that finish their lake writes while it runs
- * wait, and the next transaction records all of them (group commit, as PostgreSQL's own WAL
- * flush). The first landing when nothing runs starts at once, so a lone landing waits for nothing.
+ * One transaction at a time per customer and process: a customer's landings that finish their
+ * lake writes while its transaction runs wait, and the next transaction records all of them (group
+ * commit, as PostgreSQL's own WAL flush). The first landing when nothing of its customer runs
+ * starts at once, so a lone landing waits for nothing. Customers never share a transaction: one
+ * customer's locks (its quota's, its duplicates'), refusals and fallbacks never hold up another's
+ * landings, and their groups commit side by side.
  *
- * A group is all or nothing. When it cannot commit (a customer's duplicates policy refuses an image,
- * a quota would go over, an idempotency key landed before, the catalog fails), nothing of it is
- * recorded and each of its landings is recorded alone, with the answers a landing alone gets; the
- * virtual times reserved for the group go with them.
+ * A group is all or nothing. When it cannot commit (the customer's duplicates policy refuses an
+ * image, its quota would go over, an idempotency key landed before, the catalog fails), nothing of
+ * it is recorded and each of its landings is recorded alone, with the answers a landing alone gets;
+ * the virtual times reserved for the group go with them.
  */
 export class LandingGroup {
   private readonly deps: LandingGroupDeps;
-  private waiting: Array<{
-    recording: Recording;
-    alone: () => Promise<ImageRow>;
-    resolve: (image: ImageRow) => void;
-    reject: (error: unknown) => void;
-  }> = [];
-  private running = false;
+  /** The landings waiting, by customer, for each customer whose transactions are running. */
+  private readonly waiting = new Map<string, Member[]>();
 
   constructor(deps: LandingGroupDeps) {
     this.deps = deps;
   }
 
   /**
-   * Records a landing with the others waiting; resolves with its row once its group committed.
-   * `alone` records it in a transaction of its own, with every answer a landing can get (refused as a
-   * duplicate, over its quota, landed before under its key): what its group falls back to.
+   * Records a landing with the others of its customer waiting; resolves with its row once its
+   * group committed. `alone` records it in a transaction of its own, with every answer a landing
+   * can get (refused as a duplicate, over its quota, landed before under its key): what its group
+   * falls back to.
    */
   record(recording: Recording, alone: () => Promise<ImageRow>): Promise<ImageRow> {
     // Run from the drain, in the context of whichever landing started it: bound to its own here.
     const context = activeContext();
     return new Promise((resolve, reject) => {
-      this.waiting.push({ recording, alone: () => inContext(context, alone), resolve, reject });
-      if (!this.running) void this.drain();
+      const member = { recording, alone: () => inContext(context, alone), resolve, reject };
+      const customerId = recording.row.customer_id;
+      const queue = this.waiting.get(customerId);
+      if (queue) {
+        queue.push(member);
+        return;
+      }
+      this.waiting.set(customerId, [member]);
+      void this.drain(customerId);
     });
   }
 
-  private async drain(): Promise<void> {
-    this.running = true;
+  private async drain(customerId: string): Promise<void> {
+    const queue = this.waiting.get(customerId)!;
     try {
-      while (this.waiting.length > 0) {
-        const group = this.waiting.splice(0, MAX_GROUP);
+      while (queue.length > 0) {
+        const group = queue.splice(0, MAX_GROUP);
         const recordings = group.map((member) => member.recording);
         try {
           const images = await this.commit(recordings);
@@ -91,7 +105,8 @@ export class LandingGroup {
         }
       }
     } finally {
-      this.running = false;
+      // The queue is empty here (checked with no wait since): the customer's next landing starts anew.
+      this.waiting.delete(customerId);
     }
   }
 

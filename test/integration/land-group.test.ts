@@ -128,6 +128,22 @@ describe('group commit of landings', () => {
     assert.deepEqual([usage?.imagesReceived, usage?.bytesReceived], [6, 6]);
   });
 
+  it("never puts two customers' landings in one transaction", async () => {
+    const [one, other] = [await createCustomer(t.url, 'One'), await createCustomer(t.url, 'Other')];
+    const g = group();
+    // Each customer's first starts its own transaction at once; the rest wait for their customer's.
+    const recordings = ['a', 'b', 'c', 'd', 'e', 'f'].map((c, i) => recording((i % 2 ? other : one).id, c));
+    await g.record(recordings);
+    assert.deepEqual(await g.observed('committed'), { groups: 4, images: 6 });
+    const transactionOf = new Map(
+      (await rowsOf(recordings.map((r) => r.row.id))).map((r) => [r.id, r.transaction]),
+    );
+    const [a, b, c, d, e, f] = recordings.map((r) => transactionOf.get(r.row.id));
+    assert.equal(c, e, "one's landings that waited share a transaction");
+    assert.equal(d, f, "other's too");
+    assert.equal(new Set([a, b, c, d]).size, 4, 'and no transaction holds both customers');
+  });
+
   it('flags what matches an image landed before or one earlier in the group, for a customer that flags', async () => {
     const customer = await createCustomer(t.url, 'Flags');
     await setDuplicatePolicy(t.server.db, customer.id, 'flag');
@@ -166,7 +182,7 @@ describe('group commit of landings', () => {
 
     for (const [i, refused] of [duplicate, overQuota, redelivered].entries()) {
       const before = g.alone.length;
-      await g.record([recording(rejects.id, `starter ${i}`), ...refused]);
+      await g.record([recording(refused[0]!.row.customer_id, `starter ${i}`), ...refused]);
       assert.equal(g.alone.length - before, refused.length, 'every landing of the group, alone');
       // The starter went first, alone in its transaction; the rest of the group left no row.
       const left = await rowsOf(g.alone.slice(before).map((r) => r.row.id));
@@ -178,7 +194,7 @@ describe('group commit of landings', () => {
       .select((eb) => eb.fn.sum<string>('images').as('images'))
       .where('customer_id', '=', quotaCustomer.id)
       .executeTakeFirst();
-    assert.equal(Number(quotaUsed?.images ?? 0), 0);
+    assert.equal(Number(quotaUsed?.images ?? 0), 1, 'the starter only');
   });
 });
 
