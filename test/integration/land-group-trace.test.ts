@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { ImageRow } from '../../src/catalog/schema.ts';
 import { LandingGroup, type Recording } from '../../src/ingest/land-group.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { activeSpan, inSpan, startTracing, stopTracing } from '../../src/observability/tracing.ts';
 import { createCustomer, startTestServer, type TestServer } from './harness.ts';
+import { recording } from './land-recording.ts';
 import { service } from './services.ts';
 
 // With tracing on in this process (to the project's collector), so spans and contexts are real.
@@ -23,29 +23,6 @@ after(async () => {
   await stopTracing();
   otel?.stop();
 });
-
-function recording(customerId: string, quota: Recording['quota']): Recording {
-  const id = randomUUID();
-  return {
-    row: {
-      id,
-      customer_id: customerId,
-      source: 'kafka',
-      status: 'received',
-      idempotency_key: `kafka:${id}`,
-      filename: null,
-      checksum: id.replaceAll('-', '').padEnd(64, '0'),
-      bytes: 1,
-      format: 'jpeg',
-      raw_key: `raw/test/${id}.jpg`,
-      received_at: new Date(),
-      trace_id: null,
-    },
-    priority: 'interactive',
-    traceparent: null,
-    quota,
-  };
-}
 
 describe('a group commit, traced', () => {
   it("records each landing its group hands back in that landing's own context", async () => {
@@ -66,13 +43,13 @@ describe('a group commit, traced', () => {
         });
         return span.spanContext().spanId;
       });
-    const unlimited = { images: Number.POSITIVE_INFINITY, bytes: Number.POSITIVE_INFINITY };
+    const oneImage = { images: 1, bytes: Number.POSITIVE_INFINITY };
     // The first starts the group's drain in its own span. The two after it go as a group over a
     // quota of one image, so the drain hands each back to be recorded alone.
     const [, second, third] = await Promise.all([
-      land('first', recording(customer.id, unlimited)),
-      land('second', recording(customer.id, { images: 1, bytes: Number.POSITIVE_INFINITY })),
-      land('third', recording(customer.id, { images: 1, bytes: Number.POSITIVE_INFINITY })),
+      land('first', recording(customer.id, 'first')),
+      land('second', recording(customer.id, 'second', { quota: oneImage })),
+      land('third', recording(customer.id, 'third', { quota: oneImage })),
     ]);
     assert.deepEqual(Object.fromEntries(contextOfAlone), { second, third });
   });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pino from 'pino';
@@ -13,6 +12,7 @@ import { LandingGroup, type Recording } from '../../src/ingest/land-group.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { jpeg } from '../fixtures/images.ts';
 import { createCustomer, startTestServer, type TestServer } from './harness.ts';
+import { recording } from './land-recording.ts';
 
 const DAY = 86_400_000;
 let t: TestServer;
@@ -24,33 +24,6 @@ before(async () => {
 after(async () => {
   await t?.stop();
 });
-
-const NO_QUOTA = { images: Number.POSITIVE_INFINITY, bytes: Number.POSITIVE_INFINITY };
-
-/** A landing whose bytes would be in the lake: the group never reads the lake, only the row. */
-function recording(customerId: string, content: string, over: Partial<Recording> = {}): Recording {
-  const id = randomUUID();
-  return {
-    row: {
-      id,
-      customer_id: customerId,
-      source: 'kafka',
-      status: 'received',
-      idempotency_key: `kafka:${id}`,
-      filename: null,
-      checksum: createHash('sha256').update(content).digest('hex'),
-      bytes: content.length,
-      format: 'jpeg',
-      raw_key: `raw/test/${id}.jpg`,
-      received_at: new Date(),
-      trace_id: null,
-    },
-    priority: 'interactive',
-    traceparent: null,
-    quota: NO_QUOTA,
-    ...over,
-  };
-}
 
 function group() {
   const metrics = createMetrics();
