@@ -29,18 +29,20 @@ export interface UsageRow {
   bytesHeld: number | null;
 }
 
-/** One landed image, in the landing's transaction. */
+/**
+ * One landed image (or `images` of a customer's day landed together, `bytes` in all), in the
+ * landing's transaction.
+ */
 export async function addReceived(
   db: Db,
-  u: { customerId: string; receivedAt: Date; bytes: number },
+  u: { customerId: string; receivedAt: Date; bytes: number; images?: number },
 ): Promise<void> {
   await sql`
     insert into analytics.usage_daily as u (day, customer_id, slot, images_received, bytes_received)
-    values (${utcDay(u.receivedAt)}, ${u.customerId}, ${counterSlot}, 1, ${u.bytes})
+    values (${utcDay(u.receivedAt)}, ${u.customerId}, ${counterSlot}, ${u.images ?? 1}::int, ${u.bytes})
     on conflict (day, customer_id, slot) do update set
-      images_received = u.images_received + 1, bytes_received = u.bytes_received + excluded.bytes_received`.execute(
-    db,
-  );
+      images_received = u.images_received + excluded.images_received,
+      bytes_received = u.bytes_received + excluded.bytes_received`.execute(db);
 }
 
 /** One outcome (processed or failed), in the outcome's transaction. Counted on the outcome's day. */

@@ -82,6 +82,13 @@ export async function insertImage(db: Db, row: NewImage): Promise<ImageRow> {
   return db.insertInto('images').values(row).returningAll().executeTakeFirstOrThrow();
 }
 
+/** Records several landed images in one statement (a group commit's), returned in the order given. */
+export async function insertImages(db: Db, rows: NewImage[]): Promise<ImageRow[]> {
+  const inserted = await db.insertInto('images').values(rows).returningAll().execute();
+  const byId = new Map(inserted.map((row) => [row.id, row]));
+  return rows.map((row) => byId.get(row.id as string)!);
+}
+
 interface Cursor {
   receivedAt: string;
   id: string;

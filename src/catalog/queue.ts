@@ -98,7 +98,17 @@ async function stamp(
  * leaves a gap of 1/weight in its customer's virtual time, which only that customer pays.
  */
 export async function reserveVirtualTime(db: Db, customerId: string, priority: JobPriority): Promise<number> {
-  return (await stamp(db, customerId, priority, 1, true))[0]!;
+  return (await reserveVirtualTimes(db, customerId, priority, 1))[0]!;
+}
+
+/** The virtual times of `count` landings of one customer recorded together, as reserveVirtualTime. */
+export async function reserveVirtualTimes(
+  db: Db,
+  customerId: string,
+  priority: JobPriority,
+  count: number,
+): Promise<number[]> {
+  return stamp(db, customerId, priority, count, true);
 }
 
 /** Queues one image's processing in the caller's transaction, and wakes the workers once it commits. */
@@ -116,27 +126,78 @@ export async function enqueue(
   kind = PROCESS_IMAGE,
 ): Promise<void> {
   const priority = job.priority ?? 'interactive';
-  const vt = job.vt ?? (await stamp(db, job.customerId, priority, 1))[0];
+  const vt = job.vt ?? (await stamp(db, job.customerId, priority, 1))[0]!;
+  await enqueueMany(
+    db,
+    [
+      {
+        imageId: job.imageId,
+        customerId: job.customerId,
+        priority,
+        traceparent: job.traceparent ?? null,
+        vt,
+      },
+    ],
+    maxAttempts,
+    kind,
+  );
+}
+
+/** A job's row, queued to run now. */
+function queuedJob(
+  job: {
+    kind: string;
+    imageId: string;
+    customerId: string;
+    priority: JobPriority;
+    vt: number;
+    traceparent: string | null;
+    processor?: string;
+    runId?: string;
+  },
+  maxAttempts: number,
+) {
+  return {
+    kind: job.kind,
+    image_id: job.imageId,
+    customer_id: job.customerId,
+    priority: job.priority,
+    vt: job.vt,
+    state: 'queued' as const,
+    max_attempts: maxAttempts,
+    run_at: sql<Date>`now()` as never,
+    lease_token: null,
+    lease_until: null,
+    last_error: null,
+    processor: job.processor ?? null,
+    run_id: job.runId ?? null,
+    traceparent: job.traceparent,
+  };
+}
+
+/**
+ * Queues several images' processing in the caller's transaction (a group commit's), each with the
+ * virtual time reserved for it, and wakes the workers once it commits.
+ */
+export async function enqueueMany(
+  db: Db,
+  jobs: Array<{
+    imageId: string;
+    customerId: string;
+    priority: JobPriority;
+    traceparent: string | null;
+    vt: number;
+  }>,
+  maxAttempts: number,
+  kind = PROCESS_IMAGE,
+): Promise<void> {
+  if (jobs.length === 0) return;
   await db
     .insertInto('jobs')
-    .values({
-      kind,
-      image_id: job.imageId,
-      customer_id: job.customerId,
-      priority,
-      vt: vt!,
-      state: 'queued',
-      max_attempts: maxAttempts,
-      run_at: sql<Date>`now()` as never,
-      lease_token: null,
-      lease_until: null,
-      last_error: null,
-      processor: null,
-      run_id: null,
-      traceparent: job.traceparent ?? null,
-    })
+    .values(jobs.map((job) => queuedJob({ ...job, kind }, maxAttempts)))
     // Wakes idle workers at once instead of at their next poll, in the same round trip; delivered
-    // only if the transaction commits.
+    // only if the transaction commits, and once however many rows notify (PostgreSQL folds a
+    // transaction's identical notifications).
     .returning(sql<string>`pg_notify(${NOTIFY_CHANNEL}, ${kind})`.as('notified'))
     .execute();
 }
@@ -162,22 +223,21 @@ export async function enqueueReprocess(
   for (const [customerId, ids] of [...byCustomer].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const vts = await stamp(db, customerId, 'bulk', ids.length);
     for (const [k, imageId] of ids.entries()) {
-      rows.push({
-        kind: REPROCESS_IMAGE,
-        image_id: imageId,
-        customer_id: customerId,
-        priority: 'bulk' as const,
-        vt: vts[k]!,
-        state: 'queued' as const,
-        max_attempts: maxAttempts,
-        run_at: sql<Date>`now()` as never,
-        lease_token: null,
-        lease_until: null,
-        last_error: null,
-        processor: run.processor,
-        run_id: run.id,
-        traceparent: run.traceparent ?? null,
-      });
+      rows.push(
+        queuedJob(
+          {
+            kind: REPROCESS_IMAGE,
+            imageId,
+            customerId,
+            priority: 'bulk',
+            vt: vts[k]!,
+            traceparent: run.traceparent ?? null,
+            processor: run.processor,
+            runId: run.id,
+          },
+          maxAttempts,
+        ),
+      );
     }
   }
   await db.insertInto('jobs').values(rows).execute();

@@ -27,9 +27,9 @@ export async function usageOf(db: Db, customerId: string, at: Date): Promise<Mon
 }
 
 /**
- * Counts one landed image of `bytes` against its customer's month, in the landing's transaction,
- * only if the month stays within `max` (images and bytes; Infinity: no limit). Returns false when
- * it would go over.
+ * Counts `images` landed images (one by default; several for a group commit) of `bytes` in all
+ * against their customer's month, in the landing's transaction, only if the month stays within
+ * `max` (images and bytes; Infinity: no limit). Returns false when it would go over.
  *
  * The month is kept in slots (counter-slots.ts), so landings without a quota add to their own row
  * and never wait for each other. A customer with a quota takes turns on its quota lock (any
@@ -42,18 +42,19 @@ export async function countLanding(
   at: Date,
   bytes: number,
   max: { images: number; bytes: number },
+  images = 1,
 ): Promise<boolean> {
   const month = utcMonth(at);
   if (Number.isFinite(max.images) || Number.isFinite(max.bytes)) {
     await lockQuota(db, customerId);
     const used = await usageOf(db, customerId, at);
-    if (used.images + 1 > max.images || used.bytes + bytes > max.bytes) return false;
+    if (used.images + images > max.images || used.bytes + bytes > max.bytes) return false;
   }
   await sql`
     insert into quota_usage as q (customer_id, month, slot, images, bytes)
-    values (${customerId}::uuid, ${month}::date, ${counterSlot}, 1, ${bytes}::bigint)
+    values (${customerId}::uuid, ${month}::date, ${counterSlot}, ${images}::int, ${bytes}::bigint)
     on conflict (customer_id, month, slot) do update set
-      images = q.images + 1, bytes = q.bytes + excluded.bytes`.execute(db);
+      images = q.images + excluded.images, bytes = q.bytes + excluded.bytes`.execute(db);
   return true;
 }
 

@@ -20,6 +20,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { activeTraceId, imageAttributes, inSpan, traceparentOf } from '../observability/tracing.ts';
 import { announceImage } from '../webhooks/events.ts';
 import type { EffectiveLimits } from './customer-limits.ts';
+import { LandingGroup, type Recording } from './land-group.ts';
 import { EXTENSION, type ImageFormat, SNIFF_BYTES, sniff } from './sniff.ts';
 
 export interface LandDeps {
@@ -44,6 +45,13 @@ export interface LandInput {
   filename?: string | undefined;
   /** 'bulk' for a backfill: processed only when no interactive work waits. Default 'interactive'. */
   priority?: JobPriority | undefined;
+  /**
+   * Recorded in the catalog with the other landings of the moment, in one transaction (group
+   * commit: land-group.ts), for a source that lands many images at once and rarely sees one again
+   * (Kafka: a redelivery follows only a crash or a rebalance). Its idempotency key is not looked up
+   * before the write: one that landed before is found when its row would be written.
+   */
+  groupCommit?: boolean | undefined;
 }
 
 /** What goes to the lake: the format the first bytes showed, and the body, checked as it is written. */
@@ -66,10 +74,12 @@ export interface Landed {
  */
 export class Lander {
   private readonly deps: LandDeps;
+  private readonly group: LandingGroup;
   private depthCache = { at: 0, value: 0 };
 
   constructor(deps: LandDeps) {
     this.deps = deps;
+    this.group = new LandingGroup(deps);
   }
 
   /** One span per landing, in the request's or the Kafka message's trace; its job continues it. */
@@ -101,8 +111,8 @@ export class Lander {
   }
 
   private async landTraced(input: LandInput): Promise<Landed> {
-    const { db, lake, clock, metrics } = this.deps;
-    if (input.idempotencyKey) {
+    const { db, lake, clock } = this.deps;
+    if (input.idempotencyKey && !input.groupCommit) {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
       if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
@@ -134,67 +144,111 @@ export class Lander {
     }
 
     const checksum = hash.digest('hex');
-    const row = {
-      id,
-      customer_id: input.customerId,
-      source: input.source,
-      status: 'received' as const,
-      idempotency_key: input.idempotencyKey ?? null,
-      filename: input.filename?.slice(0, 255) ?? null,
-      checksum,
-      bytes,
-      format,
-      raw_key: key,
-      received_at: receivedAt,
-      trace_id: activeTraceId(),
+    const recording: Recording = {
+      row: {
+        id,
+        customer_id: input.customerId,
+        source: input.source,
+        status: 'received' as const,
+        idempotency_key: input.idempotencyKey ?? null,
+        filename: input.filename?.slice(0, 255) ?? null,
+        checksum,
+        bytes,
+        format,
+        raw_key: key,
+        received_at: receivedAt,
+        trace_id: activeTraceId(),
+      },
+      priority: input.priority ?? 'interactive',
+      traceparent: traceparentOf(),
+      quota: {
+        images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
+        bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
+      },
     };
     try {
-      const vt = await reserveVirtualTime(db, input.customerId, input.priority ?? 'interactive');
-      const image = await db.transaction().execute(async (trx) => {
-        const flagged = await this.checkDuplicate(trx, input, checksum);
-        const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
-        await announceImage(
-          trx,
-          'image.received',
-          { id, customerId: input.customerId },
-          receivedAt,
-          this.deps.retentionMs,
-        );
-        await enqueue(
-          trx,
-          {
-            imageId: id,
-            customerId: input.customerId,
-            priority: input.priority,
-            traceparent: traceparentOf(),
-            vt,
-          },
-          this.deps.maxAttempts,
-        );
-        // Counted in the landing's transaction: the month's usage and the image commit together.
-        // Last, since their rows (or a quota's lock) are held until the commit and other landings
-        // of the customer may want them.
-        const counted = await countLanding(trx, input.customerId, receivedAt, bytes, {
-          images: limits?.monthlyImages || Number.POSITIVE_INFINITY,
-          bytes: limits?.monthlyBytes || Number.POSITIVE_INFINITY,
-        });
-        if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
-        await addReceived(trx, { customerId: input.customerId, receivedAt, bytes });
-        return inserted;
-      });
-      metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
-      metrics.ingestedBytes.inc({ source: input.source }, bytes);
-      return { image, duplicate: false };
+      const image = input.groupCommit
+        ? await this.group.record(recording, () => this.recordAlone(input, limits, recording))
+        : await this.record(input, limits, recording);
+      return this.accepted(input, image);
     } catch (error) {
+      // Another landing with the same key won the race, or landed before: answer with its landing.
+      const existing =
+        input.idempotencyKey &&
+        ((error as { code?: string }).code === '23505' || error instanceof LandedBefore)
+          ? await findByIdempotencyKey(db, input.customerId, input.idempotencyKey)
+          : undefined;
+      // A group whose commit landed though its answer was lost: the row is this landing's own.
+      if (existing?.raw_key === key) return this.accepted(input, existing);
       // Nothing was recorded, so the object must not stay behind as an orphan.
       await lake.delete(key).catch(() => {});
-      if (input.idempotencyKey && (error as { code?: string }).code === '23505') {
-        // Another request with the same key won the race: answer with its landing.
-        const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
-        if (existing) return this.replay(input, existing, checksum);
-      }
+      if (existing) return this.replay(input, existing, checksum);
       throw error;
     }
+  }
+
+  private accepted(input: LandInput, image: ImageRow): Landed {
+    this.deps.metrics.ingested.inc({ source: input.source, outcome: 'accepted' });
+    this.deps.metrics.ingestedBytes.inc({ source: input.source }, Number(image.bytes));
+    return { image, duplicate: false };
+  }
+
+  /** A landing's catalog row, job, webhook deliveries and counts, in one transaction of its own. */
+  private async record(
+    input: LandInput,
+    limits: EffectiveLimits | undefined,
+    recording: Recording,
+  ): Promise<ImageRow> {
+    const { db } = this.deps;
+    const { row } = recording;
+    const vt = recording.vt ?? (await reserveVirtualTime(db, input.customerId, recording.priority));
+    return db.transaction().execute(async (trx) => {
+      const flagged = await this.checkDuplicate(trx, input, row.checksum);
+      const inserted = await insertImage(trx, { ...row, duplicate_flagged: flagged });
+      await announceImage(
+        trx,
+        'image.received',
+        { id: row.id, customerId: input.customerId },
+        row.received_at,
+        this.deps.retentionMs,
+      );
+      await enqueue(
+        trx,
+        {
+          imageId: row.id,
+          customerId: input.customerId,
+          priority: recording.priority,
+          traceparent: recording.traceparent,
+          vt,
+        },
+        this.deps.maxAttempts,
+      );
+      // Counted in the landing's transaction: the month's usage and the image commit together.
+      // Last, since their rows (or a quota's lock) are held until the commit and other landings
+      // of the customer may want them.
+      const counted = await countLanding(trx, input.customerId, row.received_at, row.bytes, recording.quota);
+      if (!counted) throw this.reject(input, quotaExceeded(limits!, 'this image'));
+      await addReceived(trx, { customerId: input.customerId, receivedAt: row.received_at, bytes: row.bytes });
+      return inserted;
+    });
+  }
+
+  /**
+   * A group-committed landing its group could not take, recorded alone. It skipped the lookup of its
+   * idempotency key, so that comes first: a key landed before answers with that landing, as it would
+   * have before the write (and a duplicates policy of "reject" does not refuse its own redelivery).
+   */
+  private async recordAlone(
+    input: LandInput,
+    limits: EffectiveLimits | undefined,
+    recording: Recording,
+  ): Promise<ImageRow> {
+    if (
+      input.idempotencyKey &&
+      (await findByIdempotencyKey(this.deps.db, input.customerId, input.idempotencyKey))
+    )
+      throw new LandedBefore();
+    return this.record(input, limits, recording);
   }
 
   private whole(input: LandInput, body: Buffer, take: (chunk: Buffer) => Buffer): Landing {
@@ -401,6 +455,9 @@ export class Lander {
     );
   }
 }
+
+/** A group-committed landing's idempotency key landed before: it answers with that landing. */
+class LandedBefore extends Error {}
 
 function quotaExceeded(limits: EffectiveLimits, what: string): AppError {
   const parts = [

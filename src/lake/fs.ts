@@ -58,8 +58,10 @@ export class FsLake implements Lake {
     try {
       try {
         if (Buffer.isBuffer(body)) {
-          await handle.writeFile(body);
-          bytes = body.length;
+          // write, not writeFile: writeFile hands a body to libuv's threads 512 KiB at a time, so a
+          // photo from Kafka (a few MB) cost several round trips; a file takes a whole write.
+          while (bytes < body.length)
+            bytes += (await handle.write(body, bytes, body.length - bytes)).bytesWritten;
         } else {
           // Chunks go to the file a batch at a time (one writev on libuv's threads per WRITE_BATCH
           // bytes, as fs.WriteStream does with what arrives while it writes), not one call per

@@ -104,6 +104,13 @@ export function createMetrics() {
       labelNames: ['topic', 'outcome'] as const,
       registers: [registry],
     }),
+    landingGroups: new Histogram({
+      name: 'imagelake_landing_group_images',
+      help: 'Landings per group commit (the Kafka messages in hand recorded in one catalog transaction), by outcome: committed, or alone when the group could not commit whole and each landing was recorded on its own',
+      labelNames: ['outcome'] as const,
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: [registry],
+    }),
     kafkaDeadLetters: new Counter({
       name: 'imagelake_kafka_dead_letters_total',
       help: 'Messages sent to a dead-letter topic, by error code',

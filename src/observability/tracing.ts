@@ -138,6 +138,11 @@ export function activeContext(): Context {
   return context.active();
 }
 
+/** Runs fn with `ctx` active: work done for a span from outside it (a group's, for each of its landings). */
+export function inContext<T>(ctx: Context, fn: () => T): T {
+  return context.with(ctx, fn);
+}
+
 /** The active span (a no-op span when nothing is traced). */
 export function activeSpan(): Span {
   return trace.getActiveSpan() ?? trace.wrapSpanContext(INVALID_SPAN_CONTEXT);

@@ -100,10 +100,13 @@ before(async () => {
   await registerWebhook(refusing.url);
 });
 
-async function registerWebhook(url: string): Promise<{ id: string; secret: string }> {
+async function registerWebhook(
+  url: string,
+  events = ['image.processed'],
+): Promise<{ id: string; secret: string }> {
   const { status, body } = await api(server.url, customer.apiKey, 'POST', '/v1/webhooks', {
     url,
-    events: ['image.processed'],
+    events,
   });
   assert.equal(status, 201, JSON.stringify(body));
   return body;
@@ -238,7 +241,9 @@ describe('tracing: one trace per image, to a real OpenTelemetry Collector', () =
     );
   });
 
-  it('continues the traceparent of a Kafka message', async () => {
+  it('continues the traceparent of a Kafka message, to its image.received webhook', async () => {
+    // Kafka's landings share a catalog transaction: the delivery must still keep its own landing's context.
+    await registerWebhook(receiver.url, ['image.received']);
     const traceId = randomBytes(16).toString('hex');
     const parent = randomBytes(8).toString('hex');
     await produce(bootstrap, TOPIC, [
@@ -263,6 +268,14 @@ describe('tracing: one trace per image, to a real OpenTelemetry Collector', () =
     assert.equal(land.attributes['imagelake.image.source'], 'kafka');
     assertImageTrace(spans, String(land.attributes['imagelake.image.id']));
     assert.equal(await traceIdOf(String(land.attributes['imagelake.image.id'])), traceId);
+    const received = await until('the image.received attempt in the trace', async () =>
+      (await spansOf(tracesFile, traceId)).find(
+        (s) =>
+          s.name === 'imagelake.webhook deliver' && s.attributes['imagelake.event.type'] === 'image.received',
+      ),
+    );
+    assert.equal(received.parentSpanId, land.spanId, 'a child of the landing that wrote it');
+    assert.equal(received.attributes['imagelake.image.id'], land.attributes['imagelake.image.id']);
   });
 
   it("puts a failed image's error code on its trace", async () => {
