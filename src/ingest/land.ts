@@ -46,12 +46,11 @@ export interface LandInput {
   /** 'bulk' for a backfill: processed only when no interactive work waits. Default 'interactive'. */
   priority?: JobPriority | undefined;
   /**
-   * Recorded in the catalog with the other landings of the moment, in one transaction (group
-   * commit: land-group.ts), for a source that lands many images at once and rarely sees one again
-   * (Kafka: a redelivery follows only a crash or a rebalance). Its idempotency key is not looked up
-   * before the write: one that landed before is found when its row would be written.
+   * The idempotency key is not looked up before the lake write: one that landed before is found
+   * when its row would be written. For a source that rarely sees a landing again (Kafka: a
+   * redelivery follows only a crash or a rebalance), so the lookup is not paid on every message.
    */
-  groupCommit?: boolean | undefined;
+  keyCheckedAtInsert?: boolean | undefined;
 }
 
 /** What goes to the lake: the format the first bytes showed, and the body, checked as it is written. */
@@ -69,7 +68,7 @@ export interface Landed {
 /**
  * Lands one image, whatever its source: streams the bytes into the lake (checking the format on
  * the first bytes and the size on every chunk), then records the image and queues its processing
- * in one transaction. A retry with the same idempotency key and the same bytes returns the first
+ * in one transaction, shared with the customer's other landings of the moment (land-group.ts). A retry with the same idempotency key and the same bytes returns the first
  * landing; the same key with other bytes is refused with IDEMPOTENCY_KEY_REUSED.
  */
 export class Lander {
@@ -112,7 +111,7 @@ export class Lander {
 
   private async landTraced(input: LandInput): Promise<Landed> {
     const { db, lake, clock } = this.deps;
-    if (input.idempotencyKey && !input.groupCommit) {
+    if (input.idempotencyKey && !input.keyCheckedAtInsert) {
       const existing = await findByIdempotencyKey(db, input.customerId, input.idempotencyKey);
       if (existing) return this.replay(input, existing, await this.checksumOf(input));
     }
@@ -167,9 +166,9 @@ export class Lander {
       },
     };
     try {
-      const image = input.groupCommit
-        ? await this.group.record(recording, () => this.recordAlone(input, limits, recording))
-        : await this.record(input, limits, recording);
+      // Recorded with the customer's other landings of the moment, in one transaction (group
+      // commit: land-group.ts); a lone landing starts its transaction at once.
+      const image = await this.group.record(recording, () => this.recordAlone(input, limits, recording));
       return this.accepted(input, image);
     } catch (error) {
       // Another landing with the same key won the race, or landed before: answer with its landing.
@@ -234,9 +233,10 @@ export class Lander {
   }
 
   /**
-   * A group-committed landing its group could not take, recorded alone. It skipped the lookup of its
-   * idempotency key, so that comes first: a key landed before answers with that landing, as it would
-   * have before the write (and a duplicates policy of "reject" does not refuse its own redelivery).
+   * A landing its group could not take, recorded alone. Its idempotency key is looked up first (it
+   * may have skipped that before the write, or another landing may have taken it since): a key
+   * landed before answers with that landing, as it would have before the write (and a duplicates
+   * policy of "reject" does not refuse its own redelivery).
    */
   private async recordAlone(
     input: LandInput,

@@ -198,7 +198,7 @@ describe('a group-committed landing (Kafka)', () => {
       customerId: customer.id,
       source: 'kafka' as const,
       idempotencyKey: 'kafka:m-1',
-      groupCommit: true,
+      keyCheckedAtInsert: true,
     };
     const first = await l.land({ ...message, body });
     assert.equal(first.duplicate, false);
@@ -217,7 +217,7 @@ describe('a group-committed landing (Kafka)', () => {
     await setDuplicatePolicy(t.server.db, customer.id, 'reject');
     const l = lander();
     const body = await jpeg({ width: 64, height: 48, seed: 2 });
-    const original = { customerId: customer.id, source: 'kafka' as const, body, groupCommit: true };
+    const original = { customerId: customer.id, source: 'kafka' as const, body, keyCheckedAtInsert: true };
     const first = await l.land({ ...original, idempotencyKey: 'kafka:original' });
     const [redelivery, copy] = await Promise.allSettled([
       l.land({ ...original, idempotencyKey: 'kafka:original' }),

@@ -204,8 +204,8 @@ export class KafkaIngest {
           idempotencyKey: resolved.idempotencyKey,
           filename: resolved.filename,
           priority: config.bulkTopics.includes(topic) ? 'bulk' : 'interactive',
-          // The messages in hand share their catalog transaction: one instead of one each.
-          groupCommit: true,
+          // A redelivery is rare: its key is found at the insert, not looked up for every message.
+          keyCheckedAtInsert: true,
         });
         // The claim is consumed: the image now lives in the lake's raw area under its own key.
         if (resolved.claimKey) await lake.delete(resolved.claimKey);
