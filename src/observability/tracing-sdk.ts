@@ -30,7 +30,9 @@ export function start(): { shutdown(): Promise<void> } {
       new HttpInstrumentation({
         ignoreIncomingRequestHook: (request) => UNTRACED_PATHS.has((request.url ?? '').split('?')[0]!),
       }),
-      new UndiciInstrumentation(),
+      // A request that carries a traceparent already (a webhook attempt: its own CLIENT span,
+      // webhooks/trace.ts) is not wrapped in a second span, which would add a second traceparent.
+      new UndiciInstrumentation({ ignoreRequestHook: (request) => carriesTraceparent(request.headers) }),
       // Queries inside an image's spans only (not the workers' polling), without a span per pool checkout.
       new PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
       new AwsInstrumentation({ suppressInternalInstrumentation: true }),
@@ -44,4 +46,12 @@ export function start(): { shutdown(): Promise<void> } {
   });
   sdk.start();
   return sdk;
+}
+
+/** Whether undici's request headers (v5: one string; v6 and later: name, value, name, value...) hold a traceparent. */
+function carriesTraceparent(headers: string | (string | string[])[]): boolean {
+  if (typeof headers === 'string') return /(^|\r\n)traceparent:/i.test(headers);
+  for (let i = 0; i < headers.length; i += 2)
+    if (String(headers[i]).toLowerCase() === 'traceparent') return true;
+  return false;
 }
