@@ -342,10 +342,14 @@ function expressStatement(leaseMs: number) {
       where state = 'queued' and priority = 'interactive' and run_at <= now()
       order by priority desc, vt, id
       limit ${EXPRESS_HEAD}
+    ), idle as (
+      -- Each customer at the head once, not once per job of it there: a customer with many jobs
+      -- queued would otherwise have its running ones looked up for every one of them.
+      select c.customer_id from (select distinct customer_id from head) c
+      where not exists (select 1 from jobs r where r.customer_id = c.customer_id and r.state = 'running')
     ), pick as (
-      select j.id from jobs j join head h on h.id = j.id
-      where j.state = 'queued' and not exists (
-        select 1 from jobs r where r.customer_id = h.customer_id and r.state = 'running')
+      select j.id from jobs j join head h on h.id = j.id join idle i on i.customer_id = h.customer_id
+      where j.state = 'queued'
       order by h.vt, h.id
       limit 1
       for update of j skip locked
