@@ -70,7 +70,7 @@ console.log(
   `  rate limit take (one bucket)       ${quantiles(await timed(UPLOADS, () => takeTokens(db, measured, 'uploads', bucket, 1, 1)))}`,
 );
 console.log(
-  `  queue share count (${WAITING} waiting)  ${quantiles(await timed(UPLOADS, () => countWaiting(db, measured)))}`,
+  `  queue share count (${WAITING} waiting)  ${quantiles(await timed(UPLOADS, () => countWaiting(db, measured, WAITING)))}`,
 );
 console.log(
   `  quota row, in a transaction        ${quantiles(

@@ -26,17 +26,24 @@ export async function findByIdempotencyKey(
     .executeTakeFirst();
 }
 
-/** Records a landed image (in the caller's transaction, which also queues its processing). */
 /**
- * A customer's images waiting to be processed (status received), for its queue share. The partial
- * index images_waiting_by_customer holds only waiting images, so this reads that customer's few.
+ * A customer's images waiting to be processed (status received), for its queue share, counted up to
+ * `atMost`: what a landing compares with its limits, so a customer with a large backlog (landed from
+ * Kafka, which no share holds back) costs no more per upload than one at its share. The partial
+ * index images_waiting_by_customer holds only waiting images.
  */
-export async function countWaiting(db: Db, customerId: string): Promise<number> {
+export async function countWaiting(db: Db, customerId: string, atMost: number): Promise<number> {
   const row = await db
-    .selectFrom('images')
+    .selectFrom((eb) =>
+      eb
+        .selectFrom('images')
+        .select('id')
+        .where('customer_id', '=', customerId)
+        .where('status', '=', 'received')
+        .limit(atMost)
+        .as('waiting'),
+    )
     .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('customer_id', '=', customerId)
-    .where('status', '=', 'received')
     .executeTakeFirst();
   return Number(row?.n ?? 0);
 }

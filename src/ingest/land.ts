@@ -310,8 +310,13 @@ export class Lander {
     const limits = await this.deps.customerLimits?.of(input.customerId);
     // Kafka is held back by its consumer's pause on the whole queue instead: refusing one customer's
     // message would stall its partition, and every other customer's messages behind it.
+    // Counted only as far as the limits below look: the customer's share, or the reserve a full
+    // queue still lets in.
+    const enough = limits ? Math.max(limits.queueShare, this.queueReserve) : 0;
     const waiting =
-      limits && input.source !== 'kafka' ? await countWaiting(this.deps.db, input.customerId) : undefined;
+      limits && input.source !== 'kafka'
+        ? await countWaiting(this.deps.db, input.customerId, enough)
+        : undefined;
     await this.checkQueueDepth(input, waiting);
     if (limits) {
       if (waiting !== undefined) this.checkQueueShare(input, limits, waiting);
@@ -401,7 +406,7 @@ export class Lander {
         input,
         new AppError(
           'QUEUE_FULL',
-          `This customer's own share of the queue is full: ${waiting} of its images are waiting, and its share is ${limits.queueShare}. Other customers are not affected.`,
+          `This customer's own share of the queue is full: at least ${waiting} of its images are waiting, and its share is ${limits.queueShare}. Other customers are not affected.`,
         ),
       );
     }
@@ -432,6 +437,11 @@ export class Lander {
    * backfills (or a Kafka backlog) filled the queue. `waiting` is the customer's own count, known
    * for HTTP uploads; a Kafka message is refused by the whole count (its consumer pauses first).
    */
+  /** When the whole queue is full, a customer with fewer images than this waiting still lands. */
+  private get queueReserve(): number {
+    return Math.ceil(this.deps.limits.maxQueueDepth / 100);
+  }
+
   private async checkQueueDepth(input: LandInput, waiting: number | undefined): Promise<void> {
     // Counting the queue on every upload would cost a query each; a one-second-old count is enough to push back.
     const now = Date.now();
@@ -441,7 +451,7 @@ export class Lander {
     }
     const max = this.deps.limits.maxQueueDepth;
     if (this.depthCache.value < max) return;
-    const reserve = Math.ceil(max / 100);
+    const reserve = this.queueReserve;
     if (waiting !== undefined && waiting < reserve) return;
     // A Kafka message is not refused for good: its consumer waits and lands it later.
     if (waiting === undefined)
@@ -450,7 +460,7 @@ export class Lander {
       input,
       new AppError(
         'QUEUE_FULL',
-        `The whole queue is full (${this.depthCache.value} images waiting) and this customer has ${waiting} of them; a customer with fewer than ${reserve} waiting still lands.`,
+        `The whole queue is full (${this.depthCache.value} images waiting) and this customer has at least ${waiting} of them; a customer with fewer than ${reserve} waiting still lands.`,
       ),
     );
   }
