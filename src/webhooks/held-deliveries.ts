@@ -17,25 +17,25 @@ export class HeldDeliveries {
   /** Waiting, by endpoint; the map's order is the turn's order. */
   private readonly waiting = new Map<string, Waiting[]>();
   private readonly sending = new Map<string, number>();
-  /** Waiting or in flight, by endpoint: what a claim tops up (answered ones are only being recorded). */
-  private readonly unanswered = new Map<string, number>();
   private readonly ids = new Set<string>();
   private waitingTotal = 0;
   private sendingTotal = 0;
-  private unansweredTotal = 0;
 
   get inFlight(): number {
     return this.sendingTotal;
   }
 
-  /** Waiting or in flight, all endpoints together. */
+  /**
+   * Waiting or in flight, all endpoints together: what claims top up (answered ones are only being
+   * recorded).
+   */
   get pending(): number {
-    return this.unansweredTotal;
+    return this.waitingTotal + this.sendingTotal;
   }
 
   /** Waiting or in flight for one endpoint. */
   pendingFor(endpointId: string): number {
-    return this.unanswered.get(endpointId) ?? 0;
+    return (this.waiting.get(endpointId)?.length ?? 0) + (this.sending.get(endpointId) ?? 0);
   }
 
   add(claimed: ClaimedDelivery[], leaseEnds: number): void {
@@ -44,17 +44,15 @@ export class HeldDeliveries {
       const queue = this.waiting.get(id);
       if (queue) queue.push({ delivery, leaseEnds });
       else this.waiting.set(id, [{ delivery, leaseEnds }]);
-      bump(this.unanswered, id, 1);
       this.ids.add(delivery.id);
     }
     this.waitingTotal += claimed.length;
-    this.unansweredTotal += claimed.length;
   }
 
   /**
    * The next deliveries to send, one per endpoint in turn, until `slots` are filled or every
    * endpoint with waiting deliveries has `perEndpoint` in flight. Those whose lease ends before
-   * `mustLastUntil` are returned apart, to be given back rather than sent.
+   * `mustLastUntil` are returned apart, to be let go rather than sent.
    */
   take(
     slots: number,
@@ -77,7 +75,6 @@ export class HeldDeliveries {
         progressed = true;
         if (next.leaseEnds < mustLastUntil) {
           expired.push(next.delivery);
-          this.unansweredEnded(next.delivery);
           this.ended(next.delivery);
         } else {
           send.push(next.delivery);
@@ -93,12 +90,6 @@ export class HeldDeliveries {
   answered(delivery: ClaimedDelivery): void {
     bump(this.sending, delivery.endpointId, -1);
     this.sendingTotal--;
-    this.unansweredEnded(delivery);
-  }
-
-  private unansweredEnded(delivery: ClaimedDelivery): void {
-    bump(this.unanswered, delivery.endpointId, -1);
-    this.unansweredTotal--;
   }
 
   /** Held no more: the attempt is recorded (or was not, the endpoint being lost), or it was let go. */
@@ -108,7 +99,10 @@ export class HeldDeliveries {
 
   /** What the next claim skips (all held), and how many each endpoint has waiting or in flight. */
   snapshot(): Held {
-    return { ids: [...this.ids], byEndpoint: this.unanswered };
+    const byEndpoint = new Map<string, number>();
+    for (const id of new Set([...this.waiting.keys(), ...this.sending.keys()]))
+      byEndpoint.set(id, this.pendingFor(id));
+    return { ids: [...this.ids], byEndpoint };
   }
 
   /** Takes every waiting delivery out (the dispatcher is stopping: they are let go unsent). */
@@ -116,10 +110,7 @@ export class HeldDeliveries {
     const all = [...this.waiting.values()].flat().map((w) => w.delivery);
     this.waiting.clear();
     this.waitingTotal = 0;
-    for (const delivery of all) {
-      this.unansweredEnded(delivery);
-      this.ended(delivery);
-    }
+    for (const delivery of all) this.ended(delivery);
     return all;
   }
 }
