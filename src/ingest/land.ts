@@ -68,8 +68,9 @@ export interface Landed {
 /**
  * Lands one image, whatever its source: streams the bytes into the lake (checking the format on
  * the first bytes and the size on every chunk), then records the image and queues its processing
- * in one transaction, shared with the customer's other landings of the moment (land-group.ts). A retry with the same idempotency key and the same bytes returns the first
- * landing; the same key with other bytes is refused with IDEMPOTENCY_KEY_REUSED.
+ * in one transaction, shared with the customer's other landings of the moment (land-group.ts). A
+ * retry with the same idempotency key and the same bytes returns the first landing; the same key
+ * with other bytes is refused with IDEMPOTENCY_KEY_REUSED.
  */
 export class Lander {
   private readonly deps: LandDeps;
