@@ -359,6 +359,12 @@ describe('webhooks', () => {
       assert.equal(unanswered.verdict, 'retry', 'a timeout is tried again');
       assert.equal(unanswered.error, 'no answer within 300 ms');
       assert.ok(unanswered.latencyMs >= 290 && unanswered.latencyMs < 2000, `${unanswered.latencyMs} ms`);
+      // Three at once on two connections: the third waits for one, and its timeout counts from the start.
+      const together = await Promise.all([1, 2, 3].map(() => sender.send(silent.url, {}, '{}')));
+      for (const attempt of together) {
+        assert.equal(attempt.error, 'no answer within 300 ms');
+        assert.ok(attempt.latencyMs < 1000, `${attempt.latencyMs} ms`);
+      }
       const guarded = await receiver();
       const withCredentials = guarded.url.replace('http://', 'http://hooks:s%3Acret@');
       assert.equal((await sender.send(withCredentials, {}, '{}')).verdict, 'delivered');
