@@ -108,6 +108,9 @@ export async function claimDue(
 ): Promise<ClaimedDelivery[]> {
   if (options.limit <= 0) return [];
   const { holder, held, ahead } = options;
+  // Joined into one text rather than sent as an array, which the driver builds in JavaScript
+  // element by element: a dispatcher holds hundreds of ids.
+  const heldIds = held.ids.join(',');
   const result = await sql<{
     id: string;
     endpoint_id: string;
@@ -136,7 +139,7 @@ export async function claimDue(
          and coalesce(m.held, 0) < ${ahead}::int
          and exists (select 1 from webhook_deliveries d
                       where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
-                        and d.id <> all(${held.ids}::uuid[]))
+                        and d.id <> all(string_to_array(${heldIds}, ',')::uuid[]))
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
        for update of e skip locked),
@@ -156,7 +159,7 @@ export async function claimDue(
                d.traceparent
           from webhook_deliveries d
          where d.endpoint_id = w.id and d.status = 'pending' and d.next_attempt_at <= now()
-           and d.id <> all(${held.ids}::uuid[])
+           and d.id <> all(string_to_array(${heldIds}, ',')::uuid[])
          order by d.next_attempt_at
          -- The room is shared out among the endpoints claimed: many endpoints with a backlog each
          -- get some now, rather than the first few all of it and the others none until it drains.
@@ -198,9 +201,20 @@ export interface AttemptRecord {
  */
 export async function recordAttempts(db: Db, holder: string, records: AttemptRecord[]): Promise<Set<string>> {
   if (records.length === 0) return new Set();
-  // One array per column (unnest), not one parameter per value: a batch of hundreds is still a
-  // statement of a few parameters to send and plan.
-  const column = <T>(pick: (r: AttemptRecord) => T): T[] => records.map(pick);
+  // One JSON parameter for the whole batch, not one parameter per value (a batch of hundreds is
+  // still one statement to send and plan), nor an array per column: the driver builds arrays in
+  // JavaScript, character by character, where JSON.stringify is native.
+  const batch = JSON.stringify(
+    records.map((r) => ({
+      id: r.id,
+      status: r.next.status,
+      next_at: r.next.nextAttemptAt,
+      code: r.attempt.statusCode,
+      error: r.attempt.error,
+      attempt: r.attempt,
+      at: r.attempt.at,
+    })),
+  );
   const result = await sql<{ id: string }>`
     with quick as (select set_config('synchronous_commit', 'off', true))
     update webhook_deliveries d
@@ -208,11 +222,8 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
            next_attempt_at = v.next_at, last_status = v.code, last_error = v.error,
            attempt_log = d.attempt_log || jsonb_build_array(v.attempt),
            delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
-      from unnest(${column((r) => r.id)}::uuid[], ${column((r) => r.next.status)}::text[],
-                  ${column((r) => r.next.nextAttemptAt)}::timestamptz[], ${column((r) => r.attempt.statusCode)}::int[],
-                  ${column((r) => r.attempt.error)}::text[], ${column((r) => JSON.stringify(r.attempt))}::jsonb[],
-                  ${column((r) => r.attempt.at)}::timestamptz[])
-             as v(id, status, next_at, code, error, attempt, at), quick
+      from jsonb_to_recordset(${batch}::jsonb)
+             as v(id uuid, status text, next_at timestamptz, code int, error text, attempt jsonb, at timestamptz), quick
      where d.id = v.id
        -- A subquery, not a join: the plan goes from each record to its row by the primary key,
        -- never from the endpoint through all of its deliveries.
