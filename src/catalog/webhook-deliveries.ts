@@ -185,6 +185,7 @@ export async function claimDue(
 
 export interface AttemptRecord {
   id: string;
+  endpointId: string;
   attempt: DeliveryAttempt;
   next: { status: DeliveryStatus; nextAttemptAt: Date | null };
 }
@@ -201,6 +202,7 @@ export interface AttemptRecord {
  */
 export async function recordAttempts(db: Db, holder: string, records: AttemptRecord[]): Promise<Set<string>> {
   if (records.length === 0) return new Set();
+  const endpoints = [...new Set(records.map((r) => r.endpointId))].join(',');
   // One JSON parameter for the whole batch, not one parameter per value (a batch of hundreds is
   // still one statement to send and plan), nor an array per column: the driver builds arrays in
   // JavaScript, character by character, where JSON.stringify is native.
@@ -225,9 +227,12 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
       from jsonb_to_recordset(${batch}::jsonb)
              as v(id uuid, status text, next_at timestamptz, code int, error text, attempt jsonb, at timestamptz), quick
      where d.id = v.id
-       -- A subquery, not a join: the plan goes from each record to its row by the primary key,
-       -- never from the endpoint through all of its deliveries.
-       and (select w.dispatcher from webhook_endpoints w where w.id = d.endpoint_id) = ${holder}::uuid
+       -- The endpoints still held, looked up once for the batch (not once per record), as a list:
+       -- the plan still goes from each record to its row by the primary key, never from the
+       -- endpoint through all of its deliveries.
+       and d.endpoint_id = any(array(
+             select w.id from webhook_endpoints w
+              where w.id = any(string_to_array(${endpoints}, ',')::uuid[]) and w.dispatcher = ${holder}::uuid))
     returning d.id`.execute(db);
   return new Set(result.rows.map((r) => r.id));
 }

@@ -247,6 +247,7 @@ export class WebhookDispatcher {
     answered();
     const recorded = await this.recorder.record({
       id: delivery.id,
+      endpointId: delivery.endpointId,
       attempt: {
         at: at.toISOString(),
         statusCode: result.statusCode,

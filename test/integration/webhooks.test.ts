@@ -540,8 +540,15 @@ describe('webhooks', () => {
       assert.deepEqual(await claim(second!), [id], 'the lease ran out: another dispatcher takes it all');
       const attempt = { at: new Date().toISOString(), statusCode: 204, error: null, latencyMs: 1 };
       const next = { status: 'delivered' as const, nextAttemptAt: null };
-      assert.equal((await recordAttempts(db, first!, [{ id, attempt, next }])).size, 0, 'the first lost it');
-      assert.deepEqual([...(await recordAttempts(db, second!, [{ id, attempt, next }]))], [id]);
+      assert.equal(
+        (await recordAttempts(db, first!, [{ id, endpointId: hook.id, attempt, next }])).size,
+        0,
+        'the first lost it',
+      );
+      assert.deepEqual(
+        [...(await recordAttempts(db, second!, [{ id, endpointId: hook.id, attempt, next }]))],
+        [id],
+      );
       assert.equal((await delivery(acme.apiKey, hook.id, id)).attempts, 1);
     } finally {
       await startDispatcher();

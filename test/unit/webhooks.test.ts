@@ -183,6 +183,7 @@ describe('webhook attempt records', () => {
   const attempt = { at: '2026-01-01T00:00:00.000Z', statusCode: 204, error: null, latencyMs: 1 };
   const record = (id: string) => ({
     id,
+    endpointId: 'e',
     attempt,
     next: { status: 'delivered' as const, nextAttemptAt: null },
   });
