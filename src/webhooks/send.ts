@@ -182,6 +182,11 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, caught: Error): void {
     if (this.settled) return;
+    // The status has come: what the body does after it changes nothing.
+    if (this.statusCode) {
+      this.answered();
+      return;
+    }
     const error = (refusal(caught) ?? caught) as NodeJS.ErrnoException;
     const refused = error instanceof RefusedAddressError;
     this.end({
@@ -208,7 +213,9 @@ class Attempt implements Dispatcher.DispatchHandler {
   private timeout(): void {
     if (this.settled) return;
     this.timedOut = true;
-    this.end({ verdict: 'retry', statusCode: null, error: `no answer within ${this.timeoutMs} ms` });
+    // A status came but the body did not end: the status stands, and the connection is cut.
+    if (this.statusCode) this.answered();
+    else this.end({ verdict: 'retry', statusCode: null, error: `no answer within ${this.timeoutMs} ms` });
     this.controller?.abort(new Error('timed out'));
   }
 

@@ -365,6 +365,12 @@ describe('webhooks', () => {
         assert.equal(attempt.error, 'no answer within 300 ms');
         assert.ok(attempt.latencyMs < 1000, `${attempt.latencyMs} ms`);
       }
+      // A status, then a body that never ends: the status stands, the attempt still ends in time.
+      const stalling = await receiver();
+      stalling.answer = (_, response) => response.writeHead(200).write('partial');
+      const stalled = await sender.send(stalling.url, {}, '{}');
+      assert.equal(stalled.verdict, 'delivered');
+      assert.ok(stalled.latencyMs >= 290 && stalled.latencyMs < 2000, `${stalled.latencyMs} ms`);
       const guarded = await receiver();
       const withCredentials = guarded.url.replace('http://', 'http://hooks:s%3Acret@');
       assert.equal((await sender.send(withCredentials, {}, '{}')).verdict, 'delivered');
