@@ -32,6 +32,7 @@ import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts
 import * as webhookEndpointDispatchers from './migrations/0031_webhook_endpoint_dispatchers.ts';
 import * as counterSlots from './migrations/0032_counter_slots.ts';
 import * as queueVacuum from './migrations/0033_queue_vacuum.ts';
+import { prepareStatements } from './prepared-statements.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
 
@@ -47,6 +48,8 @@ export interface ConnectOptions {
   /** TLS to a managed PostgreSQL: a CA file to trust, or (for testing only) no verification. */
   tlsCa?: string;
   tlsInsecure?: boolean;
+  /** Hot statements named, parsed once per session (prepared-statements.ts). Default on. */
+  prepared?: boolean;
 }
 
 /** TLS settings for a connection to the catalog, from the options (undefined: as the URL says). */
@@ -68,6 +71,7 @@ export function connect(url: string, options: ConnectOptions = {}): { db: Db; po
   });
   // An idle client that loses its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  if (options.prepared !== false) prepareStatements(pool);
   guardCatalogPool(pool);
   spreadCounterSlots(pool);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };

@@ -94,6 +94,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
     const { db, pool } = connect(url, {
       max: options.poolSize ?? config.database.poolSize,
       statementTimeoutMs: config.database.statementTimeoutMs,
+      prepared: config.database.prepared,
       ...tls,
     });
     stops.push(() => db.destroy());

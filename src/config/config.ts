@@ -21,6 +21,8 @@ export interface Config {
     statementTimeoutMs: number;
     tlsCa: string | undefined;
     tlsInsecure: boolean;
+    /** Hot statements prepared once per session; off behind a transaction-mode pooler older than PgBouncer 1.21. */
+    prepared: boolean;
     /** The embedded PostgreSQL's port; undefined: the one saved in the data dir, else 55432 or a free one. */
     embeddedPort: number | undefined;
   };
@@ -198,6 +200,7 @@ export function loadConfig(env: Env = process.env): Config {
       ),
       tlsCa: env.IMAGELAKE_DATABASE_TLS_CA?.trim() || undefined,
       tlsInsecure: env.IMAGELAKE_DATABASE_TLS_INSECURE === 'true',
+      prepared: env.IMAGELAKE_DATABASE_PREPARED?.trim() !== 'false',
       embeddedPort: env.IMAGELAKE_POSTGRES_PORT?.trim()
         ? read(
             'IMAGELAKE_POSTGRES_PORT',
