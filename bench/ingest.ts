@@ -7,25 +7,26 @@
 // FOLDER defaults to the corpus from ../shared/corpus/fetch.sh (drawn photos when there is none).
 // imagelake runs the api role only, on its embedded catalog and folder lake: what is timed is the
 // landing (sniff, limits, SHA-256, the original written and flushed, the catalog row and the job in
-// one transaction). The client runs on a thread of its own, as a remote one would, so its work does
-// not hold up either server's event loop. The two take turns, --rounds times each, so a shared
+// one transaction). The client is a process of its own, as a remote one would be: on a thread of
+// the servers' process its garbage collections ran on the threads V8 shares between a process's
+// isolates, and counted as the servers' CPU. It sends with node:http, which writes each body as it
+// is (fetch copies every body first). The two servers take turns, --rounds times each, so a shared
 // machine's load falls on both alike; the median round of each is compared, with the CPU each
 // server (and imagelake's PostgreSQL) spent per upload. Aim: imagelake at least 0.8 of the baseline.
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
+import { Agent, createServer, request } from 'node:http';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
-import { cpuByKindBetween, namedCpuMs, processTree } from './process-tree.ts';
+import { cpuByKindBetween, namedCpuMs, processTree, threadCpuMs } from './process-tree.ts';
 
 interface Options {
   folder: string | undefined;
@@ -38,12 +39,11 @@ interface Round {
 }
 interface Sent {
   seconds: number;
-  /** The client thread's own CPU in the round, taken out of the process's to leave the server's. */
-  clientCpuMs: number;
 }
+type Answer = Sent | { totalBytes: number } | { error: string };
 
-if (isMainThread) await main();
-else await client(workerData as Options);
+if (process.argv[2] === '--client') await client(JSON.parse(process.argv[3]!) as Options);
+else await main();
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -87,37 +87,43 @@ async function main(): Promise<void> {
     }),
     { roles: ['api'], log: pino({ level: 'warn' }) },
   );
-  const worker = new Worker(new URL(import.meta.url), {
-    workerData: {
-      folder: positionals[0],
-      files: FILES,
-      concurrency: Number(values.concurrency),
-    } satisfies Options,
-  });
-  const answers: Array<(sent: Sent | { totalBytes: number; error?: string }) => void> = [];
-  worker.on('message', (message) => answers.shift()?.(message));
-  worker.on('error', (error) => {
-    console.error(error);
-    process.exit(1);
+  const options: Options = { folder: positionals[0], files: FILES, concurrency: Number(values.concurrency) };
+  const clientProcess: ChildProcess = fork(fileURLToPath(import.meta.url), [
+    '--client',
+    JSON.stringify(options),
+  ]);
+  const answers: Array<(answer: Answer) => void> = [];
+  clientProcess.on('message', (message) => answers.shift()?.(message as Answer));
+  clientProcess.on('exit', (code) => {
+    if (answers.length > 0) {
+      console.error(`the client ended (${code}) before it answered`);
+      process.exit(1);
+    }
   });
   const ask = <T>(message: Round | 'ready'): Promise<T> =>
     new Promise((resolve, reject) => {
-      answers.push((answer) =>
-        'error' in answer && answer.error ? reject(new Error(answer.error)) : resolve(answer as T),
-      );
-      worker.postMessage(message);
+      answers.push((answer) => ('error' in answer ? reject(new Error(answer.error)) : resolve(answer as T)));
+      clientProcess.send(message);
     });
 
-  /** One round: its seconds, and the CPU milliseconds per upload of the server and of its PostgreSQL. */
-  async function timed(round: Round): Promise<{ seconds: number; serverMs: number; postgresMs: number }> {
+  /**
+   * One round: its seconds, and the CPU milliseconds per upload of the server and of its PostgreSQL,
+   * with the server's split by thread: the event loop, V8's threads (garbage collection, of a heap
+   * both servers share) and libuv's (file writes, fsyncs).
+   */
+  async function timed(round: Round) {
     const process0 = process.cpuUsage();
-    const postgres0 = postgresCpu();
+    const threads0 = threadCpuMs(process.pid);
+    const postgres0 = postgresCpu(clientProcess.pid!);
     const sent = await ask<Sent>(round);
     const used = process.cpuUsage(process0);
+    const threads = threadCpuMs(process.pid);
+    const of = (name: string) => ((threads.get(name) ?? 0) - (threads0.get(name) ?? 0)) / FILES;
     return {
       seconds: sent.seconds,
-      serverMs: ((used.user + used.system) / 1000 - sent.clientCpuMs) / FILES,
-      postgresMs: cpuByKindBetween(postgres0, postgresCpu()).postgres / FILES,
+      serverMs: (used.user + used.system) / 1000 / FILES,
+      split: `event loop ${of('MainThread').toFixed(1)}, V8 ${of('V8Worker').toFixed(1)}, libuv ${of('libuv-worker').toFixed(1)}`,
+      postgresMs: cpuByKindBetween(postgres0, postgresCpu(clientProcess.pid!)).postgres / FILES,
     };
   }
 
@@ -131,7 +137,7 @@ async function main(): Promise<void> {
       })
     ).json()) as { apiKey: string };
     console.log(
-      `${FILES} uploads of ${(totalBytes / 1e6).toFixed(0)} MB, ${values.concurrency} at a time, ${ROUNDS} rounds each`,
+      `${FILES} uploads of ${(totalBytes / 1e6).toFixed(0)} MB, ${values.concurrency} at a time, ${ROUNDS} rounds each (load average ${loadavg()[0]!.toFixed(1)})`,
     );
     const rounds: {
       bare: Awaited<ReturnType<typeof timed>>[];
@@ -158,14 +164,14 @@ async function main(): Promise<void> {
     const [b, i] = [median(rounds.bare), median(rounds.imagelake)];
     const rate = (s: number) => `${mbs(s)} MB/s, ${(FILES / s).toFixed(0)} uploads/s`;
     console.log(
-      `bare node:http to disk with fsync: ${rate(b.seconds)}, ${b.serverMs.toFixed(1)} ms CPU per upload`,
+      `bare node:http to disk with fsync: ${rate(b.seconds)}, ${b.serverMs.toFixed(1)} ms CPU per upload (${b.split})`,
     );
     console.log(
-      `imagelake landing:                 ${rate(i.seconds)}, ${i.serverMs.toFixed(1)} ms CPU per upload (+ PostgreSQL ${i.postgresMs.toFixed(1)} ms)`,
+      `imagelake landing:                 ${rate(i.seconds)}, ${i.serverMs.toFixed(1)} ms CPU per upload (${i.split}) + PostgreSQL ${i.postgresMs.toFixed(1)} ms`,
     );
     console.log(`ratio imagelake / bare: ${(b.seconds / i.seconds).toFixed(2)} (aim: at least 0.8)`);
   } finally {
-    await worker.terminate();
+    clientProcess.kill();
     await server.stop();
     await new Promise((resolve) => bare.close(resolve));
     await rm(dataDir, { recursive: true, force: true });
@@ -173,56 +179,67 @@ async function main(): Promise<void> {
   }
 }
 
-/** The CPU of this process's children: the embedded PostgreSQL's processes, ended backends included. */
-function postgresCpu() {
-  const children = processTree(process.pid);
+/** The CPU of this process's children but the client: the embedded PostgreSQL's processes, ended backends included. */
+function postgresCpu(clientPid: number) {
+  const children = processTree(process.pid, [clientPid]);
   children.delete(process.pid);
   return namedCpuMs(children);
 }
 
-/** The client thread: builds the uploads once, then sends a round whenever it is asked. */
+/** The client process: builds the uploads once, then sends a round whenever it is asked. */
 async function client(options: Options): Promise<void> {
   const images = await photos(options.folder);
   // Every upload distinct (the platform dedupes nothing by content, but a fair test sends new bytes):
   // the last byte after the JPEG/PNG end is a counter, which decoders ignore.
-  const uploads = Array.from(
-    { length: options.files },
-    (_, i) => new Uint8Array(Buffer.concat([images[i % images.length]!, Buffer.from(`#${i}`)])),
+  const uploads = Array.from({ length: options.files }, (_, i) =>
+    Buffer.concat([images[i % images.length]!, Buffer.from(`#${i}`)]),
   );
-  parentPort!.on('message', async (message: Round | 'ready') => {
+  // The bench's end (or its crash) ends the client too.
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', async (message: Round | 'ready') => {
+    const answer = (a: Answer) => process.send!(a);
     try {
-      if (message === 'ready') {
-        parentPort!.postMessage({ totalBytes: uploads.reduce((n, u) => n + u.length, 0) });
-        return;
-      }
-      const cpu0 = process.threadCpuUsage();
-      const seconds = await send(uploads, options.concurrency, message);
-      const cpu = process.threadCpuUsage(cpu0);
-      parentPort!.postMessage({ seconds, clientCpuMs: (cpu.user + cpu.system) / 1000 } satisfies Sent);
+      if (message === 'ready') answer({ totalBytes: uploads.reduce((n, u) => n + u.length, 0) });
+      else answer({ seconds: await send(uploads, options.concurrency, message) });
     } catch (error) {
-      parentPort!.postMessage({ totalBytes: 0, error: String(error) });
+      answer({ error: String(error) });
     }
   });
 }
 
-/** Sends every upload, `concurrency` at a time; returns the seconds it took. */
-async function send(
-  uploads: Uint8Array<ArrayBuffer>[],
-  concurrency: number,
-  { url, headers }: Round,
-): Promise<number> {
+/** Sends every upload, `concurrency` at a time on kept-alive connections; returns the seconds it took. */
+async function send(uploads: Buffer[], concurrency: number, { url, headers }: Round): Promise<number> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const started = performance.now();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < uploads.length; i = next++) {
-        const response = await fetch(url, { method: 'POST', headers, body: uploads[i]! });
-        await response.arrayBuffer();
-        if (response.status !== 202) throw new Error(`${url} answered ${response.status}`);
-      }
+      for (let i = next++; i < uploads.length; i = next++) await post(agent, url, headers, uploads[i]!);
     }),
   );
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  agent.destroy();
+  return seconds;
+}
+
+function post(agent: Agent, url: string, headers: Record<string, string>, body: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sent = request(
+      url,
+      { method: 'POST', agent, headers: { ...headers, 'content-length': String(body.length) } },
+      (response) => {
+        response.resume();
+        response.on('error', reject);
+        response.on('end', () =>
+          response.statusCode === 202
+            ? resolve()
+            : reject(new Error(`${url} answered ${response.statusCode}`)),
+        );
+      },
+    );
+    sent.on('error', reject);
+    sent.end(body);
+  });
 }
 
 function corpus(given: string | undefined): string | undefined {

@@ -285,7 +285,14 @@ export class Lander {
       headBytes += chunk.length;
     }
     if (headBytes === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
-    const format = sniff(Buffer.concat(head));
+    // The first SNIFF_BYTES, as a body in memory is sniffed; a view when the first chunk holds them
+    // (it is often 64 KB, which concatenating would copy).
+    const first = head[0]!;
+    const format = sniff(
+      first.length >= SNIFF_BYTES
+        ? first.subarray(0, SNIFF_BYTES)
+        : Buffer.concat(head).subarray(0, SNIFF_BYTES),
+    );
     if (!format) throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
     async function* everything(): AsyncGenerator<Buffer> {
       for (const chunk of head) yield take(chunk);

@@ -26,6 +26,8 @@ export function eventBody(type: string, at: Date, data: Record<string, unknown>)
  * Writes the deliveries of an image event in the caller's transaction (landing's, outcome's), one
  * per enabled endpoint of the image's customer subscribed to it, so the event commits with what it
  * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment.
+ * `endpoints`, when given, are that customer's subscribed endpoints read earlier in the same
+ * transaction (a group of landings reads them once for all its images).
  */
 export async function announceImage(
   trx: Db,
@@ -33,9 +35,10 @@ export async function announceImage(
   image: { id: string; customerId: string },
   at: Date,
   platformRetentionMs: number,
+  endpoints?: Array<{ id: string }>,
 ): Promise<void> {
   // The endpoints first: most customers have none, and then the image need not be read at all.
-  const endpoints = await subscribedEndpoints(trx, image.customerId, type);
+  endpoints ??= await subscribedEndpoints(trx, image.customerId, type);
   if (endpoints.length === 0) return;
   const row = await getImage(trx, image.id);
   if (!row) return;

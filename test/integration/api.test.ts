@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { avif, gif, heic, jpeg, png, pngBomb, tiff, webp } from '../fixtures/images.ts';
@@ -346,6 +347,43 @@ describe('bad input', () => {
     await refused(Buffer.from('%PDF-1.4 fake'), 415, 'UNSUPPORTED_FORMAT');
     const big = Buffer.concat([await jpeg(), Buffer.alloc(4 * 1024 * 1024, 1)]);
     await refused(big, 413, 'IMAGE_TOO_LARGE');
+  });
+
+  it('sniffs a body whose first bytes arrive in several small chunks', async () => {
+    /** POSTs the bytes 5 at a time for the first 40, a pause after each, then the rest at once. */
+    const trickled = (bytes: Buffer) =>
+      new Promise<{ status: number; body: { error?: { code: string }; bytes?: number } }>(
+        (resolve, reject) => {
+          const sending = request(
+            `${t.url}/v1/images`,
+            { method: 'POST', headers: { authorization: `Bearer ${acme.apiKey}` } },
+            (response) => {
+              let text = '';
+              response.setEncoding('utf8').on('data', (chunk) => {
+                text += chunk;
+              });
+              response.on('end', () => resolve({ status: response.statusCode!, body: JSON.parse(text) }));
+            },
+          );
+          sending.on('error', reject);
+          void (async () => {
+            for (let at = 0; at < 40; at += 5) {
+              sending.write(bytes.subarray(at, at + 5));
+              await new Promise((wait) => setTimeout(wait, 20));
+            }
+            sending.end(bytes.subarray(40));
+          })();
+        },
+      );
+    const image = await png();
+    const landed = await trickled(image);
+    assert.equal(landed.status, 202, JSON.stringify(landed.body));
+    assert.equal(landed.body.bytes, image.length);
+    const text = await trickled(
+      Buffer.from('just some text, not an image at all, sent a few bytes at a time'),
+    );
+    assert.equal(text.status, 415);
+    assert.equal(text.body.error?.code, 'UNSUPPORTED_FORMAT');
   });
 
   it('counts a POST without a body in imagelake_ingest_rejected_total', async () => {

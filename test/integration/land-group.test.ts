@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { usageBetween } from '../../src/analytics/usage.ts';
 import { setDuplicatePolicy } from '../../src/catalog/customers.ts';
 import type { ImageRow } from '../../src/catalog/schema.ts';
+import { insertEndpoint } from '../../src/catalog/webhooks.ts';
 import { systemClock, utcDay } from '../../src/clock.ts';
 import { AppError } from '../../src/errors.ts';
 import { Lander } from '../../src/ingest/land.ts';
@@ -115,6 +117,48 @@ describe('group commit of landings', () => {
     assert.equal(c, e, "one's landings that waited share a transaction");
     assert.equal(d, f, "other's too");
     assert.equal(new Set([a, b, c, d]).size, 4, 'and no transaction holds both customers');
+  });
+
+  it("announces each image of a group to its customer's endpoints subscribed to image.received, and only those", async () => {
+    const [hooked, other] = [await createCustomer(t.url, 'Hooked'), await createCustomer(t.url, 'Unhooked')];
+    const endpoint = (customerId: string, events: string[]) =>
+      insertEndpoint(t.server.db, {
+        id: randomUUID(),
+        customerId,
+        url: 'https://hooks.example/in',
+        description: null,
+        events,
+        secret: 'whsec_test',
+      });
+    const [received, processed] = [
+      await endpoint(hooked.id, ['image.received']),
+      await endpoint(hooked.id, ['image.processed']),
+    ];
+    // The other customer's endpoint wants image.processed only: its images are announced to no one.
+    await endpoint(other.id, ['image.processed']);
+    const g = group();
+    const recordings = ['a', 'b', 'c', 'd', 'e', 'f'].map((c, i) =>
+      recording((i % 2 ? other : hooked).id, c),
+    );
+    await g.record(recordings);
+    assert.deepEqual(await g.observed('committed'), { groups: 4, images: 6 });
+    const deliveries = await t.server.db
+      .selectFrom('webhook_deliveries')
+      .select(['endpoint_id', 'image_id', 'event_type'])
+      .where(
+        'image_id',
+        'in',
+        recordings.map((r) => r.row.id),
+      )
+      .execute();
+    assert.deepEqual(
+      deliveries.map((d) => [d.endpoint_id, d.image_id, d.event_type]).sort(),
+      recordings
+        .filter((_, i) => i % 2 === 0)
+        .map((r) => [received.id, r.row.id, 'image.received'])
+        .sort(),
+    );
+    assert.ok(!deliveries.some((d) => d.endpoint_id === processed.id));
   });
 
   it('flags what matches an image landed before or one earlier in the group, for a customer that flags', async () => {
