@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
+import { PREPARE } from './prepared-statements.ts';
 
 /**
  * The similarity index's owner (image_hashes, 0026): one row per processed image with its SHA-256
@@ -132,7 +133,8 @@ export async function nearestHashes(
         where h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256} ${except}
         order by h.landed_at, h.image_id
         limit ${q.limit}`
-      : sql<SimilarHash>`
+      : // Prepared: its generic plan probes the same band indexes, and saves a plan as long as the run.
+        sql<SimilarHash>`${PREPARE}
         select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", c.distance
         from ${nearCandidates(q.customerId, q.phash, q.maxDistance)} c join image_hashes h on h.image_id = c.image_id
         where h.sha256 <> ${q.sha256} ${except}

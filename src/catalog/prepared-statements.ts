@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
 import type pg from 'pg';
 
 /**
@@ -77,7 +78,15 @@ export function prepareStatements(pool: pg.Pool): void {
   });
 }
 
-/** No CTE, no subquery, no second SELECT: a statement whose plan does not hang on its values' sizes. */
+/**
+ * Marks a statement of more than one level whose generic plan was measured to be as good as its
+ * custom ones (no partial index hangs on a parameter, no LIMIT or array size steers it): it is
+ * prepared too.
+ */
+export const PREPARE = sql.raw('/* prepare */ ');
+
+/** A statement prepared: one of one level (no CTE, no subquery, one SELECT at most), or marked. */
 export function singleLevel(text: string): boolean {
+  if (text.startsWith('/* prepare */')) return true;
   return !/^\s*with\b/i.test(text) && (text.match(/\bselect\b/gi)?.length ?? 0) <= 1;
 }
