@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
+import { PREPARE } from './prepared-statements.ts';
 import type { JobPriority } from './schema.ts';
 
 /**
@@ -278,21 +279,25 @@ export async function dropQueuedRunJobs(db: Db, runId: string): Promise<void> {
  * any number of worker processes.
  */
 function claimStatement(limit: number, leaseMs: number) {
-  return sql<ClaimRow>`
+  // The limit is written into the statement, not sent as a value: the plan is then the same
+  // whatever the values, so the statement is prepared (catalog/prepared-statements.ts) and planned
+  // once per session and batch size rather than at every claim.
+  const atMost = sql.lit(Math.floor(limit));
+  return sql<ClaimRow>`${PREPARE}
     with expired as (
       select id from jobs
       where state = 'running' and lease_until < now()
       order by lease_until
       for update skip locked
-      limit ${limit}
+      limit ${atMost}
     ), waiting as (
       select id from jobs
       where state = 'queued' and run_at <= now()
       order by priority desc, vt, id
       for update skip locked
-      limit ${limit}
+      limit ${atMost}
     ), due as (
-      (select id from expired) union all (select id from waiting) limit ${limit}
+      (select id from expired) union all (select id from waiting) limit ${atMost}
     )
     update jobs j
     set state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
@@ -336,12 +341,13 @@ const EXPRESS_HEAD = 64;
  * jobs cost the same as ten.
  */
 function expressStatement(leaseMs: number) {
-  return sql<ClaimRow>`
+  // Prepared, as the claim is: nothing its plan hangs on is sent as a value.
+  return sql<ClaimRow>`${PREPARE}
     with head as (
       select id, customer_id, vt from jobs
       where state = 'queued' and priority = 'interactive' and run_at <= now()
       order by priority desc, vt, id
-      limit ${EXPRESS_HEAD}
+      limit ${sql.lit(EXPRESS_HEAD)}
     ), idle as (
       -- Each customer at the head once, not once per job of it there: a customer with many jobs
       -- queued would otherwise have its running ones looked up for every one of them.
