@@ -34,6 +34,14 @@ export interface KafkaIngestDeps {
 type Msg = Message<Buffer, Buffer, Buffer, Buffer>;
 
 /**
+ * Messages in hand per process, as a multiple of IMAGELAKE_KAFKA_CONCURRENCY (the messages being
+ * written to the lake at once): those written and waiting for their group's catalog transaction
+ * make up the rest. Each keeps its value until it is recorded, since a refusal at the catalog
+ * (a duplicate, a quota) sends it to the dead-letter topic whole.
+ */
+const IN_HAND_PER_WRITE = 4;
+
+/**
  * The `kafka` role: consumes the image topics into the same landing as HTTP uploads. At least once
  * from Kafka, exactly once into the catalog: an offset is committed only after its image (and every
  * one before it in the partition) has landed durably, and a redelivered message is dropped by its
@@ -47,6 +55,8 @@ export class KafkaIngest {
   private readonly partitions = new Map<string, PartitionOffsets<Msg>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly inFlight = new Set<Promise<void>>();
+  /** Messages in hand whose bytes are not in the lake yet (fetched, being checked, hashed, written). */
+  private writing = 0;
   private readonly knownCustomers = new Map<string, number>();
   private running = false;
   private queueFull = false;
@@ -147,7 +157,17 @@ export class KafkaIngest {
   private accept(message: Msg): void {
     const offsets = this.offsetsOf(message.topic, message.partition);
     offsets.started(message.offset);
-    const task = this.handle(message).then(
+    // A message holds a place among those being written until its bytes are in the lake (or it
+    // ends otherwise): then the next one is written while this one waits for the catalog.
+    this.writing++;
+    let writing = true;
+    const stored = () => {
+      if (!writing) return;
+      writing = false;
+      this.writing--;
+      this.flow();
+    };
+    const task = this.handle(message, stored).then(
       () => offsets.finished(message.offset, message),
       // Only a shutdown gets here; the offset stays uncommitted and the message comes again.
       (error) =>
@@ -159,27 +179,33 @@ export class KafkaIngest {
     this.inFlight.add(task);
     void task.finally(() => {
       this.inFlight.delete(task);
+      stored();
       this.flow();
     });
     this.flow();
   }
 
-  /** Pauses the stream while too many messages are in hand or the processing queue is full. */
+  /**
+   * Pauses the stream while enough messages are being written, too many are in hand, or the
+   * processing queue is full.
+   */
   private flow(): void {
     if (!this.stream || !this.running) return;
-    const busy = this.inFlight.size >= this.deps.config.concurrency || this.queueFull;
+    const { concurrency } = this.deps.config;
+    const busy =
+      this.writing >= concurrency || this.inFlight.size >= concurrency * IN_HAND_PER_WRITE || this.queueFull;
     if (busy && !this.stream.isPaused()) this.stream.pause();
     if (!busy && this.stream.isPaused()) this.stream.resume();
     this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
   }
 
   /** One message, in a span that continues the producer's trace when it sent a traceparent header. */
-  private handle(message: Msg): Promise<void> {
+  private handle(message: Msg, stored: () => void): Promise<void> {
     const headers = headersOf(message.headers);
-    return inMessageSpan(message, headers, () => this.land(message, headers));
+    return inMessageSpan(message, headers, () => this.land(message, headers, stored));
   }
 
-  private async land(message: Msg, headers: Map<string, string>): Promise<void> {
+  private async land(message: Msg, headers: Map<string, string>, stored: () => void): Promise<void> {
     const { lander, lake, metrics, log, config } = this.deps;
     const topic = message.topic;
     for (let attempt = 1; ; attempt++) {
@@ -206,6 +232,7 @@ export class KafkaIngest {
           priority: config.bulkTopics.includes(topic) ? 'bulk' : 'interactive',
           // A redelivery is rare: its key is found at the insert, not looked up for every message.
           keyCheckedAtInsert: true,
+          onStored: stored,
         });
         // The claim is consumed: the image now lives in the lake's raw area under its own key.
         if (resolved.claimKey) await lake.delete(resolved.claimKey);
