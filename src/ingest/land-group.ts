@@ -12,7 +12,7 @@ import type { DuplicatePolicy, ImageRow, JobPriority, NewImage } from '../catalo
 import { utcDay } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { activeContext, contextOf, inContext, inSpan, linkTo } from '../observability/tracing.ts';
-import { announceImage } from '../webhooks/events.ts';
+import { announceImages } from '../webhooks/events.ts';
 
 /** A landing whose bytes are durable in the lake, waiting for its catalog row. */
 export interface Recording {
@@ -152,16 +152,17 @@ async function recordTogether(deps: LandingGroupDeps, recordings: Recording[]): 
     );
     // In its landing's context: the image.received deliveries keep the landing's traceparent, so
     // their attempts join the image's trace, as a landing alone's do.
-    for (const [i, image] of images.entries())
-      await inContext(contextOf(recordings[i]!.traceparent), () =>
-        announceImage(
-          trx,
-          'image.received',
-          { id: image.id, customerId: image.customer_id },
-          image.received_at,
-          deps.retentionMs,
-        ),
-      );
+    await announceImages(
+      trx,
+      'image.received',
+      images.map((image, i) => ({
+        id: image.id,
+        customerId: image.customer_id,
+        at: image.received_at,
+        traceparent: recordings[i]!.traceparent,
+      })),
+      deps.retentionMs,
+    );
     await enqueueMany(
       trx,
       recordings.map((r) => ({
