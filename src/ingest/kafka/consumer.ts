@@ -60,6 +60,8 @@ export class KafkaIngest {
   private readonly knownCustomers = new Map<string, number>();
   private running = false;
   private queueFull = false;
+  /** What imagelake_kafka_paused says. */
+  private pausedForQueue: boolean | undefined;
   /** The queue depth at the last count plus what landed since: an upper bound between counts. */
   private estimatedDepth = 0;
   /** Why consumption has not started (broker, login, certificate, topics), for /readyz and the log. */
@@ -196,7 +198,11 @@ export class KafkaIngest {
       this.writing >= concurrency || this.inFlight.size >= concurrency * IN_HAND_PER_WRITE || this.queueFull;
     if (busy && !this.stream.isPaused()) this.stream.pause();
     if (!busy && this.stream.isPaused()) this.stream.resume();
-    this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
+    // Set only when it changes: this runs several times per message.
+    if (this.pausedForQueue !== this.queueFull) {
+      this.pausedForQueue = this.queueFull;
+      this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
+    }
   }
 
   /** One message, in a span that continues the producer's trace when it sent a traceparent header. */
