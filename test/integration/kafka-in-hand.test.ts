@@ -1,38 +1,33 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { jpeg } from '../fixtures/images.ts';
-import { createCustomer, startTestServer, type TestServer, until } from './harness.ts';
-import { brokers, createTopics, produce } from './kafka-broker.ts';
+import { createCustomer, type TestServer, until } from './harness.ts';
+import { produce } from './kafka-broker.ts';
+import { topicServer } from './kafka-server.ts';
 
 // What a consumer holds: IMAGELAKE_KAFKA_CONCURRENCY messages being written to the lake, and up to
 // four times as many in hand altogether, those written waiting for their catalog transaction.
-const run = randomUUID().slice(0, 8);
-const TOPIC = `in-hand-${run}`;
-let bootstrap: string;
-let stopBroker: () => void;
 let t: TestServer;
+let bootstrap: string;
+let TOPIC: string;
+let stop: (() => Promise<void>) | undefined;
 let customer: { id: string };
 
 before(async () => {
-  ({ bootstrap, stop: stopBroker } = brokers());
-  await createTopics(bootstrap, [TOPIC], 1);
-  t = await startTestServer(
-    {
-      IMAGELAKE_KAFKA_BROKERS: bootstrap,
-      IMAGELAKE_KAFKA_TOPICS: TOPIC,
-      IMAGELAKE_KAFKA_GROUP: `imagelake-${run}`,
-      IMAGELAKE_KAFKA_EVENTS_TOPIC: '',
-      IMAGELAKE_KAFKA_CONCURRENCY: '1',
-    },
-    ['api', 'kafka'],
-  );
+  ({
+    t,
+    bootstrap,
+    topic: TOPIC,
+    stop,
+  } = await topicServer('in-hand', {
+    IMAGELAKE_KAFKA_EVENTS_TOPIC: '',
+    IMAGELAKE_KAFKA_CONCURRENCY: '1',
+  }));
   customer = await createCustomer(t.url, 'In hand');
 });
 after(async () => {
-  await t?.stop();
-  stopBroker?.();
+  await stop?.();
 });
 
 async function rawObjects(): Promise<number> {
