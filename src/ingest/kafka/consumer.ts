@@ -2,7 +2,6 @@ import { Consumer, type Message, type MessagesStream, Producer } from '@platform
 import type { Logger } from 'pino';
 import { customerExists } from '../../catalog/customers.ts';
 import type { Db } from '../../catalog/database.ts';
-import { recordDeadLetter } from '../../catalog/dead-letters.ts';
 import { depth } from '../../catalog/queue.ts';
 import type { KafkaConfig } from '../../config/config.ts';
 import { AppError, PERMANENT_CODES } from '../../errors.ts';
@@ -12,6 +11,7 @@ import { activeSpan, failSpan } from '../../observability/tracing.ts';
 import type { Lander } from '../land.ts';
 import { connectionOptions } from './client.ts';
 import { headersOf, resolveMessage } from './contract.ts';
+import { deadLetter } from './dead-letter.ts';
 import { inMessageSpan } from './message-span.ts';
 import { PartitionOffsets } from './offsets.ts';
 import { explain, ProblemReporter } from './problems.ts';
@@ -252,7 +252,8 @@ export class KafkaIngest {
         // Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic.
         if (error instanceof AppError && PERMANENT_CODES.has(error.code)) {
           failSpan(activeSpan(), error.code, error.message);
-          await this.deadLetter(message, error);
+          const running = () => this.running;
+          await deadLetter({ ...this.deps, producer: this.producer!, running }, message, error);
           return;
         }
         if (!this.running) throw error;
@@ -262,76 +263,6 @@ export class KafkaIngest {
           `landing failed; retrying in ${delay} ms`,
         );
         await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  private async deadLetter(message: Msg, error: AppError): Promise<void> {
-    const { config, metrics, log } = this.deps;
-    const headers = new Map<Buffer, Buffer>(message.headers);
-    headers.set(Buffer.from('error-code'), Buffer.from(error.code));
-    headers.set(Buffer.from('error-message'), Buffer.from(error.message));
-    headers.set(Buffer.from('original-topic'), Buffer.from(message.topic));
-    headers.set(Buffer.from('original-partition'), Buffer.from(String(message.partition)));
-    headers.set(Buffer.from('original-offset'), Buffer.from(String(message.offset)));
-    const topic = `${message.topic}${config.dlqSuffix}`;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.producer!.send({
-          messages: [
-            { topic, key: message.key ?? undefined, value: message.value ?? Buffer.alloc(0), headers },
-          ],
-        });
-        break;
-      } catch (sendError) {
-        if (!this.running) throw sendError;
-        log.warn({ err: sendError, topic, attempt }, 'dead-letter topic unavailable; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
-      }
-    }
-    await this.recordDeadLetter(message, error);
-    metrics.kafkaMessages.inc({ topic: message.topic, outcome: 'dead_lettered' });
-    metrics.kafkaDeadLetters.inc({ topic: message.topic, code: error.code });
-    log.info(
-      {
-        topic: message.topic,
-        partition: message.partition,
-        offset: String(message.offset),
-        code: error.code,
-      },
-      'message sent to the dead-letter topic',
-    );
-  }
-
-  /**
-   * The catalog's record of the dead letter, for GET /v1/failures and replay-dlq. The message itself
-   * is safe in the dead-letter topic already, so a catalog that stays down past a few tries costs
-   * only the record (logged), never the message or the partition's progress.
-   */
-  private async recordDeadLetter(message: Msg, error: AppError): Promise<void> {
-    const headers = headersOf(message.headers);
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      try {
-        await recordDeadLetter(this.deps.db, {
-          topic: message.topic,
-          partition: message.partition,
-          offset: message.offset,
-          customerId: headers.get('customer-id')?.trim() || null,
-          messageId: headers.get('message-id') || null,
-          code: error.code,
-          message: error.message,
-          at: new Date(),
-        });
-        return;
-      } catch (recordError) {
-        if (!this.running || attempt === 5) {
-          this.deps.log.error(
-            { err: recordError, topic: message.topic, offset: String(message.offset) },
-            'the dead letter is in its topic but could not be recorded in the catalog',
-          );
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
       }
     }
   }
