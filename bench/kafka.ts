@@ -7,10 +7,15 @@
 // that a single hiccup of a shared machine moves a lot. Then, --runs times, it times one after the
 // other (a) kcat reading the whole topic to /dev/null: the floor any consumer pays to get the bytes,
 // (b) the Kafka client imagelake uses (@platformatic/kafka) reading it in a fresh group in this
-// process, doing nothing with the messages: the floor for a consumer in Node, and
+// process, doing nothing with the messages: the floor for a consumer in Node (after the server's
+// first start, so under the same V8 settings as a server: src/gc-tuning.ts), and
 // (c) imagelake's kafka role landing every message, on a fresh catalog and lake and in a fresh
 // consumer group: fetch, sniff, hash, durable lake write, catalog row and queued job. The ratio
 // compared with the aim is (c) against (a); (c) against (b) says what the landing itself costs.
+// Then (d) the durable floor: a bare loop writing the same bytes (from memory) as the fs lake does,
+// as many at once as the landing writes, each to a temporary file fsynced, renamed and its folder
+// fsynced, with nothing else (no Kafka, no SHA-256, no catalog): kcat against (d) is the most a
+// landing that makes each image durable could reach on this machine and disk.
 // Each run's ratio is printed with the machine's load at its start and the CPU seconds the landing took (node,
 // and its PostgreSQL), then the median and spread of the runs. --profile DIR writes a CPU profile of
 // each landing (node's main thread: open it in Chrome's DevTools or speedscope).
@@ -19,7 +24,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,10 +163,42 @@ async function timeClient(run: number): Promise<number> {
 }
 
 /**
+ * Seconds for a bare loop to make the topic's bytes durable as the fs lake does (src/lake/fs.ts), as
+ * many at once as the landing writes: no Kafka, no hashing, no catalog.
+ */
+async function timeFloor(): Promise<number> {
+  const bodies = files.map((f) => readFileSync(f));
+  const dir = await mkdtemp(join(tmpdir(), 'imagelake-bench-floor-'));
+  const { concurrency } = serverConfig(template).kafka;
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < messages; i = next++) {
+        const body = bodies[i % bodies.length]!;
+        const temp = join(dir, `.tmp-${i}`);
+        const file = await open(temp, 'wx');
+        for (let written = 0; written < body.length; )
+          written += (await file.write(body, written, body.length - written)).bytesWritten;
+        await file.sync();
+        await file.close();
+        await rename(temp, join(dir, `${i}.jpg`));
+        const folder = await open(dir, 'r');
+        await folder.sync();
+        await folder.close();
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  await rm(dir, { recursive: true, force: true });
+  return seconds;
+}
+
+/**
  * Seconds to land every message with the group join, and from the first landing to the last; the
  * CPU seconds of this process (the server runs in it) and of its PostgreSQL meanwhile.
  */
-async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'client'>> {
+async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'client' | 'floor'>> {
   const dataDir = `${template}-run${run}`;
   // cp -a keeps the catalog's files owned by the user PostgreSQL runs as.
   execFileSync('cp', ['-a', template, dataDir]);
@@ -223,6 +260,7 @@ interface Run {
   load: number;
   kcat: number;
   client: number;
+  floor: number;
   withJoin: number;
   steady: number;
   nodeCpu: number;
@@ -240,10 +278,11 @@ try {
     // The landing before the client alone, so the first run's landing starts as cold as a server.
     const landing = await timeLanding(run);
     const client = await timeClient(run);
+    const floor = await timeFloor();
     const { withJoin, steady } = landing;
-    results.push({ load, kcat, client, ...landing });
+    results.push({ load, kcat, client, floor, ...landing });
     console.log(
-      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node, ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
+      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, durable floor ${floor.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node, ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
     );
   }
 } finally {
@@ -268,6 +307,7 @@ console.table(
         load: +r.load.toFixed(2),
         'kcat s': +r.kcat.toFixed(2),
         'client s': +r.client.toFixed(2),
+        'floor s': +r.floor.toFixed(2),
         'landing s': +r.withJoin.toFixed(2),
         'steady s': +r.steady.toFixed(2),
         'CPU s node': +r.nodeCpu.toFixed(2),
@@ -283,4 +323,7 @@ console.log(
 );
 console.log(
   `ratio Kafka client alone / kcat: ${summary(results.map((r) => r.kcat / r.client))}; imagelake / client alone: ${summary(results.map((r) => r.client / r.withJoin))}, both with the group join`,
+);
+console.log(
+  `durable floor: ${summary(results.map((r) => r.floor))} s; kcat / durable floor: ${summary(results.map((r) => r.kcat / r.floor))}, the most a landing that makes each image durable could reach here; imagelake / durable floor: ${summary(results.map((r) => r.floor / r.withJoin))}`,
 );

@@ -11,6 +11,7 @@ import { openCatalog } from './catalog/open.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { EventPublisher } from './events/kafka-publisher.ts';
+import { tuneGarbageCollection } from './gc-tuning.ts';
 import { CustomerLimits } from './ingest/customer-limits.ts';
 import { KafkaIngest } from './ingest/kafka/consumer.ts';
 import { Lander } from './ingest/land.ts';
@@ -58,6 +59,7 @@ export interface StartOptions {
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const roles = new Set(options.roles ?? ROLES);
+  tuneGarbageCollection();
   // With tracing on, each line logged inside a span names it (trace_id, span_id), so a log line
   // leads to its trace and back.
   const log =

@@ -9,11 +9,10 @@ import { lockContent } from '../catalog/locks.ts';
 import { enqueueMany, reserveVirtualTimes } from '../catalog/queue.ts';
 import { countLanding, utcMonth } from '../catalog/quota-usage.ts';
 import type { DuplicatePolicy, ImageRow, JobPriority, NewImage } from '../catalog/schema.ts';
-import { subscribedEndpoints } from '../catalog/webhooks.ts';
 import { utcDay } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { activeContext, contextOf, inContext, inSpan, linkTo } from '../observability/tracing.ts';
-import { announceImage } from '../webhooks/events.ts';
+import { announceImages } from '../webhooks/events.ts';
 
 /** A landing whose bytes are durable in the lake, waiting for its catalog row. */
 export interface Recording {
@@ -151,27 +150,19 @@ async function recordTogether(deps: LandingGroupDeps, recordings: Recording[]): 
       trx,
       recordings.map((r, i) => ({ ...r.row, duplicate_flagged: flagged[i]! })),
     );
-    // Each customer's endpoints are read once for the group (most customers have none, and then
-    // nothing more is asked). Each image is announced in its landing's context: its image.received
-    // deliveries keep the landing's traceparent, so their attempts join the image's trace, as a
-    // landing alone's do.
-    const endpoints = new Map<string, Array<{ id: string }>>();
-    for (const customerId of new Set(images.map((image) => image.customer_id)))
-      endpoints.set(customerId, await subscribedEndpoints(trx, customerId, 'image.received'));
-    for (const [i, image] of images.entries()) {
-      const subscribed = endpoints.get(image.customer_id)!;
-      if (subscribed.length === 0) continue;
-      await inContext(contextOf(recordings[i]!.traceparent), () =>
-        announceImage(
-          trx,
-          'image.received',
-          { id: image.id, customerId: image.customer_id },
-          image.received_at,
-          deps.retentionMs,
-          subscribed,
-        ),
-      );
-    }
+    // In its landing's context: the image.received deliveries keep the landing's traceparent, so
+    // their attempts join the image's trace, as a landing alone's do.
+    await announceImages(
+      trx,
+      'image.received',
+      images.map((image, i) => ({
+        id: image.id,
+        customerId: image.customer_id,
+        at: image.received_at,
+        traceparent: recordings[i]!.traceparent,
+      })),
+      deps.retentionMs,
+    );
     await enqueueMany(
       trx,
       recordings.map((r) => ({

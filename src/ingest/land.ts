@@ -51,6 +51,12 @@ export interface LandInput {
    * redelivery follows only a crash or a rebalance), so the lookup is not paid on every message.
    */
   keyCheckedAtInsert?: boolean | undefined;
+  /**
+   * Called once the bytes are durable in the lake, before the catalog's transaction: a source with
+   * many bodies in hand (Kafka) writes its next ones meanwhile, rather than holding a write's place
+   * while the landing waits for its group's commit.
+   */
+  onStored?: (() => void) | undefined;
 }
 
 /** What goes to the lake: the format the first bytes showed, and the body, checked as it is written. */
@@ -142,6 +148,7 @@ export class Lander {
       if (error instanceof AppError) throw this.reject(input, error);
       throw new AppError('LAKE_UNAVAILABLE', undefined, { cause: error });
     }
+    input.onStored?.();
 
     const checksum = hash.digest('hex');
     const recording: Recording = {

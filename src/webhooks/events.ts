@@ -3,7 +3,7 @@ import { getImage } from '../catalog/images.ts';
 import type { ImageRow } from '../catalog/schema.ts';
 import { addDeliveries, type NewDelivery } from '../catalog/webhook-deliveries.ts';
 import { subscribedEndpoints } from '../catalog/webhooks.ts';
-import { traceparentOf } from '../observability/tracing.ts';
+import { contextOf, inContext, traceparentOf } from '../observability/tracing.ts';
 import { toImageBody } from '../processing/image-view.ts';
 import { customerWindow } from '../retention/windows.ts';
 
@@ -27,7 +27,7 @@ export function eventBody(type: string, at: Date, data: Record<string, unknown>)
  * per enabled endpoint of the image's customer subscribed to it, so the event commits with what it
  * tells or not at all. `data` is the image as GET /v1/images/{id} shows it at that moment.
  * `endpoints`, when given, are that customer's subscribed endpoints read earlier in the same
- * transaction (a group of landings reads them once for all its images).
+ * transaction (announceImages reads them once for a group's images).
  */
 export async function announceImage(
   trx: Db,
@@ -44,6 +44,32 @@ export async function announceImage(
   if (!row) return;
   const data = toImageBody(row, await customerWindow(trx, row.customer_id, platformRetentionMs));
   await deliverTo(trx, endpoints, row, type, eventBody(type, at, data), at);
+}
+
+/**
+ * announceImage for the images of a group commit (ingest/land-group.ts), each written in its own
+ * landing's context so its deliveries keep that landing's traceparent. The endpoints are looked up
+ * once per customer rather than once per image: most customers have none, and a statement per image
+ * was most of a group's round trips.
+ */
+export async function announceImages(
+  trx: Db,
+  type: 'image.received' | 'image.processed' | 'image.failed',
+  images: Array<{ id: string; customerId: string; at: Date; traceparent: string | null }>,
+  platformRetentionMs: number,
+): Promise<void> {
+  const subscribed = new Map<string, Array<{ id: string }>>();
+  for (const image of images) {
+    let endpoints = subscribed.get(image.customerId);
+    if (endpoints === undefined) {
+      endpoints = await subscribedEndpoints(trx, image.customerId, type);
+      subscribed.set(image.customerId, endpoints);
+    }
+    if (endpoints.length > 0)
+      await inContext(contextOf(image.traceparent), () =>
+        announceImage(trx, type, image, image.at, platformRetentionMs, endpoints),
+      );
+  }
 }
 
 /**

@@ -8,18 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
 import { jpeg } from '../fixtures/images.ts';
-import {
-  ADMIN,
-  api,
-  cli,
-  createCustomer,
-  spawnServer,
-  startTestServer,
-  type TestServer,
-  until,
-  upload,
-} from './harness.ts';
-import { brokers, createTopics, header, produce, readTopic } from './kafka-broker.ts';
+import { ADMIN, api, cli, createCustomer, spawnServer, type TestServer, until, upload } from './harness.ts';
+import { header, produce, readTopic } from './kafka-broker.ts';
+import { topicServer } from './kafka-server.ts';
 
 // Two api processes (no worker: uploads stay waiting) on one PostgreSQL and one lake folder.
 let root: string;
@@ -283,27 +274,16 @@ describe('per-customer limits across two api processes', () => {
 });
 
 describe('Kafka messages over quota', () => {
-  const run = randomUUID().slice(0, 8);
-  const TOPIC = `quota-${run}`;
   let t: TestServer;
-  let stopBroker: () => void;
   let bootstrap: string;
+  let TOPIC: string;
+  let stop: (() => Promise<void>) | undefined;
 
   before(async () => {
-    ({ bootstrap, stop: stopBroker } = brokers());
-    await createTopics(bootstrap, [TOPIC], 1);
-    t = await startTestServer(
-      {
-        IMAGELAKE_KAFKA_BROKERS: bootstrap,
-        IMAGELAKE_KAFKA_TOPICS: TOPIC,
-        IMAGELAKE_KAFKA_GROUP: `imagelake-${run}`,
-      },
-      ['api', 'kafka'],
-    );
+    ({ t, bootstrap, topic: TOPIC, stop } = await topicServer('quota'));
   });
   after(async () => {
-    await t?.stop();
-    stopBroker?.();
+    await stop?.();
   });
 
   it('go to the dead-letter topic with QUOTA_EXCEEDED; the quota lands exactly', async () => {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/config.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
-import { ADMIN } from './harness.ts';
+import { ADMIN, startTestServer, type TestServer } from './harness.ts';
+import { brokers, createTopics } from './kafka-broker.ts';
 
 export type Line = { level: number; msg: string; part?: string; err?: unknown };
 
@@ -55,4 +56,33 @@ export async function processedKafkaImages(db: RunningServer['db']): Promise<num
     .where('status', '=', 'processed')
     .executeTakeFirst();
   return Number(row?.n ?? 0);
+}
+
+/** A server with the api and kafka roles consuming a topic of one partition made for it. */
+export async function topicServer(
+  prefix: string,
+  env: Record<string, string> = {},
+): Promise<{ t: TestServer; bootstrap: string; topic: string; stop: () => Promise<void> }> {
+  const run = randomUUID().slice(0, 8);
+  const topic = `${prefix}-${run}`;
+  const { bootstrap, stop: stopBroker } = brokers();
+  await createTopics(bootstrap, [topic], 1);
+  const t = await startTestServer(
+    {
+      IMAGELAKE_KAFKA_BROKERS: bootstrap,
+      IMAGELAKE_KAFKA_TOPICS: topic,
+      IMAGELAKE_KAFKA_GROUP: `imagelake-${run}`,
+      ...env,
+    },
+    ['api', 'kafka'],
+  );
+  return {
+    t,
+    bootstrap,
+    topic,
+    stop: async () => {
+      await t.stop();
+      stopBroker();
+    },
+  };
 }

@@ -2,7 +2,6 @@ import { Consumer, type Message, type MessagesStream, Producer } from '@platform
 import type { Logger } from 'pino';
 import { customerExists } from '../../catalog/customers.ts';
 import type { Db } from '../../catalog/database.ts';
-import { recordDeadLetter } from '../../catalog/dead-letters.ts';
 import { depth } from '../../catalog/queue.ts';
 import type { KafkaConfig } from '../../config/config.ts';
 import { AppError, PERMANENT_CODES } from '../../errors.ts';
@@ -12,6 +11,7 @@ import { activeSpan, failSpan } from '../../observability/tracing.ts';
 import type { Lander } from '../land.ts';
 import { connectionOptions } from './client.ts';
 import { headersOf, resolveMessage } from './contract.ts';
+import { deadLetter } from './dead-letter.ts';
 import { inMessageSpan } from './message-span.ts';
 import { PartitionOffsets } from './offsets.ts';
 import { explain, ProblemReporter } from './problems.ts';
@@ -34,6 +34,14 @@ export interface KafkaIngestDeps {
 type Msg = Message<Buffer, Buffer, Buffer, Buffer>;
 
 /**
+ * Messages in hand per process, as a multiple of IMAGELAKE_KAFKA_CONCURRENCY (the messages being
+ * written to the lake at once): those written and waiting for their group's catalog transaction
+ * make up the rest. Each keeps its value until it is recorded, since a refusal at the catalog
+ * (a duplicate, a quota) sends it to the dead-letter topic whole.
+ */
+const IN_HAND_PER_WRITE = 4;
+
+/**
  * The `kafka` role: consumes the image topics into the same landing as HTTP uploads. At least once
  * from Kafka, exactly once into the catalog: an offset is committed only after its image (and every
  * one before it in the partition) has landed durably, and a redelivered message is dropped by its
@@ -47,9 +55,13 @@ export class KafkaIngest {
   private readonly partitions = new Map<string, PartitionOffsets<Msg>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly inFlight = new Set<Promise<void>>();
+  /** Messages in hand whose bytes are not in the lake yet (fetched, being checked, hashed, written). */
+  private writing = 0;
   private readonly knownCustomers = new Map<string, number>();
   private running = false;
   private queueFull = false;
+  /** What imagelake_kafka_paused says. */
+  private pausedForQueue: boolean | undefined;
   /** The queue depth at the last count plus what landed since: an upper bound between counts. */
   private estimatedDepth = 0;
   /** Why consumption has not started (broker, login, certificate, topics), for /readyz and the log. */
@@ -147,7 +159,17 @@ export class KafkaIngest {
   private accept(message: Msg): void {
     const offsets = this.offsetsOf(message.topic, message.partition);
     offsets.started(message.offset);
-    const task = this.handle(message).then(
+    // A message holds a place among those being written until its bytes are in the lake (or it
+    // ends otherwise): then the next one is written while this one waits for the catalog.
+    this.writing++;
+    let writing = true;
+    const stored = () => {
+      if (!writing) return;
+      writing = false;
+      this.writing--;
+      this.flow();
+    };
+    const task = this.handle(message, stored).then(
       () => offsets.finished(message.offset, message),
       // Only a shutdown gets here; the offset stays uncommitted and the message comes again.
       (error) =>
@@ -159,27 +181,37 @@ export class KafkaIngest {
     this.inFlight.add(task);
     void task.finally(() => {
       this.inFlight.delete(task);
+      stored();
       this.flow();
     });
     this.flow();
   }
 
-  /** Pauses the stream while too many messages are in hand or the processing queue is full. */
+  /**
+   * Pauses the stream while enough messages are being written, too many are in hand, or the
+   * processing queue is full.
+   */
   private flow(): void {
     if (!this.stream || !this.running) return;
-    const busy = this.inFlight.size >= this.deps.config.concurrency || this.queueFull;
+    const { concurrency } = this.deps.config;
+    const busy =
+      this.writing >= concurrency || this.inFlight.size >= concurrency * IN_HAND_PER_WRITE || this.queueFull;
     if (busy && !this.stream.isPaused()) this.stream.pause();
     if (!busy && this.stream.isPaused()) this.stream.resume();
-    this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
+    // Set only when it changes: this runs several times per message.
+    if (this.pausedForQueue !== this.queueFull) {
+      this.pausedForQueue = this.queueFull;
+      this.deps.metrics.kafkaPaused.set(this.queueFull ? 1 : 0);
+    }
   }
 
   /** One message, in a span that continues the producer's trace when it sent a traceparent header. */
-  private handle(message: Msg): Promise<void> {
+  private handle(message: Msg, stored: () => void): Promise<void> {
     const headers = headersOf(message.headers);
-    return inMessageSpan(message, headers, () => this.land(message, headers));
+    return inMessageSpan(message, headers, () => this.land(message, headers, stored));
   }
 
-  private async land(message: Msg, headers: Map<string, string>): Promise<void> {
+  private async land(message: Msg, headers: Map<string, string>, stored: () => void): Promise<void> {
     const { lander, lake, metrics, log, config } = this.deps;
     const topic = message.topic;
     for (let attempt = 1; ; attempt++) {
@@ -206,6 +238,7 @@ export class KafkaIngest {
           priority: config.bulkTopics.includes(topic) ? 'bulk' : 'interactive',
           // A redelivery is rare: its key is found at the insert, not looked up for every message.
           keyCheckedAtInsert: true,
+          onStored: stored,
         });
         // The claim is consumed: the image now lives in the lake's raw area under its own key.
         if (resolved.claimKey) await lake.delete(resolved.claimKey);
@@ -219,7 +252,8 @@ export class KafkaIngest {
         // Errors the message itself causes: retrying cannot help, so it goes to the dead-letter topic.
         if (error instanceof AppError && PERMANENT_CODES.has(error.code)) {
           failSpan(activeSpan(), error.code, error.message);
-          await this.deadLetter(message, error);
+          const running = () => this.running;
+          await deadLetter({ ...this.deps, producer: this.producer!, running }, message, error);
           return;
         }
         if (!this.running) throw error;
@@ -229,76 +263,6 @@ export class KafkaIngest {
           `landing failed; retrying in ${delay} ms`,
         );
         await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  private async deadLetter(message: Msg, error: AppError): Promise<void> {
-    const { config, metrics, log } = this.deps;
-    const headers = new Map<Buffer, Buffer>(message.headers);
-    headers.set(Buffer.from('error-code'), Buffer.from(error.code));
-    headers.set(Buffer.from('error-message'), Buffer.from(error.message));
-    headers.set(Buffer.from('original-topic'), Buffer.from(message.topic));
-    headers.set(Buffer.from('original-partition'), Buffer.from(String(message.partition)));
-    headers.set(Buffer.from('original-offset'), Buffer.from(String(message.offset)));
-    const topic = `${message.topic}${config.dlqSuffix}`;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.producer!.send({
-          messages: [
-            { topic, key: message.key ?? undefined, value: message.value ?? Buffer.alloc(0), headers },
-          ],
-        });
-        break;
-      } catch (sendError) {
-        if (!this.running) throw sendError;
-        log.warn({ err: sendError, topic, attempt }, 'dead-letter topic unavailable; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
-      }
-    }
-    await this.recordDeadLetter(message, error);
-    metrics.kafkaMessages.inc({ topic: message.topic, outcome: 'dead_lettered' });
-    metrics.kafkaDeadLetters.inc({ topic: message.topic, code: error.code });
-    log.info(
-      {
-        topic: message.topic,
-        partition: message.partition,
-        offset: String(message.offset),
-        code: error.code,
-      },
-      'message sent to the dead-letter topic',
-    );
-  }
-
-  /**
-   * The catalog's record of the dead letter, for GET /v1/failures and replay-dlq. The message itself
-   * is safe in the dead-letter topic already, so a catalog that stays down past a few tries costs
-   * only the record (logged), never the message or the partition's progress.
-   */
-  private async recordDeadLetter(message: Msg, error: AppError): Promise<void> {
-    const headers = headersOf(message.headers);
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      try {
-        await recordDeadLetter(this.deps.db, {
-          topic: message.topic,
-          partition: message.partition,
-          offset: message.offset,
-          customerId: headers.get('customer-id')?.trim() || null,
-          messageId: headers.get('message-id') || null,
-          code: error.code,
-          message: error.message,
-          at: new Date(),
-        });
-        return;
-      } catch (recordError) {
-        if (!this.running || attempt === 5) {
-          this.deps.log.error(
-            { err: recordError, topic: message.topic, offset: String(message.offset) },
-            'the dead letter is in its topic but could not be recorded in the catalog',
-          );
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
       }
     }
   }
