@@ -2,7 +2,9 @@
 // workers process them,
 // on one `imagelake serve` (every role, embedded catalog, folder lake). Samples the resident memory
 // of the server's whole process tree (node, its threads, the embedded PostgreSQL) every 100 ms and
-// prints the peak, beside the same tree's idle figure taken in the same run.
+// prints the peak, beside the same tree's idle figure taken in the same run. The resident figure is
+// RSS summed over the tree's processes, which counts PostgreSQL's shared memory once per backend;
+// the proportional one (Pss) counts every page once, which is what the tree takes from the machine.
 //
 //   node bench/memory.ts [FOLDER] [--uploads 50] [--rounds 2]
 //
@@ -16,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { processTree, rssOf } from './process-tree.ts';
+import { processTree, pssOf, rssOf } from './process-tree.ts';
 import { startServe } from './serve-process.ts';
 
 const { values, positionals } = parseArgs({
@@ -71,8 +73,11 @@ const photos = await largest();
 const dataDir = await mkdtemp(join(tmpdir(), 'imagelake-bench-memory-'));
 const { child, url } = await startServe(dataDir, ADMIN);
 let peak = 0;
+let peakPss = 0;
 const sampler = setInterval(() => {
-  peak = Math.max(peak, treeRss(child.pid!));
+  const tree = processTree(child.pid!);
+  peak = Math.max(peak, rssOf(tree));
+  peakPss = Math.max(peakPss, pssOf(tree));
 }, 100);
 
 try {
@@ -128,6 +133,9 @@ try {
   }
   console.log(`answers: ${[...answers].map(([k, n]) => `${k} x${n}`).join(', ')}`);
   console.log(`peak server tree: ${(peak / 1e6).toFixed(0)} MB resident (aim: under 1500 MB)`);
+  console.log(
+    `peak server tree, proportional (Pss, shared memory counted once): ${(peakPss / 1e6).toFixed(0)} MB`,
+  );
   console.log(`ratio peak / idle: ${(peak / idle).toFixed(2)}`);
 } finally {
   clearInterval(sampler);

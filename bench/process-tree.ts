@@ -52,6 +52,24 @@ export function rssOf(pids: Iterable<number>): number {
 }
 
 /** CPU seconds (user and system) the processes have used, each by pid. */
+/**
+ * Proportional resident bytes (Pss) of these processes: a page shared by n of them counts 1/n in
+ * each, so shared memory (PostgreSQL's shared buffers, mapped by every backend) counts once in
+ * the sum, where summed RSS counts it once per process that touched it.
+ */
+export function pssOf(pids: Iterable<number>): number {
+  let bytes = 0;
+  for (const pid of pids) {
+    try {
+      const pss = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      bytes += Number(pss?.[1] ?? 0) * 1024;
+    } catch {
+      // Gone.
+    }
+  }
+  return bytes;
+}
+
 export function cpuSecondsOf(pids: Iterable<number>): Map<number, number> {
   const seconds = new Map<number, number>();
   for (const pid of pids) {
