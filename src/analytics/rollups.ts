@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { counterSlot } from '../catalog/counter-slots.ts';
 import type { Db } from '../catalog/database.ts';
+import { PREPARE } from '../catalog/prepared-statements.ts';
 import { utcDay } from '../clock.ts';
 import type { Fact, ProcessorRuns } from './facts.ts';
 import { addHistograms, bucketOf, LATENCY_BUCKET_COUNT } from './histogram.ts';
@@ -39,7 +40,8 @@ export async function addToRollups(db: Db, f: Fact, megapixels: number, sign: 1 
   const wide = sql`${f.format}, ${f.source}, ${f.outcome}, ${f.errorCode ?? ''}, ${counterSlot}, ${sign}, ${sign * f.bytes},
         ${sign * megapixels}, ${sign * f.queueMs}, ${sign * f.processingMs}, ${hist}::int[]`;
   // Every rollup in one statement (one round trip; PostgreSQL runs each data-modifying WITH once).
-  await sql`
+  // Prepared: upserts by key, whose plan is the same whatever the values.
+  await sql`${PREPARE}
     with hourly as (
       insert into analytics.rollup_hourly as r (hour, customer_id, format, source, outcome, error_code, slot,
         images, bytes, megapixels, queue_ms_sum, processing_ms_sum, latency_hist)

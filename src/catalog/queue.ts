@@ -62,11 +62,13 @@ async function stamp(
   /** Commit without waiting for the WAL flush (a statement of its own, see reserveVirtualTime). */
   asynchronous = false,
 ): Promise<number[]> {
-  const result = await sql<{ last_vt: number; weight: number }>`
+  // Prepared (catalog/prepared-statements.ts), the priority written in: its plan then hangs on no value.
+  const level = sql.lit(priority);
+  const result = await sql<{ last_vt: number; weight: number }>`${PREPARE}
     with head as (
       select coalesce((
         select vt from jobs
-        where state = 'queued' and priority = ${priority} and run_at <= now()
+        where state = 'queued' and priority = ${level} and run_at <= now()
         order by priority desc, vt, id limit 1), 0) as vt
     ), w as (
       select coalesce((select weight from customers where id = ${customerId}), 1)::float8 as weight
@@ -74,7 +76,7 @@ async function stamp(
     ), waiting as (
       select exists (
         select 1 from jobs
-        where customer_id = ${customerId} and priority = ${priority} and state = 'queued' and run_at <= now()
+        where customer_id = ${customerId} and priority = ${level} and state = 'queued' and run_at <= now()
       ) as found
     )
     insert into queue_shares as s (customer_id, priority, last_vt)
