@@ -11,8 +11,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 FROM ${NODE_IMAGE}
+# Two malloc arenas: glibc gives each thread that allocates one of its own and returns little of it;
+# under 50 concurrent uploads of photos that held about 500 MB more (README: Production).
 ENV NODE_ENV=production \
-    IMAGELAKE_HOST=0.0.0.0
+    IMAGELAKE_HOST=0.0.0.0 \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 RUN groupadd --system --gid 10001 imagelake \
  && useradd --system --uid 10001 --gid imagelake --no-create-home --home-dir /nonexistent \

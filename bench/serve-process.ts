@@ -22,6 +22,8 @@ export async function startServe(
   const child = spawn(process.execPath, [...args, MAIN, ...serveArgs], {
     env: {
       ...process.env,
+      // As `npm start` and the container image start it (README: Production).
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
       IMAGELAKE_DATA_DIR: dataDir,
       IMAGELAKE_PORT: String(port),
       IMAGELAKE_POSTGRES_PORT: '0',

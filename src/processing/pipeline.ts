@@ -15,6 +15,10 @@ export const STEPS: readonly Step[] = [probe, limits, decode, metadata, renditio
 
 // Threads already give parallelism across images; libvips' own cache only holds memory here.
 sharp.cache(false);
+// One libvips thread per operation, whatever the allocator: the pipeline's threads already keep the
+// cores busy with an image each. sharp picks 1 itself under glibc's malloc, but 2 or more once
+// MALLOC_ARENA_MAX is set (README: Production), which cost 7-19% of throughput in bench/pipeline.ts.
+sharp.concurrency(1);
 
 /** When a step ran, in epoch milliseconds: the main thread records it as a span (threads have no tracer). */
 export interface StepTime {
