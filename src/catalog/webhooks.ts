@@ -72,12 +72,12 @@ export async function subscribedEndpoints(
   customerId: string,
   eventType: string,
 ): Promise<Array<{ id: string }>> {
+  // `enabled` is written in, not sent as a value: the prepared statement's plan then still matches
+  // the partial index webhook_endpoints_customer (where enabled), and is not made again every time.
   return db
     .selectFrom('webhook_endpoints')
     .select('id')
     .where('customer_id', '=', customerId)
-    // Written in, not sent as a value: the prepared statement's plan then still matches the partial
-    // index webhook_endpoints_customer (where enabled), and PostgreSQL stops planning it every time.
     .where('enabled', '=', sql.lit(true))
     .where(sql<boolean>`${eventType} = any(events)`)
     .execute();
