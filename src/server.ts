@@ -59,7 +59,10 @@ export interface StartOptions {
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const roles = new Set(options.roles ?? ROLES);
-  tuneGarbageCollection();
+  // Only in a process that lands from Kafka and takes no uploads: the setting lets dead Buffers wait
+  // longer, which under 50 concurrent photo uploads held 200-300 MB more (bench:memory), while a
+  // Kafka landing gains the most from it (bench:kafka). See gc-tuning.ts.
+  if (roles.has('kafka') && !roles.has('api')) tuneGarbageCollection();
   // With tracing on, each line logged inside a span names it (trace_id, span_id), so a log line
   // leads to its trace and back.
   const log =
