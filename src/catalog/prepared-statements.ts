@@ -38,7 +38,7 @@ export function prepareStatements(pool: pg.Pool): void {
   const seen = new Set<string>();
   const nameOf = (text: string): string | undefined => {
     const name = named.get(text);
-    if (name || named.size >= MAX_NAMED || !singleLevel(text)) return name;
+    if (name || named.size >= MAX_NAMED || !preparable(text)) return name;
     if (!seen.has(text)) {
       if (seen.size >= MAX_SEEN) seen.clear();
       seen.add(text);
@@ -86,7 +86,7 @@ export function prepareStatements(pool: pg.Pool): void {
 export const PREPARE = sql.raw('/* prepare */ ');
 
 /** A statement prepared: one of one level (no CTE, no subquery, one SELECT at most), or marked. */
-export function singleLevel(text: string): boolean {
+export function preparable(text: string): boolean {
   if (text.startsWith('/* prepare */')) return true;
   return !/^\s*with\b/i.test(text) && (text.match(/\bselect\b/gi)?.length ?? 0) <= 1;
 }

@@ -58,13 +58,9 @@ export async function announceImages(
   images: Array<{ id: string; customerId: string; at: Date; traceparent: string | null }>,
   platformRetentionMs: number,
 ): Promise<void> {
-  const subscribed = new Map<string, Array<{ id: string }>>();
+  const subscribed = subscribedOnce(trx, type);
   for (const image of images) {
-    let endpoints = subscribed.get(image.customerId);
-    if (endpoints === undefined) {
-      endpoints = await subscribedEndpoints(trx, image.customerId, type);
-      subscribed.set(image.customerId, endpoints);
-    }
+    const endpoints = await subscribed(image.customerId);
     if (endpoints.length > 0)
       await inContext(contextOf(image.traceparent), () =>
         announceImage(trx, type, image, image.at, platformRetentionMs, endpoints),
@@ -83,14 +79,12 @@ export async function announceEnd(
   images: Array<Pick<ImageRow, 'id' | 'customer_id' | 'received_at'>>,
   at: Date,
 ): Promise<void> {
-  const byCustomer = new Map<string, Array<{ id: string }>>();
+  const subscribed = subscribedOnce(trx, type);
   // Every image's deliveries in one go: a purge announces a thousand images per transaction.
   const deliveries: NewDelivery[] = [];
   const traceparent = traceparentOf();
   for (const image of images) {
-    if (!byCustomer.has(image.customer_id))
-      byCustomer.set(image.customer_id, await subscribedEndpoints(trx, image.customer_id, type));
-    const endpoints = byCustomer.get(image.customer_id)!;
+    const endpoints = await subscribed(image.customer_id);
     if (endpoints.length === 0) continue;
     const payload = eventBody(type, at, {
       id: image.id,
@@ -101,6 +95,19 @@ export async function announceEnd(
     deliveries.push(...deliveriesTo(endpoints, image, type, payload, traceparent));
   }
   await addDeliveries(trx, deliveries, at);
+}
+
+/** A customer's endpoints subscribed to `type`, read once per customer for a batch of images. */
+function subscribedOnce(trx: Db, type: WebhookEvent): (customerId: string) => Promise<Array<{ id: string }>> {
+  const read = new Map<string, Promise<Array<{ id: string }>>>();
+  return (customerId) => {
+    let endpoints = read.get(customerId);
+    if (!endpoints) {
+      endpoints = subscribedEndpoints(trx, customerId, type);
+      read.set(customerId, endpoints);
+    }
+    return endpoints;
+  };
 }
 
 /**
