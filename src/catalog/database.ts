@@ -32,6 +32,7 @@ import * as webhookTraceContext from './migrations/0030_webhook_trace_context.ts
 import * as webhookEndpointDispatchers from './migrations/0031_webhook_endpoint_dispatchers.ts';
 import * as counterSlots from './migrations/0032_counter_slots.ts';
 import * as queueVacuum from './migrations/0033_queue_vacuum.ts';
+import * as webhookDue from './migrations/0034_webhook_due.ts';
 import { prepareStatements } from './prepared-statements.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
@@ -151,6 +152,7 @@ const MIGRATIONS = {
   '0031_webhook_endpoint_dispatchers': webhookEndpointDispatchers,
   '0032_counter_slots': counterSlots,
   '0033_queue_vacuum': queueVacuum,
+  '0034_webhook_due': webhookDue,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

@@ -380,6 +380,16 @@ export interface WebhookDeliveriesTable {
   traceparent: Generated<string | null>;
 }
 
+/**
+ * A delivery waiting for its next attempt (owner: catalog/webhook-deliveries.ts): a delivery is
+ * pending exactly while it has a row here.
+ */
+export interface WebhookDueTable {
+  delivery_id: string;
+  endpoint_id: string;
+  next_attempt_at: Timestamp;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -403,6 +413,7 @@ export interface Database {
   quota_usage: QuotaUsageTable;
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  webhook_due: WebhookDueTable;
   image_hashes: ImageHashesTable;
 }
 

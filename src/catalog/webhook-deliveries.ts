@@ -4,13 +4,20 @@
 import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
 import type { Db } from './database.ts';
+import { PREPARE } from './prepared-statements.ts';
 import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './schema.ts';
 
 /**
- * The `webhook_deliveries` table: every statement on it. A delivery is written in the transaction of
- * what it tells (landing, outcome, erasure, purge), claimed by the dispatcher that holds its
- * endpoint's lease (so several dispatchers never send the same attempt at once), and logged attempt
- * by attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try again.
+ * The `webhook_deliveries` and `webhook_due` tables: every statement on them. A delivery is written
+ * in the transaction of what it tells (landing, outcome, erasure, purge), claimed by the dispatcher
+ * that holds its endpoint's lease (so several dispatchers never send the same attempt at once), and
+ * logged attempt by attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try
+ * again.
+ *
+ * A delivery is pending exactly while webhook_due has a row for it (migration 0034): the claim reads
+ * that narrow table, and recording an attempt changes no column an index of webhook_deliveries
+ * covers, so the row is updated in place on its page. Every statement here that changes a delivery's
+ * status writes or deletes its due row in the same statement.
  */
 export type DeliveryRow = Selectable<WebhookDeliveriesTable>;
 
@@ -46,8 +53,17 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
   }));
   for (let i = 0; i < rows.length; i += 500)
     await db
-      .insertInto('webhook_deliveries')
-      .values(rows.slice(i, i + 500))
+      .with('written', (db) =>
+        db
+          .insertInto('webhook_deliveries')
+          .values(rows.slice(i, i + 500))
+          .returning(['id', 'endpoint_id']),
+      )
+      .insertInto('webhook_due')
+      .columns(['delivery_id', 'endpoint_id', 'next_attempt_at'])
+      .expression((eb) =>
+        eb.selectFrom('written').select(['id', 'endpoint_id', sql<Date>`${at}::timestamptz`.as('at')]),
+      )
       .execute();
   return rows.map((r) => r.id);
 }
@@ -137,9 +153,9 @@ export async function claimDue(
        where e.enabled
          and (e.dispatcher is null or e.dispatcher = ${holder}::uuid or e.dispatcher_until < now())
          and coalesce(m.held, 0) < ${ahead}::int
-         and exists (select 1 from webhook_deliveries d
-                      where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now()
-                        and d.id <> all(string_to_array(${heldIds}, ',')::uuid[]))
+         and exists (select 1 from webhook_due q
+                      where q.endpoint_id = e.id and q.next_attempt_at <= now()
+                        and q.delivery_id <> all(string_to_array(${heldIds}, ',')::uuid[]))
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
        for update of e skip locked),
@@ -157,10 +173,10 @@ export async function claimDue(
       from leased w cross join lateral (
         select d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
                d.traceparent
-          from webhook_deliveries d
-         where d.endpoint_id = w.id and d.status = 'pending' and d.next_attempt_at <= now()
-           and d.id <> all(string_to_array(${heldIds}, ',')::uuid[])
-         order by d.next_attempt_at
+          from webhook_due q join webhook_deliveries d on d.id = q.delivery_id
+         where q.endpoint_id = w.id and q.next_attempt_at <= now()
+           and q.delivery_id <> all(string_to_array(${heldIds}, ',')::uuid[])
+         order by q.next_attempt_at
          -- The room is shared out among the endpoints claimed: many endpoints with a backlog each
          -- get some now, rather than the first few all of it and the others none until it drains.
          limit least(${ahead}::int - w.held, ceil(${options.limit}::numeric / (select count(*) from leased))::int)) d
@@ -217,23 +233,38 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
       at: r.attempt.at,
     })),
   );
-  const result = await sql<{ id: string }>`
-    with quick as (select set_config('synchronous_commit', 'off', true))
-    update webhook_deliveries d
-       set status = v.status, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
-           next_attempt_at = v.next_at, last_status = v.code, last_error = v.error,
-           attempt_log = d.attempt_log || jsonb_build_array(v.attempt),
-           delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
-      from jsonb_to_recordset(${batch}::jsonb)
-             as v(id uuid, status text, next_at timestamptz, code int, error text, attempt jsonb, at timestamptz), quick
-     where d.id = v.id
-       -- The endpoints still held, looked up once for the batch (not once per record), as a list:
-       -- the plan still goes from each record to its row by the primary key, never from the
-       -- endpoint through all of its deliveries.
-       and d.endpoint_id = any(array(
-             select w.id from webhook_endpoints w
-              where w.id = any(string_to_array(${endpoints}, ',')::uuid[]) and w.dispatcher = ${holder}::uuid))
-    returning d.id`.execute(db);
+  // Prepared: its plan is the same whatever the batch holds (from each record to its row and its due
+  // row by their primary keys).
+  const result = await sql<{ id: string }>`${PREPARE}
+    with quick as (select set_config('synchronous_commit', 'off', true)),
+    recorded as (
+      update webhook_deliveries d
+         set status = v.status, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+             next_attempt_at = v.next_at, last_status = v.code, last_error = v.error,
+             attempt_log = d.attempt_log || jsonb_build_array(v.attempt),
+             delivered_at = case when v.status = 'delivered' then v.at else d.delivered_at end
+        from jsonb_to_recordset(${batch}::jsonb)
+               as v(id uuid, status text, next_at timestamptz, code int, error text, attempt jsonb, at timestamptz), quick
+       where d.id = v.id
+         -- The endpoints still held, looked up once for the batch (not once per record), as a list:
+         -- the plan still goes from each record to its row by the primary key, never from the
+         -- endpoint through all of its deliveries.
+         and d.endpoint_id = any(array(
+               select w.id from webhook_endpoints w
+                where w.id = any(string_to_array(${endpoints}, ',')::uuid[]) and w.dispatcher = ${holder}::uuid))
+      returning d.id, d.endpoint_id, v.status, v.next_at),
+    -- As an array: the planner cannot tell how many rows the update returns, and joined it hashed
+    -- the whole due table for a batch of a few dozen.
+    ended as (
+      delete from webhook_due
+       where delivery_id = any(array(select r.id from recorded r where r.status <> 'pending'))),
+    -- Tried again later: written, not only moved, should a replay or a disabled endpoint have taken
+    -- the due row while the attempt was in flight (the attempt's record has the last word).
+    later as (
+      insert into webhook_due (delivery_id, endpoint_id, next_attempt_at)
+      select r.id, r.endpoint_id, r.next_at from recorded r where r.status = 'pending'
+      on conflict (delivery_id) do update set next_attempt_at = excluded.next_attempt_at)
+    select id from recorded`.execute(db);
   return new Set(result.rows.map((r) => r.id));
 }
 
@@ -242,17 +273,13 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
  * in flight still records what its receiver answered.
  */
 export async function failPending(db: Db, endpointId: string, reason: string): Promise<number> {
-  const result = await db
-    .updateTable('webhook_deliveries')
-    .set({
-      status: 'failed',
-      next_attempt_at: null,
-      last_error: reason,
-    })
-    .where('endpoint_id', '=', endpointId)
-    .where('status', '=', 'pending')
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows);
+  const result = await sql<{ id: string }>`
+    with undue as (delete from webhook_due where endpoint_id = ${endpointId} returning delivery_id)
+    update webhook_deliveries d set status = 'failed', next_attempt_at = null, last_error = ${reason}
+      from undue u
+     where d.id = u.delivery_id
+    returning d.id`.execute(db);
+  return result.rows.length;
 }
 
 // ---- The delivery log and replay ----
@@ -316,19 +343,38 @@ export async function replay(
   which: { id: string } | { from: Date; to: Date; status: DeliveryStatus },
   now: Date,
 ): Promise<number> {
-  let query = db
-    .updateTable('webhook_deliveries')
-    .set({ status: 'pending', round_attempts: 0, next_attempt_at: now })
-    .where('endpoint_id', '=', endpointId);
-  query =
-    'id' in which
-      ? query.where('id', '=', which.id)
-      : query
-          .where('status', '=', which.status)
-          .where('created_at', '>=', which.from)
-          .where('created_at', '<', which.to);
-  const result = await query.executeTakeFirst();
-  return Number(result.numUpdatedRows);
+  const result = await db
+    .with('replayed', (db) => {
+      const query = db
+        .updateTable('webhook_deliveries')
+        .set({ status: 'pending', round_attempts: 0, next_attempt_at: now })
+        .where('endpoint_id', '=', endpointId)
+        .returning(['id', 'endpoint_id']);
+      return 'id' in which
+        ? query.where('id', '=', which.id)
+        : query
+            .where('status', '=', which.status)
+            .where('created_at', '>=', which.from)
+            .where('created_at', '<', which.to);
+    })
+    .with('due', (db) =>
+      db
+        .insertInto('webhook_due')
+        .columns(['delivery_id', 'endpoint_id', 'next_attempt_at'])
+        .expression((eb) =>
+          eb.selectFrom('replayed').select(['id', 'endpoint_id', sql<Date>`${now}::timestamptz`.as('at')]),
+        )
+        .onConflict((oc) =>
+          oc
+            .column('delivery_id')
+            .doUpdateSet((eb) => ({ next_attempt_at: eb.ref('excluded.next_attempt_at') })),
+        )
+        .returning('delivery_id'),
+    )
+    .selectFrom('due')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(result.n);
 }
 
 // ---- Retention: deliveries hold image metadata ----
@@ -337,9 +383,17 @@ export async function replay(
 export async function deleteForImages(trx: Db, imageIds: string[]): Promise<string[]> {
   if (imageIds.length === 0) return [];
   const rows = await trx
-    .deleteFrom('webhook_deliveries')
-    .where('image_id', 'in', imageIds)
-    .returning('image_id')
+    .with('gone', (db) =>
+      db.deleteFrom('webhook_deliveries').where('image_id', 'in', imageIds).returning(['id', 'image_id']),
+    )
+    .with('undue', (db) =>
+      db
+        .deleteFrom('webhook_due')
+        .where('delivery_id', 'in', (eb) => eb.selectFrom('gone').select('id'))
+        .returning('delivery_id'),
+    )
+    .selectFrom('gone')
+    .select('image_id')
     .execute();
   return rows.map((r) => r.image_id!);
 }
@@ -350,13 +404,17 @@ export async function deleteForImages(trx: Db, imageIds: string[]): Promise<stri
  * events. Returns how many.
  */
 export async function pruneExpired(db: Db, now: Date, platformMs: number): Promise<number> {
-  const result = await sql`
-    delete from webhook_deliveries d
-     using (select d2.id from webhook_deliveries d2 left join customers c on c.id = d2.customer_id
-             where d2.created_at < ${now}::timestamptz - least(coalesce(c.retention_ms, ${platformMs}),
-                   ${platformMs}) * interval '1 millisecond') old
-     where d.id = old.id`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+  const result = await sql<{ n: string }>`
+    with gone as (
+      delete from webhook_deliveries d
+       using (select d2.id from webhook_deliveries d2 left join customers c on c.id = d2.customer_id
+               where d2.created_at < ${now}::timestamptz - least(coalesce(c.retention_ms, ${platformMs}),
+                     ${platformMs}) * interval '1 millisecond') old
+       where d.id = old.id
+      returning d.id),
+    undue as (delete from webhook_due where delivery_id = any(array(select g.id from gone g)))
+    select count(*) as n from gone`.execute(db);
+  return Number(result.rows[0]?.n ?? 0);
 }
 
 /** What the audit looks for: deliveries past their window, and deliveries about an image that is gone. */
@@ -387,9 +445,8 @@ export async function auditDeliveries(
 /** Deliveries waiting (pending), for the backlog gauge. */
 export async function countPending(db: Db): Promise<number> {
   const row = await db
-    .selectFrom('webhook_deliveries')
+    .selectFrom('webhook_due')
     .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('status', '=', 'pending')
     .executeTakeFirst();
   return Number(row?.n ?? 0);
 }

@@ -87,6 +87,23 @@ async function sendTest(key: string, webhookId: string): Promise<string> {
   return body.deliveryId;
 }
 
+/** Deliveries, pending ones, due rows, and deliveries pending without a due row or due without being pending. */
+async function dueAndPending(): Promise<{ total: string; pending: string; due: string; mismatched: string }> {
+  const catalog = new pg.Client({ connectionString: postgres.url });
+  await catalog.connect();
+  const { rows } = await catalog
+    .query(
+      `select (select count(*) from webhook_deliveries) as total,
+              (select count(*) from webhook_deliveries where status = 'pending') as pending,
+              (select count(*) from webhook_due) as due,
+              (select count(*) from webhook_deliveries d full join webhook_due q on q.delivery_id = d.id
+                where (d.status = 'pending') is distinct from (q.delivery_id is not null and d.id is not null)
+              ) as mismatched`,
+    )
+    .finally(() => catalog.end());
+  return rows[0];
+}
+
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'imagelake-webhooks-'));
   postgres = await startEmbeddedPostgres(join(root, 'pg'), pino({ level: 'silent' }), await freePort());
@@ -614,6 +631,16 @@ describe('webhooks', () => {
     assert.equal((await delivery(acme.apiKey, hook.id, id)).status, 'failed');
   });
 
+  // After deliveries, retries, a disabled endpoint, replays and a killed dispatcher (and, in the next
+  // test, erasure and the purge): what is due is exactly what is pending (migration 0034).
+  it('keeps a due row for every pending delivery and for no other', async () => {
+    const counts = await dueAndPending();
+    assert.ok(Number(counts.total) > 10, `deliveries: ${counts.total}`);
+    assert.ok(Number(counts.pending) > 0, 'some are pending (a disabled endpoint, a receiver down)');
+    assert.equal(counts.mismatched, '0', JSON.stringify(counts));
+    assert.equal(counts.pending, counts.due);
+  });
+
   it('erasure and the purge delete deliveries with their image, say so in the receipt, and tell the endpoint', async () => {
     const ends = await receiver();
     const hook = await register(acme.apiKey, ends.url, ['image.processed', 'image.erased', 'image.expired']);
@@ -664,5 +691,6 @@ describe('webhooks', () => {
       report.findings.filter((f) => f.kind.endsWith('-deliveries')),
       [],
     );
+    assert.equal((await dueAndPending()).mismatched, '0', 'the purge took the due rows of what it deleted');
   });
 });
