@@ -10,10 +10,11 @@ import type pg from 'pg';
  * the custom ones (otherwise it goes on planning, as before).
  *
  * Only single-level statements are named: a lookup, an insert, an update of one table, whose generic
- * plan is the custom one with its values left out. A statement with a CTE or a subquery (the claims,
- * the rollups, the similarity search) runs unnamed and is planned with its values every time: a
- * generic plan cannot see how many ids an array holds or how far a LIMIT goes, and the webhook
- * claim's took 33 ms where its custom plan takes under one.
+ * plan is the custom one with its values left out. A statement with a CTE or a subquery runs unnamed
+ * and is planned with its values every time (a generic plan cannot see how many ids an array holds
+ * or how far a LIMIT goes: the webhook claim's took 33 ms when a partial index hung on a value),
+ * unless its owner marked it PREPARE after measuring its generic plan (the job claims, the rollups,
+ * the similarity search, the webhook claim and record).
  *
  * A statement is named from its second run in the process (one-off statements, an analyst's query,
  * are never kept), and at most MAX_NAMED texts are (a statement whose text varies, a bulk insert of

@@ -117,6 +117,13 @@ export interface Held {
  * Committed without waiting for the WAL flush (synchronous_commit off, for its own transaction
  * only): a lease lost to a PostgreSQL crash lets another dispatcher send the deliveries again,
  * duplicates with the same webhook-id, which at least once allows.
+ *
+ * Prepared: its generic plan is the custom one (index scans from each endpoint into webhook_due and
+ * from there to each delivery), and planning it was a third of a claim's time. Measured with 128
+ * held ids, claims of 128: 20-21 µs of PostgreSQL per delivery against 27-29 planned each time; with
+ * 50 endpoints, 46-49 against 55-60. (Prepared, the held ids are compared one by one rather than
+ * hashed, as a literal array's are: a claim walks past the held deliveries, the first due, twice.
+ * Even so it costs less than planning; an anti-join on them planned worse, 40-50 µs.)
  */
 export async function claimDue(
   db: Db,
@@ -125,7 +132,8 @@ export async function claimDue(
   if (options.limit <= 0) return [];
   const { holder, held, ahead } = options;
   // Joined into one text rather than sent as an array, which the driver builds in JavaScript
-  // element by element: a dispatcher holds hundreds of ids.
+  // element by element: a dispatcher holds hundreds of ids. Split in a subquery (run once per
+  // claim): in the prepared plan, written in the condition, it would be split again at every row.
   const heldIds = held.ids.join(',');
   const result = await sql<{
     id: string;
@@ -142,7 +150,7 @@ export async function claimDue(
     previous_secret: string | null;
     previous_secret_until: Date | null;
     failing_since: Date | null;
-  }>`
+  }>`${PREPARE}
     with quick as (select set_config('synchronous_commit', 'off', true)),
     mine as (
       select * from unnest(${[...held.byEndpoint.keys()]}::uuid[], ${[...held.byEndpoint.values()]}::int[])
@@ -155,7 +163,7 @@ export async function claimDue(
          and coalesce(m.held, 0) < ${ahead}::int
          and exists (select 1 from webhook_due q
                       where q.endpoint_id = e.id and q.next_attempt_at <= now()
-                        and q.delivery_id <> all(string_to_array(${heldIds}, ',')::uuid[]))
+                        and q.delivery_id <> all((select string_to_array(${heldIds}, ',')::uuid[])::uuid[]))
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
        for update of e skip locked),
@@ -175,7 +183,7 @@ export async function claimDue(
                d.traceparent
           from webhook_due q join webhook_deliveries d on d.id = q.delivery_id
          where q.endpoint_id = w.id and q.next_attempt_at <= now()
-           and q.delivery_id <> all(string_to_array(${heldIds}, ',')::uuid[])
+           and q.delivery_id <> all((select string_to_array(${heldIds}, ',')::uuid[])::uuid[])
          order by q.next_attempt_at
          -- The room is shared out among the endpoints claimed: many endpoints with a backlog each
          -- get some now, rather than the first few all of it and the others none until it drains.
