@@ -5,22 +5,24 @@
 // The platform traces when OTEL_* settings say so; `npm run bench:tracing` compares on and off.
 //
 // FOLDER defaults to the corpus from ../shared/corpus/fetch.sh. The platform side uploads every
-// file over HTTP and waits until the last one is processed: landing, lake writes (fsynced), the job
+// file over HTTP, from a client process of its own (pipeline-client.ts) as a remote client would,
+// and waits until the last one is processed: landing, lake writes (fsynced), the job
 // queue, worker threads and the catalog included. The baseline reads the same files and does the
 // same image work with sharp directly: SHA-256, header, one decode to 1280 px, two WebP renditions,
 // the perceptual hash.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import pino from 'pino';
 import sharp from 'sharp';
 import { startTracing, stopTracing } from '../src/observability/tracing.ts';
+import type { UploadAnswer, UploadJob } from './pipeline-client.ts';
 
 // With OTEL_* set (bench/tracing.ts runs it so), tracing starts before the platform's modules load,
 // as bin/imagelake.js does.
@@ -107,31 +109,32 @@ async function bareSharp(path: string): Promise<void> {
 }
 
 /**
- * An upload as a remote client sends it, with node:http: fetch would copy each body twice on this
- * process's CPU (which a client elsewhere does not take from the server).
+ * Uploads every file from a client process of its own (pipeline-client.ts), as a remote client
+ * would, and collects the ids the server gave them.
  */
-function post(
-  url: string,
-  body: Buffer,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(url, {
-      method: 'POST',
-      headers: { ...headers, 'content-length': body.length },
-    });
-    request.on('error', reject);
-    request.on('response', (response) => {
-      let text = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        text += chunk;
+async function uploadElsewhere(job: UploadJob, ids: string[]): Promise<void> {
+  const bar = new cliProgress.SingleBar(
+    { format: `${'uploading'.padEnd(10)} [{bar}] {value}/{total}`, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(job.files.length, 0);
+  const client = fork(fileURLToPath(new URL('./pipeline-client.ts', import.meta.url)));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.on('message', (answer: UploadAnswer) => {
+        if ('done' in answer) {
+          ids.push(answer.done);
+          bar.increment();
+        } else if ('end' in answer) resolve();
+        else reject(new Error(answer.error));
       });
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
-      response.on('error', reject);
+      client.once('exit', (code) => reject(new Error(`the upload client ended (${code})`)));
+      client.send(job);
     });
-    request.end(body);
-  });
+  } finally {
+    bar.stop();
+    client.kill();
+  }
 }
 
 async function platform(): Promise<number> {
@@ -159,19 +162,7 @@ async function platform(): Promise<number> {
     const auth = { authorization: `Bearer ${customer.apiKey}` };
     const ids: string[] = [];
     const started = performance.now();
-    await inParallel(
-      files,
-      concurrency,
-      async (path) => {
-        const response = await post(`${url}/v1/images`, readFileSync(path), {
-          ...auth,
-          'content-type': 'application/octet-stream',
-        });
-        if (response.status !== 202) throw new Error(`${path}: ${response.status} ${response.body}`);
-        ids.push((JSON.parse(response.body) as { id: string }).id);
-      },
-      'uploading',
-    );
+    await uploadElsewhere({ url, apiKey: customer.apiKey, files, concurrency }, ids);
     const bar = new cliProgress.SingleBar(
       { format: 'processing [{bar}] {value}/{total}', hideCursor: true },
       cliProgress.Presets.shades_classic,

@@ -285,7 +285,8 @@ export async function failPending(db: Db, endpointId: string, reason: string): P
     with undue as (delete from webhook_due where endpoint_id = ${endpointId} returning delivery_id)
     update webhook_deliveries d set status = 'failed', next_attempt_at = null, last_error = ${reason}
       from undue u
-     where d.id = u.delivery_id
+     -- Still pending once its row is locked: an attempt recorded meanwhile keeps what it says.
+     where d.id = u.delivery_id and d.status = 'pending'
     returning d.id`.execute(db);
   return result.rows.length;
 }
