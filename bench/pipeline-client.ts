@@ -1,8 +1,9 @@
 // The uploading client of bench/pipeline.ts, in a process of its own as a remote client is: in the
 // server's process its reads of each file and its socket writes ran on the server's event loop,
-// between the server's own work. Forked by pipeline.ts, it takes one message (the server's URL, a
-// key, the files, how many at once), posts every file, and answers with each upload as it is
-// accepted ({ done: id }), then with { end: true }, or { error } on the first refusal.
+// between the server's own work. Forked by pipeline.ts, it says { ready } once started, takes one
+// message (the server's URL, a key, the files, how many at once), posts every file, and answers with
+// each upload as it is accepted ({ done: id }), then with { end: true }, or { error } on the first
+// refusal.
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 
@@ -13,7 +14,7 @@ export interface UploadJob {
   concurrency: number;
 }
 
-export type UploadAnswer = { done: string } | { end: true } | { error: string };
+export type UploadAnswer = { ready: true } | { done: string } | { end: true } | { error: string };
 
 /** One upload with node:http (fetch would copy each body twice more). */
 function post(url: string, body: Buffer, apiKey: string): Promise<{ status: number; body: string }> {
@@ -64,4 +65,6 @@ if (process.send) {
       (error: Error) => answer({ error: error.message }),
     );
   });
+  // Started and listening: the bench starts its clock after this, not before the process starts.
+  process.send({ ready: true });
 }

@@ -10,7 +10,7 @@
 // queue, worker threads and the catalog included. The baseline reads the same files and does the
 // same image work with sharp directly: SHA-256, header, one decode to 1280 px, two WebP renditions,
 // the perceptual hash.
-import { execFileSync, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -108,17 +108,26 @@ async function bareSharp(path: string): Promise<void> {
   ]);
 }
 
+/** The upload client (pipeline-client.ts), started and ready: its start is not timed. */
+async function startClient(): Promise<ChildProcess> {
+  const client = fork(fileURLToPath(new URL('./pipeline-client.ts', import.meta.url)));
+  await new Promise<void>((resolve, reject) => {
+    client.once('message', () => resolve());
+    client.once('exit', (code) => reject(new Error(`the upload client ended (${code})`)));
+  });
+  return client;
+}
+
 /**
- * Uploads every file from a client process of its own (pipeline-client.ts), as a remote client
- * would, and collects the ids the server gave them.
+ * Uploads every file from the client process, as a remote client would, and collects the ids the
+ * server gave them.
  */
-async function uploadElsewhere(job: UploadJob, ids: string[]): Promise<void> {
+async function uploadElsewhere(client: ChildProcess, job: UploadJob, ids: string[]): Promise<void> {
   const bar = new cliProgress.SingleBar(
     { format: `${'uploading'.padEnd(10)} [{bar}] {value}/{total}`, hideCursor: true },
     cliProgress.Presets.shades_classic,
   );
   bar.start(job.files.length, 0);
-  const client = fork(fileURLToPath(new URL('./pipeline-client.ts', import.meta.url)));
   try {
     await new Promise<void>((resolve, reject) => {
       client.on('message', (answer: UploadAnswer) => {
@@ -126,7 +135,7 @@ async function uploadElsewhere(job: UploadJob, ids: string[]): Promise<void> {
           ids.push(answer.done);
           bar.increment();
         } else if ('end' in answer) resolve();
-        else reject(new Error(answer.error));
+        else if ('error' in answer) reject(new Error(answer.error));
       });
       client.once('exit', (code) => reject(new Error(`the upload client ended (${code})`)));
       client.send(job);
@@ -161,8 +170,9 @@ async function platform(): Promise<number> {
     ).json()) as { apiKey: string };
     const auth = { authorization: `Bearer ${customer.apiKey}` };
     const ids: string[] = [];
+    const client = await startClient();
     const started = performance.now();
-    await uploadElsewhere({ url, apiKey: customer.apiKey, files, concurrency }, ids);
+    await uploadElsewhere(client, { url, apiKey: customer.apiKey, files, concurrency }, ids);
     const bar = new cliProgress.SingleBar(
       { format: 'processing [{bar}] {value}/{total}', hideCursor: true },
       cliProgress.Presets.shades_classic,
