@@ -8,11 +8,12 @@
 // dir) as an outcome writes them, then one dispatcher (the `webhooks` role) claiming, signing,
 // sending and recording each. The baseline posts the same bodies with a keep-alive agent and the
 // same number of requests in flight (the per-endpoint limit times the endpoints, within the
-// dispatcher's overall limit), and signs nothing and records nothing. A run takes turns, `rounds`
-// times: a share of its deliveries posted bare, then as many delivered by the platform; a busy
-// machine then slows both sides alike, rather than whichever ran while the load came. A round of
-// each goes first, uncounted, to warm both up. Each run prints both rates and their ratio; the last
-// lines give the ratio's spread over the runs.
+// dispatcher's overall limit), and signs nothing and records nothing. For scale each round also
+// posts them with undici's dispatch alone, the client the dispatcher sends with (not in the ratio).
+// A run takes turns, `rounds` times: a share of its deliveries posted bare, then as many delivered
+// by the platform; a busy machine then slows both sides alike, rather than whichever ran while the
+// load came. A round of each goes first, uncounted, to warm both up. Each run prints both rates and
+// their ratio; the last lines give the ratio's spread over the runs.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { Agent } from 'undici';
 import { createCustomer } from '../src/catalog/customers.ts';
 import { addDeliveries, countPending } from '../src/catalog/webhook-deliveries.ts';
 import { insertEndpoint } from '../src/catalog/webhooks.ts';
@@ -219,27 +221,11 @@ async function platformRun(bodies: string[]): Promise<Spent> {
   return measured;
 }
 
-async function bareRun(bodies: string[]): Promise<Spent> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
-  const post = (payload: string, i: number) =>
-    new Promise<void>((resolve, reject) => {
-      const request = http.request(
-        {
-          host: '127.0.0.1',
-          port,
-          path: `/hook/${i % ENDPOINTS}`,
-          method: 'POST',
-          agent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-        },
-        (response) => {
-          response.resume();
-          response.on('end', () => (response.statusCode === 204 ? resolve() : reject(new Error('not 204'))));
-        },
-      );
-      request.on('error', reject);
-      request.end(payload);
-    });
+/** Posts every body with `post`, `inFlight` at a time: what each bare client spent. */
+async function postAll(
+  bodies: string[],
+  post: (payload: string, i: number) => Promise<void>,
+): Promise<Spent> {
   let next = 0;
   const cpu = cpuNow();
   const start = performance.now();
@@ -251,9 +237,73 @@ async function bareRun(bodies: string[]): Promise<Spent> {
       }
     }),
   );
-  const seconds = (performance.now() - start) / 1000;
-  const measured = spent(bodies.length, seconds, cpu);
+  return spent(bodies.length, (performance.now() - start) / 1000, cpu);
+}
+
+/** The baseline: node:http with a keep-alive agent, as a receiver's own client would post. */
+async function bareRun(bodies: string[]): Promise<Spent> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
+  const measured = await postAll(
+    bodies,
+    (payload, i) =>
+      new Promise<void>((resolve, reject) => {
+        const request = http.request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: `/hook/${i % ENDPOINTS}`,
+            method: 'POST',
+            agent,
+            headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          },
+          (response) => {
+            response.resume();
+            response.on('end', () =>
+              response.statusCode === 204 ? resolve() : reject(new Error('not 204')),
+            );
+          },
+        );
+        request.on('error', reject);
+        request.end(payload);
+      }),
+  );
   agent.destroy();
+  return measured;
+}
+
+/**
+ * For scale, not the aim: undici's dispatch with a handler that only checks the status, as the
+ * dispatcher sends (webhooks/send.ts). What the dispatcher spends beyond it is its own work.
+ */
+async function undiciRun(bodies: string[]): Promise<Spent> {
+  const agent = new Agent({ connections: inFlight });
+  const origin = `http://127.0.0.1:${port}`;
+  const measured = await postAll(
+    bodies,
+    (payload, i) =>
+      new Promise<void>((resolve, reject) => {
+        let status = 0;
+        agent.dispatch(
+          {
+            origin,
+            path: `/hook/${i % ENDPOINTS}`,
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: payload,
+          },
+          {
+            onRequestStart: () => {},
+            onResponseData: () => {},
+            onResponseStart: (_c, statusCode) => {
+              status = statusCode;
+            },
+            onResponseEnd: () => (status === 204 ? resolve() : reject(new Error('not 204'))),
+            onResponseError: (_c, error) => reject(error),
+          },
+        );
+      }),
+  );
+  await agent.close();
   return measured;
 }
 
@@ -273,18 +323,21 @@ const ratios: number[] = [];
 for (let run = 1; run <= RUNS; run++) {
   let bare = none;
   let platform = none;
+  let undici = none;
   for (let round = 0; round < ROUNDS; round++) {
     const share = Math.ceil(DELIVERIES / ROUNDS);
     const bodies = Array.from({ length: share }, (_, i) => body(round * share + i));
     bare = add(bare, await bareRun(bodies));
     platform = add(platform, await platformRun(bodies));
+    undici = add(undici, await undiciRun(bodies));
   }
   const rate = (s: Spent) => s.count / s.seconds;
   ratios.push(rate(platform) / rate(bare));
   console.log(
     `run ${run}: platform ${rate(platform).toFixed(0)}/s, bare node:http ${rate(bare).toFixed(0)}/s, ratio ${(rate(platform) / rate(bare)).toFixed(2)}; ` +
       `CPU per delivery: dispatcher ${us(platform.self, platform.count)} µs + PostgreSQL ${us(platform.postgres, platform.count)} µs, bare client ${us(bare.self, bare.count)} µs; ` +
-      `receiver ${us(platform.receiver, platform.count)} and ${us(bare.receiver, bare.count)} µs`,
+      `receiver ${us(platform.receiver, platform.count)} and ${us(bare.receiver, bare.count)} µs; ` +
+      `undici alone ${rate(undici).toFixed(0)}/s at ${us(undici.self, undici.count)} µs`,
   );
 }
 const sorted = [...ratios].sort((a, b) => a - b);
