@@ -281,14 +281,18 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
  * in flight still records what its receiver answered.
  */
 export async function failPending(db: Db, endpointId: string, reason: string): Promise<number> {
-  const result = await sql<{ id: string }>`
-    with undue as (delete from webhook_due where endpoint_id = ${endpointId} returning delivery_id)
-    update webhook_deliveries d set status = 'failed', next_attempt_at = null, last_error = ${reason}
-      from undue u
-     -- Still pending once its row is locked: an attempt recorded meanwhile keeps what it says.
-     where d.id = u.delivery_id and d.status = 'pending'
-    returning d.id`.execute(db);
-  return result.rows.length;
+  // The deliveries first, then their due rows: the order in which a record takes their locks, so the
+  // two cannot wait on each other. Still pending once locked: an attempt recorded meanwhile keeps
+  // what it says.
+  const result = await sql<{ n: string }>`
+    with failed as (
+      update webhook_deliveries d set status = 'failed', next_attempt_at = null, last_error = ${reason}
+       where d.id in (select q.delivery_id from webhook_due q where q.endpoint_id = ${endpointId})
+         and d.status = 'pending'
+      returning d.id),
+    undue as (delete from webhook_due where delivery_id = any(array(select f.id from failed f)))
+    select count(*) as n from failed`.execute(db);
+  return Number(result.rows[0]?.n ?? 0);
 }
 
 // ---- The delivery log and replay ----
