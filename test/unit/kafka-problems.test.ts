@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AuthenticationError, MultipleErrors, NetworkError, UserError } from '@platformatic/kafka';
+import {
+  AuthenticationError,
+  MultipleErrors,
+  NetworkError,
+  ProtocolError,
+  UserError,
+} from '@platformatic/kafka';
 import { type ConfigError, loadConfig } from '../../src/config/config.ts';
-import { explain } from '../../src/ingest/kafka/problems.ts';
+import { explain, notAuthorized } from '../../src/ingest/kafka/problems.ts';
 import { missingTopicsError } from '../../src/ingest/kafka/topics.ts';
 
 const kafka = (env: Record<string, string>) => loadConfig(env).kafka;
@@ -86,6 +92,16 @@ describe('Kafka problems said as what to change', () => {
     assert.equal(explain(cannotConnect(refused), plain).reason, 'unreachable');
     assert.match(explain(cannotConnect(refused), plain).message, /IMAGELAKE_KAFKA_TLS=true/);
     assert.doesNotMatch(explain(cannotConnect(refused), secure).message, /IMAGELAKE_KAFKA_TLS=true/);
+  });
+
+  it('tells a creation refused to this user from one that may yet have gone through', () => {
+    // Nested as the client nests a response's errors: topics.ts waits for the second kind to show.
+    const answer = (id: string) => new MultipleErrors('Creating topics failed.', [new ProtocolError(id)]);
+    assert.equal(notAuthorized(answer('TOPIC_AUTHORIZATION_FAILED')), true);
+    assert.equal(notAuthorized(answer('CLUSTER_AUTHORIZATION_FAILED')), true);
+    assert.equal(notAuthorized(answer('REQUEST_TIMED_OUT')), false);
+    assert.equal(notAuthorized(answer('TOPIC_ALREADY_EXISTS')), false);
+    assert.equal(notAuthorized(cannotConnect(new Error('ECONNREFUSED'))), false);
   });
 
   it('an unknown topic is a missing topic; anything else keeps its innermost message', () => {

@@ -51,6 +51,11 @@ function* nested(error: unknown, depth = 0): Generator<Nested> {
   if (e.cause) yield* nested(e.cause, depth + 1);
 }
 
+/** The broker refused this user what it asked (an ACL): asking again will not change that. */
+export function notAuthorized(error: unknown): boolean {
+  return [...nested(error)].some((e) => e.apiId?.endsWith('_AUTHORIZATION_FAILED'));
+}
+
 /** Turns a client error into what went wrong and what to change, instead of a stack trace. */
 export function explain(error: unknown, config: KafkaConfig): KafkaProblem {
   if (error instanceof KafkaProblemError) return error.problem;

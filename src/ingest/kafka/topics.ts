@@ -2,7 +2,7 @@ import { Admin } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { KafkaConfig } from '../../config/config.ts';
 import { connectionOptions } from './client.ts';
-import { createTopicCommand, KafkaProblemError } from './problems.ts';
+import { createTopicCommand, KafkaProblemError, notAuthorized } from './problems.ts';
 
 export interface TopicPlan {
   name: string;
@@ -35,6 +35,8 @@ export async function ensureTopics(config: KafkaConfig, plan: TopicPlan[], log: 
   try {
     const existing = new Set(await admin.listTopics());
     const creatable = plan.filter((t) => !existing.has(t.name) && (t.always || config.createTopics));
+    // Created, or perhaps created: waited for below.
+    const expected: string[] = [];
     for (const retention of new Set(creatable.map((t) => t.retentionMs))) {
       const topics = creatable.filter((t) => t.retentionMs === retention).map((t) => t.name);
       try {
@@ -44,6 +46,7 @@ export async function ensureTopics(config: KafkaConfig, plan: TopicPlan[], log: 
           replicas: config.topicReplicas,
           configs: retention === undefined ? [] : [{ name: 'retention.ms', value: String(retention) }],
         });
+        expected.push(...topics);
         log.info(
           {
             topics,
@@ -54,14 +57,34 @@ export async function ensureTopics(config: KafkaConfig, plan: TopicPlan[], log: 
           'created Kafka topics',
         );
       } catch (error) {
-        // Another process created them first, or this user may not create topics: listed again below.
+        // Another process created them first, or the answer came late (a busy broker), or this user
+        // may not create topics: listed again below, waiting for them unless the broker refused.
+        if (!notAuthorized(error)) expected.push(...topics);
         log.debug({ err: error, topics }, 'creating topics failed');
       }
     }
-    const now = creatable.length ? new Set(await admin.listTopics()) : existing;
+    const now = creatable.length ? await listedOnceVisible(admin, expected) : existing;
     return plan.filter((t) => !now.has(t.name)).map((t) => t.name);
   } finally {
     await admin.close().catch(() => {});
+  }
+}
+
+/** How long a topic the broker said it created (or may have) may take to show in its listing. */
+const CREATED_VISIBLE_MS = 10_000;
+
+/**
+ * The broker's topics, once those it just created (or may have) show in them, or CREATED_VISIBLE_MS
+ * has passed. A broker answers a creation once its controller has the topic; the broker that
+ * answers the listing learns of it a moment later, longer on a busy machine: listed at once, a topic
+ * just created could be called missing, and the operator warned of it.
+ */
+async function listedOnceVisible(admin: Admin, expected: string[]): Promise<Set<string>> {
+  const deadline = Date.now() + CREATED_VISIBLE_MS;
+  for (let pause = 25; ; pause = Math.min(2 * pause, 500)) {
+    const listed = new Set(await admin.listTopics());
+    if (expected.every((t) => listed.has(t)) || Date.now() >= deadline) return listed;
+    await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }
 
