@@ -8,7 +8,7 @@ import {
   UserError,
 } from '@platformatic/kafka';
 import { type ConfigError, loadConfig } from '../../src/config/config.ts';
-import { explain, notAuthorized } from '../../src/ingest/kafka/problems.ts';
+import { creationRefused, explain } from '../../src/ingest/kafka/problems.ts';
 import { missingTopicsError } from '../../src/ingest/kafka/topics.ts';
 
 const kafka = (env: Record<string, string>) => loadConfig(env).kafka;
@@ -97,11 +97,12 @@ describe('Kafka problems said as what to change', () => {
   it('tells a creation refused to this user from one that may yet have gone through', () => {
     // Nested as the client nests a response's errors: topics.ts waits for the second kind to show.
     const answer = (id: string) => new MultipleErrors('Creating topics failed.', [new ProtocolError(id)]);
-    assert.equal(notAuthorized(answer('TOPIC_AUTHORIZATION_FAILED')), true);
-    assert.equal(notAuthorized(answer('CLUSTER_AUTHORIZATION_FAILED')), true);
-    assert.equal(notAuthorized(answer('REQUEST_TIMED_OUT')), false);
-    assert.equal(notAuthorized(answer('TOPIC_ALREADY_EXISTS')), false);
-    assert.equal(notAuthorized(cannotConnect(new Error('ECONNREFUSED'))), false);
+    assert.equal(creationRefused(answer('TOPIC_AUTHORIZATION_FAILED')), true);
+    assert.equal(creationRefused(answer('CLUSTER_AUTHORIZATION_FAILED')), true);
+    assert.equal(creationRefused(answer('INVALID_REPLICATION_FACTOR')), true);
+    assert.equal(creationRefused(answer('REQUEST_TIMED_OUT')), false);
+    assert.equal(creationRefused(answer('TOPIC_ALREADY_EXISTS')), false);
+    assert.equal(creationRefused(cannotConnect(new Error('ECONNREFUSED'))), false);
   });
 
   it('an unknown topic is a missing topic; anything else keeps its innermost message', () => {

@@ -51,9 +51,26 @@ function* nested(error: unknown, depth = 0): Generator<Nested> {
   if (e.cause) yield* nested(e.cause, depth + 1);
 }
 
-/** The broker refused this user what it asked (an ACL): asking again will not change that. */
-export function notAuthorized(error: unknown): boolean {
-  return [...nested(error)].some((e) => e.apiId?.endsWith('_AUTHORIZATION_FAILED'));
+/** Answers to a topic creation that asking again will not change: the topic was not made. */
+const CREATION_REFUSALS = new Set([
+  'INVALID_TOPIC_EXCEPTION',
+  'INVALID_PARTITIONS',
+  'INVALID_REPLICATION_FACTOR',
+  'INVALID_REPLICA_ASSIGNMENT',
+  'INVALID_CONFIG',
+  'POLICY_VIOLATION',
+]);
+
+/**
+ * The broker refused a topic creation: this user may not (an ACL), or the settings are not ones it
+ * takes. Anything else (no answer in time, a broker busy electing its controller, another process
+ * first) may have made the topic, or may on a second try.
+ */
+export function creationRefused(error: unknown): boolean {
+  return [...nested(error)].some(
+    (e) =>
+      e.apiId !== undefined && (e.apiId.endsWith('_AUTHORIZATION_FAILED') || CREATION_REFUSALS.has(e.apiId)),
+  );
 }
 
 /** Turns a client error into what went wrong and what to change, instead of a stack trace. */

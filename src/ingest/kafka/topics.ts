@@ -2,7 +2,7 @@ import { Admin } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { KafkaConfig } from '../../config/config.ts';
 import { connectionOptions } from './client.ts';
-import { createTopicCommand, KafkaProblemError, notAuthorized } from './problems.ts';
+import { createTopicCommand, creationRefused, KafkaProblemError } from './problems.ts';
 
 export interface TopicPlan {
   name: string;
@@ -35,39 +35,64 @@ export async function ensureTopics(config: KafkaConfig, plan: TopicPlan[], log: 
   try {
     const existing = new Set(await admin.listTopics());
     const creatable = plan.filter((t) => !existing.has(t.name) && (t.always || config.createTopics));
-    // Created, or perhaps created: waited for below.
-    const expected: string[] = [];
-    for (const retention of new Set(creatable.map((t) => t.retentionMs))) {
-      const topics = creatable.filter((t) => t.retentionMs === retention).map((t) => t.name);
-      try {
-        await admin.createTopics({
-          topics,
-          partitions: config.topicPartitions,
-          replicas: config.topicReplicas,
-          configs: retention === undefined ? [] : [{ name: 'retention.ms', value: String(retention) }],
-        });
-        expected.push(...topics);
-        log.info(
-          {
-            topics,
-            partitions: config.topicPartitions,
-            replicas: config.topicReplicas,
-            retentionMs: retention,
-          },
-          'created Kafka topics',
-        );
-      } catch (error) {
-        // Another process created them first, or the answer came late (a busy broker), or this user
-        // may not create topics: listed again below, waiting for them unless the broker refused.
-        if (!notAuthorized(error)) expected.push(...topics);
-        log.debug({ err: error, topics }, 'creating topics failed');
-      }
+    let now = existing;
+    // A creation that failed other than by a refusal (a busy broker's late answer) is tried once more.
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const missing = creatable.filter((t) => !now.has(t.name));
+      if (missing.length === 0) break;
+      const { expected, failed } = await createTopics(admin, config, missing, log);
+      now = await listedOnceVisible(admin, expected);
+      if (!failed) break;
     }
-    const now = creatable.length ? await listedOnceVisible(admin, expected) : existing;
     return plan.filter((t) => !now.has(t.name)).map((t) => t.name);
   } finally {
     await admin.close().catch(() => {});
   }
+}
+
+/**
+ * Creates topics, a request per retention. Returns those created or perhaps created (the broker's
+ * answer did not come, or another process created them first), to be waited for in the listing, and
+ * whether a creation failed other than by a refusal to this user.
+ */
+async function createTopics(
+  admin: Admin,
+  config: KafkaConfig,
+  missing: TopicPlan[],
+  log: Logger,
+): Promise<{ expected: string[]; failed: boolean }> {
+  const expected: string[] = [];
+  let failed = false;
+  for (const retention of new Set(missing.map((t) => t.retentionMs))) {
+    const topics = missing.filter((t) => t.retentionMs === retention).map((t) => t.name);
+    try {
+      await admin.createTopics({
+        topics,
+        partitions: config.topicPartitions,
+        replicas: config.topicReplicas,
+        configs: retention === undefined ? [] : [{ name: 'retention.ms', value: String(retention) }],
+      });
+      expected.push(...topics);
+      log.info(
+        {
+          topics,
+          partitions: config.topicPartitions,
+          replicas: config.topicReplicas,
+          retentionMs: retention,
+        },
+        'created Kafka topics',
+      );
+    } catch (error) {
+      // Refused (this user may not, or the settings are not ones the broker takes): they stay
+      // missing, and the caller says so.
+      if (!creationRefused(error)) {
+        expected.push(...topics);
+        failed = true;
+      }
+      log.debug({ err: error, topics }, 'creating topics failed');
+    }
+  }
+  return { expected, failed };
 }
 
 /** How long a topic the broker said it created (or may have) may take to show in its listing. */
