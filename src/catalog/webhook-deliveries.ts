@@ -123,7 +123,10 @@ export interface Held {
  * held ids, claims of 128: 20-21 µs of PostgreSQL per delivery against 27-29 planned each time; with
  * 50 endpoints, 46-49 against 55-60. (Prepared, the held ids are compared one by one rather than
  * hashed, as a literal array's are: a claim walks past the held deliveries, the first due, twice.
- * Even so it costs less than planning; an anti-join on them planned worse, 40-50 µs.)
+ * Even so it costs less than planning; an anti-join on them planned worse, 40-50 µs. With as many
+ * held as a dispatcher holds at most by default, 2,048, a claim costs 53 µs a delivery for one
+ * endpoint and 71 for 50, prepared or not: every claim splits and compares every held id, where
+ * each endpoint's rows need only its own, 256 at most.)
  */
 export async function claimDue(
   db: Db,
