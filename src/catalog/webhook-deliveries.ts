@@ -93,9 +93,9 @@ export interface ClaimedDelivery {
 
 /** What a dispatcher already holds, by endpoint: the claim skips these and tops each endpoint up. */
 export interface Held {
-  /** Every delivery held (waiting, in flight, or answered and not yet recorded). */
-  ids: string[];
-  /** How many of them each endpoint has. */
+  /** By endpoint, every delivery held (waiting, in flight, or answered and not yet recorded). */
+  ids: ReadonlyMap<string, readonly string[]>;
+  /** By endpoint, how many are waiting or in flight (what its next rounds top up). */
   byEndpoint: ReadonlyMap<string, number>;
 }
 
@@ -121,12 +121,11 @@ export interface Held {
  * Prepared: its generic plan is the custom one (index scans from each endpoint into webhook_due and
  * from there to each delivery), and planning it was a third of a claim's time. Measured with 128
  * held ids, claims of 128: 20-21 µs of PostgreSQL per delivery against 27-29 planned each time; with
- * 50 endpoints, 46-49 against 55-60. (Prepared, the held ids are compared one by one rather than
- * hashed, as a literal array's are: a claim walks past the held deliveries, the first due, twice.
- * Even so it costs less than planning; an anti-join on them planned worse, 40-50 µs. With as many
- * held as a dispatcher holds at most by default, 2,048, a claim costs 53 µs a delivery for one
- * endpoint and 71 for 50, prepared or not: every claim splits and compares every held id, where
- * each endpoint's rows need only its own, 256 at most.)
+ * 50 endpoints, 46-49 against 55-60. Prepared, the held ids are compared one by one rather than
+ * hashed (as a literal array's are), so each endpoint's rows are compared with its own held ids
+ * only: with as many held as a dispatcher holds at most by default, 2,048 over 50 endpoints, a claim
+ * costs 43-46 µs a delivery, against 71 when every row was compared with all of them. (An anti-join
+ * on the held ids planned worse, 40-50 µs with 128.)
  */
 export async function claimDue(
   db: Db,
@@ -134,10 +133,10 @@ export async function claimDue(
 ): Promise<ClaimedDelivery[]> {
   if (options.limit <= 0) return [];
   const { holder, held, ahead } = options;
-  // Joined into one text rather than sent as an array, which the driver builds in JavaScript
-  // element by element: a dispatcher holds hundreds of ids. Split in a subquery (run once per
-  // claim): in the prepared plan, written in the condition, it would be split again at every row.
-  const heldIds = held.ids.join(',');
+  // Per endpoint: its count, and its held ids joined into one text rather than sent as an array,
+  // which the driver builds in JavaScript element by element (a dispatcher holds up to thousands).
+  // Split once per claim (the `mine` CTE), and each endpoint's rows compared with its own only.
+  const endpointsHeld = [...new Set([...held.byEndpoint.keys(), ...held.ids.keys()])];
   const result = await sql<{
     id: string;
     endpoint_id: string;
@@ -155,18 +154,20 @@ export async function claimDue(
     failing_since: Date | null;
   }>`${PREPARE}
     with quick as (select set_config('synchronous_commit', 'off', true)),
-    mine as (
-      select * from unnest(${[...held.byEndpoint.keys()]}::uuid[], ${[...held.byEndpoint.values()]}::int[])
-        as m(endpoint_id, held)),
+    mine as materialized (
+      select m.endpoint_id, m.held, string_to_array(m.ids, ',')::uuid[] as held_ids
+        from unnest(${endpointsHeld}::uuid[], ${endpointsHeld.map((e) => held.byEndpoint.get(e) ?? 0)}::int[],
+                    ${endpointsHeld.map((e) => held.ids.get(e)?.join(',') ?? '')}::text[])
+          as m(endpoint_id, held, ids)),
     endpoints as (
-      select e.id, coalesce(m.held, 0) as held
+      select e.id, coalesce(m.held, 0) as held, coalesce(m.held_ids, '{}') as held_ids
         from webhook_endpoints e cross join quick left join mine m on m.endpoint_id = e.id
        where e.enabled
          and (e.dispatcher is null or e.dispatcher = ${holder}::uuid or e.dispatcher_until < now())
          and coalesce(m.held, 0) < ${ahead}::int
          and exists (select 1 from webhook_due q
                       where q.endpoint_id = e.id and q.next_attempt_at <= now()
-                        and q.delivery_id <> all((select string_to_array(${heldIds}, ',')::uuid[])::uuid[]))
+                        and q.delivery_id <> all(coalesce(m.held_ids, '{}')))
        order by e.last_claim_at nulls first, e.id
        limit ${options.limit}
        for update of e skip locked),
@@ -176,8 +177,8 @@ export async function claimDue(
              dispatcher_until = now() + ${options.leaseMs} * interval '1 millisecond'
         from endpoints e
        where w.id = e.id
-      returning w.id, e.held, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
-                w.failing_since)
+      returning w.id, e.held, e.held_ids, w.customer_id, w.url, w.secret, w.previous_secret,
+                w.previous_secret_until, w.failing_since)
     select d.id, d.endpoint_id, d.image_id, d.event_type, d.payload, d.attempts, d.round_attempts,
            d.traceparent, w.customer_id, w.url, w.secret, w.previous_secret, w.previous_secret_until,
            w.failing_since
@@ -186,7 +187,7 @@ export async function claimDue(
                d.traceparent
           from webhook_due q join webhook_deliveries d on d.id = q.delivery_id
          where q.endpoint_id = w.id and q.next_attempt_at <= now()
-           and q.delivery_id <> all((select string_to_array(${heldIds}, ',')::uuid[])::uuid[])
+           and q.delivery_id <> all(w.held_ids)
          order by q.next_attempt_at
          -- The room is shared out among the endpoints claimed: many endpoints with a backlog each
          -- get some now, rather than the first few all of it and the others none until it drains.

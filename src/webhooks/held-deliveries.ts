@@ -17,7 +17,8 @@ export class HeldDeliveries {
   /** Waiting, by endpoint; the map's order is the turn's order. */
   private readonly waiting = new Map<string, Waiting[]>();
   private readonly sending = new Map<string, number>();
-  private readonly ids = new Set<string>();
+  /** Every delivery held, to its endpoint. */
+  private readonly ids = new Map<string, string>();
   private waitingTotal = 0;
   private sendingTotal = 0;
 
@@ -44,7 +45,7 @@ export class HeldDeliveries {
       const queue = this.waiting.get(id);
       if (queue) queue.push({ delivery, leaseEnds });
       else this.waiting.set(id, [{ delivery, leaseEnds }]);
-      this.ids.add(delivery.id);
+      this.ids.set(delivery.id, id);
     }
     this.waitingTotal += claimed.length;
   }
@@ -97,12 +98,21 @@ export class HeldDeliveries {
     this.ids.delete(delivery.id);
   }
 
-  /** What the next claim skips (all held), and how many each endpoint has waiting or in flight. */
+  /**
+   * What the next claim skips (every delivery held, by endpoint), and how many each endpoint has
+   * waiting or in flight.
+   */
   snapshot(): Held {
     const byEndpoint = new Map<string, number>();
     for (const id of new Set([...this.waiting.keys(), ...this.sending.keys()]))
       byEndpoint.set(id, this.pendingFor(id));
-    return { ids: [...this.ids], byEndpoint };
+    const ids = new Map<string, string[]>();
+    for (const [delivery, endpoint] of this.ids) {
+      const list = ids.get(endpoint);
+      if (list) list.push(delivery);
+      else ids.set(endpoint, [delivery]);
+    }
+    return { ids, byEndpoint };
   }
 
   /** Takes every waiting delivery out (the dispatcher is stopping: they are let go unsent). */

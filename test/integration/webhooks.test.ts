@@ -546,7 +546,7 @@ describe('webhooks', () => {
     const target = await receiver();
     const hook = await register(acme.apiKey, target.url, ['image.failed']);
     const { db } = platform.server;
-    const nothingHeld = { ids: [], byEndpoint: new Map<string, number>() };
+    const nothingHeld = { ids: new Map<string, string[]>(), byEndpoint: new Map<string, number>() };
     try {
       // The test claims in place of the dispatcher process, which is stopped meanwhile.
       dispatcher!.kill('SIGKILL');
@@ -594,7 +594,7 @@ describe('webhooks', () => {
         limit: 4,
         ahead: 256,
         leaseMs: 60_000,
-        held: { ids: [], byEndpoint: new Map() },
+        held: { ids: new Map(), byEndpoint: new Map() },
       });
       const of = (hookId: string) => claimed.filter((d) => d.endpointId === hookId).length;
       assert.deepEqual(

@@ -260,14 +260,18 @@ describe('what a webhook dispatcher holds', () => {
     assert.equal(held.pendingFor('a'), 2);
     held.answered(a1!);
     assert.equal(held.pendingFor('a'), 1, 'answered: the endpoint may be topped up');
-    assert.deepEqual(held.snapshot().ids.sort(), ['a1', 'a2'], 'not yet recorded: the claim still skips it');
+    assert.deepEqual(
+      [...held.snapshot().ids.get('a')!].sort(),
+      ['a1', 'a2'],
+      'not yet recorded: the claim still skips it',
+    );
     held.ended(a1!);
-    assert.deepEqual(held.snapshot().ids, ['a2']);
+    assert.deepEqual(held.snapshot().ids, new Map([['a', ['a2']]]));
     assert.deepEqual(
       held.drain().map((d) => d.id),
       ['a2'],
     );
     assert.equal(held.pending, 0);
-    assert.deepEqual(held.snapshot().ids, []);
+    assert.deepEqual(held.snapshot().ids, new Map());
   });
 });
