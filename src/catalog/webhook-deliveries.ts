@@ -2,7 +2,7 @@
 // writes, the dispatcher's claim and record, the delivery log and replay, retention's deletions and
 // audit, the dashboard's counts), so that no SQL on the table lives anywhere else.
 import { randomUUID } from 'node:crypto';
-import { type Selectable, sql } from 'kysely';
+import { type RawBuilder, type Selectable, sql } from 'kysely';
 import type { Db } from './database.ts';
 import { PREPARE } from './prepared-statements.ts';
 import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './schema.ts';
@@ -66,6 +66,15 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
       )
       .execute();
   return rows.map((r) => r.id);
+}
+
+/**
+ * Deletes the due rows of the deliveries `ids` selects (from a data-modifying CTE of the same
+ * statement), as an array: the planner cannot tell how many rows such a CTE returns, and joined to
+ * it, it hashed the whole due table for a batch of a few dozen.
+ */
+function undue(ids: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`delete from webhook_due where delivery_id = any(array(${ids}))`;
 }
 
 // ---- The dispatcher's claim and its record of each attempt ----
@@ -265,11 +274,7 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
                select w.id from webhook_endpoints w
                 where w.id = any(string_to_array(${endpoints}, ',')::uuid[]) and w.dispatcher = ${holder}::uuid))
       returning d.id, d.endpoint_id, v.status, v.next_at),
-    -- As an array: the planner cannot tell how many rows the update returns, and joined it hashed
-    -- the whole due table for a batch of a few dozen.
-    ended as (
-      delete from webhook_due
-       where delivery_id = any(array(select r.id from recorded r where r.status <> 'pending'))),
+    ended as (${undue(sql`select r.id from recorded r where r.status <> 'pending'`)}),
     -- Tried again later: written, not only moved, should a replay or a disabled endpoint have taken
     -- the due row while the attempt was in flight (the attempt's record has the last word).
     later as (
@@ -294,7 +299,7 @@ export async function failPending(db: Db, endpointId: string, reason: string): P
        where d.id in (select q.delivery_id from webhook_due q where q.endpoint_id = ${endpointId})
          and d.status = 'pending'
       returning d.id),
-    undue as (delete from webhook_due where delivery_id = any(array(select f.id from failed f)))
+    undue as (${undue(sql`select f.id from failed f`)})
     select count(*) as n from failed`.execute(db);
   return Number(result.rows[0]?.n ?? 0);
 }
@@ -399,20 +404,11 @@ export async function replay(
 /** Deletes the deliveries about these images, in the purge's transaction; one image id per row deleted. */
 export async function deleteForImages(trx: Db, imageIds: string[]): Promise<string[]> {
   if (imageIds.length === 0) return [];
-  const rows = await trx
-    .with('gone', (db) =>
-      db.deleteFrom('webhook_deliveries').where('image_id', 'in', imageIds).returning(['id', 'image_id']),
-    )
-    .with('undue', (db) =>
-      db
-        .deleteFrom('webhook_due')
-        .where('delivery_id', 'in', (eb) => eb.selectFrom('gone').select('id'))
-        .returning('delivery_id'),
-    )
-    .selectFrom('gone')
-    .select('image_id')
-    .execute();
-  return rows.map((r) => r.image_id!);
+  const { rows } = await sql<{ image_id: string }>`
+    with gone as (delete from webhook_deliveries where image_id in (${sql.join(imageIds)}) returning id, image_id),
+    undue as (${undue(sql`select g.id from gone g`)})
+    select image_id from gone`.execute(trx);
+  return rows.map((r) => r.image_id);
 }
 
 /**
@@ -429,7 +425,7 @@ export async function pruneExpired(db: Db, now: Date, platformMs: number): Promi
                      ${platformMs}) * interval '1 millisecond') old
        where d.id = old.id
       returning d.id),
-    undue as (delete from webhook_due where delivery_id = any(array(select g.id from gone g)))
+    undue as (${undue(sql`select g.id from gone g`)})
     select count(*) as n from gone`.execute(db);
   return Number(result.rows[0]?.n ?? 0);
 }
