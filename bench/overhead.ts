@@ -284,7 +284,7 @@ try {
         '-o',
         out,
         '-e',
-        'trace=fsync,fdatasync,sync_file_range',
+        `trace=${values.syscalls}`,
         ...pids.flatMap((p) => ['-p', p]),
       ],
       { stdio: 'ignore' },
