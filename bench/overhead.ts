@@ -16,11 +16,16 @@
 // written, and (in a separate sample under strace, which slows what it watches) fsync calls of node
 // and of PostgreSQL (`--syscalls %file,%desc,fsync` counts every file call instead). With --profile DIR the server runs with node --cpu-prof and the top functions by
 // self time are printed. Aim: at least 500 images/s, at most 3 ms of CPU per image.
+//
+// Each run also times the image work alone: the built-in steps (processing/pipeline.ts) on the same
+// images in this process, as many at a time as there are cores, with no HTTP, lake, queue or
+// catalog. It is the floor under the platform's CPU per image; what the platform spends above it is
+// the per-image overhead proper.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +33,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import sharp from 'sharp';
 import { runningEmbeddedUrl } from '../src/catalog/embedded.ts';
+import { runPipeline } from '../src/processing/pipeline.ts';
 import { cpuByKindBetween, namedCpuMs, processTree, threadCpuMs } from './process-tree.ts';
 import { startServe, stopServe } from './serve-process.ts';
 
@@ -77,6 +83,32 @@ async function send(url: string, headers: Record<string, string>, bodies: Buffer
     }),
   );
   return (performance.now() - started) / 1000;
+}
+
+/**
+ * The built-in steps alone on these images, a core's worth at a time, in this process: the image
+ * work's own CPU per image (every thread, libvips's included) and its rate.
+ */
+async function imageWorkAlone(bodies: Buffer[]): Promise<{ seconds: number; cpuMs: number }> {
+  const task = (input: Buffer) => ({
+    imageId: 'bench',
+    customerId: 'bench',
+    source: 'http',
+    format: 'png',
+    checksum: createHash('sha256').update(input).digest('hex'),
+    input,
+    limits: { maxPixels: 100_000_000, maxFrames: 1000 },
+  });
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: availableParallelism() }, async () => {
+      for (let i = next++; i < bodies.length; i = next++) await runPipeline(task(bodies[i]!));
+    }),
+  );
+  const used = process.cpuUsage(cpu);
+  return { seconds: (performance.now() - started) / 1000, cpuMs: (used.user + used.system) / 1000 };
 }
 
 function countFiles(dir: string): number {
@@ -178,6 +210,7 @@ try {
   await upload(warm);
   await waitUntilDone();
   await bare(warm);
+  await imageWorkAlone(warm);
 
   console.log(
     `${IMAGES} distinct 64x64 PNGs (${((await tinyImages(1))[0]!.length / 1000).toFixed(1)} KB each), ${CONCURRENCY} at a time, ${RUNS} runs`,
@@ -191,6 +224,7 @@ try {
     const bareBefore = namedCpuMs(processTree(baselinePid));
     const bareSeconds = await bare(bodies);
     const bareCpu = cpuByKindBetween(bareBefore, namedCpuMs(processTree(baselinePid)));
+    const alone = await imageWorkAlone(bodies);
 
     await db.query(`${MARK} select pg_stat_statements_reset() as bench_overhead`);
     const counters = await pgCounters();
@@ -223,6 +257,9 @@ try {
       'WAL bytes/image': (await walBytes(counters.lsn, after.lsn)) / IMAGES,
       'lake objects/image': (countFiles(lakeDir) - files) / IMAGES,
       ...Object.fromEntries(lake.filter(([, n]) => n > 0).map(([op, n]) => [`lake ${op}/image`, n] as const)),
+      'image work alone/s': IMAGES / alone.seconds,
+      'image work alone cpu ms/image': alone.cpuMs / IMAGES,
+      'above image work cpu ms/image': (cpu.node + cpu.postgres - alone.cpuMs) / IMAGES,
       'bare/s': IMAGES / bareSeconds,
       'bare cpu ms/image': (bareCpu.node + bareCpu.postgres) / IMAGES,
     } as Record<string, number>;
@@ -231,6 +268,10 @@ try {
       `run ${run + 1}: landed ${r['landed/s']!.toFixed(0)}/s, finished ${r['finished/s']!.toFixed(0)}/s, ` +
         `${r['cpu ms/image']!.toFixed(2)} ms CPU/image (node ${r['node ms/image']!.toFixed(2)}, postgres ${r['postgres ms/image']!.toFixed(2)}); ` +
         `bare ${r['bare/s']!.toFixed(0)}/s, ${r['bare cpu ms/image']!.toFixed(2)} ms CPU/image`,
+    );
+    console.log(
+      `  image work alone: ${r['image work alone/s']!.toFixed(0)}/s, ${r['image work alone cpu ms/image']!.toFixed(2)} ms CPU/image; ` +
+        `imagelake above it: ${r['above image work cpu ms/image']!.toFixed(2)} ms CPU/image`,
     );
     console.log(
       `  node's threads, ms/image: ${threads.map(([n, ms]) => `${n} ${ms.toFixed(2)}`).join(', ')}`,
@@ -253,6 +294,10 @@ try {
   );
   console.log(
     `aim: at least 500 images/s finished (median ${median(col('finished/s')).toFixed(0)}), at most 3 ms CPU/image (median ${median(col('cpu ms/image')).toFixed(2)})`,
+  );
+  console.log(
+    `the image work alone: ${median(col('image work alone/s')).toFixed(0)} images/s at ${median(col('image work alone cpu ms/image')).toFixed(2)} ms CPU/image (median); ` +
+      `imagelake above it: ${median(col('above image work cpu ms/image')).toFixed(2)} ms CPU/image`,
   );
 
   // Where PostgreSQL's time went in the last run: its statements by total time.

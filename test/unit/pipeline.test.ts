@@ -65,6 +65,23 @@ describe('pipeline on every accepted format', () => {
     });
   }
 
+  it('encodes an image no larger than the thumbnail once, at the better quality, for both renditions', async () => {
+    const small = await runPipeline(task(await png({ width: 200, height: 120 })));
+    const [thumb, preview] = small.renditions;
+    assert.deepEqual([thumb!.width, thumb!.height], [200, 120]);
+    assert.ok(thumb!.data.equals(preview!.data), 'the same WebP serves both');
+    assert.equal((await sharp(thumb!.data).metadata()).width, 200);
+    // Past the thumbnail's edge the two differ in size, and each gets its own encode.
+    const large = await runPipeline(task(await png({ width: 500, height: 400 })));
+    assert.deepEqual(
+      large.renditions.map((r) => [r.name, r.width, r.height]),
+      [
+        ['thumb', 256, 205],
+        ['preview', 500, 400],
+      ],
+    );
+  });
+
   it('reports frames of an animation', async () => {
     const result = await runPipeline(task(await gif(4)));
     assert.equal(result.metadata.pages, 4);
