@@ -323,15 +323,7 @@ try {
     });
     const strace = spawn(
       'strace',
-      [
-        '-f',
-        '-c',
-        '-o',
-        out,
-        '-e',
-        `trace=${values.syscalls}`,
-        ...pids.flatMap((p) => ['-p', p]),
-      ],
+      ['-f', '-c', '-o', out, '-e', `trace=${values.syscalls}`, ...pids.flatMap((p) => ['-p', p])],
       { stdio: 'ignore' },
     );
     await new Promise((r) => setTimeout(r, 1000));

@@ -30,13 +30,11 @@ export const renditions: Step = {
     // WebP encode rather than two: a fixed cost of about 0.9 ms of CPU however small the image.
     const long = Math.max(decoded.width, decoded.height);
     const unscaled = RENDITIONS.filter((r) => r.edge >= long);
-    const unscaledQuality = Math.max(...unscaled.map((r) => r.quality));
-    let unscaledEncode: ReturnType<typeof encode> | undefined;
+    const shared =
+      unscaled.length > 0 ? encode(decoded, long, Math.max(...unscaled.map((r) => r.quality))) : undefined;
     const outputs = await Promise.all(
       RENDITIONS.map(async (r): Promise<RenditionOutput> => {
-        const { data, info } = await (r.edge >= long
-          ? (unscaledEncode ??= encode(decoded, r.edge, unscaledQuality))
-          : encode(decoded, r.edge, r.quality));
+        const { data, info } = await (shared && r.edge >= long ? shared : encode(decoded, r.edge, r.quality));
         return { name: r.name, format: 'webp', width: info.width, height: info.height, data };
       }),
     );
