@@ -149,13 +149,20 @@ export async function imageExists(db: Db, id: string): Promise<boolean> {
 }
 
 /** A worker took the image: received → processing (a retry of an image already processing stays). */
-export async function markProcessing(db: Db, id: string): Promise<void> {
-  await db
+/**
+ * An image's job starts: received → processing, and the image as it now is. Undefined when there is
+ * nothing to process: the image is gone, or has an outcome already (a job run twice). One statement
+ * where a read and an update were two round trips for every image. An image already processing (its
+ * last attempt's worker died) is taken as it is.
+ */
+export async function startProcessing(db: Db, id: string): Promise<ImageRow | undefined> {
+  return db
     .updateTable('images')
     .set({ status: 'processing' })
     .where('id', '=', id)
-    .where('status', '=', 'received')
-    .execute();
+    .where('status', 'in', ['received', 'processing'])
+    .returningAll()
+    .executeTakeFirst();
 }
 
 /** The attempt failed and will be retried: processing → received. */

@@ -1,5 +1,5 @@
 import { type ProcessorRuns, runsOf } from '../../analytics/facts.ts';
-import { getImage, markProcessing, markReceived } from '../../catalog/images.ts';
+import { markReceived, startProcessing } from '../../catalog/images.ts';
 import { type ClaimedJob, finish, PROCESS_IMAGE, retryLater } from '../../catalog/queue.ts';
 import type { ImageRow, Rendition } from '../../catalog/schema.ts';
 import { type ErrorCode, PERMANENT_CODES } from '../../errors.ts';
@@ -31,8 +31,9 @@ export const processImageJob: JobHandler<ProcessImagePayload> = {
 
 async function processImage(ctx: JobContext, job: ClaimedJob, payload: ProcessImagePayload): Promise<void> {
   const started = performance.now();
-  const image = await getImage(ctx.db, payload.imageId);
-  if (!image || image.status === 'processed' || image.status === 'failed') {
+  const image = await startProcessing(ctx.db, payload.imageId);
+  if (!image) {
+    // Gone, or its outcome is recorded already.
     await finish(ctx.db, job);
     return;
   }
@@ -45,7 +46,6 @@ async function processImage(ctx: JobContext, job: ClaimedJob, payload: ProcessIm
       bytes: Number(image.bytes),
     }),
   );
-  await markProcessing(ctx.db, image.id);
   await process(ctx, job, image, started);
 }
 
