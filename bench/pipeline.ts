@@ -163,6 +163,7 @@ async function warmUpPhotos(dir: string): Promise<string[]> {
         width: 2400,
         height: 1600,
         channels: 3,
+        background: '#000',
         noise: { type: 'gaussian', mean: 100 + i * 5, sigma: 30 },
       },
     })
