@@ -177,13 +177,35 @@ export async function matchesOf(
     maxDistance: number;
   },
 ): Promise<{ exactOf: string | null; nearOf: string | null; nearDistance: number | null }> {
-  const search = { ...q, limit: 1, exceptImageId: q.imageId };
-  const [exact] = await nearestHashes(db, { ...search, kind: 'exact' });
-  const [near] = q.flat ? [] : await nearestHashes(db, { ...search, kind: 'near' });
+  if (q.flat) {
+    // A flat image has no near duplicates (its bits are noise): its bytes alone are looked up.
+    const [exact] = await nearestHashes(db, { ...q, kind: 'exact', limit: 1, exceptImageId: q.imageId });
+    return { exactOf: exact?.imageId ?? null, nearOf: null, nearDistance: null };
+  }
+  // Both searches in one statement, as nearestHashes makes each: one round trip for every image
+  // processed where there were two. Prepared, as the near search is.
+  const { rows } = await sql<{
+    exact_of: string | null;
+    near_of: string | null;
+    near_distance: number | null;
+  }>`${PREPARE}
+    select
+      (select h.image_id from image_hashes h
+        where h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256} and h.image_id <> ${q.imageId}
+        order by h.landed_at, h.image_id
+        limit 1) as exact_of,
+      n.image_id as near_of, n.distance as near_distance
+    from (select 1) one left join lateral (
+      select h.image_id, c.distance
+      from ${nearCandidates(q.customerId, q.phash, q.maxDistance)} c join image_hashes h on h.image_id = c.image_id
+      where h.sha256 <> ${q.sha256} and h.image_id <> ${q.imageId}
+      order by c.distance, h.landed_at, h.image_id
+      limit 1) n on true`.execute(db);
+  const row = rows[0];
   return {
-    exactOf: exact?.imageId ?? null,
-    nearOf: near?.imageId ?? null,
-    nearDistance: near?.distance ?? null,
+    exactOf: row?.exact_of ?? null,
+    nearOf: row?.near_of ?? null,
+    nearDistance: row?.near_distance ?? null,
   };
 }
 
