@@ -97,23 +97,11 @@ export async function addProcessorRuns(
  * partitions.
  */
 export async function recordFact(db: Db, f: Fact): Promise<void> {
-  // An image has one fact: a retried image's earlier outcome (failed) is taken back first.
-  await retractFact(db, f.imageId);
   const megapixels = f.width && f.height ? (f.width * f.height) / 1e6 : 0;
-  await sql`
-    insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
-      received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions, labels, processor_runs)
-    values (${f.imageId}, ${f.customerId}, ${f.source}, ${f.format}, ${f.outcome}, ${f.errorCode}, ${f.bytes}, ${f.width}, ${f.height},
-      ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${utcDay(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
-      ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)}, ${f.labels}, ${JSON.stringify(f.processorRuns)})`.execute(
-    db,
-  );
-  // Its share of every rollup, in the same transaction.
-  await addToRollups(db, f, megapixels);
-}
-
-/** Deletes an image's fact, if it has one, and takes its share back out of the rollups. */
-async function retractFact(db: Db, imageId: string): Promise<void> {
+  // An image has one fact: a retried image's earlier outcome (failed) is replaced in the same
+  // statement, which returns it to be taken back out of the rollups. One round trip for every outcome
+  // where a delete (which almost always found nothing) and an insert were two. Both happen at once
+  // on the statement's snapshot; the insert's key check does not see the row its delete removed.
   const old = await sql<{
     customer_id: string;
     source: string;
@@ -126,32 +114,43 @@ async function retractFact(db: Db, imageId: string): Promise<void> {
     processed_at: Date;
     queue_ms: number;
     processing_ms: number;
-  }>`delete from analytics.facts where image_id = ${imageId}
-     returning customer_id, source, format, outcome, error_code, bytes, megapixels, received_at, processed_at, queue_ms, processing_ms`.execute(
-    db,
-  );
+  }>`
+    with old as (
+      delete from analytics.facts where image_id = ${f.imageId}
+      returning customer_id, source, format, outcome, error_code, bytes, megapixels, received_at, processed_at, queue_ms, processing_ms
+    ), added as (
+      insert into analytics.facts (image_id, customer_id, source, format, outcome, error_code, bytes, width, height, megapixels,
+        received_at, processed_at, day, queue_ms, processing_ms, processors, dimensions, labels, processor_runs)
+      values (${f.imageId}, ${f.customerId}, ${f.source}, ${f.format}, ${f.outcome}, ${f.errorCode}, ${f.bytes}, ${f.width}, ${f.height},
+        ${megapixels || null}, ${f.receivedAt}, ${f.processedAt}, ${utcDay(f.receivedAt)}, ${f.queueMs}, ${f.processingMs},
+        ${JSON.stringify(f.processors)}, ${JSON.stringify(f.dimensions)}, ${f.labels}, ${JSON.stringify(f.processorRuns)})
+    )
+    select * from old`.execute(db);
   const row = old.rows[0];
-  if (!row) return;
-  const fact: Fact = {
-    imageId,
-    customerId: row.customer_id,
-    source: row.source,
-    format: row.format,
-    outcome: row.outcome,
-    errorCode: row.error_code,
-    bytes: Number(row.bytes),
-    width: null,
-    height: null,
-    receivedAt: row.received_at,
-    processedAt: row.processed_at,
-    queueMs: row.queue_ms,
-    processingMs: row.processing_ms,
-    processors: {},
-    dimensions: {},
-    labels: [],
-    processorRuns: {},
-  };
-  await addToRollups(db, fact, row.megapixels ?? 0, -1);
+  if (row) {
+    const earlier: Fact = {
+      imageId: f.imageId,
+      customerId: row.customer_id,
+      source: row.source,
+      format: row.format,
+      outcome: row.outcome,
+      errorCode: row.error_code,
+      bytes: Number(row.bytes),
+      width: null,
+      height: null,
+      receivedAt: row.received_at,
+      processedAt: row.processed_at,
+      queueMs: row.queue_ms,
+      processingMs: row.processing_ms,
+      processors: {},
+      dimensions: {},
+      labels: [],
+      processorRuns: {},
+    };
+    await addToRollups(db, earlier, row.megapixels ?? 0, -1);
+  }
+  // Its share of every rollup, in the same transaction.
+  await addToRollups(db, f, megapixels);
 }
 
 // ---- Retention and export: the facts of images that go, and the facts of a day ----
