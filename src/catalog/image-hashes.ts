@@ -165,42 +165,56 @@ export async function isFlatImage(db: Db, imageId: string): Promise<boolean | un
   return row?.flat;
 }
 
-/** What a new image matches among the customer's earlier ones: the first with its bytes, the nearest other. */
-export async function matchesOf(
+/**
+ * Adds a processed image to the index with what it matches among the customer's earlier images (the
+ * first with its bytes; the nearest other within `maxDistance`) and returns those matches, in one
+ * statement: searches and insert were three round trips for every image processed. Prepared, as the
+ * near search is. A flat image looks up its bytes only (its bits are noise) and gets no bands. A
+ * second add changes nothing.
+ */
+export async function indexHash(
   db: Db,
-  q: {
-    customerId: string;
+  h: {
     imageId: string;
+    customerId: string;
     sha256: string;
     phash: string;
+    landedAt: Date;
     flat: boolean;
     maxDistance: number;
   },
 ): Promise<{ exactOf: string | null; nearOf: string | null; nearDistance: number | null }> {
-  if (q.flat) {
-    // A flat image has no near duplicates (its bits are noise): its bytes alone are looked up.
-    const [exact] = await nearestHashes(db, { ...q, kind: 'exact', limit: 1, exceptImageId: q.imageId });
-    return { exactOf: exact?.imageId ?? null, nearOf: null, nearDistance: null };
-  }
-  // Both searches in one statement, as nearestHashes makes each: one round trip for every image
-  // processed where there were two. Prepared, as the near search is.
+  const [b0, b1, b2, b3] = h.flat ? [null, null, null, null] : bandsOf(h.phash);
+  const near = h.flat
+    ? sql`(select null::uuid as image_id, null::int as distance)`
+    : sql`(
+        select x.image_id, c.distance
+        from ${nearCandidates(h.customerId, h.phash, h.maxDistance)} c join image_hashes x on x.image_id = c.image_id
+        where x.sha256 <> ${h.sha256} and x.image_id <> ${h.imageId}
+        order by c.distance, x.landed_at, x.image_id
+        limit 1)`;
   const { rows } = await sql<{
     exact_of: string | null;
     near_of: string | null;
     near_distance: number | null;
   }>`${PREPARE}
-    select
-      (select h.image_id from image_hashes h
-        where h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256} and h.image_id <> ${q.imageId}
-        order by h.landed_at, h.image_id
-        limit 1) as exact_of,
-      n.image_id as near_of, n.distance as near_distance
-    from (select 1) one left join lateral (
-      select h.image_id, c.distance
-      from ${nearCandidates(q.customerId, q.phash, q.maxDistance)} c join image_hashes h on h.image_id = c.image_id
-      where h.sha256 <> ${q.sha256} and h.image_id <> ${q.imageId}
-      order by c.distance, h.landed_at, h.image_id
-      limit 1) n on true`.execute(db);
+    with matched as (
+      select
+        (select x.image_id from image_hashes x
+          where x.customer_id = ${h.customerId} and x.sha256 = ${h.sha256} and x.image_id <> ${h.imageId}
+          order by x.landed_at, x.image_id
+          limit 1) as exact_of,
+        n.image_id as near_of, n.distance as near_distance
+      from (select 1) one left join lateral ${near} n on true
+    ), added as (
+      insert into image_hashes (image_id, customer_id, sha256, phash, b0, b1, b2, b3, landed_at, flat, exact_of, near_of, near_distance)
+      select ${h.imageId}::uuid, ${h.customerId}::uuid, ${h.sha256}::text, ${signedOf(h.phash)}::bigint,
+             ${b0}::int, ${b1}::int, ${b2}::int, ${b3}::int, ${h.landedAt}::timestamptz, ${h.flat}::boolean,
+             m.exact_of, m.near_of, m.near_distance
+      from matched m
+      on conflict (image_id) do nothing
+    )
+    select exact_of, near_of, near_distance from matched`.execute(db);
   const row = rows[0];
   return {
     exactOf: row?.exact_of ?? null,

@@ -3,7 +3,7 @@ import { dimensionsOf, type ProcessorRuns, recordFact, runsOf } from '../analyti
 import { addOutcome } from '../analytics/usage.ts';
 import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { addHash, matchesOf } from '../catalog/image-hashes.ts';
+import { indexHash } from '../catalog/image-hashes.ts';
 import { flagDuplicate, imageExists, markOutcome } from '../catalog/images.ts';
 import { addOutboxEvent } from '../catalog/outbox.ts';
 import { type ClaimedJob, finish } from '../catalog/queue.ts';
@@ -153,9 +153,13 @@ async function indexFingerprints(
   fingerprints: ProcessResult['fingerprints'],
   nearDistance: number,
 ): Promise<'exact' | 'near' | null> {
-  const q = { customerId: image.customer_id, imageId: image.id, ...fingerprints, maxDistance: nearDistance };
-  const matches = await matchesOf(trx, q);
-  await addHash(trx, { ...q, landedAt: image.received_at, ...matches });
+  const matches = await indexHash(trx, {
+    customerId: image.customer_id,
+    imageId: image.id,
+    ...fingerprints,
+    landedAt: image.received_at,
+    maxDistance: nearDistance,
+  });
   const duplicate = matches.exactOf ? 'exact' : matches.nearOf ? 'near' : null;
   if (duplicate && (await duplicatePolicyOf(trx, image.customer_id)) === 'flag')
     await flagDuplicate(trx, image.id);

@@ -121,6 +121,22 @@ describe('near-duplicates', () => {
     assert.equal((await searchBy(t.url, other.apiKey, photo)).body.exact.length, 1, 'only its own copy');
   });
 
+  it('indexes a flat image by its bytes only: a re-upload is its exact duplicate, another flat image is not near it', async () => {
+    const plain = await createCustomer(t.url, 'Plain');
+    const grey = (size: number) =>
+      sharp({ create: { width: size, height: size, channels: 3, background: '#777' } })
+        .png()
+        .toBuffer();
+    const small = await landed(t, plain.apiKey, await grey(64));
+    const large = await landed(t, plain.apiKey, await grey(96));
+    // Same picture, other bytes: a flat image's hash is noise, so no near match is ever made of it.
+    assert.equal(large.duplicateOf, null);
+    const again = await landed(t, plain.apiKey, await grey(64));
+    assert.equal(again.duplicateOf, small.id);
+    const similar = await api(t.url, plain.apiKey, 'GET', `/v1/images/${small.id}/similar`);
+    assert.deepEqual([similar.body.exact.map((e: any) => e.id), similar.body.near], [[again.id], []]);
+  });
+
   it('rejects an exact re-upload with 409 DUPLICATE_IMAGE naming the image, once even when sent at once', async () => {
     const patched = await api(t.url, ADMIN, 'PATCH', `/v1/customers/${acme.id}`, { duplicates: 'reject' });
     assert.equal(patched.status, 200, JSON.stringify(patched.body));
