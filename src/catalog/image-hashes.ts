@@ -107,39 +107,48 @@ export interface SimilarHash {
   landedAt: Date;
 }
 
+/** What a search by fingerprint looks for, among one customer's images. */
+interface Search {
+  customerId: string;
+  sha256: string;
+  phash: string;
+  maxDistance: number;
+  limit: number;
+  exceptImageId?: string;
+}
+
+/** The same bytes have the same perceptual hash: distance 0, oldest first through image_hashes_sha256. */
+function exactSearch(q: Search) {
+  const except = q.exceptImageId ? sql`and h.image_id <> ${q.exceptImageId}` : sql``;
+  return sql<SimilarHash>`
+    select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", 0 as distance
+    from image_hashes h
+    where h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256} ${except}
+    order by h.landed_at, h.image_id
+    limit ${q.limit}`;
+}
+
+/** Other bytes within `maxDistance`, nearest first (then oldest first), through the band indexes. */
+function nearSearch(q: Search) {
+  const except = q.exceptImageId ? sql`and h.image_id <> ${q.exceptImageId}` : sql``;
+  return sql<SimilarHash>`
+    select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", c.distance
+    from ${nearCandidates(q.customerId, q.phash, q.maxDistance)} c join image_hashes h on h.image_id = c.image_id
+    where h.sha256 <> ${q.sha256} ${except}
+    order by c.distance, h.landed_at, h.image_id
+    limit ${q.limit}`;
+}
+
 /**
  * A customer's images like a fingerprint, nearest first (then oldest first): those with the same
  * bytes (exact), or those with other bytes within `maxDistance` (near).
  */
-export async function nearestHashes(
-  db: Db,
-  q: {
-    kind: 'exact' | 'near';
-    customerId: string;
-    sha256: string;
-    phash: string;
-    maxDistance: number;
-    limit: number;
-    exceptImageId?: string;
-  },
-): Promise<SimilarHash[]> {
-  const except = q.exceptImageId ? sql`and h.image_id <> ${q.exceptImageId}` : sql``;
-  // The same bytes have the same perceptual hash: distance 0, oldest first through image_hashes_sha256.
+export async function nearestHashes(db: Db, q: Search & { kind: 'exact' | 'near' }): Promise<SimilarHash[]> {
   const query =
     q.kind === 'exact'
-      ? sql<SimilarHash>`
-        select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", 0 as distance
-        from image_hashes h
-        where h.customer_id = ${q.customerId} and h.sha256 = ${q.sha256} ${except}
-        order by h.landed_at, h.image_id
-        limit ${q.limit}`
+      ? exactSearch(q)
       : // Prepared: its generic plan probes the same band indexes, and saves a plan as long as the run.
-        sql<SimilarHash>`${PREPARE}
-        select h.image_id as "imageId", h.sha256, h.landed_at as "landedAt", c.distance
-        from ${nearCandidates(q.customerId, q.phash, q.maxDistance)} c join image_hashes h on h.image_id = c.image_id
-        where h.sha256 <> ${q.sha256} ${except}
-        order by c.distance, h.landed_at, h.image_id
-        limit ${q.limit}`;
+        sql<SimilarHash>`${PREPARE} ${nearSearch(q)}`;
   return (await query.execute(db)).rows;
 }
 
@@ -185,27 +194,17 @@ export async function indexHash(
   },
 ): Promise<{ exactOf: string | null; nearOf: string | null; nearDistance: number | null }> {
   const [b0, b1, b2, b3] = h.flat ? [null, null, null, null] : bandsOf(h.phash);
-  const near = h.flat
-    ? sql`(select null::uuid as image_id, null::int as distance)`
-    : sql`(
-        select x.image_id, c.distance
-        from ${nearCandidates(h.customerId, h.phash, h.maxDistance)} c join image_hashes x on x.image_id = c.image_id
-        where x.sha256 <> ${h.sha256} and x.image_id <> ${h.imageId}
-        order by c.distance, x.landed_at, x.image_id
-        limit 1)`;
+  const search: Search = { ...h, limit: 1, exceptImageId: h.imageId };
+  const near = h.flat ? sql`select null::uuid as "imageId", null::int as distance` : nearSearch(search);
   const { rows } = await sql<{
     exact_of: string | null;
     near_of: string | null;
     near_distance: number | null;
   }>`${PREPARE}
     with matched as (
-      select
-        (select x.image_id from image_hashes x
-          where x.customer_id = ${h.customerId} and x.sha256 = ${h.sha256} and x.image_id <> ${h.imageId}
-          order by x.landed_at, x.image_id
-          limit 1) as exact_of,
-        n.image_id as near_of, n.distance as near_distance
-      from (select 1) one left join lateral ${near} n on true
+      select (select e."imageId" from (${exactSearch(search)}) e) as exact_of,
+             n."imageId" as near_of, n.distance as near_distance
+      from (select 1) one left join lateral (${near}) n on true
     ), added as (
       insert into image_hashes (image_id, customer_id, sha256, phash, b0, b1, b2, b3, landed_at, flat, exact_of, near_of, near_distance)
       select ${h.imageId}::uuid, ${h.customerId}::uuid, ${h.sha256}::text, ${signedOf(h.phash)}::bigint,

@@ -148,7 +148,6 @@ export async function imageExists(db: Db, id: string): Promise<boolean> {
   return row !== undefined;
 }
 
-/** A worker took the image: received → processing (a retry of an image already processing stays). */
 /**
  * An image's job starts: received → processing, and the image as it now is. Undefined when there is
  * nothing to process: the image is gone, or has an outcome already (a job run twice). One statement
