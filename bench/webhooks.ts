@@ -1,8 +1,10 @@
 // Webhook deliveries per second to a local receiver, against a bare node:http client posting the
 // same bodies to the same receiver, in the same run.
 //
-//   node bench/webhooks.ts [--deliveries 20000] [--endpoints 1] [--runs 3] [--rounds 5]
+//   node bench/webhooks.ts [--deliveries 20000] [--endpoints 1] [--runs 3] [--rounds 5] [--waiting 0]
 //
+// `--waiting N` first writes N deliveries to another endpoint, due in two hours: a receiver that is
+// down, its retries waiting on the schedule. A claim must not cost more for them.
 // The receiver is a node:http server in a child process that answers 204 at once. The platform
 // side is the real thing: deliveries written to PostgreSQL (the embedded one, in a temporary data
 // dir) as an outcome writes them, then one dispatcher (the `webhooks` role) claiming, signing,
@@ -21,6 +23,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { sql } from 'kysely';
 import pino from 'pino';
 import { Agent } from 'undici';
 import { createCustomer } from '../src/catalog/customers.ts';
@@ -41,12 +44,14 @@ const { values } = parseArgs({
     endpoints: { type: 'string' },
     runs: { type: 'string' },
     rounds: { type: 'string' },
+    waiting: { type: 'string' },
   },
 });
 const DELIVERIES = Number(values.deliveries ?? 20000);
 const ENDPOINTS = Number(values.endpoints ?? 1);
 const RUNS = Number(values.runs ?? 3);
 const ROUNDS = Number(values.rounds ?? 5);
+const WAITING = Number(values.waiting ?? 0);
 
 // The receiver, in a process of its own so that it does not share this one's event loop.
 const receiver = spawn(
@@ -95,6 +100,32 @@ for (let e = 0; e < ENDPOINTS; e++)
       })
     ).id,
   );
+
+if (WAITING > 0) {
+  const down = await insertEndpoint(db, {
+    id: randomUUID(),
+    customerId,
+    url: `http://127.0.0.1:${port}/down`,
+    description: null,
+    events: ['image.processed'],
+    secret: newSecret(),
+  });
+  const later = new Date(Date.now() + 2 * 3600_000);
+  for (let i = 0; i < WAITING; i += 5000)
+    await addDeliveries(
+      db,
+      Array.from({ length: Math.min(5000, WAITING - i) }, (_, k) => ({
+        endpointId: down.id,
+        customerId,
+        imageId: null,
+        eventType: 'image.processed',
+        payload: body(i + k),
+      })),
+      later,
+    );
+  // As autovacuum would have by then: not counted in the runs' PostgreSQL CPU.
+  await sql`vacuum analyze webhook_deliveries, webhook_due`.execute(db);
+}
 
 /** An image.processed body of the usual size: the image as the API shows it. */
 function body(i: number): string {
@@ -217,7 +248,7 @@ async function platformRun(bodies: string[]): Promise<Spent> {
   const seconds = (performance.now() - start) / 1000;
   const measured = spent(bodies.length, seconds, cpu);
   await dispatcher.stop();
-  if ((await countPending(db)) !== 0) throw new Error('deliveries left pending');
+  if ((await countPending(db)) !== WAITING) throw new Error('deliveries left pending');
   return measured;
 }
 
@@ -308,7 +339,8 @@ async function undiciRun(bodies: string[]): Promise<Spent> {
 }
 
 console.log(
-  `${DELIVERIES} deliveries of ${Buffer.byteLength(body(0))} bytes to ${ENDPOINTS} endpoint(s), ${inFlight} in flight, ${RUNS} runs of ${ROUNDS} rounds`,
+  `${DELIVERIES} deliveries of ${Buffer.byteLength(body(0))} bytes to ${ENDPOINTS} endpoint(s), ${inFlight} in flight, ${RUNS} runs of ${ROUNDS} rounds` +
+    (WAITING ? `; ${WAITING} more waiting for a retry in two hours` : ''),
 );
 const none: Spent = { count: 0, seconds: 0, self: 0, postgres: 0, receiver: 0 };
 const us = (seconds: number, count: number) => ((seconds / count) * 1e6).toFixed(0);
