@@ -24,7 +24,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -238,6 +238,7 @@ async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'cl
   if (profiler) {
     const { profile } = await profiler.post('Profiler.stop');
     const file = join(values.profile!, `kafka-landing-run${run}.cpuprofile`);
+    await mkdir(values.profile!, { recursive: true });
     await writeFile(file, JSON.stringify(profile));
     profiler.disconnect();
     console.log(`CPU profile of the landing: ${file}`);

@@ -1,7 +1,7 @@
 // Over 350 lines: one landing's workflow (idempotency, limits, the body to the lake, the catalog's
 // transaction, each refusal counted) shares the Lander's dependencies and metrics; split, it would
 // scatter one sequence whose order is the guarantee (bytes durable before the row that names them).
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, webcrypto } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addReceived } from '../analytics/usage.ts';
@@ -135,11 +135,19 @@ export class Lander {
       hash.update(chunk);
       return chunk;
     };
-    // A body already in memory (a Kafka message's value) is checked, hashed and written whole; a
-    // stream is sniffed on its first bytes, then checked and hashed chunk by chunk on its way.
-    const { format, body } = Buffer.isBuffer(input.body)
-      ? this.whole(input, input.body, take)
-      : await this.streamed(input, input.body, take);
+    // A body already in memory (a Kafka message's value) is checked and written whole, and hashed
+    // beside its write, off the event loop; a stream is sniffed on its first bytes, then checked and
+    // hashed chunk by chunk on its way.
+    let whole: Promise<string> | undefined;
+    let landing: Landing;
+    if (Buffer.isBuffer(input.body)) {
+      landing = this.whole(input, input.body);
+      bytes = input.body.length;
+      whole = sha256Hex(input.body);
+      // Awaited after the write; should the write fail first, its end is of no interest.
+      whole.catch(() => {});
+    } else landing = await this.streamed(input, input.body, take);
+    const { format, body } = landing;
 
     const key = rawKey({ imageId: id, customerId: input.customerId, receivedAt }, EXTENSION[format]);
     try {
@@ -150,7 +158,7 @@ export class Lander {
     }
     input.onStored?.();
 
-    const checksum = hash.digest('hex');
+    const checksum = whole ? await whole : hash.digest('hex');
     const recording: Recording = {
       row: {
         id,
@@ -259,15 +267,14 @@ export class Lander {
     return this.record(input, limits, recording);
   }
 
-  private whole(input: LandInput, body: Buffer, take: (chunk: Buffer) => Buffer): Landing {
+  private whole(input: LandInput, body: Buffer): Landing {
     if (body.length === 0) throw this.reject(input, new AppError('EMPTY_BODY'));
     const format = sniff(body.subarray(0, SNIFF_BYTES));
     if (!format) throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
-    try {
-      return { format, body: take(body) };
-    } catch (error) {
-      throw error instanceof AppError ? this.reject(input, error) : error;
-    }
+    const { maxBytes } = this.deps.limits;
+    if (body.length > maxBytes)
+      throw this.reject(input, new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`));
+    return { format, body };
   }
 
   private async streamed(
@@ -500,4 +507,14 @@ function asBuffer(chunk: unknown): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   const bytes = chunk as Uint8Array;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * The SHA-256 of a body in memory, in hex, computed on libuv's threads (WebCrypto's digest runs
+ * there) rather than on the event loop: a Kafka landing's event loop spent a fifth of its time
+ * hashing (1.1 ms for a 1.5 MB photo), time in which it could not fetch, write or record the next
+ * messages. WebCrypto copies the body first (about a tenth of the hashing's time).
+ */
+async function sha256Hex(body: Buffer): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', body)).toString('hex');
 }

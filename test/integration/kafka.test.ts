@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { runningEmbeddedUrl } from '../../src/catalog/embedded.ts';
@@ -108,6 +108,13 @@ describe('Kafka ingest against a real broker', () => {
     );
     const processed = events.map((m) => JSON.parse(m.value.toString()));
     assert.equal(new Set(processed.map((e) => e.id)).size, 200);
+    // A message's value is hashed off the event loop (ingest/land.ts): the same SHA-256 as its bytes.
+    const sha256 = new Set(messages.map((m) => createHash('sha256').update(m.value).digest('hex')));
+    assert.deepEqual(
+      processed.filter((e) => !sha256.has(e.checksum)),
+      [],
+      "every image's checksum is its bytes' SHA-256",
+    );
     const first = processed[0];
     assert.equal(first.type, 'image.processed');
     assert.equal(first.source, 'kafka');
