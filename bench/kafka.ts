@@ -34,7 +34,7 @@ import pino from 'pino';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
 import { corpusFolder, listImages } from './corpus.ts';
-import { cpuByKindBetween, namedCpuMs, processTree } from './process-tree.ts';
+import { cpuByKindBetween, namedCpuMs, processTree, threadCpuMs } from './process-tree.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -219,6 +219,7 @@ async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'cl
     await profiler.post('Profiler.start');
   }
   const cpu0 = namedCpuMs(processTree(process.pid));
+  const threads0 = threadCpuMs(process.pid);
   // From here the consumer is joining the group and fetching; PostgreSQL's start is not counted.
   const started = performance.now();
   for (;;) {
@@ -235,6 +236,9 @@ async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'cl
   }
   const withJoin = (performance.now() - started) / 1000;
   const cpu = cpuByKindBetween(cpu0, namedCpuMs(processTree(process.pid)));
+  const threads = threadCpuMs(process.pid);
+  const of = (name: string) => ((threads.get(name) ?? 0) - (threads0.get(name) ?? 0)) / 1000;
+  const split = `event loop ${of('MainThread').toFixed(2)}, V8 ${of('V8Worker').toFixed(2)}, libuv ${of('libuv-worker').toFixed(2)}`;
   if (profiler) {
     const { profile } = await profiler.post('Profiler.stop');
     const file = join(values.profile!, `kafka-landing-run${run}.cpuprofile`);
@@ -254,7 +258,7 @@ async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'cl
     (messages / Math.max(1, messages - 1));
   await server.stop();
   await rm(dataDir, { recursive: true, force: true });
-  return { withJoin, steady, nodeCpu: cpu.node / 1000, postgresCpu: cpu.postgres / 1000 };
+  return { withJoin, steady, nodeCpu: cpu.node / 1000, split, postgresCpu: cpu.postgres / 1000 };
 }
 
 interface Run {
@@ -265,6 +269,8 @@ interface Run {
   withJoin: number;
   steady: number;
   nodeCpu: number;
+  /** The node CPU seconds by thread: the event loop, V8's threads (garbage collection), libuv's (file writes, hashing). */
+  split: string;
   postgresCpu: number;
 }
 const results: Run[] = [];
@@ -283,7 +289,7 @@ try {
     const { withJoin, steady } = landing;
     results.push({ load, kcat, client, floor, ...landing });
     console.log(
-      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, durable floor ${floor.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node, ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
+      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, durable floor ${floor.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node (${landing.split}), ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
     );
   }
 } finally {
