@@ -390,6 +390,16 @@ export interface WebhookDueTable {
   next_attempt_at: Timestamp;
 }
 
+/**
+ * A delivery that failed for good (owner: catalog/webhook-deliveries.ts): a delivery is failed
+ * exactly while it has a row here, which the delivery log and the replay of failed ones read.
+ */
+export interface WebhookFailedTable {
+  delivery_id: string;
+  endpoint_id: string;
+  created_at: Timestamp;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -414,6 +424,7 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_due: WebhookDueTable;
+  webhook_failed: WebhookFailedTable;
   image_hashes: ImageHashesTable;
 }
 

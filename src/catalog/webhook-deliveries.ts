@@ -18,6 +18,12 @@ import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './
  * that narrow table, and recording an attempt changes no column an index of webhook_deliveries
  * covers, so the row is updated in place on its page. Every statement here that changes a delivery's
  * status writes or deletes its due row in the same statement.
+ *
+ * Every failed delivery has a row in webhook_failed (0035), which the delivery log and the replay of
+ * failed deliveries read instead of walking all of an endpoint's deliveries. They check the status
+ * too: an attempt in flight when its endpoint was disabled records what its receiver answered over
+ * the failure (failPending), and its row there stays until the delivery goes. A record does not look
+ * for one, which would cost every delivery a lookup for that rare race.
  */
 export type DeliveryRow = Selectable<WebhookDeliveriesTable>;
 
@@ -75,6 +81,11 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
  */
 function undue(ids: RawBuilder<unknown>): RawBuilder<unknown> {
   return sql`delete from webhook_due where delivery_id = any(array(${ids}))`;
+}
+
+/** Deletes the failed rows of the deliveries `ids` selects, as `undue` does their due rows. */
+function unfail(ids: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`delete from webhook_failed where delivery_id = any(array(${ids}))`;
 }
 
 // ---- The dispatcher's claim and its record of each attempt ----
@@ -307,8 +318,12 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
          and d.endpoint_id = any(array(
                select w.id from webhook_endpoints w
                 where w.id = any(string_to_array(${endpoints}, ',')::uuid[]) and w.dispatcher = ${holder}::uuid))
-      returning d.id, d.endpoint_id, v.status, v.next_at),
+      returning d.id, d.endpoint_id, d.created_at, v.status, v.next_at),
     ended as (${undue(sql`select r.id from recorded r where r.status <> 'pending'`)}),
+    failed as (
+      insert into webhook_failed (delivery_id, endpoint_id, created_at)
+      select r.id, r.endpoint_id, r.created_at from recorded r where r.status = 'failed'
+      on conflict (delivery_id) do nothing),
     -- Tried again later: written, not only moved, should a replay or a disabled endpoint have taken
     -- the due row while the attempt was in flight (the attempt's record has the last word).
     later as (
@@ -332,8 +347,12 @@ export async function failPending(db: Db, endpointId: string, reason: string): P
       update webhook_deliveries d set status = 'failed', next_attempt_at = null, last_error = ${reason}
        where d.id in (select q.delivery_id from webhook_due q where q.endpoint_id = ${endpointId})
          and d.status = 'pending'
-      returning d.id),
-    undue as (${undue(sql`select f.id from failed f`)})
+      returning d.id, d.endpoint_id, d.created_at),
+    undue as (${undue(sql`select f.id from failed f`)}),
+    kept as (
+      insert into webhook_failed (delivery_id, endpoint_id, created_at)
+      select f.id, f.endpoint_id, f.created_at from failed f
+      on conflict (delivery_id) do nothing)
     select count(*) as n from failed`.execute(db);
   return Number(result.rows[0]?.n ?? 0);
 }
@@ -347,22 +366,29 @@ export async function listDeliveries(
   endpointId: string,
   filter: { status?: DeliveryStatus; from?: Date; after?: { at: Date; id: string }; limit: number },
 ): Promise<{ rows: DeliveryRow[]; next: string | undefined }> {
-  let query = db
-    .selectFrom('webhook_deliveries')
-    .selectAll()
-    .where('endpoint_id', '=', endpointId)
-    .orderBy('created_at')
-    .orderBy('id')
+  // Failed ones by their own table (a few among an endpoint's many delivered, which the endpoint's
+  // index by time would walk one by one); the rest by the endpoint's index, whose rows mostly match.
+  const failed = filter.status === 'failed';
+  const at = sql.ref<Date>(failed ? 'f.created_at' : 'd.created_at');
+  const id = sql.ref<string>(failed ? 'f.delivery_id' : 'd.id');
+  let query = (
+    failed
+      ? db
+          .selectFrom('webhook_failed as f')
+          .innerJoin('webhook_deliveries as d', 'd.id', 'f.delivery_id')
+          .where('f.endpoint_id', '=', endpointId)
+      : db.selectFrom('webhook_deliveries as d').where('d.endpoint_id', '=', endpointId)
+  )
+    .selectAll('d')
+    .orderBy(at)
+    .orderBy(id)
     .limit(filter.limit + 1);
-  if (filter.status) query = query.where('status', '=', filter.status);
-  if (filter.from) query = query.where('created_at', '>=', filter.from);
+  if (filter.status) query = query.where('d.status', '=', filter.status);
+  if (filter.from) query = query.where(at, '>=', filter.from);
   const after = filter.after;
   if (after)
     query = query.where((eb) =>
-      eb.or([
-        eb('created_at', '>', after.at),
-        eb.and([eb('created_at', '=', after.at), eb('id', '>', after.id)]),
-      ]),
+      eb.or([eb(at, '>', after.at), eb.and([eb(at, '=', after.at), eb(id, '>', after.id)])]),
     );
   const rows = await query.execute();
   const page = rows.slice(0, filter.limit);
@@ -401,18 +427,37 @@ export async function replay(
 ): Promise<number> {
   const result = await db
     .with('replayed', (db) => {
-      const query = db
-        .updateTable('webhook_deliveries')
-        .set({ status: 'pending', round_attempts: 0, next_attempt_at: now })
-        .where('endpoint_id', '=', endpointId)
-        .returning(['id', 'endpoint_id']);
-      return 'id' in which
-        ? query.where('id', '=', which.id)
-        : query
-            .where('status', '=', which.status)
-            .where('created_at', '>=', which.from)
-            .where('created_at', '<', which.to);
+      const update = db
+        .updateTable('webhook_deliveries as d')
+        .set({ status: 'pending', round_attempts: 0, next_attempt_at: now });
+      if ('id' in which)
+        return update
+          .where('d.endpoint_id', '=', endpointId)
+          .where('d.id', '=', which.id)
+          .returning(['d.id', 'd.endpoint_id']);
+      // Failed ones by their own table, as the delivery log lists them.
+      if (which.status === 'failed')
+        return update
+          .from('webhook_failed as f')
+          .whereRef('d.id', '=', 'f.delivery_id')
+          .where('f.endpoint_id', '=', endpointId)
+          .where('f.created_at', '>=', which.from)
+          .where('f.created_at', '<', which.to)
+          .where('d.status', '=', 'failed')
+          .returning(['d.id', 'd.endpoint_id']);
+      return update
+        .where('d.endpoint_id', '=', endpointId)
+        .where('d.status', '=', which.status)
+        .where('d.created_at', '>=', which.from)
+        .where('d.created_at', '<', which.to)
+        .returning(['d.id', 'd.endpoint_id']);
     })
+    .with('unfailed', (db) =>
+      db
+        .deleteFrom('webhook_failed')
+        .where('delivery_id', '=', sql<string>`any(array(select id from replayed))`)
+        .returning('delivery_id'),
+    )
     .with('due', (db) =>
       db
         .insertInto('webhook_due')
@@ -440,7 +485,8 @@ export async function deleteForImages(trx: Db, imageIds: string[]): Promise<stri
   if (imageIds.length === 0) return [];
   const { rows } = await sql<{ image_id: string }>`
     with gone as (delete from webhook_deliveries where image_id in (${sql.join(imageIds)}) returning id, image_id),
-    undue as (${undue(sql`select g.id from gone g`)})
+    undue as (${undue(sql`select g.id from gone g`)}),
+    unfail as (${unfail(sql`select g.id from gone g`)})
     select image_id from gone`.execute(trx);
   return rows.map((r) => r.image_id);
 }
@@ -459,7 +505,8 @@ export async function pruneExpired(db: Db, now: Date, platformMs: number): Promi
                      ${platformMs}) * interval '1 millisecond') old
        where d.id = old.id
       returning d.id),
-    undue as (${undue(sql`select g.id from gone g`)})
+    undue as (${undue(sql`select g.id from gone g`)}),
+    unfail as (${unfail(sql`select g.id from gone g`)})
     select count(*) as n from gone`.execute(db);
   return Number(result.rows[0]?.n ?? 0);
 }

@@ -88,7 +88,15 @@ async function sendTest(key: string, webhookId: string): Promise<string> {
 }
 
 /** Deliveries, pending ones, due rows, and deliveries pending without a due row or due without being pending. */
-async function dueAndPending(): Promise<{ total: string; pending: string; due: string; mismatched: string }> {
+async function dueAndPending(): Promise<{
+  total: string;
+  pending: string;
+  due: string;
+  mismatched: string;
+  failed: string;
+  unlisted: string;
+  orphans: string;
+}> {
   const catalog = new pg.Client({ connectionString: postgres.url });
   await catalog.connect();
   const { rows } = await catalog
@@ -98,7 +106,13 @@ async function dueAndPending(): Promise<{ total: string; pending: string; due: s
               (select count(*) from webhook_due) as due,
               (select count(*) from webhook_deliveries d full join webhook_due q on q.delivery_id = d.id
                 where (d.status = 'pending') is distinct from (q.delivery_id is not null and d.id is not null)
-              ) as mismatched`,
+              ) as mismatched,
+              (select count(*) from webhook_deliveries where status = 'failed') as failed,
+              -- Failed deliveries the delivery log's failed rows do not name (migration 0035).
+              (select count(*) from webhook_deliveries d where d.status = 'failed'
+                  and not exists (select 1 from webhook_failed f where f.delivery_id = d.id)) as unlisted,
+              (select count(*) from webhook_failed f
+                where not exists (select 1 from webhook_deliveries d where d.id = f.delivery_id)) as orphans`,
     )
     .finally(() => catalog.end());
   return rows[0];
@@ -278,6 +292,9 @@ describe('webhooks', () => {
     const refused = await api(platform.url, acme.apiKey, 'POST', `/v1/webhooks/${hook.id}/test`);
     assert.equal(refused.status, 409);
     assert.equal(refused.body.error.code, 'WEBHOOK_DISABLED');
+    const listed = async (status: string) =>
+      (await deliveries(acme.apiKey, hook.id, `?status=${status}`)).map((d) => d.id);
+    assert.deepEqual(await listed('failed'), [id], 'the delivery log lists it as failed');
 
     gone.answer = (_, response) => response.end();
     const enabled = await api(platform.url, acme.apiKey, 'PATCH', `/v1/webhooks/${hook.id}`, {
@@ -298,6 +315,8 @@ describe('webhooks', () => {
       'recorded delivered',
       async () => (await delivery(acme.apiKey, hook.id, id)).status === 'delivered',
     );
+    assert.deepEqual(await listed('failed'), [], 'failed no more');
+    assert.deepEqual(await listed('delivered'), [id]);
   });
 
   it('replays one delivery with its own webhook-id', async () => {
@@ -638,6 +657,9 @@ describe('webhooks', () => {
     assert.ok(Number(counts.total) > 10, `deliveries: ${counts.total}`);
     assert.equal(counts.mismatched, '0', JSON.stringify(counts));
     assert.equal(counts.pending, counts.due);
+    assert.ok(Number(counts.failed) > 0, 'some failed: the 410, the timeout, the disabled endpoints');
+    assert.equal(counts.unlisted, '0', 'every failed delivery has its row in webhook_failed');
+    assert.equal(counts.orphans, '0');
   });
 
   it('erasure and the purge delete deliveries with their image, say so in the receipt, and tell the endpoint', async () => {
@@ -690,6 +712,8 @@ describe('webhooks', () => {
       report.findings.filter((f) => f.kind.endsWith('-deliveries')),
       [],
     );
-    assert.equal((await dueAndPending()).mismatched, '0', 'the purge took the due rows of what it deleted');
+    const counts = await dueAndPending();
+    assert.equal(counts.mismatched, '0', 'the purge took the due rows of what it deleted');
+    assert.equal(counts.orphans, '0', 'and their failed rows');
   });
 });

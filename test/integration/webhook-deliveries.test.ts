@@ -14,12 +14,16 @@ import {
   claimDue,
   explainClaimDue,
   type Held,
+  listDeliveries,
+  recordAttempts,
+  replay,
 } from '../../src/catalog/webhook-deliveries.ts';
 import { insertEndpoint, releaseEndpoints } from '../../src/catalog/webhooks.ts';
 import { newSecret } from '../../src/webhooks/signing.ts';
 
-// The dispatcher's claim (catalog/webhook-deliveries.ts `claimDue`) against a backlog, on a
-// PostgreSQL of the test's own: what it skips, and that its cost does not grow with the backlog.
+// catalog/webhook-deliveries.ts against a backlog, on a PostgreSQL of the test's own: the
+// dispatcher's claim (what it skips, and that its cost does not grow with the backlog) and the
+// delivery log's failed deliveries (webhook_failed).
 const log = pino({ level: 'silent' });
 const BACKLOG = 3000;
 const holder = 'dddddddd-0000-4000-8000-dddddddddddd';
@@ -28,6 +32,7 @@ let postgres: EmbeddedDatabase;
 let db: Db;
 let big: string;
 let small: string;
+let logged: string;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'imagelake-webhook-claim-'));
@@ -48,6 +53,7 @@ before(async () => {
     ).id;
   big = await endpoint(1);
   small = await endpoint(2);
+  logged = await endpoint(3);
   const due = (endpointId: string, count: number, from: number) =>
     Array.from({ length: count }, (_, i) => ({
       endpointId,
@@ -107,5 +113,92 @@ describe("the webhook dispatcher's claim", () => {
     await releaseEndpoints(db, holder);
     assert.doesNotMatch(plan, /Seq Scan on webhook_due/, plan);
     assert.match(plan, /Index Scan using webhook_due_endpoint/, plan);
+  });
+});
+
+describe('the delivery log', () => {
+  it('lists failed deliveries by their own table, page by page, and a replay takes them out', async () => {
+    const loggedHolder = 'eeeeeeee-0000-4000-8000-eeeeeeeeeeee';
+    const customerId = (
+      await sql<{ id: string }>`
+      select customer_id as id from webhook_endpoints where id = ${logged}`.execute(db)
+    ).rows[0]!.id;
+    await addDeliveries(
+      db,
+      Array.from({ length: 300 }, (_, n) => ({
+        endpointId: logged,
+        customerId,
+        imageId: null,
+        eventType: 'image.processed',
+        payload: JSON.stringify({ n }),
+      })),
+      new Date(),
+    );
+    const claimed = (
+      await claimDue(db, {
+        holder: loggedHolder,
+        limit: 1000,
+        ahead: 1000,
+        leaseMs: 60_000,
+        held: holding([]),
+      })
+    ).filter((d) => d.endpointId === logged);
+    assert.equal(claimed.length, 300);
+    const at = new Date().toISOString();
+    const failing = new Set(
+      claimed
+        .slice(0, 300)
+        .filter((_, i) => i % 50 === 7)
+        .map((d) => d.id),
+    );
+    const recorded = await recordAttempts(
+      db,
+      loggedHolder,
+      claimed.map((d) => ({
+        id: d.id,
+        endpointId: d.endpointId,
+        attempt: { at, statusCode: failing.has(d.id) ? 400 : 204, error: null, latencyMs: 1 },
+        next: {
+          status: failing.has(d.id) ? ('failed' as const) : ('delivered' as const),
+          nextAttemptAt: null,
+        },
+      })),
+    );
+    await releaseEndpoints(db, loggedHolder);
+    await releaseEndpoints(db, holder);
+    assert.equal(recorded.size, 300);
+    assert.equal(failing.size, 6);
+
+    const first = await listDeliveries(db, logged, { status: 'failed', limit: 4 });
+    assert.equal(first.rows.length, 4);
+    assert.ok(first.next, 'a cursor to the rest');
+    const [cursorAt, cursorId] = first.next.split('_');
+    const rest = await listDeliveries(db, logged, {
+      status: 'failed',
+      limit: 4,
+      after: { at: new Date(Number(cursorAt)), id: cursorId! },
+    });
+    assert.equal(rest.rows.length, 2);
+    assert.equal(rest.next, undefined);
+    const listed = [...first.rows, ...rest.rows];
+    assert.deepEqual(new Set(listed.map((d) => d.id)), failing);
+    assert.ok(listed.every((d) => d.status === 'failed'));
+    const order = listed.map((d) => `${d.created_at.toISOString()} ${d.id}`);
+    assert.deepEqual(order, [...order].sort(), 'by time, then id');
+    assert.equal((await listDeliveries(db, logged, { status: 'delivered', limit: 1000 })).rows.length, 294);
+
+    const now = new Date();
+    const replayed = await replay(
+      db,
+      logged,
+      { from: new Date(0), to: new Date(now.getTime() + 60_000), status: 'failed' },
+      now,
+    );
+    assert.equal(replayed, 6);
+    assert.equal((await listDeliveries(db, logged, { status: 'failed', limit: 10 })).rows.length, 0);
+    assert.equal((await listDeliveries(db, logged, { status: 'pending', limit: 10 })).rows.length, 6);
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from webhook_failed where endpoint_id = ${logged}`.execute(db);
+    assert.equal(rows[0]!.n, 0, 'their failed rows went with the replay');
   });
 });
