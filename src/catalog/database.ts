@@ -33,7 +33,7 @@ import * as webhookEndpointDispatchers from './migrations/0031_webhook_endpoint_
 import * as counterSlots from './migrations/0032_counter_slots.ts';
 import * as queueVacuum from './migrations/0033_queue_vacuum.ts';
 import * as webhookDue from './migrations/0034_webhook_due.ts';
-import * as webhookFailed from './migrations/0035_webhook_failed.ts';
+import * as webhookDeliveryLog from './migrations/0035_webhook_delivery_log.ts';
 import { prepareStatements } from './prepared-statements.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
@@ -154,7 +154,7 @@ const MIGRATIONS = {
   '0032_counter_slots': counterSlots,
   '0033_queue_vacuum': queueVacuum,
   '0034_webhook_due': webhookDue,
-  '0035_webhook_failed': webhookFailed,
+  '0035_webhook_delivery_log': webhookDeliveryLog,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

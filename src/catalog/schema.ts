@@ -388,6 +388,8 @@ export interface WebhookDueTable {
   delivery_id: string;
   endpoint_id: string;
   next_attempt_at: Timestamp;
+  /** The delivery's: the delivery log lists pending ones by it. */
+  created_at: Timestamp;
 }
 
 /**

@@ -8,10 +8,10 @@ import { PREPARE } from './prepared-statements.ts';
 import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './schema.ts';
 
 /**
- * The `webhook_deliveries` and `webhook_due` tables: every statement on them. A delivery is written
- * in the transaction of what it tells (landing, outcome, erasure, purge), claimed by the dispatcher
- * that holds its endpoint's lease (so several dispatchers never send the same attempt at once), and
- * logged attempt by attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try
+ * The `webhook_deliveries`, `webhook_due` and `webhook_failed` tables: every statement on them. A
+ * delivery is written in the transaction of what it tells (landing, outcome, erasure, purge), claimed
+ * by the dispatcher that holds its endpoint's lease (so several dispatchers never send the same
+ * attempt at once), and logged attempt by attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try
  * again.
  *
  * A delivery is pending exactly while webhook_due has a row for it (migration 0034): the claim reads
@@ -19,11 +19,13 @@ import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './
  * covers, so the row is updated in place on its page. Every statement here that changes a delivery's
  * status writes or deletes its due row in the same statement.
  *
- * Every failed delivery has a row in webhook_failed (0035), which the delivery log and the replay of
- * failed deliveries read instead of walking all of an endpoint's deliveries. They check the status
- * too: an attempt in flight when its endpoint was disabled records what its receiver answered over
- * the failure (failPending), and its row there stays until the delivery goes. A record does not look
- * for one, which would cost every delivery a lookup for that rare race.
+ * Every failed delivery has a row in webhook_failed (0035). The delivery log lists pending and
+ * failed deliveries, and the replay of a range takes failed ones, from these two narrow tables by
+ * time (webhook_due keeps each delivery's creation time for it) rather than walking all of an
+ * endpoint's deliveries. They check the status too: an attempt in flight when its endpoint was
+ * disabled records what its receiver answered over the failure (failPending), and its row in
+ * webhook_failed stays until the delivery goes. A record does not look for one, which would cost
+ * every delivery a lookup for that rare race.
  */
 export type DeliveryRow = Selectable<WebhookDeliveriesTable>;
 
@@ -66,9 +68,16 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
           .returning(['id', 'endpoint_id']),
       )
       .insertInto('webhook_due')
-      .columns(['delivery_id', 'endpoint_id', 'next_attempt_at'])
+      .columns(['delivery_id', 'endpoint_id', 'next_attempt_at', 'created_at'])
       .expression((eb) =>
-        eb.selectFrom('written').select(['id', 'endpoint_id', sql<Date>`${at}::timestamptz`.as('at')]),
+        eb
+          .selectFrom('written')
+          .select([
+            'id',
+            'endpoint_id',
+            sql<Date>`${at}::timestamptz`.as('at'),
+            sql<Date>`${at}::timestamptz`.as('created_at'),
+          ]),
       )
       .execute();
   return rows.map((r) => r.id);
@@ -327,8 +336,8 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
     -- Tried again later: written, not only moved, should a replay or a disabled endpoint have taken
     -- the due row while the attempt was in flight (the attempt's record has the last word).
     later as (
-      insert into webhook_due (delivery_id, endpoint_id, next_attempt_at)
-      select r.id, r.endpoint_id, r.next_at from recorded r where r.status = 'pending'
+      insert into webhook_due (delivery_id, endpoint_id, next_attempt_at, created_at)
+      select r.id, r.endpoint_id, r.next_at, r.created_at from recorded r where r.status = 'pending'
       on conflict (delivery_id) do update set next_attempt_at = excluded.next_attempt_at)
     select id from recorded`.execute(db);
   return new Set(result.rows.map((r) => r.id));
@@ -366,17 +375,21 @@ export async function listDeliveries(
   endpointId: string,
   filter: { status?: DeliveryStatus; from?: Date; after?: { at: Date; id: string }; limit: number },
 ): Promise<{ rows: DeliveryRow[]; next: string | undefined }> {
-  // Failed ones by their own table (a few among an endpoint's many delivered, which the endpoint's
-  // index by time would walk one by one); the rest by the endpoint's index, whose rows mostly match.
-  const failed = filter.status === 'failed';
-  const at = sql.ref<Date>(failed ? 'f.created_at' : 'd.created_at');
-  const id = sql.ref<string>(failed ? 'f.delivery_id' : 'd.id');
+  // Pending and failed ones by their own tables, by time (a few among an endpoint's many delivered,
+  // which its index by time would walk one by one); delivered ones by that index, whose rows mostly
+  // are. A narrow table's rows are checked against the delivery's status (webhook_failed may name a
+  // delivery that a late record delivered).
+  const narrow =
+    filter.status === 'failed' ? 'webhook_failed' : filter.status === 'pending' ? 'webhook_due' : undefined;
+  const at = sql.ref<Date>(narrow ? 'n.created_at' : 'd.created_at');
+  const id = sql.ref<string>(narrow ? 'n.delivery_id' : 'd.id');
   let query = (
-    failed
+    narrow
       ? db
-          .selectFrom('webhook_failed as f')
-          .innerJoin('webhook_deliveries as d', 'd.id', 'f.delivery_id')
-          .where('f.endpoint_id', '=', endpointId)
+          // Both tables have these three columns; named as one for the builder's types.
+          .selectFrom(`${narrow} as n` as 'webhook_failed as n')
+          .innerJoin('webhook_deliveries as d', 'd.id', 'n.delivery_id')
+          .where('n.endpoint_id', '=', endpointId)
       : db.selectFrom('webhook_deliveries as d').where('d.endpoint_id', '=', endpointId)
   )
     .selectAll('d')
@@ -434,7 +447,7 @@ export async function replay(
         return update
           .where('d.endpoint_id', '=', endpointId)
           .where('d.id', '=', which.id)
-          .returning(['d.id', 'd.endpoint_id']);
+          .returning(['d.id', 'd.endpoint_id', 'd.created_at']);
       // Failed ones by their own table, as the delivery log lists them.
       if (which.status === 'failed')
         return update
@@ -444,13 +457,13 @@ export async function replay(
           .where('f.created_at', '>=', which.from)
           .where('f.created_at', '<', which.to)
           .where('d.status', '=', 'failed')
-          .returning(['d.id', 'd.endpoint_id']);
+          .returning(['d.id', 'd.endpoint_id', 'd.created_at']);
       return update
         .where('d.endpoint_id', '=', endpointId)
         .where('d.status', '=', which.status)
         .where('d.created_at', '>=', which.from)
         .where('d.created_at', '<', which.to)
-        .returning(['d.id', 'd.endpoint_id']);
+        .returning(['d.id', 'd.endpoint_id', 'd.created_at']);
     })
     .with('unfailed', (db) =>
       db
@@ -461,9 +474,11 @@ export async function replay(
     .with('due', (db) =>
       db
         .insertInto('webhook_due')
-        .columns(['delivery_id', 'endpoint_id', 'next_attempt_at'])
+        .columns(['delivery_id', 'endpoint_id', 'next_attempt_at', 'created_at'])
         .expression((eb) =>
-          eb.selectFrom('replayed').select(['id', 'endpoint_id', sql<Date>`${now}::timestamptz`.as('at')]),
+          eb
+            .selectFrom('replayed')
+            .select(['id', 'endpoint_id', sql<Date>`${now}::timestamptz`.as('at'), 'created_at']),
         )
         .onConflict((oc) =>
           oc

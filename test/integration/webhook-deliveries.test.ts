@@ -117,7 +117,7 @@ describe("the webhook dispatcher's claim", () => {
 });
 
 describe('the delivery log', () => {
-  it('lists failed deliveries by their own table, page by page, and a replay takes them out', async () => {
+  it('lists pending and failed deliveries by their own tables, page by page, and a replay moves them', async () => {
     const loggedHolder = 'eeeeeeee-0000-4000-8000-eeeeeeeeeeee';
     const customerId = (
       await sql<{ id: string }>`
@@ -144,6 +144,9 @@ describe('the delivery log', () => {
       })
     ).filter((d) => d.endpointId === logged);
     assert.equal(claimed.length, 300);
+    const pendingIds = async () =>
+      new Set((await listDeliveries(db, logged, { status: 'pending', limit: 1000 })).rows.map((d) => d.id));
+    assert.equal((await pendingIds()).size, 300, 'all pending, listed by webhook_due');
     const at = new Date().toISOString();
     const failing = new Set(
       claimed
@@ -168,6 +171,7 @@ describe('the delivery log', () => {
     await releaseEndpoints(db, holder);
     assert.equal(recorded.size, 300);
     assert.equal(failing.size, 6);
+    assert.equal((await pendingIds()).size, 0);
 
     const first = await listDeliveries(db, logged, { status: 'failed', limit: 4 });
     assert.equal(first.rows.length, 4);
@@ -196,7 +200,7 @@ describe('the delivery log', () => {
     );
     assert.equal(replayed, 6);
     assert.equal((await listDeliveries(db, logged, { status: 'failed', limit: 10 })).rows.length, 0);
-    assert.equal((await listDeliveries(db, logged, { status: 'pending', limit: 10 })).rows.length, 6);
+    assert.deepEqual(await pendingIds(), failing, 'the replayed ones are pending, and only they');
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from webhook_failed where endpoint_id = ${logged}`.execute(db);
     assert.equal(rows[0]!.n, 0, 'their failed rows went with the replay');
