@@ -11,8 +11,8 @@ import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './
  * The `webhook_deliveries`, `webhook_due` and `webhook_failed` tables: every statement on them. A
  * delivery is written in the transaction of what it tells (landing, outcome, erasure, purge), claimed
  * by the dispatcher that holds its endpoint's lease (so several dispatchers never send the same
- * attempt at once), and logged attempt by attempt. webhooks/dispatcher.ts sends; webhooks/schedule.ts says when to try
- * again.
+ * attempt at once), and logged attempt by attempt. webhooks/dispatcher.ts sends;
+ * webhooks/schedule.ts says when to try again.
  *
  * A delivery is pending exactly while webhook_due has a row for it (migration 0034): the claim reads
  * that narrow table, and recording an attempt changes no column an index of webhook_deliveries
