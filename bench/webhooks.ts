@@ -5,6 +5,7 @@
 //
 // `--waiting N` first writes N deliveries to another endpoint, due in two hours: a receiver that is
 // down, its retries waiting on the schedule. A claim must not cost more for them.
+//
 // The receiver is a node:http server in a child process that answers 204 at once. The platform
 // side is the real thing: deliveries written to PostgreSQL (the embedded one, in a temporary data
 // dir) as an outcome writes them, then one dispatcher (the `webhooks` role) claiming, signing,
@@ -15,13 +16,15 @@
 // A run takes turns, `rounds` times: a share of its deliveries posted bare, then as many delivered
 // by the platform; a busy machine then slows both sides alike, rather than whichever ran while the
 // load came. A round of each goes first, uncounted, to warm both up. Each run prints both rates and
-// their ratio; the last lines give the ratio's spread over the runs.
+// their ratio, the CPU per delivery of each process, and how busy each side's event loop was (the
+// dispatcher's thread is what sets its rate on two cores); the last lines give the ratio's spread.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type EventLoopUtilization, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import pino from 'pino';
@@ -172,11 +175,17 @@ function cpuNow(): {
   self: Map<number, number>;
   postgres: Map<number, number>;
   receiver: Map<number, number>;
+  loop: EventLoopUtilization;
 } {
   const all = cpuSecondsOf(processTree(process.pid, [receiver.pid!]));
   const self = new Map([[process.pid, all.get(process.pid) ?? 0]]);
   all.delete(process.pid);
-  return { self, postgres: all, receiver: cpuSecondsOf([receiver.pid!]) };
+  return {
+    self,
+    postgres: all,
+    receiver: cpuSecondsOf([receiver.pid!]),
+    loop: performance.eventLoopUtilization(),
+  };
 }
 
 /** What one side spent on its deliveries: wall seconds and CPU seconds. */
@@ -189,6 +198,11 @@ interface Spent {
   postgres: number;
   /** CPU seconds of the receiver. */
   receiver: number;
+  /**
+   * Seconds this process's event loop was busy (not waiting for I/O), preempted time included: the
+   * dispatcher's thread, or the bare client's.
+   */
+  busy: number;
 }
 
 function spent(count: number, seconds: number, before: ReturnType<typeof cpuNow>): Spent {
@@ -199,6 +213,7 @@ function spent(count: number, seconds: number, before: ReturnType<typeof cpuNow>
     self: cpuBetween(before.self, after.self),
     postgres: cpuBetween(before.postgres, after.postgres),
     receiver: cpuBetween(before.receiver, after.receiver),
+    busy: performance.eventLoopUtilization(before.loop).active / 1000,
   };
 }
 
@@ -209,6 +224,7 @@ function add(a: Spent, b: Spent): Spent {
     self: a.self + b.self,
     postgres: a.postgres + b.postgres,
     receiver: a.receiver + b.receiver,
+    busy: a.busy + b.busy,
   };
 }
 
@@ -342,8 +358,9 @@ console.log(
   `${DELIVERIES} deliveries of ${Buffer.byteLength(body(0))} bytes to ${ENDPOINTS} endpoint(s), ${inFlight} in flight, ${RUNS} runs of ${ROUNDS} rounds` +
     (WAITING ? `; ${WAITING} more waiting for a retry in two hours` : ''),
 );
-const none: Spent = { count: 0, seconds: 0, self: 0, postgres: 0, receiver: 0 };
+const none: Spent = { count: 0, seconds: 0, self: 0, postgres: 0, receiver: 0, busy: 0 };
 const us = (seconds: number, count: number) => ((seconds / count) * 1e6).toFixed(0);
+const pct = (s: Spent) => `${((100 * s.busy) / s.seconds).toFixed(0)}%`;
 const ratios: number[] = [];
 // A round of each side first, not counted: a dispatcher runs for days, and the bare client's code
 // is compiled by then too.
@@ -369,7 +386,8 @@ for (let run = 1; run <= RUNS; run++) {
     `run ${run}: platform ${rate(platform).toFixed(0)}/s, bare node:http ${rate(bare).toFixed(0)}/s, ratio ${(rate(platform) / rate(bare)).toFixed(2)}; ` +
       `CPU per delivery: dispatcher ${us(platform.self, platform.count)} µs + PostgreSQL ${us(platform.postgres, platform.count)} µs, bare client ${us(bare.self, bare.count)} µs; ` +
       `receiver ${us(platform.receiver, platform.count)} and ${us(bare.receiver, bare.count)} µs; ` +
-      `undici alone ${rate(undici).toFixed(0)}/s at ${us(undici.self, undici.count)} µs`,
+      `undici alone ${rate(undici).toFixed(0)}/s at ${us(undici.self, undici.count)} µs; ` +
+      `event loop busy ${pct(platform)} (dispatcher) and ${pct(bare)} (bare client)`,
   );
 }
 const sorted = [...ratios].sort((a, b) => a - b);
