@@ -34,6 +34,7 @@ import * as counterSlots from './migrations/0032_counter_slots.ts';
 import * as queueVacuum from './migrations/0033_queue_vacuum.ts';
 import * as webhookDue from './migrations/0034_webhook_due.ts';
 import * as webhookDeliveryLog from './migrations/0035_webhook_delivery_log.ts';
+import * as webhookWritten from './migrations/0036_webhook_written.ts';
 import { prepareStatements } from './prepared-statements.ts';
 import type { Database } from './schema.ts';
 import { markCatalogError } from './unavailable.ts';
@@ -155,6 +156,7 @@ const MIGRATIONS = {
   '0033_queue_vacuum': queueVacuum,
   '0034_webhook_due': webhookDue,
   '0035_webhook_delivery_log': webhookDeliveryLog,
+  '0036_webhook_written': webhookWritten,
 };
 
 export async function migrate(db: Db, log: Logger): Promise<void> {

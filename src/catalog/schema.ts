@@ -402,6 +402,17 @@ export interface WebhookFailedTable {
   created_at: Timestamp;
 }
 
+/**
+ * Deliveries written per endpoint and UTC day, in slots (owner: catalog/webhook-deliveries.ts): what
+ * the operators' panel adds up, less the pending and failed ones, for the delivered.
+ */
+export interface WebhookWrittenDailyTable {
+  day: ColumnType<string, string, string>;
+  endpoint_id: string;
+  slot: number;
+  written: BigInt;
+}
+
 export interface Database {
   customers: CustomersTable;
   api_keys: ApiKeysTable;
@@ -427,6 +438,7 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_due: WebhookDueTable;
   webhook_failed: WebhookFailedTable;
+  webhook_written_daily: WebhookWrittenDailyTable;
   image_hashes: ImageHashesTable;
 }
 

@@ -3,6 +3,7 @@
 // audit, the dashboard's counts), so that no SQL on the table lives anywhere else.
 import { randomUUID } from 'node:crypto';
 import { type RawBuilder, type Selectable, sql } from 'kysely';
+import { counterSlot } from './counter-slots.ts';
 import type { Db } from './database.ts';
 import { PREPARE } from './prepared-statements.ts';
 import type { DeliveryAttempt, DeliveryStatus, WebhookDeliveriesTable } from './schema.ts';
@@ -67,6 +68,28 @@ export async function addDeliveries(db: Db, deliveries: NewDelivery[], at: Date)
           .values(rows.slice(i, i + 500))
           .returning(['id', 'endpoint_id']),
       )
+      // Counted for the operators' panel, by endpoint and day (see `outcomesByCustomer`).
+      .with('counted', (db) =>
+        db
+          .insertInto('webhook_written_daily')
+          .columns(['day', 'endpoint_id', 'slot', 'written'])
+          .expression((eb) =>
+            eb
+              .selectFrom('written')
+              .select((eb) => [
+                sql<string>`(${at}::timestamptz at time zone 'UTC')::date`.as('day'),
+                'endpoint_id',
+                counterSlot.as('slot'),
+                eb.fn.countAll<string>().as('written'),
+              ])
+              .groupBy('endpoint_id'),
+          )
+          .onConflict((oc) =>
+            oc
+              .columns(['day', 'endpoint_id', 'slot'])
+              .doUpdateSet({ written: sql`webhook_written_daily.written + excluded.written` }),
+          ),
+      )
       .insertInto('webhook_due')
       .columns(['delivery_id', 'endpoint_id', 'next_attempt_at', 'created_at'])
       .expression((eb) =>
@@ -95,6 +118,18 @@ function undue(ids: RawBuilder<unknown>): RawBuilder<unknown> {
 /** Deletes the failed rows of the deliveries `ids` selects, as `undue` does their due rows. */
 function unfail(ids: RawBuilder<unknown>): RawBuilder<unknown> {
   return sql`delete from webhook_failed where delivery_id = any(array(${ids}))`;
+}
+
+/**
+ * Takes deleted deliveries (`gone`: their endpoint_id and created_at, from a data-modifying CTE of
+ * the same statement) out of the panel's counts of deliveries written, by endpoint and day.
+ */
+function uncount(gone: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`
+    insert into webhook_written_daily as w (day, endpoint_id, slot, written)
+    select (g.created_at at time zone 'UTC')::date, g.endpoint_id, ${counterSlot}, -count(*)
+      from (${gone}) g group by 1, 2
+    on conflict (day, endpoint_id, slot) do update set written = w.written + excluded.written`;
 }
 
 // ---- The dispatcher's claim and its record of each attempt ----
@@ -499,9 +534,12 @@ export async function replay(
 export async function deleteForImages(trx: Db, imageIds: string[]): Promise<string[]> {
   if (imageIds.length === 0) return [];
   const { rows } = await sql<{ image_id: string }>`
-    with gone as (delete from webhook_deliveries where image_id in (${sql.join(imageIds)}) returning id, image_id),
+    with gone as (
+      delete from webhook_deliveries where image_id in (${sql.join(imageIds)})
+      returning id, image_id, endpoint_id, created_at),
     undue as (${undue(sql`select g.id from gone g`)}),
-    unfail as (${unfail(sql`select g.id from gone g`)})
+    unfail as (${unfail(sql`select g.id from gone g`)}),
+    uncount as (${uncount(sql`select g.endpoint_id, g.created_at from gone g`)})
     select image_id from gone`.execute(trx);
   return rows.map((r) => r.image_id);
 }
@@ -519,9 +557,19 @@ export async function pruneExpired(db: Db, now: Date, platformMs: number): Promi
                where d2.created_at < ${now}::timestamptz - least(coalesce(c.retention_ms, ${platformMs}),
                      ${platformMs}) * interval '1 millisecond') old
        where d.id = old.id
-      returning d.id),
+      returning d.id, d.endpoint_id, d.created_at),
     undue as (${undue(sql`select g.id from gone g`)}),
-    unfail as (${unfail(sql`select g.id from gone g`)})
+    unfail as (${unfail(sql`select g.id from gone g`)}),
+    uncount as (${uncount(sql`select g.endpoint_id, g.created_at from gone g`)}),
+    -- The counts of days before the window, once nothing is left in them (what this statement
+    -- deletes is taken out of them in the same statement, and seen by the next one).
+    emptied as (
+      delete from webhook_written_daily w
+       where w.day < ((${now}::timestamptz - ${platformMs} * interval '1 millisecond') at time zone 'UTC')::date
+         and (w.day, w.endpoint_id) in (
+               select e.day, e.endpoint_id from webhook_written_daily e
+                where e.day < ((${now}::timestamptz - ${platformMs} * interval '1 millisecond') at time zone 'UTC')::date
+                group by 1, 2 having sum(e.written) = 0))
     select count(*) as n from gone`.execute(db);
   return Number(result.rows[0]?.n ?? 0);
 }
@@ -562,27 +610,43 @@ export async function countPending(db: Db): Promise<number> {
 
 /**
  * Per customer, the deliveries written in [from, to) by status: the operators' dashboard panel.
- * The customers with the most deliveries first.
+ * The customers with the most deliveries first. `from` and `to` are whole UTC days.
+ *
+ * Read from counts, not from the deliveries: those written, by endpoint and day
+ * (webhook_written_daily, added to as deliveries are written and taken from as they are deleted), less
+ * the pending ones (webhook_due) and the failed ones (webhook_failed), which are the rest's
+ * complement (a delivery is pending, delivered or failed). Counting the deliveries read every one in
+ * the range, payloads and all: 138-162 ms for 200,000.
  */
 export async function outcomesByCustomer(
   db: Db,
   range: { from: Date; to: Date; customerId?: string | undefined; limit: number },
 ): Promise<Array<{ customer_id: string; delivered: string; failed: string; pending: string }>> {
-  let query = db
-    .selectFrom('webhook_deliveries')
-    .select([
-      'customer_id',
-      sql<string>`count(*) filter (where status = 'delivered')`.as('delivered'),
-      sql<string>`count(*) filter (where status = 'failed')`.as('failed'),
-      sql<string>`count(*) filter (where status = 'pending')`.as('pending'),
-    ])
-    .where('created_at', '>=', range.from)
-    .where('created_at', '<', range.to);
-  if (range.customerId) query = query.where('customer_id', '=', range.customerId);
-  return query
-    .groupBy('customer_id')
-    .orderBy(sql`count(*)`, 'desc')
-    .orderBy('customer_id')
-    .limit(range.limit)
-    .execute();
+  const { from, to } = range;
+  const ofCustomer = range.customerId ? sql`and e.customer_id = ${range.customerId}` : sql``;
+  const { rows } = await sql<{ customer_id: string; delivered: string; failed: string; pending: string }>`
+    with written as (
+      select e.customer_id, sum(c.written) as n
+        from webhook_written_daily c join webhook_endpoints e on e.id = c.endpoint_id
+       where c.day >= (${from}::timestamptz at time zone 'UTC')::date
+         and c.day < (${to}::timestamptz at time zone 'UTC')::date ${ofCustomer}
+       group by e.customer_id having sum(c.written) > 0),
+    pending as (
+      select e.customer_id, count(*) as n
+        from webhook_due q join webhook_endpoints e on e.id = q.endpoint_id
+       where q.created_at >= ${from} and q.created_at < ${to} ${ofCustomer}
+       group by e.customer_id),
+    failed as (
+      select e.customer_id, count(*) as n
+        from webhook_failed f join webhook_endpoints e on e.id = f.endpoint_id
+             join webhook_deliveries d on d.id = f.delivery_id and d.status = 'failed'
+       where f.created_at >= ${from} and f.created_at < ${to} ${ofCustomer}
+       group by e.customer_id)
+    select w.customer_id, (w.n - coalesce(p.n, 0) - coalesce(f.n, 0))::text as delivered,
+           coalesce(f.n, 0)::text as failed, coalesce(p.n, 0)::text as pending
+      from written w left join pending p on p.customer_id = w.customer_id
+           left join failed f on f.customer_id = w.customer_id
+     order by w.n desc, w.customer_id
+     limit ${range.limit}`.execute(db);
+  return rows;
 }

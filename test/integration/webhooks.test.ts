@@ -87,6 +87,46 @@ async function sendTest(key: string, webhookId: string): Promise<string> {
   return body.deliveryId;
 }
 
+/**
+ * The operators' panel (GET /v1/analytics/webhooks, read from counts: migration 0036) against the
+ * deliveries themselves, counted per customer by status: what differs, if anything.
+ */
+async function panelMismatches(): Promise<{ customers: number; mismatches: unknown[] }> {
+  // Wide enough for every delivery: the purge's test writes its image.expired events at a clock
+  // moved days ahead.
+  const day = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
+  const { status, body } = await api(
+    platform.url,
+    ADMIN,
+    'GET',
+    `/v1/analytics/webhooks?from=${day(-60)}&to=${day(60)}`,
+  );
+  assert.equal(status, 200, JSON.stringify(body));
+  const catalog = new pg.Client({ connectionString: postgres.url });
+  await catalog.connect();
+  const { rows } = await catalog
+    .query(
+      `select customer_id, count(*) filter (where status = 'delivered')::int as delivered,
+              count(*) filter (where status = 'failed')::int as failed,
+              count(*) filter (where status = 'pending')::int as pending
+         from webhook_deliveries group by customer_id`,
+    )
+    .finally(() => catalog.end());
+  const counted = new Map(
+    rows.map((r) => [r.customer_id, { delivered: r.delivered, failed: r.failed, pending: r.pending }]),
+  );
+  const shown = new Map(
+    body.customers.map((c: { customerId: string; delivered: number; failed: number; pending: number }) => [
+      c.customerId,
+      { delivered: c.delivered, failed: c.failed, pending: c.pending },
+    ]),
+  );
+  const mismatches = [...new Set([...counted.keys(), ...shown.keys()])]
+    .filter((id) => JSON.stringify(counted.get(id)) !== JSON.stringify(shown.get(id)))
+    .map((id) => ({ id, counted: counted.get(id), shown: shown.get(id) }));
+  return { customers: counted.size, mismatches };
+}
+
 /** Deliveries, pending ones, due rows, and deliveries pending without a due row or due without being pending. */
 async function dueAndPending(): Promise<{
   total: string;
@@ -660,6 +700,9 @@ describe('webhooks', () => {
     assert.ok(Number(counts.failed) > 0, 'some failed: the 410, the timeout, the disabled endpoints');
     assert.equal(counts.unlisted, '0', 'every failed delivery has its row in webhook_failed');
     assert.equal(counts.orphans, '0');
+    const panel = await panelMismatches();
+    assert.ok(panel.customers >= 1, `customers with deliveries: ${panel.customers}`);
+    assert.deepEqual(panel.mismatches, [], "the operators' panel counts every delivery by its status");
   });
 
   it('erasure and the purge delete deliveries with their image, say so in the receipt, and tell the endpoint', async () => {
@@ -715,5 +758,6 @@ describe('webhooks', () => {
     const counts = await dueAndPending();
     assert.equal(counts.mismatched, '0', 'the purge took the due rows of what it deleted');
     assert.equal(counts.orphans, '0', 'and their failed rows');
+    assert.deepEqual((await panelMismatches()).mismatches, [], "and the panel's counts of them");
   });
 });
