@@ -75,10 +75,17 @@ export interface IndexedHash {
   nearDistance: number | null;
 }
 
-/** Adds a processed image to the index (in the outcome's transaction); a second add changes nothing. */
+/** An indexed image's bands: none for a flat one, whose bits are noise (no near search finds it; exact ones still do). */
+function indexedBands(h: { flat: boolean; phash: string }): Array<number | null> {
+  return h.flat ? [null, null, null, null] : bandsOf(h.phash);
+}
+
+/**
+ * Adds an image to the index with matches already known; a second add changes nothing. The outcome
+ * uses `indexHash`, which finds the matches in the same statement; bench/similar.ts seeds with this.
+ */
 export async function addHash(db: Db, h: IndexedHash): Promise<void> {
-  // A flat image's bits are noise: without bands no near search ever finds it (exact ones still do).
-  const [b0, b1, b2, b3] = h.flat ? [null, null, null, null] : bandsOf(h.phash);
+  const [b0, b1, b2, b3] = indexedBands(h);
   await db
     .insertInto('image_hashes')
     .values({
@@ -193,7 +200,7 @@ export async function indexHash(
     maxDistance: number;
   },
 ): Promise<{ exactOf: string | null; nearOf: string | null; nearDistance: number | null }> {
-  const [b0, b1, b2, b3] = h.flat ? [null, null, null, null] : bandsOf(h.phash);
+  const [b0, b1, b2, b3] = indexedBands(h);
   const search: Search = { ...h, limit: 1, exceptImageId: h.imageId };
   const near = h.flat ? sql`select null::uuid as "imageId", null::int as distance` : nearSearch(search);
   const { rows } = await sql<{

@@ -115,21 +115,21 @@ function undue(ids: RawBuilder<unknown>): RawBuilder<unknown> {
   return sql`delete from webhook_due where delivery_id = any(array(${ids}))`;
 }
 
-/** Deletes the failed rows of the deliveries `ids` selects, as `undue` does their due rows. */
-function unfail(ids: RawBuilder<unknown>): RawBuilder<unknown> {
-  return sql`delete from webhook_failed where delivery_id = any(array(${ids}))`;
-}
-
 /**
- * Takes deleted deliveries (`gone`: their endpoint_id and created_at, from a data-modifying CTE of
- * the same statement) out of the panel's counts of deliveries written, by endpoint and day.
+ * The CTEs that take deleted deliveries out of the tables beside them, for a statement whose CTE
+ * `gone` deleted them (returning id, endpoint_id, created_at): their due rows, their failed rows, and
+ * their share of the panel's counts of deliveries written, by endpoint and day. Every statement that
+ * deletes deliveries ends with these.
  */
-function uncount(gone: RawBuilder<unknown>): RawBuilder<unknown> {
+function forgetGone(): RawBuilder<unknown> {
   return sql`
-    insert into webhook_written_daily as w (day, endpoint_id, slot, written)
-    select (g.created_at at time zone 'UTC')::date, g.endpoint_id, ${counterSlot}, -count(*)
-      from (${gone}) g group by 1, 2
-    on conflict (day, endpoint_id, slot) do update set written = w.written + excluded.written`;
+    undue as (${undue(sql`select g.id from gone g`)}),
+    unfail as (delete from webhook_failed where delivery_id = any(array(select g.id from gone g))),
+    uncount as (
+      insert into webhook_written_daily as w (day, endpoint_id, slot, written)
+      select (g.created_at at time zone 'UTC')::date, g.endpoint_id, ${counterSlot}, -count(*)
+        from gone g group by 1, 2
+      on conflict (day, endpoint_id, slot) do update set written = w.written + excluded.written)`;
 }
 
 // ---- The dispatcher's claim and its record of each attempt ----
@@ -537,9 +537,7 @@ export async function deleteForImages(trx: Db, imageIds: string[]): Promise<stri
     with gone as (
       delete from webhook_deliveries where image_id in (${sql.join(imageIds)})
       returning id, image_id, endpoint_id, created_at),
-    undue as (${undue(sql`select g.id from gone g`)}),
-    unfail as (${unfail(sql`select g.id from gone g`)}),
-    uncount as (${uncount(sql`select g.endpoint_id, g.created_at from gone g`)})
+    ${forgetGone()}
     select image_id from gone`.execute(trx);
   return rows.map((r) => r.image_id);
 }
@@ -558,15 +556,12 @@ export async function pruneExpired(db: Db, now: Date, platformMs: number): Promi
                      ${platformMs}) * interval '1 millisecond') old
        where d.id = old.id
       returning d.id, d.endpoint_id, d.created_at),
-    undue as (${undue(sql`select g.id from gone g`)}),
-    unfail as (${unfail(sql`select g.id from gone g`)}),
-    uncount as (${uncount(sql`select g.endpoint_id, g.created_at from gone g`)}),
+    ${forgetGone()},
     -- The counts of days before the window, once nothing is left in them (what this statement
     -- deletes is taken out of them in the same statement, and seen by the next one).
     emptied as (
       delete from webhook_written_daily w
-       where w.day < ((${now}::timestamptz - ${platformMs} * interval '1 millisecond') at time zone 'UTC')::date
-         and (w.day, w.endpoint_id) in (
+       where (w.day, w.endpoint_id) in (
                select e.day, e.endpoint_id from webhook_written_daily e
                 where e.day < ((${now}::timestamptz - ${platformMs} * interval '1 millisecond') at time zone 'UTC')::date
                 group by 1, 2 having sum(e.written) = 0))
