@@ -28,6 +28,7 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { startTracing, stopTracing } from '../src/observability/tracing.ts';
 import type { UploadAnswer, UploadJob } from './pipeline-client.ts';
+import { startBareLanding } from './pipeline-floor.ts';
 
 // With OTEL_* set (bench/tracing.ts runs it so), tracing starts before the platform's modules load,
 // as bin/imagelake.js does.
@@ -250,6 +251,26 @@ async function platform(): Promise<{ seconds: number; cpuSeconds: number }> {
   }
 }
 
+/**
+ * The floor (pipeline-floor.ts): the same client uploads every file to a bare server that only lands
+ * it durably, and bare sharp works on each landed file, as many at once as the platform has pipeline
+ * threads. Its seconds, from the first upload to the last image done.
+ */
+async function floor(): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'imagelake-bench-floor-'));
+  const bare = await startBareLanding(dir, bareSharp, cores);
+  try {
+    const client = await startClient();
+    const started = performance.now();
+    await uploadElsewhere(client, { url: bare.url, apiKey: 'none', files, concurrency }, []);
+    await bare.processed(files.length);
+    return (performance.now() - started) / 1000;
+  } finally {
+    await bare.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 console.log(
   `${files.length} images, ${(totalBytes / 1e6).toFixed(0)} MB, ${cores} cores, concurrency ${concurrency}`,
 );
@@ -259,6 +280,7 @@ const cpu = process.cpuUsage();
 const baseSeconds = process.env.BENCH_SKIP_BASE ? 1 : await inParallel(files, cores, bareSharp, 'bare sharp');
 const baseCpu = process.cpuUsage(cpu);
 const { seconds: platformSeconds, cpuSeconds: platformCpuSeconds } = await platform();
+const floorSeconds = process.env.BENCH_SKIP_BASE ? 1 : await floor();
 if (process.env.BENCH_CPU)
   console.log(
     'cpu s (user+system) bare',
@@ -280,8 +302,16 @@ console.table({
     'images/s': +rate(platformSeconds).toFixed(2),
     'MB/s': +(totalBytes / 1e6 / platformSeconds).toFixed(1),
   },
+  'floor: bare landing + bare sharp': {
+    seconds: +floorSeconds.toFixed(2),
+    'images/s': +rate(floorSeconds).toFixed(2),
+    'MB/s': +(totalBytes / 1e6 / floorSeconds).toFixed(1),
+  },
 });
 console.log(`ratio imagelake / bare sharp: ${(rate(platformSeconds) / rate(baseSeconds)).toFixed(2)}`);
+console.log(
+  `floor / bare sharp: ${(rate(floorSeconds) / rate(baseSeconds)).toFixed(2)} (the most a platform that lands each upload durably over HTTP could reach here); imagelake / floor: ${(rate(platformSeconds) / rate(floorSeconds)).toFixed(2)}`,
+);
 // The spans still buffered go out before the process ends (their export is part of tracing's cost).
 await stopTracing();
 if (process.env.BENCH_REPORT)
