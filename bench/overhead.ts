@@ -299,6 +299,12 @@ try {
     `the image work alone: ${median(col('image work alone/s')).toFixed(0)} images/s at ${median(col('image work alone cpu ms/image')).toFixed(2)} ms CPU/image (median); ` +
       `imagelake above it: ${median(col('above image work cpu ms/image')).toFixed(2)} ms CPU/image`,
   );
+  // The floor under any platform that lands an image durably with a catalog row (the baseline) and
+  // does the same image work: their CPU per image added, against the aim's 3 ms.
+  const floors = results.map((r) => r['bare cpu ms/image']! + r['image work alone cpu ms/image']!);
+  console.log(
+    `floor, the bare baseline's landing plus the image work alone: ${median(floors).toFixed(2)} ms CPU/image (runs ${spread(floors, 2)}; aim at most 3); imagelake's CPU per image ${median(results.map((r, i) => r['cpu ms/image']! / floors[i]!)).toFixed(2)} times the floor's`,
+  );
 
   // Where PostgreSQL's time went in the last run: its statements by total time.
   const { rows: top } = await db.query(
