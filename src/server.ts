@@ -10,10 +10,10 @@ import type { Db } from './catalog/database.ts';
 import { openCatalog } from './catalog/open.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config/config.ts';
-import { EventPublisher } from './events/kafka-publisher.ts';
+import type { EventPublisher } from './events/kafka-publisher.ts';
 import { tuneGarbageCollection } from './gc-tuning.ts';
 import { CustomerLimits } from './ingest/customer-limits.ts';
-import { KafkaIngest } from './ingest/kafka/consumer.ts';
+import type { KafkaIngest } from './ingest/kafka/consumer.ts';
 import { Lander } from './ingest/land.ts';
 import { TusUploads } from './ingest/tus.ts';
 import { CatalogLocker } from './ingest/tus-locker.ts';
@@ -107,13 +107,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       }
     }
 
-    const store = openLake(config);
+    const store = await openLake(config);
     await store.check();
     // Counted by operation in /metrics. Resumable uploads' parts are written by the tus store's own
     // client (not counted); the api takes them into the lake, and the scheduler's purge deletes the
     // abandoned ones.
     const lake = meteredLake(store, metrics);
-    const tusStorage = openTusStorage(store, { expiryMs: config.tus.expiryMs, s3: config.s3 });
+    const tusStorage = await openTusStorage(store, { expiryMs: config.tus.expiryMs, s3: config.s3 });
 
     if (roles.has('worker')) {
       await recordDeclarations(db, processors, clock.now());
@@ -218,6 +218,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     let ingest: KafkaIngest | undefined;
     let publisher: EventPublisher | undefined;
     if (roles.has('kafka') && config.kafka.brokers.length) {
+      // The Kafka client is loaded only where Kafka is used: about 10 MB of heap otherwise held (and
+      // marked at every full collection) by every process of a deployment without it.
+      const [{ KafkaIngest }, { EventPublisher }] = await Promise.all([
+        import('./ingest/kafka/consumer.ts'),
+        import('./events/kafka-publisher.ts'),
+      ]);
       ingest = new KafkaIngest({
         config: config.kafka,
         db,

@@ -58,7 +58,7 @@ export async function openStorage(config: Config, options: { allowEmpty?: boolea
   const { db, pool, where } = catalog;
   const close = () => catalog.close();
   try {
-    const lake = openLake(config);
+    const lake = await openLake(config);
     if (!options.allowEmpty) {
       if (!(await hasCustomers(db)))
         throw new StorageError(

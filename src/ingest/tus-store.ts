@@ -1,11 +1,9 @@
 import { FileStore } from '@tus/file-store';
-import { S3Store } from '@tus/s3-store';
 import type { DataStore, Upload } from '@tus/utils';
 import type { S3Settings } from '../config/config.ts';
 import { FsLake } from '../lake/fs.ts';
 import { TUS_AREA, tusKeyPrefix } from '../lake/object-keys.ts';
 import type { Lake } from '../lake/port.ts';
-import { S3Lake, s3ClientConfig } from '../lake/s3.ts';
 
 /**
  * Where @tus/server keeps uploads: @tus/file-store in the folder lake's tus/ folder, @tus/s3-store in
@@ -41,7 +39,11 @@ class LakeFileStore extends FileStore {
   }
 }
 
-export function openTusStorage(lake: Lake, options: { expiryMs: number; s3: S3Settings }): TusStorage {
+/** The S3 store and adapter are loaded only for a lake that is not a folder (lake/open.ts says why). */
+export async function openTusStorage(
+  lake: Lake,
+  options: { expiryMs: number; s3: S3Settings },
+): Promise<TusStorage> {
   if (lake instanceof FsLake) {
     return {
       datastore: new LakeFileStore({
@@ -52,6 +54,10 @@ export function openTusStorage(lake: Lake, options: { expiryMs: number; s3: S3Se
       abandon: async () => 0,
     };
   }
+  const [{ S3Lake, s3ClientConfig }, { S3Store }] = await Promise.all([
+    import('../lake/s3.ts'),
+    import('@tus/s3-store'),
+  ]);
   if (lake instanceof S3Lake) {
     const datastore = new S3Store({
       partSize: 8 * 1024 * 1024,

@@ -19,7 +19,7 @@ describe('openLake', () => {
         IMAGELAKE_S3_ENDPOINT: 'http://from-the-config.invalid:9000',
         AWS_REGION: 'eu-west-1',
       });
-      const lake = openLake(config);
+      const lake = await openLake(config);
       assert.ok(lake instanceof S3Lake);
       assert.equal(lake.describe(), 's3://bucket/folder/');
       assert.equal(await lake.client.config.region(), 'eu-west-1');
@@ -34,8 +34,8 @@ describe('openLake', () => {
     }
   });
 
-  it('opens a folder in the data dir without IMAGELAKE_LAKE_URL', () => {
-    const lake = openLake(loadConfig({ IMAGELAKE_DATA_DIR: '/tmp/imagelake-open-test' }));
+  it('opens a folder in the data dir without IMAGELAKE_LAKE_URL', async () => {
+    const lake = await openLake(loadConfig({ IMAGELAKE_DATA_DIR: '/tmp/imagelake-open-test' }));
     assert.ok(lake instanceof FsLake);
     assert.match(lake.describe(), /imagelake-open-test\/lake/);
   });

@@ -44,7 +44,7 @@ export async function produce(config: Config, paths: string[], options: ProduceO
     return 2;
   }
   const claimPrefix = config.kafka.claimPrefixes[0]!;
-  const lake = openLake(config);
+  const lake = await openLake(config);
   // Claim checks written to a lake serve does not read would all be dead letters.
   if (!options.allowEmpty && files.some((f) => f.bytes > options.claimCheckOver)) await refuseEmptyLake(lake);
   const producer = new Producer({ ...connectionOptions(config.kafka, 'produce'), acks: -1 });

@@ -50,7 +50,7 @@ export async function retentionCommand(
   flags: { apply?: boolean; json?: boolean; 'allow-empty'?: boolean },
 ): Promise<number> {
   if (sub === 'lifecycle') {
-    const lake = openLake(config);
+    const lake = await openLake(config);
     const prefix = lake instanceof S3Lake ? lake.prefix : '';
     const rules = lifecycleRules(config.retentionMs, prefix);
     console.log(
@@ -96,6 +96,7 @@ export async function retentionCommand(
   try {
     const clock = systemClock;
     if (sub === 'purge') {
+      const tusStorage = await openTusStorage(storage.lake, { expiryMs: config.tus.expiryMs, s3: config.s3 });
       const result = await withSchedulerLock(storage.pool, () =>
         purgeExpired({
           claimPrefixes: config.kafka.claimPrefixes,
@@ -107,7 +108,7 @@ export async function retentionCommand(
           retentionMs: config.retentionMs,
           statsRetentionMs: config.statsRetentionMs,
           tus: {
-            storage: openTusStorage(storage.lake, { expiryMs: config.tus.expiryMs, s3: config.s3 }),
+            storage: tusStorage,
             expiryMs: config.tus.expiryMs,
           },
         }),
