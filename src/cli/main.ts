@@ -7,9 +7,7 @@ import { stopTracing } from '../observability/tracing.ts';
 import { ROLES, type Role, startServer } from '../server.ts';
 import { ApiClient } from './client.ts';
 import { customersCommand } from './commands/customers.ts';
-import { produce, replayDlq } from './commands/kafka.ts';
 import { parseSince, reprocessCommand, testProcessor } from './commands/processors.ts';
-import { retentionCommand } from './commands/retention.ts';
 import { retryCommand } from './commands/retry.ts';
 import { upload } from './commands/upload.ts';
 import { queueCommand, usageCommand } from './commands/usage.ts';
@@ -196,6 +194,8 @@ async function main(): Promise<void> {
     });
     const [sub, ...paths] = positionals;
     if (values.brokers) process.env.IMAGELAKE_KAFKA_BROKERS = values.brokers;
+    // Loaded for this command only: the Kafka client is heap a `serve` without Kafka never needs.
+    const { produce, replayDlq } = await import('./commands/kafka.ts');
     if (sub === 'replay-dlq') {
       const since = values.since === undefined ? undefined : parseSince(values.since);
       if (values.since !== undefined && !since)
@@ -306,6 +306,8 @@ async function main(): Promise<void> {
       allowPositionals: true,
       options: { apply: { type: 'boolean' }, json: { type: 'boolean' }, 'allow-empty': { type: 'boolean' } },
     });
+    // Loaded for this command only: it brings the AWS SDK (S3 lifecycle rules).
+    const { retentionCommand } = await import('./commands/retention.ts');
     process.exitCode = await retentionCommand(readConfig(), positionals[0], values);
     return;
   }
