@@ -45,14 +45,15 @@ describe('what a process on a folder lake without Kafka loads', () => {
       server.child.kill('SIGTERM');
       await once(server.child, 'exit');
     }
-    const urls = (await readFile(loads, 'utf8')).split('\n').filter(Boolean);
+    const lines = (await readFile(loads, 'utf8')).split('\n').filter(Boolean);
+    const urls = lines.map((l) => l.slice(l.indexOf(' ') + 1));
     // The record saw the server and the pipeline load, so an absence below means something.
     assert.ok(
       urls.some((u) => u.endsWith('/src/server.ts')),
       'the main thread was recorded',
     );
     assert.ok(
-      urls.some((u) => u.endsWith('/src/processing/pipeline.ts')),
+      lines.some((l) => l.startsWith('worker ') && l.endsWith('/src/processing/worker.ts')),
       'a pipeline thread was recorded',
     );
     for (const name of HEAVY)
