@@ -72,11 +72,7 @@ async function main(): Promise<void> {
   const bare = createServer(async (request, response) => {
     const path = join(baselineDir, `${counter++}.bin`);
     await pipeline(request, createWriteStream(path));
-    for (const durable of [path, baselineDir]) {
-      const handle = await open(durable, 'r');
-      await handle.sync();
-      await handle.close();
-    }
+    await makeDurable(path, baselineDir);
     response.writeHead(202, { 'content-type': 'application/json' }).end('{"ok":true}');
   });
   await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
@@ -108,11 +104,7 @@ async function main(): Promise<void> {
       bytes += chunk.length;
     });
     await pipeline(request, createWriteStream(path));
-    for (const durable of [path, floorDir]) {
-      const handle = await open(durable, 'r');
-      await handle.sync();
-      await handle.close();
-    }
+    await makeDurable(path, floorDir);
     await sql`insert into bench_ingest_floor (checksum, bytes) values (${hash.digest('hex')}, ${bytes})`.execute(
       server.db,
     );
@@ -222,6 +214,15 @@ async function main(): Promise<void> {
     await rm(dataDir, { recursive: true, force: true });
     await rm(baselineDir, { recursive: true, force: true });
     await rm(floorDir, { recursive: true, force: true });
+  }
+}
+
+/** A landed file's bytes, then its name in its folder, on disk (fsync of each), as a landing makes them. */
+async function makeDurable(path: string, dir: string): Promise<void> {
+  for (const durable of [path, dir]) {
+    const handle = await open(durable, 'r');
+    await handle.sync();
+    await handle.close();
   }
 }
 

@@ -116,6 +116,16 @@ function undue(ids: RawBuilder<unknown>): RawBuilder<unknown> {
 }
 
 /**
+ * The row in webhook_failed that every failed delivery has, for deliveries that have just failed
+ * (`rows`: id, endpoint_id, created_at); one already there stays.
+ */
+function keepFailed(rows: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`
+    insert into webhook_failed (delivery_id, endpoint_id, created_at) ${rows}
+    on conflict (delivery_id) do nothing`;
+}
+
+/**
  * The CTEs that take deleted deliveries out of the tables beside them, for a statement whose CTE
  * `gone` deleted them (returning id, endpoint_id, created_at): their due rows, their failed rows, and
  * their share of the panel's counts of deliveries written, by endpoint and day. Every statement that
@@ -364,10 +374,7 @@ export async function recordAttempts(db: Db, holder: string, records: AttemptRec
                 where w.id = any(string_to_array(${endpoints}, ',')::uuid[]) and w.dispatcher = ${holder}::uuid))
       returning d.id, d.endpoint_id, d.created_at, v.status, v.next_at),
     ended as (${undue(sql`select r.id from recorded r where r.status <> 'pending'`)}),
-    failed as (
-      insert into webhook_failed (delivery_id, endpoint_id, created_at)
-      select r.id, r.endpoint_id, r.created_at from recorded r where r.status = 'failed'
-      on conflict (delivery_id) do nothing),
+    failed as (${keepFailed(sql`select r.id, r.endpoint_id, r.created_at from recorded r where r.status = 'failed'`)}),
     -- Tried again later: written, not only moved, should a replay or a disabled endpoint have taken
     -- the due row while the attempt was in flight (the attempt's record has the last word).
     later as (
@@ -393,10 +400,7 @@ export async function failPending(db: Db, endpointId: string, reason: string): P
          and d.status = 'pending'
       returning d.id, d.endpoint_id, d.created_at),
     undue as (${undue(sql`select f.id from failed f`)}),
-    kept as (
-      insert into webhook_failed (delivery_id, endpoint_id, created_at)
-      select f.id, f.endpoint_id, f.created_at from failed f
-      on conflict (delivery_id) do nothing)
+    kept as (${keepFailed(sql`select f.id, f.endpoint_id, f.created_at from failed f`)})
     select count(*) as n from failed`.execute(db);
   return Number(result.rows[0]?.n ?? 0);
 }

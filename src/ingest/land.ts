@@ -131,7 +131,7 @@ export class Lander {
     const { maxBytes } = this.deps.limits;
     const take = (chunk: Buffer): Buffer => {
       bytes += chunk.length;
-      if (bytes > maxBytes) throw new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`);
+      if (bytes > maxBytes) throw tooLarge(maxBytes);
       hash.update(chunk);
       return chunk;
     };
@@ -272,8 +272,7 @@ export class Lander {
     const format = sniff(body.subarray(0, SNIFF_BYTES));
     if (!format) throw this.reject(input, new AppError('UNSUPPORTED_FORMAT'));
     const { maxBytes } = this.deps.limits;
-    if (body.length > maxBytes)
-      throw this.reject(input, new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`));
+    if (body.length > maxBytes) throw this.reject(input, tooLarge(maxBytes));
     return { format, body };
   }
 
@@ -380,7 +379,7 @@ export class Lander {
         if (next.done) break;
         const chunk = asBuffer(next.value);
         bytes += chunk.length;
-        if (bytes > maxBytes) throw new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`);
+        if (bytes > maxBytes) throw tooLarge(maxBytes);
         hash.update(chunk);
       }
     } catch (error) {
@@ -507,6 +506,10 @@ function asBuffer(chunk: unknown): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   const bytes = chunk as Uint8Array;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function tooLarge(maxBytes: number): AppError {
+  return new AppError('IMAGE_TOO_LARGE', `The limit is ${maxBytes} bytes.`);
 }
 
 /**
