@@ -22,7 +22,7 @@
 // Needs kcat (installed by scripts/services/apt-install when missing) and a broker
 // (IMAGELAKE_KAFKA_BROKERS, or the project's own started by scripts/services/kafka).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, webcrypto } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
@@ -30,6 +30,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Admin, Consumer, Producer } from '@platformatic/kafka';
+import { sql } from 'kysely';
 import pino from 'pino';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
@@ -176,16 +177,7 @@ async function timeFloor(): Promise<number> {
     Array.from({ length: concurrency }, async () => {
       for (let i = next++; i < messages; i = next++) {
         const body = bodies[i % bodies.length]!;
-        const temp = join(dir, `.tmp-${i}`);
-        const file = await open(temp, 'wx');
-        for (let written = 0; written < body.length; )
-          written += (await file.write(body, written, body.length - written)).bytesWritten;
-        await file.sync();
-        await file.close();
-        await rename(temp, join(dir, `${i}.jpg`));
-        const folder = await open(dir, 'r');
-        await folder.sync();
-        await folder.close();
+        await writeDurably(body, join(dir, `${i}.jpg`), dir);
       }
     }),
   );
@@ -195,10 +187,88 @@ async function timeFloor(): Promise<number> {
 }
 
 /**
+ * Seconds for a bare landing to take the topic in, its group join included: the Kafka client in a
+ * fresh group, as many messages being written at once as the landing writes (the stream paused
+ * beyond them), each message's SHA-256 (WebCrypto, beside its write, as the landing hashes a body
+ * in memory), its bytes made durable as the durable floor makes them, and one row committed to the
+ * same PostgreSQL through the same driver. No contract, sniffing, customer, quota, queue, spans,
+ * metrics or offset commits. The most a landing that keeps the landing's promises could reach here
+ * with this client, in Node.
+ */
+async function timeBareLanding(run: number): Promise<number> {
+  const dataDir = `${template}-bare${run}`;
+  execFileSync('cp', ['-a', template, dataDir]);
+  // Only the catalog: its PostgreSQL and pool.
+  const server = await startServer(serverConfig(dataDir), { roles: [], log: pino({ level: 'warn' }) });
+  await sql`create table bench_kafka_floor (id bigserial primary key, checksum text not null, bytes bigint not null)`.execute(
+    server.db,
+  );
+  const dir = join(dataDir, 'bare-lake');
+  await mkdir(dir);
+  const { concurrency } = serverConfig(template).kafka;
+  const consumer = new Consumer({
+    clientId: 'bench',
+    bootstrapBrokers: [bootstrap!],
+    groupId: `bench-${topic}-bare-${run}`,
+    autocommit: false,
+  });
+  const started = performance.now();
+  const stream = await consumer.consume({
+    topics: [topic],
+    autocommit: false,
+    mode: 'earliest',
+    maxWaitTime: 500,
+    highWaterMark: concurrency,
+  });
+  let writing = 0;
+  let landed = 0;
+  let counter = 0;
+  await new Promise<void>((resolve, reject) => {
+    stream.on('error', reject);
+    stream.on('data', (message: { value: Buffer }) => {
+      if (++writing >= concurrency) stream.pause();
+      const body = message.value;
+      const path = join(dir, `${counter++}.jpg`);
+      const checksum = webcrypto.subtle.digest('SHA-256', body);
+      writeDurably(body, path, dir)
+        .then(async () => {
+          if (writing-- >= concurrency) stream.resume();
+          const hex = Buffer.from(await checksum).toString('hex');
+          await sql`insert into bench_kafka_floor (checksum, bytes) values (${hex}, ${body.length})`.execute(
+            server.db,
+          );
+          if (++landed === messages) resolve();
+        })
+        .catch(reject);
+    });
+  });
+  const seconds = (performance.now() - started) / 1000;
+  await stream.close();
+  await consumer.close();
+  await server.stop();
+  await rm(dataDir, { recursive: true, force: true });
+  return seconds;
+}
+
+/** A body made durable as the fs lake makes it: a temporary file written, fsynced, renamed, its folder fsynced. */
+async function writeDurably(body: Buffer, path: string, dir: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  const file = await open(temp, 'wx');
+  for (let written = 0; written < body.length; )
+    written += (await file.write(body, written, body.length - written)).bytesWritten;
+  await file.sync();
+  await file.close();
+  await rename(temp, path);
+  const folder = await open(dir, 'r');
+  await folder.sync();
+  await folder.close();
+}
+
+/**
  * Seconds to land every message with the group join, and from the first landing to the last; the
  * CPU seconds of this process (the server runs in it) and of its PostgreSQL meanwhile.
  */
-async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'client' | 'floor'>> {
+async function timeLanding(run: number): Promise<Omit<Run, 'load' | 'kcat' | 'client' | 'floor' | 'bare'>> {
   const dataDir = `${template}-run${run}`;
   // cp -a keeps the catalog's files owned by the user PostgreSQL runs as.
   execFileSync('cp', ['-a', template, dataDir]);
@@ -266,6 +336,8 @@ interface Run {
   kcat: number;
   client: number;
   floor: number;
+  /** The bare landing (timeBareLanding), its group join included. */
+  bare: number;
   withJoin: number;
   steady: number;
   nodeCpu: number;
@@ -286,10 +358,11 @@ try {
     const landing = await timeLanding(run);
     const client = await timeClient(run);
     const floor = await timeFloor();
+    const bare = await timeBareLanding(run);
     const { withJoin, steady } = landing;
-    results.push({ load, kcat, client, floor, ...landing });
+    results.push({ load, kcat, client, floor, bare, ...landing });
     console.log(
-      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, durable floor ${floor.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node (${landing.split}), ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
+      `run ${run} (load ${load.toFixed(2)}): kcat ${kcat.toFixed(2)} s (${rate(kcat)}), client alone ${client.toFixed(2)} s, durable floor ${floor.toFixed(2)} s, bare landing ${bare.toFixed(2)} s, landing ${withJoin.toFixed(2)} s (${rate(withJoin)}; CPU ${landing.nodeCpu.toFixed(2)} s node (${landing.split}), ${landing.postgresCpu.toFixed(2)} s PostgreSQL), steady ${steady.toFixed(2)} s; ratio ${(kcat / withJoin).toFixed(2)} with the group join, ${(kcat / steady).toFixed(2)} in steady state`,
     );
   }
 } finally {
@@ -315,6 +388,7 @@ console.table(
         'kcat s': +r.kcat.toFixed(2),
         'client s': +r.client.toFixed(2),
         'floor s': +r.floor.toFixed(2),
+        'bare s': +r.bare.toFixed(2),
         'landing s': +r.withJoin.toFixed(2),
         'steady s': +r.steady.toFixed(2),
         'CPU s node': +r.nodeCpu.toFixed(2),
@@ -333,4 +407,7 @@ console.log(
 );
 console.log(
   `durable floor: ${summary(results.map((r) => r.floor))} s; kcat / durable floor: ${summary(results.map((r) => r.kcat / r.floor))}, the most a landing that makes each image durable could reach here; imagelake / durable floor: ${summary(results.map((r) => r.floor / r.withJoin))}`,
+);
+console.log(
+  `bare landing / kcat: ${summary(results.map((r) => r.kcat / r.bare))}, the most a landing in Node with this client that hashes, makes durable and records each image could reach here; imagelake / bare landing: ${summary(results.map((r) => r.bare / r.withJoin))}`,
 );
