@@ -40,8 +40,8 @@ async function isFree(port: number): Promise<boolean> {
 }
 
 /**
- * The port for this data dir's server, and whether it was just picked (no port saved yet, none
- * configured) so a start that loses it to another process may pick again:
+ * The port for this data dir's server, and whether it was just picked (configured 0, or no port
+ * saved yet and none configured) so a start that loses it to another process may pick again:
  * - configured 0: a free port at every start (tests); nothing saved, the URL changes;
  * - configured N: N, saved; an error when something else listens there;
  * - not configured: the saved port; an error when something else listens there (moving would
@@ -52,7 +52,7 @@ export async function choosePort(
   configured: number | undefined,
   defaultPort = DEFAULT_EMBEDDED_PORT,
 ): Promise<{ port: number; picked: boolean }> {
-  if (configured === 0) return { port: await freePort(), picked: false };
+  if (configured === 0) return { port: await freePort(), picked: true };
   const file = join(dataDir, PORT_FILE);
   const saved = existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : undefined;
   const wanted = configured ?? (saved && Number.isInteger(saved) && saved > 0 ? saved : undefined);
@@ -184,7 +184,9 @@ export async function startEmbeddedPostgres(
     await writeFile(secretFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   const password = readFileSync(secretFile, 'utf8').trim();
   await stopOrphan(dir, log);
-  let { port, picked } = await choosePort(dataDir, configuredPort);
+  const chosen = await choosePort(dataDir, configuredPort);
+  let port = chosen.port;
+  const picked = chosen.picked;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const open = (port: number) =>
     new EmbeddedPostgres({
@@ -213,15 +215,22 @@ export async function startEmbeddedPostgres(
     log.info({ dir }, 'creating the embedded PostgreSQL cluster');
     await server.initialise();
   }
-  try {
-    await server.start();
-  } catch (error) {
-    // Another process took the port between the check and the start; a first start picks again.
-    if (!picked) throw error ?? new Error(`the embedded PostgreSQL did not start on port ${port}`);
-    ({ port, picked } = await choosePort(dataDir, 0));
-    await writeFile(join(dataDir, PORT_FILE), `${port}\n`);
-    server = open(port);
-    await server.start();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await server.start();
+      break;
+    } catch (error) {
+      // Another process took the port between the check and the start: a port found free is free
+      // only until PostgreSQL binds it, and with many servers starting at once an outgoing
+      // connection can be given it first. A picked port is picked again (saved, unless 0 asks for
+      // a new one at every start); a configured or saved one is not moved.
+      if (!picked || attempt >= 3)
+        throw error ?? new Error(`the embedded PostgreSQL did not start on port ${port}`);
+      log.warn({ port, attempt }, 'the embedded PostgreSQL could not take its port; trying another');
+      port = await freePort();
+      if (configuredPort !== 0) await writeFile(join(dataDir, PORT_FILE), `${port}\n`);
+      server = open(port);
+    }
   }
   log.info({ port }, 'embedded PostgreSQL listening on 127.0.0.1');
   try {
