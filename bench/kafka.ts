@@ -133,23 +133,31 @@ function timeKcat(): number {
   return (performance.now() - started) / 1000;
 }
 
-/** Seconds for the Kafka client alone to receive every message, its group join included. */
-async function timeClient(run: number): Promise<number> {
+/**
+ * The Kafka client imagelake uses, reading the topic from its start in a fresh group, as the kafka
+ * role consumes (ingest/kafka/consumer.ts): its fetch wait, and `inHand` messages in hand.
+ */
+async function consumeTopic(group: string, inHand: number) {
   const consumer = new Consumer({
     clientId: 'bench',
     bootstrapBrokers: [bootstrap!],
-    groupId: `bench-${topic}-client-${run}`,
+    groupId: `bench-${topic}-${group}`,
     autocommit: false,
   });
-  const started = performance.now();
-  // As the kafka role consumes (ingest/kafka/consumer.ts): its fetch wait, and messages in hand.
   const stream = await consumer.consume({
     topics: [topic],
     autocommit: false,
     mode: 'earliest',
     maxWaitTime: 500,
-    highWaterMark: 8,
+    highWaterMark: inHand,
   });
+  return { consumer, stream };
+}
+
+/** Seconds for the Kafka client alone to receive every message, its group join included. */
+async function timeClient(run: number): Promise<number> {
+  const started = performance.now();
+  const { consumer, stream } = await consumeTopic(`client-${run}`, 8);
   let received = 0;
   await new Promise<void>((resolve, reject) => {
     stream.on('data', () => {
@@ -206,20 +214,8 @@ async function timeBareLanding(run: number): Promise<number> {
   const dir = join(dataDir, 'bare-lake');
   await mkdir(dir);
   const { concurrency } = serverConfig(template).kafka;
-  const consumer = new Consumer({
-    clientId: 'bench',
-    bootstrapBrokers: [bootstrap!],
-    groupId: `bench-${topic}-bare-${run}`,
-    autocommit: false,
-  });
   const started = performance.now();
-  const stream = await consumer.consume({
-    topics: [topic],
-    autocommit: false,
-    mode: 'earliest',
-    maxWaitTime: 500,
-    highWaterMark: concurrency,
-  });
+  const { consumer, stream } = await consumeTopic(`bare-${run}`, concurrency);
   let writing = 0;
   let landed = 0;
   let counter = 0;

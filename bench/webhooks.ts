@@ -376,37 +376,24 @@ async function floorRun(bodies: string[]): Promise<Spent> {
           from quick where id = any(${ids}::bigint[])`.execute(db),
     );
   };
-  const send = (row: { id: string; payload: string }) =>
-    new Promise<void>((resolve, reject) => {
-      const timestamp = String(Math.floor(Date.now() / 1000));
-      const signature = createHmac('sha256', key)
-        .update(`${row.id}.${timestamp}.${row.payload}`)
-        .digest('base64');
-      let status = 0;
-      agent.dispatch(
-        {
-          origin,
-          path: '/hook/0',
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'webhook-id': row.id,
-            'webhook-timestamp': timestamp,
-            'webhook-signature': `v1,${signature}`,
-          },
-          body: row.payload,
-        },
-        {
-          onRequestStart: () => {},
-          onResponseData: () => {},
-          onResponseStart: (_c, statusCode) => {
-            status = statusCode;
-          },
-          onResponseEnd: () => (status === 204 ? resolve() : reject(new Error('not 204'))),
-          onResponseError: (_c, error) => reject(error),
-        },
-      );
-    });
+  const send = (row: { id: string; payload: string }) => {
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const signature = createHmac('sha256', key)
+      .update(`${row.id}.${timestamp}.${row.payload}`)
+      .digest('base64');
+    return dispatch(
+      agent,
+      origin,
+      '/hook/0',
+      {
+        'content-type': 'application/json',
+        'webhook-id': row.id,
+        'webhook-timestamp': timestamp,
+        'webhook-signature': `v1,${signature}`,
+      },
+      row.payload,
+    );
+  };
   const cpu = cpuNow();
   const start = performance.now();
   await read();
@@ -437,6 +424,31 @@ async function floorRun(bodies: string[]): Promise<Spent> {
   return measured;
 }
 
+/** One POST with undici's dispatch and a handler that only checks the status, as webhooks/send.ts sends. */
+function dispatch(
+  agent: Agent,
+  origin: string,
+  path: string,
+  headers: Record<string, string>,
+  body: string,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let status = 0;
+    agent.dispatch(
+      { origin, path, method: 'POST', headers, body },
+      {
+        onRequestStart: () => {},
+        onResponseData: () => {},
+        onResponseStart: (_c, statusCode) => {
+          status = statusCode;
+        },
+        onResponseEnd: () => (status === 204 ? resolve() : reject(new Error('not 204'))),
+        onResponseError: (_c, error) => reject(error),
+      },
+    );
+  });
+}
+
 /**
  * For scale, not the aim: undici's dispatch with a handler that only checks the status, as the
  * dispatcher sends (webhooks/send.ts). What the dispatcher spends beyond it is its own work.
@@ -444,30 +456,8 @@ async function floorRun(bodies: string[]): Promise<Spent> {
 async function undiciRun(bodies: string[]): Promise<Spent> {
   const agent = new Agent({ connections: inFlight });
   const origin = `http://127.0.0.1:${port}`;
-  const measured = await postAll(
-    bodies,
-    (payload, i) =>
-      new Promise<void>((resolve, reject) => {
-        let status = 0;
-        agent.dispatch(
-          {
-            origin,
-            path: `/hook/${i % ENDPOINTS}`,
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: payload,
-          },
-          {
-            onRequestStart: () => {},
-            onResponseData: () => {},
-            onResponseStart: (_c, statusCode) => {
-              status = statusCode;
-            },
-            onResponseEnd: () => (status === 204 ? resolve() : reject(new Error('not 204'))),
-            onResponseError: (_c, error) => reject(error),
-          },
-        );
-      }),
+  const measured = await postAll(bodies, (payload, i) =>
+    dispatch(agent, origin, `/hook/${i % ENDPOINTS}`, { 'content-type': 'application/json' }, payload),
   );
   await agent.close();
   return measured;
