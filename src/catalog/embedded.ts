@@ -71,6 +71,34 @@ export async function choosePort(
   return { port, picked: true };
 }
 
+/**
+ * Starts a server on the chosen port. Another process may take a port between the check that found
+ * it free and the server binding it (with many servers starting at once, an outgoing connection can
+ * be given it), so a picked port that the start loses is picked again with `pick`, up to `tries`
+ * starts in all, `moved` told of each new one; a configured or saved port is never moved. Returns
+ * the port the server started on.
+ */
+export async function startOnPort(
+  chosen: { port: number; picked: boolean },
+  start: (port: number) => Promise<void>,
+  pick: () => Promise<number>,
+  moved: (port: number, attempt: number) => Promise<void>,
+  tries = 3,
+): Promise<number> {
+  let port = chosen.port;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start(port);
+      return port;
+    } catch (error) {
+      if (!chosen.picked || attempt >= tries)
+        throw error ?? new Error(`the embedded PostgreSQL did not start on port ${port}`);
+      port = await pick();
+      await moved(port, attempt);
+    }
+  }
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -185,8 +213,6 @@ export async function startEmbeddedPostgres(
   const password = readFileSync(secretFile, 'utf8').trim();
   await stopOrphan(dir, log);
   const chosen = await choosePort(dataDir, configuredPort);
-  let port = chosen.port;
-  const picked = chosen.picked;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const open = (port: number) =>
     new EmbeddedPostgres({
@@ -210,28 +236,23 @@ export async function startEmbeddedPostgres(
       onLog: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
       onError: (message) => log.debug({ postgres: String(message).trim() }, 'postgres'),
     });
-  let server = open(port);
+  let server = open(chosen.port);
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     log.info({ dir }, 'creating the embedded PostgreSQL cluster');
     await server.initialise();
   }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await server.start();
-      break;
-    } catch (error) {
-      // Another process took the port between the check and the start: a port found free is free
-      // only until PostgreSQL binds it, and with many servers starting at once an outgoing
-      // connection can be given it first. A picked port is picked again (saved, unless 0 asks for
-      // a new one at every start); a configured or saved one is not moved.
-      if (!picked || attempt >= 3)
-        throw error ?? new Error(`the embedded PostgreSQL did not start on port ${port}`);
-      log.warn({ port, attempt }, 'the embedded PostgreSQL could not take its port; trying another');
-      port = await freePort();
-      if (configuredPort !== 0) await writeFile(join(dataDir, PORT_FILE), `${port}\n`);
+  const port = await startOnPort(
+    chosen,
+    async (port) => {
       server = open(port);
-    }
-  }
+      await server.start();
+    },
+    freePort,
+    async (port, attempt) => {
+      log.warn({ port, attempt }, 'the embedded PostgreSQL could not take its port; trying another');
+      if (configuredPort !== 0) await writeFile(join(dataDir, PORT_FILE), `${port}\n`);
+    },
+  );
   log.info({ port }, 'embedded PostgreSQL listening on 127.0.0.1');
   try {
     await server.createDatabase('imagelake');

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { choosePort, PORT_FILE } from '../../src/catalog/embedded.ts';
+import { choosePort, PORT_FILE, startOnPort } from '../../src/catalog/embedded.ts';
 
 /** A real listener on a free port: the "other program" holding it. */
 async function occupy(): Promise<{ port: number; server: Server }> {
@@ -63,5 +63,53 @@ describe("the embedded PostgreSQL's port", () => {
     assert.ok(port > 0);
     assert.equal(picked, true, 'a start that loses the port to another process picks again');
     await assert.rejects(readFile(join(data, PORT_FILE)), { code: 'ENOENT' });
+  });
+
+  it('starts on another port when a picked one is lost to another process, and says so', async () => {
+    // A real server, as PostgreSQL binds its port: the first port is taken before it binds.
+    const tried: number[] = [];
+    const moves: Array<[number, number]> = [];
+    const servers: Server[] = [];
+    const start = async (port: number) => {
+      tried.push(port);
+      const server = createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', resolve);
+      });
+      servers.push(server);
+    };
+    const free = await occupy();
+    free.server.close();
+    const port = await startOnPort(
+      { port: busy.port, picked: true },
+      start,
+      async () => free.port,
+      async (p, n) => {
+        moves.push([p, n]);
+      },
+    );
+    for (const server of servers) server.close();
+    assert.equal(port, free.port);
+    assert.deepEqual(tried, [busy.port, free.port]);
+    assert.deepEqual(moves, [[free.port, 1]]);
+  });
+
+  it('never moves a configured or saved port, and gives up after its tries', async () => {
+    const failing = async () => {
+      throw new Error('address in use');
+    };
+    let picks = 0;
+    const pick = async () => ++picks + 40000;
+    await assert.rejects(
+      startOnPort({ port: busy.port, picked: false }, failing, pick, async () => {}),
+      /in use/,
+    );
+    assert.equal(picks, 0, 'a configured or saved port is not moved');
+    await assert.rejects(
+      startOnPort({ port: busy.port, picked: true }, failing, pick, async () => {}, 3),
+      /in use/,
+    );
+    assert.equal(picks, 2, 'three starts in all');
   });
 });
