@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { freePort, isFree } from '../free-port.ts';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -17,27 +17,6 @@ const PASSWORD_FILE = 'password';
 export const PORT_FILE = 'postgres.port';
 /** The first start's port when free; PostgreSQL's own 5432 and a second cluster's 5433 stay clear. */
 export const DEFAULT_EMBEDDED_PORT = 55432;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-async function isFree(port: number): Promise<boolean> {
-  return new Promise((resolveFree) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', () => resolveFree(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolveFree(true)));
-  });
-}
 
 /**
  * The port for this data dir's server, and whether it was just picked (configured 0, or no port

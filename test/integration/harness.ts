@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import pino from 'pino';
 import type { Fact } from '../../src/analytics/facts.ts';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
+import { freePort } from '../../src/free-port.ts';
 import { audit } from '../../src/retention/audit.ts';
 import { type Role, type RunningServer, startServer } from '../../src/server.ts';
 
@@ -59,15 +59,8 @@ export async function startTestServer(
   };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+/** A free port for a server a test starts with a port of its own (src/free-port.ts says where). */
+export { freePort };
 
 /** `imagelake serve` as a separate process, started as a user starts it (bin/imagelake.js), for tests that kill it. */
 export async function spawnServer(
