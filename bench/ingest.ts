@@ -21,7 +21,7 @@
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent, createServer, request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
+import { makeDurable } from './durable.ts';
 import { cpuByKindBetween, namedCpuMs, processTree, threadCpuMs } from './process-tree.ts';
 
 interface Options {
@@ -214,15 +215,6 @@ async function main(): Promise<void> {
     await rm(dataDir, { recursive: true, force: true });
     await rm(baselineDir, { recursive: true, force: true });
     await rm(floorDir, { recursive: true, force: true });
-  }
-}
-
-/** A landed file's bytes, then its name in its folder, on disk (fsync of each), as a landing makes them. */
-async function makeDurable(path: string, dir: string): Promise<void> {
-  for (const durable of [path, dir]) {
-    const handle = await open(durable, 'r');
-    await handle.sync();
-    await handle.close();
   }
 }
 

@@ -24,7 +24,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID, webcrypto } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,7 @@ import pino from 'pino';
 import { loadConfig } from '../src/config/config.ts';
 import { startServer } from '../src/server.ts';
 import { corpusFolder, listImages } from './corpus.ts';
+import { writeDurably } from './durable.ts';
 import { cpuByKindBetween, namedCpuMs, processTree, threadCpuMs } from './process-tree.ts';
 
 const { values, positionals } = parseArgs({
@@ -244,20 +245,6 @@ async function timeBareLanding(run: number): Promise<number> {
   await server.stop();
   await rm(dataDir, { recursive: true, force: true });
   return seconds;
-}
-
-/** A body made durable as the fs lake makes it: a temporary file written, fsynced, renamed, its folder fsynced. */
-async function writeDurably(body: Buffer, path: string, dir: string): Promise<void> {
-  const temp = `${path}.tmp`;
-  const file = await open(temp, 'wx');
-  for (let written = 0; written < body.length; )
-    written += (await file.write(body, written, body.length - written)).bytesWritten;
-  await file.sync();
-  await file.close();
-  await rename(temp, path);
-  const folder = await open(dir, 'r');
-  await folder.sync();
-  await folder.close();
 }
 
 /**

@@ -8,26 +8,16 @@
 // machine: the client's sending and the landing's CPU share the cores with the image work.
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { makeDurable } from './durable.ts';
 
 export interface BareLanding {
   url: string;
   /** Resolves once `count` uploads are landed and processed; rejects on the first failure. */
   processed(count: number): Promise<void>;
   close(): Promise<void>;
-}
-
-/** Durable: the file's data, then its folder's entry for the new name. */
-async function sync(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export async function startBareLanding(
@@ -79,8 +69,7 @@ export async function startBareLanding(
     pipeline(request, createWriteStream(path))
       .then(async () => {
         hash.digest('hex');
-        await sync(path);
-        await sync(dir);
+        await makeDurable(path, dir);
         response
           .writeHead(202, { 'content-type': 'application/json' })
           .end(JSON.stringify({ id: String(id) }));
