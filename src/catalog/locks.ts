@@ -17,18 +17,27 @@ export async function withSessionLock<T>(
   work: () => Promise<T>,
 ): Promise<{ ran: true; value: T } | { ran: false }> {
   const client = await pool.connect();
+  // A connection whose query failed goes back to the pool as broken, to be closed rather than lent
+  // again (its session lock, if it holds one, ends with it). The work's own errors are not its.
+  let broken: Error | undefined;
+  const query = async <R extends pg.QueryResultRow>(text: string) => {
+    try {
+      return await client.query<R>(text, [key]);
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      throw error;
+    }
+  };
   try {
-    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [
-      key,
-    ]);
+    const { rows } = await query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked');
     if (!rows[0]?.locked) return { ran: false };
     try {
       return { ran: true, value: await work() };
     } finally {
-      await client.query('select pg_advisory_unlock($1)', [key]);
+      await query('select pg_advisory_unlock($1)');
     }
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 

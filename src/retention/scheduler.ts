@@ -51,7 +51,18 @@ export class Scheduler {
   start(): void {
     const tick = () => {
       this.current = this.runOnce()
-        .then(() => {})
+        .then(
+          () => {},
+          // The lock's own connection failed (the catalog restarting, or gone): the tick is skipped,
+          // not the process. Left unhandled, this rejection ended the process.
+          (error: unknown) => {
+            this.metrics.purgeRuns.inc({ result: 'error' });
+            this.log.warn(
+              { err: error, work: this.name },
+              'scheduled work could not take its lock (the catalog did not answer); it runs again at the next interval',
+            );
+          },
+        )
         .finally(() => {
           this.current = undefined;
           if (this.timer !== undefined) this.timer = setTimeout(tick, this.intervalMs);
