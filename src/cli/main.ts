@@ -149,17 +149,20 @@ async function serve(argv: string[]): Promise<void> {
     );
   }
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (why: string, code = 0) => {
     if (stopping) return;
     stopping = true;
-    console.error(`${signal}: finishing work in hand, then stopping`);
+    console.error(`${why}: finishing work in hand, then stopping`);
     await server.stop();
     // The last spans are still buffered: sent now, or the last images' traces end early.
     await stopTracing();
-    process.exit(0);
+    process.exit(code);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  // Its catalog gone, the process would only fail every request and retry forever: it stops, and
+  // exits 1, so that a supervisor (systemd, Kubernetes) starts it again.
+  void server.catalogEnded?.then(() => shutdown('the embedded PostgreSQL ended', 1));
 }
 
 async function main(): Promise<void> {
