@@ -9,7 +9,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
 import { jpeg } from '../fixtures/images.ts';
-import { ADMIN, createCustomer, freePort, settled, spawnServer, until } from './harness.ts';
+import { ADMIN, createCustomer, freePort, settled, spawnServer, until, upload } from './harness.ts';
 import { s3Service } from './s3-service.ts';
 
 // A PostgreSQL of the test's own on a fixed port, so it can be stopped and started again at the
@@ -213,6 +213,34 @@ describe('a PostgreSQL outage', () => {
     );
     await stopChild(worker.child);
     await stopChild(apiServer.child);
+  });
+});
+
+describe('every role through a PostgreSQL outage', () => {
+  it('api, worker, scheduler and webhooks keep running while it is stopped, their loops ticking, and work again once it is back', async () => {
+    // Both schedules every second, so their ticks fall in the outage (a tick that could not take its
+    // lock ended the process).
+    const server = await spawn(['api', 'worker', 'scheduler', 'webhooks'], {
+      IMAGELAKE_PURGE_INTERVAL: '1s',
+      IMAGELAKE_EXPORT_INTERVAL: '1s',
+    });
+    const customer = await createCustomer(server.url, 'Every role');
+    await stopPostgres();
+    try {
+      const ticked = () => server.output().split('could not take its lock').length - 1;
+      await until('scheduled ticks skipped in the outage', async () => ticked() >= 4, 30_000);
+      assert.equal(server.child.exitCode, null, server.output());
+      assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
+    } finally {
+      await startPostgres();
+    }
+    const bytes = await jpeg({ width: 40, height: 30, seed: 7400 });
+    const landed = await until('an upload lands once PostgreSQL is back', async () => {
+      const { status, body } = await upload(server.url, customer.apiKey, bytes);
+      return status === 202 ? (body as { id: string }) : undefined;
+    });
+    assert.equal((await settled(server.url, customer.apiKey, landed.id)).status, 'processed');
+    assert.equal(await stopChild(server.child), 0, server.output());
   });
 });
 
