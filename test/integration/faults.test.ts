@@ -10,6 +10,7 @@ import pino from 'pino';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/catalog/embedded.ts';
 import { jpeg } from '../fixtures/images.ts';
 import { ADMIN, createCustomer, freePort, settled, spawnServer, until, upload } from './harness.ts';
+import { brokers, createTopics, produce } from './kafka-broker.ts';
 import { s3Service } from './s3-service.ts';
 
 // A PostgreSQL of the test's own on a fixed port, so it can be stopped and started again at the
@@ -217,30 +218,57 @@ describe('a PostgreSQL outage', () => {
 });
 
 describe('every role through a PostgreSQL outage', () => {
-  it('api, worker, scheduler and webhooks keep running while it is stopped, their loops ticking, and work again once it is back', async () => {
+  it('api, worker, scheduler, kafka and webhooks keep running while it is stopped, their loops ticking, and catch up once it is back', async () => {
+    const { bootstrap, stop: stopBroker } = brokers();
+    const topic = `outage-${randomUUID()}`;
+    const events = `outage-events-${randomUUID()}`;
+    await createTopics(bootstrap, [topic, events], 1);
     // Both schedules every second, so their ticks fall in the outage (a tick that could not take its
     // lock ended the process).
-    const server = await spawn(['api', 'worker', 'scheduler', 'webhooks'], {
+    const server = await spawn(['api', 'worker', 'scheduler', 'kafka', 'webhooks'], {
       IMAGELAKE_PURGE_INTERVAL: '1s',
       IMAGELAKE_EXPORT_INTERVAL: '1s',
+      IMAGELAKE_KAFKA_BROKERS: bootstrap,
+      IMAGELAKE_KAFKA_TOPICS: topic,
+      IMAGELAKE_KAFKA_GROUP: `outage-${randomUUID()}`,
+      IMAGELAKE_KAFKA_EVENTS_TOPIC: events,
     });
-    const customer = await createCustomer(server.url, 'Every role');
-    await stopPostgres();
     try {
-      const ticked = () => server.output().split('could not take its lock').length - 1;
-      await until('scheduled ticks skipped in the outage', async () => ticked() >= 4, 30_000);
-      assert.equal(server.child.exitCode, null, server.output());
-      assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
+      const customer = await createCustomer(server.url, 'Every role');
+      await stopPostgres();
+      try {
+        // A message that comes while the catalog is away waits in Kafka, uncommitted.
+        await produce(bootstrap, topic, [
+          {
+            value: await jpeg({ width: 40, height: 30, seed: 7401 }),
+            headers: { 'customer-id': customer.id, 'message-id': 'during-the-outage' },
+          },
+        ]);
+        const ticked = () => server.output().split('could not take its lock').length - 1;
+        await until('scheduled ticks skipped in the outage', async () => ticked() >= 4, 30_000);
+        assert.equal(server.child.exitCode, null, server.output());
+        assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
+      } finally {
+        await startPostgres();
+      }
+      const bytes = await jpeg({ width: 40, height: 30, seed: 7400 });
+      const landed = await until('an upload lands once PostgreSQL is back', async () => {
+        const { status, body } = await upload(server.url, customer.apiKey, bytes);
+        return status === 202 ? (body as { id: string }) : undefined;
+      });
+      assert.equal((await settled(server.url, customer.apiKey, landed.id)).status, 'processed');
+      const streamed = await until('the message of the outage landed and processed', async () => {
+        const rows = await query<{ status: string }>(
+          `select status from images where customer_id = '${customer.id}' and source = 'kafka'`,
+        );
+        return rows.length === 1 && rows[0]!.status === 'processed' ? rows : undefined;
+      });
+      assert.equal(streamed.length, 1);
+      assert.equal(await stopChild(server.child), 0, server.output());
     } finally {
-      await startPostgres();
+      await stopChild(server.child);
+      stopBroker();
     }
-    const bytes = await jpeg({ width: 40, height: 30, seed: 7400 });
-    const landed = await until('an upload lands once PostgreSQL is back', async () => {
-      const { status, body } = await upload(server.url, customer.apiKey, bytes);
-      return status === 202 ? (body as { id: string }) : undefined;
-    });
-    assert.equal((await settled(server.url, customer.apiKey, landed.id)).status, 'processed');
-    assert.equal(await stopChild(server.child), 0, server.output());
   });
 });
 
