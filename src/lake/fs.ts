@@ -20,6 +20,42 @@ import { assertSafeKey, type Lake, LakeNotFound, type ObjectInfo, type PutOption
 /** Bytes of a streamed body gathered before each write to the file. */
 const WRITE_BATCH = 1 << 20;
 
+/**
+ * Writes every byte of `buffers` at the file's position, and returns how many. A write may take
+ * fewer bytes than it is given (a disk filling up takes what fits, and says ENOSPC only at the next
+ * call): the rest is written again until all of it is there or a call fails. Taking the first
+ * answer as the whole once stored a truncated photo, fsynced, renamed into place and answered 202.
+ */
+export async function writeAll(
+  handle: { writev(buffers: Buffer[]): Promise<{ bytesWritten: number }> },
+  buffers: Buffer[],
+): Promise<number> {
+  let total = 0;
+  for (const buffer of buffers) total += buffer.length;
+  let rest = buffers;
+  let written = 0;
+  while (written < total) {
+    const { bytesWritten } = await handle.writev(rest);
+    if (bytesWritten <= 0)
+      throw Object.assign(new Error(`the file took no more bytes (${written} of ${total} written)`), {
+        code: 'EIO',
+      });
+    written += bytesWritten;
+    rest = after(rest, bytesWritten);
+  }
+  return written;
+}
+
+/** What is left of `buffers` once their first `n` bytes are written. */
+function after(buffers: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  let left = n;
+  while (i < buffers.length && left >= buffers[i]!.length) left -= buffers[i++]!.length;
+  const rest = buffers.slice(i);
+  if (left > 0) rest[0] = rest[0]!.subarray(left);
+  return rest;
+}
+
 /** How many files deleteMany removes at once. */
 export const FS_DELETE_CONCURRENCY = 32;
 
@@ -58,10 +94,9 @@ export class FsLake implements Lake {
     try {
       try {
         if (Buffer.isBuffer(body)) {
-          // write, not writeFile: writeFile hands a body to libuv's threads 512 KiB at a time, so a
-          // photo from Kafka (a few MB) cost several round trips; a file takes a whole write.
-          while (bytes < body.length)
-            bytes += (await handle.write(body, bytes, body.length - bytes)).bytesWritten;
+          // A write, not writeFile: writeFile hands a body to libuv's threads 512 KiB at a time, so
+          // a photo from Kafka (a few MB) cost several round trips; a file takes a whole write.
+          bytes = await writeAll(handle, [body]);
         } else {
           // Chunks go to the file a batch at a time (one writev on libuv's threads per WRITE_BATCH
           // bytes, as fs.WriteStream does with what arrives while it writes), not one call per
@@ -72,14 +107,12 @@ export class FsLake implements Lake {
             batch.push(chunk as Buffer);
             batched += (chunk as Buffer).length;
             if (batched >= WRITE_BATCH) {
-              await handle.writev(batch);
-              bytes += batched;
+              bytes += await writeAll(handle, batch);
               batch = [];
               batched = 0;
             }
           }
-          if (batched > 0) await handle.writev(batch);
-          bytes += batched;
+          if (batched > 0) bytes += await writeAll(handle, batch);
         }
         if (durable) await handle.sync();
       } finally {

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { FsLake } from '../../src/lake/fs.ts';
+import { FsLake, writeAll } from '../../src/lake/fs.ts';
 import { lakeContract } from '../lake/contract.ts';
 
 lakeContract(
@@ -81,5 +84,79 @@ describe('the filesystem lake deleting many', () => {
     const left: string[] = [];
     for await (const o of lake.list('')) left.push(o.key);
     assert.deepEqual(left, ['raw/dt=2026-01-02/customer=b/kept.jpg']);
+  });
+});
+
+describe('the filesystem lake on a disk that fills up', () => {
+  /** A file handle that takes at most `take` bytes a call, then fails with `failAfter` calls made. */
+  function shortWrites(take: number, failAfter = Number.POSITIVE_INFINITY) {
+    const chunks: Buffer[] = [];
+    let calls = 0;
+    return {
+      chunks,
+      handle: {
+        writev: async (buffers: Buffer[]) => {
+          if (++calls > failAfter)
+            throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          const taken = Buffer.concat(buffers).subarray(0, take);
+          chunks.push(Buffer.from(taken));
+          return { bytesWritten: taken.length };
+        },
+      },
+    };
+  }
+
+  it('writes again what a write did not take, until every byte is there, in order', async () => {
+    const body = [Buffer.alloc(100_000, 1), Buffer.alloc(5, 2), Buffer.alloc(70_000, 3)];
+    const { handle, chunks } = shortWrites(65_536);
+    assert.equal(await writeAll(handle, body), 170_005);
+    assert.deepEqual(Buffer.concat(chunks), Buffer.concat(body));
+    assert.equal(chunks.length, 3);
+  });
+
+  it('fails with the disk when it is full, rather than taking the first answer for the whole', async () => {
+    const { handle } = shortWrites(65_536, 1);
+    await assert.rejects(writeAll(handle, [Buffer.alloc(345_687)]), { code: 'ENOSPC' });
+  });
+
+  it('fails when a write takes nothing and says nothing, rather than trying forever', async () => {
+    const { handle } = shortWrites(0);
+    await assert.rejects(writeAll(handle, [Buffer.alloc(10)]), /took no more bytes \(0 of 10/);
+  });
+
+  // A real full disk: a small tmpfs, which only root may mount (skipped elsewhere).
+  const mountable = (() => {
+    if (process.getuid?.() !== 0) return false;
+    const dir = mkdtempSync(join(tmpdir(), 'imagelake-tmpfs-probe-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'ignore' });
+      execFileSync('umount', [dir], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  })();
+
+  it('refuses an upload that does not fit, leaving neither the object nor its temporary file, and stores the next that fits whole', {
+    skip: !mountable && 'needs root, to mount a small tmpfs',
+  }, async () => {
+    const root = await mkdtemp(join(tmpdir(), 'imagelake-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', root]);
+    try {
+      const lake = new FsLake(join(root, 'lake'));
+      const stream = (bytes: Buffer) => Readable.from([bytes.subarray(0, 200_000), bytes.subarray(200_000)]);
+      const big = randomBytes(700_000);
+      await assert.rejects(lake.put('raw/day/big.jpg', stream(big)), { code: 'ENOSPC' });
+      assert.equal(await lake.head('raw/day/big.jpg'), undefined);
+      assert.deepEqual(await readdir(join(root, 'lake', 'raw', 'day')), []);
+      const fits = randomBytes(300_000);
+      assert.equal(await lake.put('raw/day/fits.jpg', stream(fits)), 300_000);
+      assert.deepEqual(await lake.getBuffer('raw/day/fits.jpg'), fits);
+    } finally {
+      execFileSync('umount', [root]);
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
