@@ -39,6 +39,9 @@ export interface DispatcherDeps {
  */
 const ROUNDS_AHEAD = 64;
 
+/** The longest wait between two claims while they fail. */
+const CLAIM_BACKOFF_MAX_MS = 10_000;
+
 /**
  * The `webhooks` role: delivers what the outbox tables hold. It claims endpoints with their due
  * deliveries (catalog/webhook-deliveries.ts `claimDue`: SKIP LOCKED, round robin over endpoints,
@@ -137,10 +140,13 @@ export class WebhookDispatcher {
   private async loop(): Promise<void> {
     const { log } = this.deps;
     const pollMs = this.deps.pollIntervalMs ?? 250;
+    /** Claims failed in a row (the catalog away): the wait before the next one doubles with each. */
+    let failures = 0;
     while (!this.stopping) {
       // Wakes from here on (deliveries ended while claiming) make the sleep below return at once.
       this.woken = false;
       const room = this.capacity - this.held.pending;
+      let waitMs = pollMs;
       if (room > 0) {
         try {
           const started = performance.now();
@@ -156,13 +162,22 @@ export class WebhookDispatcher {
           this.mayHaveMore.clear();
           for (const delivery of claimed) this.mayHaveMore.add(delivery.endpointId);
           this.claimCutShort = claimed.length >= room;
+          if (failures > 0) log.info({ failures }, 'webhook dispatcher claims again');
+          failures = 0;
         } catch (error) {
-          log.warn({ err: error }, 'webhook dispatcher could not claim deliveries; trying again');
+          // Backing off, up to CLAIM_BACKOFF_MAX_MS: an outage of minutes is a few dozen lines in the
+          // log, not four a second, and a recovering PostgreSQL is not pressed.
+          waitMs = Math.min(CLAIM_BACKOFF_MAX_MS, pollMs * 2 ** failures);
+          failures++;
+          log.warn(
+            { err: error, failures, retryInMs: waitMs },
+            'webhook dispatcher could not claim deliveries; trying again',
+          );
         }
       }
       this.pump();
       // The next claim waits for half of an endpoint's deliveries to end (a wake) or the next poll.
-      await this.sleep(pollMs);
+      await this.sleep(waitMs);
     }
   }
 

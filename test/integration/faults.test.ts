@@ -232,10 +232,15 @@ describe('every role through a PostgreSQL outage', () => {
       IMAGELAKE_KAFKA_TOPICS: topic,
       IMAGELAKE_KAFKA_GROUP: `outage-${randomUUID()}`,
       IMAGELAKE_KAFKA_EVENTS_TOPIC: events,
+      // The recoveries are said at info.
+      IMAGELAKE_LOG_LEVEL: 'info',
     });
     try {
       const customer = await createCustomer(server.url, 'Every role');
+      const claimFailures = () =>
+        server.output().split('webhook dispatcher could not claim deliveries').length - 1;
       await stopPostgres();
+      const stoppedAt = Date.now();
       try {
         // A message that comes while the catalog is away waits in Kafka, uncommitted.
         await produce(bootstrap, topic, [
@@ -246,7 +251,11 @@ describe('every role through a PostgreSQL outage', () => {
         ]);
         const ticked = () => server.output().split('could not take its lock').length - 1;
         await until('scheduled ticks skipped in the outage', async () => ticked() >= 4, 30_000);
+        await until('six seconds of outage', async () => Date.now() - stoppedAt >= 6000);
         assert.equal(server.child.exitCode, null, server.output());
+        // The dispatcher backs off (0.25, 0.5, 1, 2, 4 s...): a handful of lines, not four a second.
+        const failed = claimFailures();
+        assert.ok(failed >= 2 && failed <= 8, `${failed} failed claims logged in the outage`);
         assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
       } finally {
         await startPostgres();
@@ -264,6 +273,11 @@ describe('every role through a PostgreSQL outage', () => {
         return rows.length === 1 && rows[0]!.status === 'processed' ? rows : undefined;
       });
       assert.equal(streamed.length, 1);
+      await until(
+        'the dispatcher claims again',
+        async () => server.output().includes('webhook dispatcher claims again'),
+        30_000,
+      );
       assert.equal(await stopChild(server.child), 0, server.output());
     } finally {
       await stopChild(server.child);
