@@ -7,11 +7,18 @@ import type { Logger } from 'pino';
 import { addReceived } from '../analytics/usage.ts';
 import { duplicatePolicyOf } from '../catalog/customers.ts';
 import type { Db } from '../catalog/database.ts';
-import { countWaiting, findByIdempotencyKey, firstWithChecksum, insertImage } from '../catalog/images.ts';
+import {
+  countWaiting,
+  findByIdempotencyKey,
+  firstWithChecksum,
+  getImage,
+  insertImage,
+} from '../catalog/images.ts';
 import { lockContent } from '../catalog/locks.ts';
 import { depth, enqueue, reserveVirtualTime } from '../catalog/queue.ts';
 import { countLanding, usageOf } from '../catalog/quota-usage.ts';
 import type { ImageRow, ImageSource, JobPriority } from '../catalog/schema.ts';
+import { isCatalogUnavailable } from '../catalog/unavailable.ts';
 import type { Clock } from '../clock.ts';
 import { AppError } from '../errors.ts';
 import { rawKey } from '../lake/object-keys.ts';
@@ -187,6 +194,13 @@ export class Lander {
       const image = await this.group.record(recording, () => this.recordAlone(input, limits, recording));
       return this.accepted(input, image);
     } catch (error) {
+      // The connection went while recording (PostgreSQL restarting, the network): the commit may
+      // have landed though its answer was lost, so this landing's own row may be there.
+      const ambiguous = isCatalogUnavailable(error);
+      if (ambiguous || (error as { code?: string }).code === '23505') {
+        const own = await getImage(db, id).catch(() => undefined);
+        if (own?.raw_key === key) return this.accepted(input, own);
+      }
       // Another landing with the same key won the race, or landed before: answer with its landing.
       const existing =
         input.idempotencyKey &&
@@ -195,8 +209,11 @@ export class Lander {
           : undefined;
       // A group whose commit landed though its answer was lost: the row is this landing's own.
       if (existing?.raw_key === key) return this.accepted(input, existing);
-      // Nothing was recorded, so the object must not stay behind as an orphan.
-      await lake.delete(key).catch(() => {});
+      // The catalog said no (a refusal, a conflict): nothing was recorded, and the object must not
+      // stay behind as an orphan. Not when the connection went: its row may have committed, or may
+      // yet (the look above found nothing, or could not look), and deleting its bytes then lost an
+      // image answered 202 on a retry. Left there, an orphan goes with its day's partition.
+      if (!ambiguous) await lake.delete(key).catch(() => {});
       if (existing) return this.replay(input, existing, checksum);
       throw error;
     }
