@@ -108,11 +108,12 @@ function postmasterPid(dir: string): number | undefined {
 }
 
 /**
- * Resolves once `pid` is gone (at once when it is already), looking every 100 ms. The timer keeps
- * the process up meanwhile: a shutdown waiting on it must not end with the event loop.
+ * Resolves once `pid` is gone (at once when it is already), or at `deadline` (epoch ms), looking
+ * every 100 ms. The timer keeps the process up meanwhile: a shutdown waiting on it must not end
+ * with the event loop.
  */
-async function gone(pid: number): Promise<void> {
-  while (isAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 100));
+async function gone(pid: number, deadline = Number.POSITIVE_INFINITY): Promise<void> {
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
 /**
@@ -146,14 +147,11 @@ function watched(dir: string, stopServer: () => Promise<void>): Pick<EmbeddedDat
  * crash-safe) and wait, so this start can take the directory over.
  */
 async function stopOrphan(dataDir: string, log: Logger): Promise<void> {
-  const pidFile = join(dataDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  const pid = postmasterPid(dataDir);
+  if (pid === undefined || !isAlive(pid)) return;
   log.warn({ pid }, 'stopping a PostgreSQL server left running by an earlier imagelake process');
   process.kill(pid, 'SIGINT');
-  const deadline = Date.now() + 30_000;
-  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await gone(pid, Date.now() + 30_000);
   if (isAlive(pid))
     throw new Error(`PostgreSQL (pid ${pid}) holding ${dataDir} did not stop; stop it and retry`);
 }

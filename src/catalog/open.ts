@@ -76,15 +76,19 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
     if (failure) throw failure;
   };
   let serverEnded: Promise<string> | undefined;
+  /** Starts the embedded server on the data dir, to be stopped with the catalog; returns its URL. */
+  const startEmbedded = async (): Promise<string> => {
+    const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
+    stops.push(() => embedded.stop());
+    serverEnded = embedded.ended;
+    return embedded.url;
+  };
   try {
     let url = config.databaseUrl;
     const where = url ? 'IMAGELAKE_DATABASE_URL' : `the embedded catalog in ${config.dataDir}`;
     if (!url && purpose === 'serve') {
       stops.push(await lockDataDir(config.dataDir));
-      const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
-      stops.push(() => embedded.stop());
-      url = embedded.url;
-      serverEnded = embedded.ended;
+      url = await startEmbedded();
     }
     if (!url) url = runningEmbeddedUrl(config.dataDir);
     if (!url) {
@@ -93,10 +97,7 @@ export async function openCatalog(config: CatalogConfig, options: OpenCatalogOpt
           `No catalog in ${config.dataDir} (IMAGELAKE_DATA_DIR): imagelake serve has not run with this data dir.`,
         );
       // serve is stopped: start its cluster for the length of this command (never a new one).
-      const embedded = await startEmbeddedPostgres(config.dataDir, log, config.database.embeddedPort);
-      stops.push(() => embedded.stop());
-      url = embedded.url;
-      serverEnded = embedded.ended;
+      url = await startEmbedded();
     }
     const tls = { tlsCa: config.database.tlsCa, tlsInsecure: config.database.tlsInsecure };
     const { db, pool } = connect(url, {
